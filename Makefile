@@ -1,0 +1,41 @@
+# giftrec: the two commands of the README's Quick start are `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PORT   ?= 5000
+HOST   ?= 127.0.0.1
+SAMPLE ?= data/online_retail_sample.csv.gz
+
+.PHONY: run test lint typecheck install serve demo-data clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Re-install only when the dependency list changes.
+$(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Migrate, import the bundled sample, seed the generated demo dates, train, then serve web + scheduler.
+run: install
+	$(BIN)/giftrec db upgrade
+	$(BIN)/giftrec import orders $(SAMPLE) --format online-retail --quiet
+	$(BIN)/giftrec demo seed
+	$(BIN)/giftrec train --if-stale
+	$(BIN)/giftrec serve --host $(HOST) --port $(PORT) --with-scheduler
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy recommender domain config
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,78 @@
+"""The web composition root: create_app(settings) builds the engine, sessions and blueprints."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from apiflask import APIFlask
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from config import Settings, load_settings
+from domain.db import make_engine, make_session_factory
+from recommender.threads import pin_blas_threads
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AppContext:
+    """What the web process built once: handed to the blueprints through app.extensions."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    #: name -> callable returning a JSON-able status; a dict with ok=False makes /health/ready fail.
+    readiness_probes: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    services: dict[str, Any] = field(default_factory=dict)
+
+
+def _secret_key(settings: Settings) -> str:
+    if settings.server.secret_key:
+        return settings.server.secret_key
+    path = Path(settings.server.instance_dir) / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key
+
+
+def create_app(settings: Settings | None = None) -> APIFlask:
+    """Build the Flask application for ``settings`` (default: :func:`config.load_settings`)."""
+    settings = settings or load_settings()
+    pin_blas_threads()
+    app = APIFlask(
+        __name__,
+        title="giftrec API",
+        version="1",
+        spec_path="/v1/openapi.json",
+        docs_path="/v1/docs",
+        instance_path=os.path.abspath(settings.server.instance_dir),
+    )
+    app.config.update(
+        SECRET_KEY=_secret_key(settings),
+        JSON_SORT_KEYS=False,
+        AUTO_404_RESPONSE=False,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+    )
+    engine = make_engine(settings.database.url, echo=settings.database.echo)
+    ctx = AppContext(settings=settings, engine=engine, sessions=make_session_factory(engine))
+    app.extensions["giftrec"] = ctx
+
+    from api import db, errors, health
+
+    db.init_app(app)
+    errors.register_error_handlers(app)
+    app.register_blueprint(health.bp)
+    return app

@@ -1,0 +1,129 @@
+"""Typed settings: one frozen dataclass per section, defaults inline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    #: SQLAlchemy URL. The default is a SQLite file under instance/ (relative to the working directory).
+    url: str = "sqlite:///instance/giftrec.db"
+    #: Log every SQL statement.
+    echo: bool = False
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    #: Name of the recommender giftrec trains and serves.
+    algorithm: str = "hybrid"
+    factors: int = 64
+    iterations: int = 15
+    regularization: float = 0.05
+    alpha: float = 1.0
+    #: implicit's own worker threads (0 = all cores). BLAS is always pinned to one thread.
+    num_threads: int = 0
+    #: implicit switches to CUDA wherever its GPU build finds a device: results would change between machines.
+    use_gpu: bool = False
+    random_state: int = 42
+    #: Where versioned model artifacts are written.
+    artifact_dir: str = "instance/models"
+    #: How many successful artifacts to keep on disk.
+    keep_runs: int = 5
+    #: Seconds between checks for a newer model run in serving processes.
+    reload_interval: float = 30.0
+
+
+@dataclass(frozen=True)
+class InteractionSettings:
+    weight_purchase: float = 1.0
+    weight_cart: float = 0.5
+    weight_click: float = 0.25
+    weight_view: float = 0.1
+    #: none | log1p | sqrt: how quantities are damped before weighting.
+    quantity_damping: str = "log1p"
+    #: Half-life in days of the time decay; 0 turns decay off.
+    half_life_days: float = 0.0
+    #: Window in days for bestsellers.
+    bestseller_days: int = 90
+    #: Window in days for new arrivals.
+    new_arrival_days: int = 60
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    #: Default rate limit per API key (Flask-Limiter syntax).
+    rate_limit: str = "1200/minute"
+    #: Storage for rate-limit counters; memory:// is per process.
+    rate_limit_storage: str = "memory://"
+    #: API key created by `make run` for the demo ("" = generate one).
+    demo_api_key: str = ""
+    #: Seconds of Cache-Control max-age on bestsellers and new arrivals.
+    cache_seconds: int = 300
+    #: Maximum number of events in one POST /v1/events batch.
+    max_batch: int = 1000
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    #: none | starttls | ssl
+    smtp_security: str = "none"
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_timeout: float = 10.0
+    from_address: str = "giftrec <reminders@example.com>"
+    max_attempts: int = 5
+    #: First retry delay in seconds; doubles each attempt.
+    backoff_seconds: float = 60.0
+    #: At most one marketing email per customer in this many days (0 = no cap).
+    frequency_cap_days: int = 3
+
+
+@dataclass(frozen=True)
+class ReminderSettings:
+    lead_days: int = 7
+    #: A missed reminder is still sent while the occasion is at least this many days away.
+    catch_up_min_days: int = 2
+    #: VIP selections wait for their account manager until this many days before the date.
+    vip_cutoff_days: int = 3
+    #: send | skip: what happens to a VIP selection nobody reviewed by the cut-off.
+    vip_cutoff_policy: str = "send"
+    #: Days during which something the customer bought is not suggested again.
+    recent_purchase_days: int = 90
+    picks_per_tier: int = 3
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    train_cron: str = "0 3 * * *"
+    plan_cron: str = "0 6 * * *"
+    send_cron: str = "*/5 * * * *"
+    lifecycle_cron: str = "30 3 * * *"
+    #: Seconds a scheduler's database lock stays valid without renewal.
+    lock_ttl: int = 120
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 5000
+    #: Secret for sessions and signed links; generated into instance/ when empty.
+    secret_key: str = ""
+    #: Public base URL used in emails and click links.
+    base_url: str = "http://127.0.0.1:5000"
+    instance_dir: str = "instance"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    interactions: InteractionSettings = field(default_factory=InteractionSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    mail: MailSettings = field(default_factory=MailSettings)
+    reminders: ReminderSettings = field(default_factory=ReminderSettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)

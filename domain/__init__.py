@@ -1,0 +1,1 @@
+"""giftrec domain package."""

@@ -1,0 +1,48 @@
+"""SQLAlchemy models of the whole domain, importable from ``domain.models``."""
+
+from domain.models.catalog import EVENT_KINDS, ORDER_KINDS, Event, ImportRun, Order, OrderLine, Product
+from domain.models.ops import API_KEY_SCOPES, ApiKey, AuditLog, JobLock
+from domain.models.people import (
+    DATE_KINDS,
+    Customer,
+    GiftGiven,
+    ImportantDate,
+    OccasionOptIn,
+    Recipient,
+    User,
+)
+from domain.models.pipeline import (
+    EMAIL_STATUSES,
+    SELECTION_STATUSES,
+    GiftSelection,
+    ModelRun,
+    OutboundEmail,
+    SelectionPick,
+)
+
+__all__ = [
+    "API_KEY_SCOPES",
+    "DATE_KINDS",
+    "EMAIL_STATUSES",
+    "EVENT_KINDS",
+    "ORDER_KINDS",
+    "SELECTION_STATUSES",
+    "ApiKey",
+    "AuditLog",
+    "Customer",
+    "Event",
+    "GiftGiven",
+    "GiftSelection",
+    "ImportRun",
+    "ImportantDate",
+    "JobLock",
+    "ModelRun",
+    "OccasionOptIn",
+    "Order",
+    "OrderLine",
+    "OutboundEmail",
+    "Product",
+    "Recipient",
+    "SelectionPick",
+    "User",
+]

@@ -1,0 +1,57 @@
+"""Operational tables: API keys, the audit log, job locks."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from domain.db import Base
+from domain.models._types import CreatedAt, UTCDateTime, one_of
+
+API_KEY_SCOPES = ("widget", "server", "email", "admin")
+
+
+class ApiKey(Base):
+    """An API key: only its prefix and a hash are stored; the secret is shown once."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (one_of("scope", API_KEY_SCOPES, "scope"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True, comment="public part, to find the key")
+    key_hash: Mapped[str] = mapped_column(String(128), comment="sha256 of the whole key")
+    scope: Mapped[str] = mapped_column(String(10))
+    name: Mapped[str] = mapped_column(String(100), default="")
+    allowed_origins: Mapped[list[str]] = mapped_column(JSON, default=list, comment="CORS, widget keys")
+    created_at: Mapped[CreatedAt]
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuditLog(Base):
+    """Who changed what: managers' edits, erasures, key changes, rollbacks."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[CreatedAt]
+    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    actor: Mapped[str] = mapped_column(String(100), comment="cli, job:<name>, key:<prefix>, user:<email>")
+    action: Mapped[str] = mapped_column(String(60), index=True)
+    entity_type: Mapped[str | None] = mapped_column(String(40))
+    entity_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class JobLock(Base):
+    """A lease in the database so that only one scheduler runs jobs."""
+
+    __tablename__ = "job_locks"
+
+    name: Mapped[str] = mapped_column(String(60), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(100))
+    acquired_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

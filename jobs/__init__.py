@@ -1,0 +1,1 @@
+"""giftrec jobs package."""
