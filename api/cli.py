@@ -77,6 +77,15 @@ def db_current() -> None:
     )
 
 
+def _register_commands() -> None:
+    from api.serve import serve
+
+    cli.add_command(serve)
+
+
+_register_commands()
+
+
 def main() -> None:
     try:
         cli.main(prog_name="giftrec")

@@ -11,6 +11,7 @@ from typing import Any
 from config.settings import (
     ApiSettings,
     DatabaseSettings,
+    DemoSettings,
     InteractionSettings,
     MailSettings,
     ModelSettings,
@@ -24,6 +25,7 @@ __all__ = [
     "ApiSettings",
     "ConfigError",
     "DatabaseSettings",
+    "DemoSettings",
     "InteractionSettings",
     "MailSettings",
     "ModelSettings",

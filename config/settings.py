@@ -56,8 +56,6 @@ class ApiSettings:
     rate_limit: str = "1200/minute"
     #: Storage for rate-limit counters; memory:// is per process.
     rate_limit_storage: str = "memory://"
-    #: API key created by `make run` for the demo ("" = generate one).
-    demo_api_key: str = ""
     #: Seconds of Cache-Control max-age on bestsellers and new arrivals.
     cache_seconds: int = 300
     #: Maximum number of events in one POST /v1/events batch.
@@ -118,6 +116,14 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class DemoSettings:
+    #: API key that `make run` creates for the demo storefront ("" = generate one and keep it in instance/).
+    api_key: str = ""
+    #: Seed of the generated demo recipients and dates.
+    seed: int = 20111209
+
+
+@dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
@@ -127,3 +133,4 @@ class Settings:
     reminders: ReminderSettings = field(default_factory=ReminderSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    demo: DemoSettings = field(default_factory=DemoSettings)

@@ -1,0 +1,99 @@
+"""`giftrec serve`: the web app under gunicorn (werkzeug if gunicorn is absent) plus the scheduler process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+
+def _banner(host: str, port: int) -> None:
+    ctx = current_app.extensions["giftrec"]
+    base = f"http://{host}:{port}"
+    lines = [
+        f"giftrec is serving on {base}",
+        f"  storefront demo   {base}/demo",
+        f"  API docs          {base}/v1/docs   (spec: {base}/v1/openapi.json)",
+        f"  manager review    {base}/review",
+        f"  health            {base}/health/ready",
+        f"  database          {ctx.settings.database.url}",
+    ]
+    for hook in ctx.services.get("banner_hooks", []):
+        lines.extend(hook(base))
+    click.echo("\n".join(lines), err=False)
+    sys.stdout.flush()
+
+
+@click.command("serve")
+@click.option("--host", default=None, help="default: server.host")
+@click.option("--port", type=int, default=None, help="default: server.port")
+@click.option("--workers", type=int, default=2, show_default=True)
+@click.option("--with-scheduler/--without-scheduler", default=False, help="also run `giftrec scheduler`")
+@with_appcontext
+def serve(host: str | None, port: int | None, workers: int, with_scheduler: bool) -> None:
+    """Serve the web app (and the scheduler in its own process) until interrupted."""
+    settings = current_app.extensions["giftrec"].settings
+    host = host or settings.server.host
+    port = port or settings.server.port
+    _banner(host, port)
+    children: list[subprocess.Popen[bytes]] = []
+    giftrec = shutil.which("giftrec", path=os.path.dirname(sys.executable)) or "giftrec"
+    if with_scheduler:
+        children.append(subprocess.Popen([giftrec, "scheduler"]))
+    gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable))
+    if gunicorn:
+        web = [
+            gunicorn,
+            "--workers",
+            str(workers),
+            "--bind",
+            f"{host}:{port}",
+            "--access-logfile",
+            "-",
+            "--graceful-timeout",
+            "5",
+            "api:create_app()",
+        ]
+    else:
+        web = [
+            sys.executable,
+            "-m",
+            "flask",
+            "--app",
+            "api:create_app()",
+            "run",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--no-reload",
+        ]
+    children.append(subprocess.Popen(web))
+
+    def _stop(*_: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+    finally:
+        _stop()
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    codes = [child.returncode for child in children]
+    if any(code not in (0, -signal.SIGTERM, None) for code in codes):
+        raise click.ClickException(f"a child process exited with {codes}")
