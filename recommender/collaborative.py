@@ -1,0 +1,463 @@
+"""Collaborative filtering on implicit: ALS (the default), BPR and item-item neighbourhoods (BM25, cosine)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any, Literal
+
+import numpy as np
+import scipy.linalg
+from scipy.sparse import csr_matrix
+
+from recommender.base import NotFittedError, Recommender, RecommenderError, check_user_items
+from recommender.threads import pin_blas_threads
+
+__all__ = ["ALSRecommender", "BPRRecommender", "ItemItemRecommender"]
+
+# Fold-ins of up to this many users at once run single-threaded (see ALSRecommender._adopt).
+_SOLO_ROWS = 16
+
+
+def _cosine_to(factors: np.ndarray, norms: np.ndarray, item_idx: int) -> np.ndarray:
+    """Cosine similarity of every row of `factors` to row `item_idx`."""
+    denom = norms * norms[item_idx]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sims = factors @ factors[item_idx] / denom
+    return np.where(denom > 0, sims, 0.0).astype(np.float32)
+
+
+class _FactorModel(Recommender):
+    """Shared scoring for models with user and item factor matrices."""
+
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+    _item_norms: np.ndarray | None = None
+
+    def _user_vectors(self, user_idxs: np.ndarray, user_items: csr_matrix, recalculate: bool) -> np.ndarray:
+        known = self._known_users(user_idxs, recalculate)
+        vectors = np.empty((user_idxs.size, self.item_factors.shape[1]), dtype=np.float32)
+        if known.any():
+            vectors[known] = self.user_factors[user_idxs[known]]
+        if (~known).any():
+            vectors[~known] = self._fold_in(user_items[np.flatnonzero(~known)])
+        return vectors
+
+    def _score_users(self, user_idxs: np.ndarray, user_items: csr_matrix, recalculate: bool) -> np.ndarray:
+        return self._user_vectors(user_idxs, user_items, recalculate) @ self.item_factors.T
+
+    def _similar_scores(self, item_idx: int) -> np.ndarray:
+        if self._item_norms is None:
+            self._item_norms = np.linalg.norm(self.item_factors, axis=1)
+        return _cosine_to(self.item_factors, self._item_norms, item_idx)
+
+    def recalculate_user(self, user_items_row: csr_matrix) -> np.ndarray:
+        """Fold a user in from their row, shape (1, n_items) -> factors, shape (n_factors,)."""
+        self._require_fitted()
+        pin_blas_threads()
+        row = check_user_items(user_items_row, n_items=self.n_items, what="user_items_row")
+        if row.shape[0] != 1:
+            raise ValueError(f"user_items_row must have exactly one row, got {row.shape[0]}")
+        return np.asarray(self._fold_in(row)[0], dtype=np.float32)
+
+    def _fold_in(self, rows: csr_matrix) -> np.ndarray:
+        raise NotImplementedError
+
+    def _get_state(self) -> dict[str, np.ndarray]:
+        return {"user_factors": self.user_factors, "item_factors": self.item_factors}
+
+
+class ALSRecommender(_FactorModel):
+    """Implicit-feedback matrix factorisation by alternating least squares (Hu, Koren, Volinsky 2008).
+
+    Always implicit's CPU implementation unless ``use_gpu=True``; seeded by `random_state`.
+
+    Parameters
+    ----------
+    factors : int
+        Latent dimensions.
+    regularization : float
+    alpha : float
+        Confidence scaling: implicit uses ``C = alpha * user_items``.
+    iterations : int
+    random_state : int
+    num_threads : int
+        implicit's own threads (0 = all cores). BLAS is pinned to one thread separately.
+    use_gpu : bool
+        Train with implicit's CUDA build (the fitted factors are copied back to the CPU for serving).
+    """
+
+    name = "als"
+
+    def __init__(
+        self,
+        factors: int = 64,
+        regularization: float = 0.01,
+        alpha: float = 1.0,
+        iterations: int = 15,
+        random_state: int = 42,
+        num_threads: int = 0,
+        use_gpu: bool = False,
+    ) -> None:
+        super().__init__(
+            factors=factors,
+            regularization=regularization,
+            alpha=alpha,
+            iterations=iterations,
+            random_state=random_state,
+            num_threads=num_threads,
+            use_gpu=use_gpu,
+        )
+        self._model: Any = None
+        self._solo: Any = None
+
+    def _new_model(self) -> Any:
+        p = self._params
+        kwargs = {
+            "factors": p["factors"],
+            "regularization": p["regularization"],
+            "alpha": p["alpha"],
+            "iterations": p["iterations"],
+            "random_state": p["random_state"],
+            "num_threads": p["num_threads"],
+        }
+        if p["use_gpu"]:
+            import implicit.gpu
+
+            if not implicit.gpu.HAS_CUDA:
+                raise RecommenderError("use_gpu=True but implicit was built without CUDA or finds no GPU")
+            import implicit.gpu.als
+
+            return implicit.gpu.als.AlternatingLeastSquares(**kwargs)
+        import implicit.cpu.als
+
+        return implicit.cpu.als.AlternatingLeastSquares(**kwargs)
+
+    def _fit(self, user_items: csr_matrix) -> None:
+        model = self._new_model()
+        model.fit(user_items, show_progress=False)
+        if self._params["use_gpu"]:
+            model = model.to_cpu()
+        self._adopt(model)
+
+    def _cpu_model(self, num_threads: int) -> Any:
+        import implicit.cpu.als
+
+        p = self._params
+        model = implicit.cpu.als.AlternatingLeastSquares(
+            factors=p["factors"],
+            regularization=p["regularization"],
+            alpha=p["alpha"],
+            iterations=p["iterations"],
+            random_state=p["random_state"],
+            num_threads=num_threads,
+        )
+        model.user_factors = self.user_factors
+        model.item_factors = self.item_factors
+        return model
+
+    def _adopt(self, model: Any) -> None:
+        self.user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
+        self.item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+        self._item_norms = None
+        self._YtY64: np.ndarray | None = None
+        self._model = self._cpu_model(self._params["num_threads"])
+        # Serving folds in one or a few users per call: implicit's thread pool only adds wake-up latency
+        # there (p99 4-16 ms instead of ~1 ms measured with 2 threads), so a single-threaded twin sharing
+        # the same factor arrays answers those calls.
+        self._solo = self._cpu_model(1)
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        user_factors, item_factors = state["user_factors"], state["item_factors"]
+        if user_factors.shape[1] != self._params["factors"] or item_factors.shape[1] != user_factors.shape[1]:
+            raise ValueError("factor shapes do not match the parameters")
+        self._adopt(SimpleNamespace(user_factors=user_factors, item_factors=item_factors))
+
+    def _fold_in(self, rows: csr_matrix) -> np.ndarray:
+        if self._model is None:
+            raise NotFittedError("ALSRecommender is not fitted")
+        solver = self._solo if rows.shape[0] <= _SOLO_ROWS else self._model
+        factors = solver.recalculate_user(np.arange(rows.shape[0]), rows)
+        return np.asarray(factors, dtype=np.float32).reshape(rows.shape[0], -1)
+
+    def explain(
+        self, user_idx: int, user_items: csr_matrix, item_idx: int, n: int = 3
+    ) -> list[tuple[int, float]]:
+        """Past items driving the ALS score, from implicit's ``explain`` (section 5 of Hu et al.).
+
+        Parameters
+        ----------
+        user_idx : int
+            Unused: the explanation is computed from `user_items` (shape (1, n_items)).
+        user_items : csr_matrix, shape (1, n_items)
+        item_idx : int
+        n : int
+
+        Returns
+        -------
+        list of (past item_idx, contribution), largest first, positive only.
+        """
+        self._require_fitted()
+        self._check_item(item_idx)
+        pin_blas_threads()
+        row = check_user_items(user_items, n_items=self.n_items)
+        if row.nnz == 0 or n <= 0:
+            return []
+        _, contributions, _ = self._solo.explain(0, _first_row(row), int(item_idx), N=max(n, row.nnz))
+        return [(int(i), float(s)) for i, s in contributions if s > 0][:n]
+
+    def explain_many(
+        self, user_idx: int, user_items: csr_matrix, item_idxs: Sequence[int] | np.ndarray, n: int = 3
+    ) -> list[list[tuple[int, float]]]:
+        """Vectorised `explain` for several items: the same decomposition as implicit's ``explain``
+        (one Cholesky factorisation of the user's weighted item Gram matrix, shared by all items).
+
+        Parameters
+        ----------
+        user_idx : int
+            Unused (see `explain`).
+        user_items : csr_matrix, shape (1, n_items)
+        item_idxs : array of int, shape (k,)
+        n : int
+
+        Returns
+        -------
+        list of k lists of (past item_idx, contribution), largest first, positive only.
+        """
+        self._require_fitted()
+        items = np.asarray(item_idxs, dtype=np.int64).reshape(-1)
+        for item in items.tolist():
+            self._check_item(item)
+        pin_blas_threads()
+        row = _first_row(check_user_items(user_items, n_items=self.n_items))
+        if row.nnz == 0 or n <= 0 or items.size == 0:
+            return [[] for _ in items]
+        p = self._params
+        past = self.item_factors[row.indices].astype(np.float64)
+        confidence = p["alpha"] * row.data.astype(np.float64)
+        if self._YtY64 is None:
+            self._YtY64 = np.asarray(self._solo.YtY, dtype=np.float64)
+        # A = Y^T C_u Y + reg I = YtY + reg I + Y_S^T (C_S - I) Y_S  (Hu et al. section 5; implicit's explain)
+        A = (
+            self._YtY64
+            + p["regularization"] * np.eye(past.shape[1])
+            + (past * (confidence - 1)[:, None]).T @ past
+        )
+        targets = self.item_factors[items].astype(np.float64).T
+        weighted = scipy.linalg.cho_solve(scipy.linalg.cho_factor(A), targets)
+        contrib = (past @ weighted) * confidence[:, None]
+        return [_top_contributions(row.indices, contrib[:, k], n) for k in range(items.size)]
+
+
+class BPRRecommender(_FactorModel):
+    """Bayesian personalised ranking (Rendle et al. 2009) on implicit's CPU implementation.
+
+    implicit's BPR runs Hogwild SGD: with ``num_threads != 1`` results vary slightly between runs even
+    with a fixed `random_state`. Users unseen at training time are folded in by regularised least squares
+    on the fixed item factors (implicit's BPR has no fold-in), which `explain` decomposes exactly.
+
+    Parameters
+    ----------
+    factors : int
+    learning_rate : float
+    regularization : float
+    iterations : int
+    random_state : int
+    num_threads : int
+    """
+
+    name = "bpr"
+
+    def __init__(
+        self,
+        factors: int = 64,
+        learning_rate: float = 0.01,
+        regularization: float = 0.01,
+        iterations: int = 100,
+        random_state: int = 42,
+        num_threads: int = 0,
+        fold_in_regularization: float = 0.1,
+    ) -> None:
+        super().__init__(
+            factors=factors,
+            learning_rate=learning_rate,
+            regularization=regularization,
+            iterations=iterations,
+            random_state=random_state,
+            num_threads=num_threads,
+            fold_in_regularization=fold_in_regularization,
+        )
+        self._YtY: np.ndarray | None = None
+
+    def _fit(self, user_items: csr_matrix) -> None:
+        import implicit.cpu.bpr
+
+        p = self._params
+        model = implicit.cpu.bpr.BayesianPersonalizedRanking(
+            factors=p["factors"],
+            learning_rate=p["learning_rate"],
+            regularization=p["regularization"],
+            iterations=p["iterations"],
+            random_state=p["random_state"],
+            num_threads=p["num_threads"],
+        )
+        model.fit(user_items, show_progress=False)
+        self._set_state({"user_factors": model.user_factors, "item_factors": model.item_factors})
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        user_factors, item_factors = state["user_factors"], state["item_factors"]
+        if user_factors.ndim != 2 or item_factors.ndim != 2 or user_factors.shape[1] != item_factors.shape[1]:
+            raise ValueError("factor shapes do not match")
+        self.user_factors = np.asarray(user_factors, dtype=np.float32)
+        self.item_factors = np.asarray(item_factors, dtype=np.float32)
+        self._YtY = None
+        self._item_norms = None
+
+    def _system(self, row: csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+        """Normal equations of the fold-in: A x = b with A = Y_S^T C Y_S + reg I, b = Y_S^T C 1."""
+        Y = self.item_factors[row.indices].astype(np.float64)
+        c = row.data.astype(np.float64)
+        k = self.item_factors.shape[1]
+        A = (Y * c[:, None]).T @ Y + self._params["fold_in_regularization"] * np.eye(k)
+        b = Y.T @ c
+        return A, b
+
+    def _fold_in(self, rows: csr_matrix) -> np.ndarray:
+        out = np.zeros((rows.shape[0], self.item_factors.shape[1]), dtype=np.float32)
+        for r in range(rows.shape[0]):
+            row = rows[r]
+            if row.nnz:
+                A, b = self._system(row)
+                out[r] = scipy.linalg.solve(A, b, assume_a="pos")
+        return out
+
+    def explain(
+        self, user_idx: int, user_items: csr_matrix, item_idx: int, n: int = 3
+    ) -> list[tuple[int, float]]:
+        """Past items driving the folded-in score: score_i = sum_j c_j y_i^T A^-1 y_j.
+
+        Parameters
+        ----------
+        user_idx : int
+            Unused: the explanation is computed from `user_items` (shape (1, n_items)).
+        user_items : csr_matrix, shape (1, n_items)
+        item_idx : int
+        n : int
+
+        Returns
+        -------
+        list of (past item_idx, contribution), largest first, positive only.
+        """
+        self._require_fitted()
+        self._check_item(item_idx)
+        pin_blas_threads()
+        row = _first_row(check_user_items(user_items, n_items=self.n_items))
+        if row.nnz == 0 or n <= 0:
+            return []
+        A, _ = self._system(row)
+        weighted = scipy.linalg.solve(A, self.item_factors[item_idx].astype(np.float64), assume_a="pos")
+        contrib = (self.item_factors[row.indices] @ weighted) * row.data
+        return _top_contributions(row.indices, contrib, n)
+
+
+def _first_row(m: csr_matrix) -> csr_matrix:
+    return m if m.shape[0] == 1 else m[:1]
+
+
+def _top_contributions(items: np.ndarray, contrib: np.ndarray, n: int) -> list[tuple[int, float]]:
+    order = np.lexsort((items, -contrib))
+    return [(int(items[o]), float(contrib[o])) for o in order[:n] if contrib[o] > 0]
+
+
+class ItemItemRecommender(Recommender):
+    """Item-item nearest neighbours from implicit: a user's score for item i is sum_j r_j S[j, i].
+
+    Parameters
+    ----------
+    kind : {"bm25", "cosine"}
+        Similarity: BM25-weighted or plain cosine co-occurrence.
+    K : int
+        Neighbours kept per item.
+    K1, B : float
+        BM25 parameters (ignored for cosine).
+    num_threads : int
+    """
+
+    name = "item_item"
+
+    def __init__(
+        self,
+        kind: Literal["bm25", "cosine"] = "bm25",
+        K: int = 100,
+        K1: float = 1.2,
+        B: float = 0.75,
+        num_threads: int = 0,
+    ) -> None:
+        if kind not in ("bm25", "cosine"):
+            raise ValueError(f"kind must be 'bm25' or 'cosine', got {kind!r}")
+        super().__init__(kind=kind, K=K, K1=K1, B=B, num_threads=num_threads)
+        self.similarity: csr_matrix | None = None
+
+    def _fit(self, user_items: csr_matrix) -> None:
+        from implicit.nearest_neighbours import ItemItemRecommender as _Base
+        from implicit.nearest_neighbours import bm25_weight, normalize
+
+        p = self._params
+        # Same weighting as implicit's BM25Recommender / CosineRecommender, but handed over as CSR: those
+        # classes pass a COO matrix on, which makes implicit warn (ParameterWarning) on every fit.
+        if p["kind"] == "bm25":
+            weighted = bm25_weight(user_items.T, K1=p["K1"], B=p["B"]).T
+        else:
+            weighted = normalize(user_items.T).T
+        model = _Base(K=p["K"], num_threads=p["num_threads"])
+        model.fit(csr_matrix(weighted, dtype=np.float64), show_progress=False)
+        sim = csr_matrix(model.similarity, dtype=np.float32)
+        # implicit leaves trailing empty items out of the similarity matrix's shape.
+        n = user_items.shape[1]
+        sim.resize((n, n))
+        self.similarity = sim
+
+    def _sim(self) -> csr_matrix:
+        if self.similarity is None:
+            raise NotFittedError("ItemItemRecommender is not fitted")
+        return self.similarity
+
+    def _score_users(self, user_idxs: np.ndarray, user_items: csr_matrix, recalculate: bool) -> np.ndarray:
+        return np.asarray((user_items @ self._sim()).toarray(), dtype=np.float32)
+
+    def _similar_scores(self, item_idx: int) -> np.ndarray:
+        return np.asarray(self._sim()[item_idx].toarray()).ravel()
+
+    def recalculate_user(self, user_items_row: csr_matrix) -> np.ndarray:
+        """The user's dense interaction weights, shape (n_items,): item-item models score from the row."""
+        self._require_fitted()
+        row = check_user_items(user_items_row, n_items=self.n_items, what="user_items_row")
+        if row.shape[0] != 1:
+            raise ValueError(f"user_items_row must have exactly one row, got {row.shape[0]}")
+        return np.asarray(row.toarray()).ravel()
+
+    def explain(
+        self, user_idx: int, user_items: csr_matrix, item_idx: int, n: int = 3
+    ) -> list[tuple[int, float]]:
+        """Past items j with the largest r_j S[j, item_idx] (shape of `user_items`: (1, n_items))."""
+        self._require_fitted()
+        self._check_item(item_idx)
+        row = _first_row(check_user_items(user_items, n_items=self.n_items))
+        if row.nnz == 0 or n <= 0:
+            return []
+        column = np.asarray(self._sim()[:, [int(item_idx)]].toarray()).ravel()
+        contrib = row.data * column[row.indices]
+        return _top_contributions(row.indices, contrib, n)
+
+    def _get_state(self) -> dict[str, np.ndarray]:
+        sim = self._sim()
+        return {
+            "data": sim.data,
+            "indices": sim.indices,
+            "indptr": sim.indptr,
+            "shape": np.asarray(sim.shape, np.int64),
+        }
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        shape = tuple(int(x) for x in state["shape"])
+        self.similarity = csr_matrix((state["data"], state["indices"], state["indptr"]), shape=shape)
