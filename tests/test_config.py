@@ -104,7 +104,7 @@ def test_cli_stops_on_a_bad_value_naming_the_key(tmp_path):
 
     env = {**os.environ, "GIFTREC_MODEL_FACTORS": "many"}
     proc = subprocess.run(
-        [sys.executable, "-m", "api.cli", "db", "current"],
+        [sys.executable, "-c", "from api.cli import main; main()", "db", "current"],
         env=env,
         capture_output=True,
         text=True,
