@@ -1,0 +1,104 @@
+"""Parsing and cleaning of order files, without a database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from domain.errors import InvalidInput
+from domain.sources import read_order_lines
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "online_retail_sample.csv.gz"
+HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_every_sample_row_is_kept_dropped_as_non_product_or_rejected() -> None:
+    result = read_order_lines(SAMPLE, "online-retail")
+    c = result.counts
+    # Same independent awk figures as in test_imports.py.
+    assert (c.rows, c.lines, c.non_product_rows, c.rejected) == (69_486, 69_080, 328, 78)
+    assert c.rows == c.lines + c.non_product_rows + c.rejected
+    assert len(result.lines) == c.lines and len(result.rejects) == c.rejected
+    assert all(line.quantity > 0 and line.unit_price > 0 for line in result.lines)
+    assert all(line.is_return == line.order_id.startswith("C") for line in result.lines)
+
+
+def test_uci_values_are_normalised(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "uci.csv",
+        HEADER
+        + "536365,85123a,WHITE HANGING HEART ,6,2010-12-01 08:26:00,2.555,17850.0,United Kingdom\n"
+        + "C536366,22633,HAND WARMER,-3,2010-12-01 08:28:00,1.85,,EIRE\n",
+    )
+    sale, cancellation = read_order_lines(path, "online-retail").lines
+    assert (sale.sku, sale.customer_id, sale.title) == ("85123A", "17850", "WHITE HANGING HEART")
+    assert sale.unit_price == Decimal("2.56")  # money has 2 decimals, rounded half up
+    assert sale.ordered_at == dt.datetime(2010, 12, 1, 8, 26)
+    assert (cancellation.order_id, cancellation.quantity, cancellation.is_return) == ("C536366", 3, True)
+    assert cancellation.customer_id is None
+
+
+def test_plain_gzip_and_bom_files_parse_the_same(tmp_path: Path) -> None:
+    text = (DATA / "broken_rows.csv").read_text("utf-8")
+    gz = tmp_path / "rows.csv.gz"
+    gz.write_bytes(gzip.compress(text.encode("utf-8")))
+    bom = tmp_path / "rows.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    plain = read_order_lines(DATA / "broken_rows.csv", "online-retail")
+    assert read_order_lines(gz, "online-retail") == plain
+    assert read_order_lines(bom, "online-retail") == plain
+
+
+def test_a_file_that_is_not_utf8_is_refused_as_a_whole(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(
+        (HEADER + "536365,85123A,CAF\xc9 SET,6,2010-12-01 08:26:00,2.55,17850,France\n").encode("latin-1")
+    )
+    with pytest.raises(InvalidInput) as raised:
+        read_order_lines(path, "online-retail")
+    assert (raised.value.field, raised.value.detail) == ("file", "latin1.csv is not UTF-8 text")
+
+
+def test_values_too_long_for_the_database_are_rejected(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "long.csv",
+        "customer_id,order_id,sku,quantity,unit_price,ordered_at,title\n"
+        f"c1,o1,{'X' * 65},1,1.00,2011-01-01,ok\n"
+        f"c1,o2,SKU,1,1.00,2011-01-01,{'t' * 301}\n",
+    )
+    result = read_order_lines(path, "generic")
+    assert [(r.line_no, r.kind, r.field) for r in result.rejects] == [
+        (2, "too_long", "sku"),
+        (3, "too_long", "title"),
+    ]
+
+
+def test_generic_order_mixing_sales_and_returns_is_held_back(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "mixed.csv",
+        "customer_id,order_id,sku,quantity,unit_price,ordered_at\n"
+        "c1,o1,A,2,3.50,2011-01-01T10:00:00Z\n"
+        "c1,o1,B,-1,3.50,2011-01-01T10:00:00Z\n"
+        "c1,o2,A,1,3.50,2011-01-02T10:00:00Z\n",
+    )
+    result = read_order_lines(path, "generic")
+    assert [line.order_id for line in result.lines] == ["o2"]
+    assert [(r.line_no, r.kind) for r in result.rejects] == [
+        (2, "order_held_back"),
+        (3, "inconsistent_order"),
+    ]
+    assert result.rejects[0].raw == "c1,o1,A,2,3.50,2011-01-01T10:00:00Z"
