@@ -512,6 +512,7 @@ def load_model(directory: Path) -> Recommender:
     """Load whichever `Recommender` subclass was saved in `directory` (see `Recommender.load`)."""
     # Importing the implementations registers their names.
     import recommender.collaborative  # noqa: F401
+    import recommender.hybrid  # noqa: F401
     import recommender.popularity  # noqa: F401
 
     return Recommender.load(directory)

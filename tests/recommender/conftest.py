@@ -10,6 +10,7 @@ from scipy.sparse import csr_matrix
 
 from recommender.base import Recommender
 from recommender.collaborative import ALSRecommender, BPRRecommender, ItemItemRecommender
+from recommender.hybrid import HybridRecommender
 from recommender.popularity import PopularityRecommender
 
 N_USERS = 60
@@ -38,6 +39,7 @@ MODEL_FACTORIES: dict[str, tuple[Callable[[], Recommender], bool]] = {
     "item_item_bm25": (lambda: ItemItemRecommender(kind="bm25", K=50, num_threads=1), True),
     "item_item_cosine": (lambda: ItemItemRecommender(kind="cosine", K=50, num_threads=1), True),
     "popularity": (lambda: PopularityRecommender(window_days=None, count="buyers"), False),
+    "hybrid": (lambda: HybridRecommender(factors=2, regularization=0.01, iterations=15, num_threads=1), True),
 }
 
 

@@ -1,0 +1,87 @@
+"""HybridRecommender: repeat and discovery modes, blend weights, persistence, the Recommender contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.sparse import csr_matrix
+
+from recommender.base import NotFittedError, Recommender
+from recommender.hybrid import HybridRecommender
+from tests.recommender.conftest import checkerboard
+
+
+def _model(**params: object) -> HybridRecommender:
+    return HybridRecommender(factors=2, regularization=0.01, iterations=15, num_threads=1, **params)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def user_items() -> csr_matrix:
+    return checkerboard()
+
+
+def test_repeat_mode_ranks_the_customers_own_favourites_first(user_items: csr_matrix) -> None:
+    model = _model(repeat=True, repeat_weight=1.0, cf_weight=0.1, popularity_weight=0.1).fit(user_items)
+    row = user_items[[0]].copy()
+    favourite = int(row.indices[0])
+    row[0, favourite] = 5.0  # bought five times
+    ids, scores = model.recommend(0, row, 3, exclude_seen=False)
+    assert ids[0] == favourite
+    assert np.all(np.diff(scores) <= 0)
+
+
+def test_discovery_mode_recommends_unseen_items_of_the_users_kind(user_items: csr_matrix) -> None:
+    model = _model(repeat=False, cf_weight=1.0, popularity_weight=0.0).fit(user_items)
+    for user in (0, 1):
+        ids, _ = model.recommend(user, user_items[[user]], 3)
+        assert not set(ids.tolist()) & set(user_items[user].indices.tolist())
+        assert all(i % 2 == user % 2 for i in ids), ids  # checkerboard: same parity as the user
+
+
+def test_popularity_weight_follows_the_given_popularity(user_items: csr_matrix) -> None:
+    pop = np.zeros(user_items.shape[1], dtype=np.float32)
+    pop[5] = 10.0
+    model = _model(repeat=False, cf_weight=0.0, popularity_weight=1.0).fit(user_items, item_popularity=pop)
+    empty = csr_matrix((1, user_items.shape[1]), dtype=np.float32)
+    ids, _ = model.recommend(-1, empty, 1)
+    assert ids.tolist() == [5]
+    with pytest.raises(ValueError, match="item_popularity"):
+        _model().fit(user_items, item_popularity=np.ones(3))
+
+
+def test_with_blend_shares_the_fit_and_changes_only_the_weights(user_items: csr_matrix) -> None:
+    model = _model(repeat=True).fit(user_items)
+    discovery = model.with_blend(repeat=False, popularity_weight=0.0)
+    assert discovery.als is model.als and discovery.is_fitted
+    assert discovery.params["repeat"] is False and model.params["repeat"] is True
+    with pytest.raises(ValueError, match="not blend parameters"):
+        model.with_blend(factors=8)
+
+
+def test_save_and_load_give_the_same_scores(user_items: csr_matrix, tmp_path: Path) -> None:
+    model = _model(repeat=True, cf_weight=0.5, popularity_weight=0.2).fit(user_items)
+    model.save(tmp_path / "m")
+    loaded = Recommender.load(tmp_path / "m")
+    assert isinstance(loaded, HybridRecommender)
+    rows = user_items[:5]
+    a = model.recommend_batch(np.arange(5), rows, 4, exclude_seen=False)
+    b = loaded.recommend_batch(np.arange(5), rows, 4, exclude_seen=False)
+    assert np.array_equal(a[0], b[0]) and np.allclose(a[1], b[1])
+
+
+def test_explain_names_the_repeat_item_then_als_contributions(user_items: csr_matrix) -> None:
+    model = _model(repeat=True).fit(user_items)
+    row = user_items[[0]]
+    own = int(row.indices[0])
+    reasons = model.explain(0, row, own, n=3)
+    assert reasons[0][0] == own and len(reasons) <= 3
+    assert all(weight > 0 for _, weight in reasons)
+
+
+def test_unfitted_model_raises(user_items: csr_matrix) -> None:
+    with pytest.raises(NotFittedError):
+        _model().recommend(0, user_items[[0]], 3)
+    with pytest.raises(ValueError, match="cf_weight"):
+        HybridRecommender(cf_weight=-1.0)
