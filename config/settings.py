@@ -91,6 +91,8 @@ class ReminderSettings:
     #: Days during which something the customer bought is not suggested again.
     recent_purchase_days: int = 90
     picks_per_tier: int = 3
+    #: Store-wide occasions customers can opt into: built-in codes, `mothers_day=uk|us|ru`, `code=MM-DD`.
+    calendar: str = "new_year,valentines_day,feb_23,march_8,mothers_day=uk,fathers_day,christmas"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,392 @@
+"""Gift candidates for selection planning: the catalogue as arrays and the default blended scorer.
+
+``plan_selections`` asks a *candidates function* for scores over the whole catalogue, a batch of
+selections at a time (:data:`CandidatesFn`). The default, :class:`BlendedCandidates`, blends four
+components, each scaled to [0, 1]:
+
+* ``collaborative``: the buyer's own picks from the trained model (the latest successful
+  :class:`~domain.models.ModelRun`), when there is one and it knows the customer;
+* ``profile``: the recipient's interests (plus gender and age words) matched against product titles,
+  categories and tags, with scikit-learn's ``CountVectorizer``;
+* ``seasonal``: what sold in the four weeks before this occasion's date in past years;
+* ``bestseller``: what sold over ``interactions.bestseller_days`` (all time when that window is empty).
+
+All of it is loaded in bulk: one query for the catalogue, one for bestsellers, one per distinct occasion
+date for the season, and none per customer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.sparse import csr_matrix
+from sklearn.feature_extraction.text import CountVectorizer
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from config import Settings
+from domain.models import ModelRun, Order, OrderLine, Product
+from recommender.curation import SOURCES
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "SEASON_DAYS",
+    "WEIGHTS",
+    "BlendedCandidates",
+    "CandidateRows",
+    "Candidates",
+    "CandidatesFn",
+    "Catalog",
+    "CollaborativeFn",
+    "default_candidates",
+    "latest_model_scorer",
+    "profile_words",
+]
+
+#: Weight of each component in the blend, in the order of ``recommender.curation.SOURCES``.
+WEIGHTS: dict[str, float] = {"collaborative": 0.4, "profile": 0.3, "seasonal": 0.2, "bestseller": 0.1}
+#: "The weeks before the occasion": sales in this many days before the date, in past years.
+SEASON_DAYS = 28
+#: How many collaborative picks are scored per customer.
+CF_TOP_N = 200
+_TOKEN_PATTERN = r"(?u)\b[^\W\d_]{2,}\b"
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Every product as arrays in one item order (ascending product id); positions are ``item_idx``."""
+
+    product_ids: np.ndarray
+    skus: list[str]
+    prices: np.ndarray
+    categories: np.ndarray
+    category_names: list[str]
+    is_active: np.ndarray
+    in_stock: np.ndarray
+    delivery_days: np.ndarray
+    texts: list[str]
+
+    @classmethod
+    def load(cls, session: Session) -> Catalog:
+        rows = session.execute(
+            select(
+                Product.id,
+                Product.sku,
+                Product.price,
+                Product.category,
+                Product.is_active,
+                Product.in_stock,
+                Product.delivery_days,
+                Product.title,
+                Product.tags,
+            ).order_by(Product.id)
+        ).all()
+        names = sorted({r.category for r in rows if r.category})
+        code = {name: i for i, name in enumerate(names)}
+        return cls(
+            product_ids=np.array([r.id for r in rows], dtype=np.int64),
+            skus=[r.sku for r in rows],
+            prices=np.array([float(r.price) for r in rows], dtype=np.float64),
+            categories=np.array([code.get(r.category or "", -1) for r in rows], dtype=np.int64),
+            category_names=names,
+            is_active=np.array([bool(r.is_active) for r in rows], dtype=bool),
+            in_stock=np.array([bool(r.in_stock) for r in rows], dtype=bool),
+            delivery_days=np.array([r.delivery_days for r in rows], dtype=np.int64),
+            texts=[" ".join([r.title or "", r.category or "", *(r.tags or [])]) for r in rows],
+        )
+
+    @property
+    def n_items(self) -> int:
+        return int(self.product_ids.size)
+
+    @property
+    def available(self) -> np.ndarray:
+        """Active and in stock, shape (n_items,)."""
+        return self.is_active & self.in_stock
+
+    def index_of(self, product_ids: np.ndarray | list[int]) -> np.ndarray:
+        """Positions of product ids, -1 for ids not in the catalogue."""
+        ids = np.asarray(product_ids, dtype=np.int64).reshape(-1)
+        if self.product_ids.size == 0:
+            return np.full(ids.shape, -1, dtype=np.int64)
+        pos = np.clip(np.searchsorted(self.product_ids, ids), 0, self.product_ids.size - 1)
+        return np.where(self.product_ids[pos] == ids, pos, -1)
+
+
+@dataclass(frozen=True)
+class CandidateRows:
+    """A batch of selections to score; every array and list has one entry per selection."""
+
+    customer_ids: np.ndarray
+    recipient_ids: np.ndarray
+    profiles: list[list[str]]
+    occasion_codes: list[str]
+    occasion_on: list[dt.date]
+
+    def __len__(self) -> int:
+        return int(self.customer_ids.size)
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Scores over the catalogue, shape (n_rows, n_items), and the main source of each score."""
+
+    scores: np.ndarray
+    sources: np.ndarray
+    model_run_id: int | None = None
+
+
+CandidatesFn = Callable[[Catalog, CandidateRows], Candidates]
+
+#: customer ids (n_rows,) -> (product ids, scores), each (n_rows, k), padded with -1 / -inf.
+CollaborativeFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def profile_words(
+    interests: list[str] | None, gender: str | None, birth_on: dt.date | None, on: dt.date
+) -> list[str]:
+    """Words describing a recipient: interests, plus gender and age words that shop tags use."""
+    words = [w for w in (interests or []) if isinstance(w, str)]
+    if gender == "female":
+        words += ["her", "women", "ladies"]
+    elif gender == "male":
+        words += ["him", "men", "mens"]
+    if birth_on is not None:
+        age = on.year - birth_on.year - ((on.month, on.day) < (birth_on.month, birth_on.day))
+        if age < 3:
+            words += ["baby", "kids"]
+        elif age < 13:
+            words += ["kids", "children", "childrens"]
+    return words
+
+
+def _scaled(values: np.ndarray) -> np.ndarray:
+    """log1p, then divided by the maximum: one huge bestseller must not flatten everything else."""
+    out = np.log1p(np.maximum(values.astype(np.float64), 0.0))
+    top = out.max() if out.size else 0.0
+    return (out / top).astype(np.float32) if top > 0 else np.zeros(values.shape, dtype=np.float32)
+
+
+@dataclass
+class BlendedCandidates:
+    """The default candidates function; build it with :func:`default_candidates`."""
+
+    now: dt.datetime
+    bestseller: np.ndarray
+    vectorizer: CountVectorizer | None
+    item_terms: csr_matrix | None
+    collaborative: CollaborativeFn | None = None
+    model_run_id: int | None = None
+    #: Units sold per (item position, day ordinal) in the windows that matter for this run.
+    season_items: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    season_days: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    season_units: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    _season: dict[dt.date, np.ndarray] = field(default_factory=dict)
+
+    def seasonal(self, catalog: Catalog, on: dt.date) -> np.ndarray:
+        """Units sold per item in the SEASON_DAYS before `on`'s month and day in past years, scaled."""
+        if on not in self._season:
+            mask = np.zeros(self.season_days.shape, dtype=bool)
+            days = self.season_days
+            first = dt.date.fromordinal(int(days.min())).year if days.size else on.year
+            for year in range(first, on.year):
+                end = _same_day(on, year).toordinal()
+                mask |= (days >= end - SEASON_DAYS) & (days < end)
+            counts = np.bincount(
+                self.season_items[mask], weights=self.season_units[mask], minlength=catalog.n_items
+            )
+            self._season[on] = _scaled(counts)
+        return self._season[on]
+
+    def __call__(self, catalog: Catalog, rows: CandidateRows) -> Candidates:
+        n_rows, n_items = len(rows), catalog.n_items
+        parts = np.zeros((len(SOURCES), n_rows, n_items), dtype=np.float32)
+        if self.collaborative is not None and n_rows:
+            pids, cf_scores = self.collaborative(rows.customer_ids)
+            r, c = np.nonzero(pids >= 0)
+            pos = catalog.index_of(pids[r, c])
+            ok = pos >= 0
+            vals = np.asarray(cf_scores[r, c], dtype=np.float32)
+            cf = np.zeros((n_rows, n_items), dtype=np.float32)
+            cf[r[ok], pos[ok]] = np.maximum(vals[ok], 0.0)
+            top = cf.max(axis=1, keepdims=True)
+            parts[0] = np.divide(cf, top, out=np.zeros_like(cf), where=top > 0)
+        if self.vectorizer is not None and self.item_terms is not None and n_rows:
+            docs = [" ".join(words) for words in rows.profiles]
+            match = (self.vectorizer.transform(docs) @ self.item_terms.T).toarray().astype(np.float32)
+            top = match.max(axis=1, keepdims=True)
+            parts[1] = np.divide(match, top, out=np.zeros_like(match), where=top > 0)
+        for i, on in enumerate(rows.occasion_on):
+            parts[2, i] = self.seasonal(catalog, on)
+        parts[3] = self.bestseller[None, :]
+        weights = np.array([WEIGHTS[s] for s in SOURCES], dtype=np.float32)[:, None, None]
+        weighted = parts * weights
+        scores = weighted.sum(axis=0)
+        sources = weighted.argmax(axis=0).astype(np.int8)
+        sources[weighted.max(axis=0) <= 0] = SOURCES.index("bestseller")
+        return Candidates(scores=scores, sources=sources, model_run_id=self.model_run_id)
+
+
+def _same_day(on: dt.date, year: int) -> dt.date:
+    try:
+        return on.replace(year=year)
+    except ValueError:  # 29 February
+        return dt.date(year, 2, 28)
+
+
+def _season_sales(
+    session: Session, catalog: Catalog, window: tuple[dt.date, dt.date]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sales per (item, day) in the SEASON_DAYS before `window`, in every past year: one query."""
+    first = session.execute(select(func.min(Order.ordered_at)).where(Order.kind == "sale")).scalar()
+    lo, hi = window
+    ranges = []
+    if first is not None:
+        # k years back, the union of every date's window is [lo - SEASON_DAYS, hi), moved back k years.
+        for k in range(1, hi.year - first.year + 1):
+            start = _same_day(lo, lo.year - k) - dt.timedelta(days=SEASON_DAYS)
+            end = _same_day(hi, hi.year - k)
+            ranges.append(
+                (Order.ordered_at >= dt.datetime.combine(start, dt.time()))
+                & (Order.ordered_at < dt.datetime.combine(end, dt.time()))
+            )
+    empty = np.zeros(0, dtype=np.int64)
+    if not ranges:
+        return empty, empty, np.zeros(0)
+    day = func.date(Order.ordered_at)
+    rows = session.execute(
+        select(OrderLine.product_id, day, func.sum(OrderLine.quantity))
+        .join(Order, Order.id == OrderLine.order_id)
+        .where(Order.kind == "sale", or_(*ranges))
+        .group_by(OrderLine.product_id, day)
+    ).all()
+    if not rows:
+        return empty, empty, np.zeros(0)
+    pos = catalog.index_of(np.array([r[0] for r in rows], dtype=np.int64))
+    days = np.array([dt.date.fromisoformat(str(r[1])[:10]).toordinal() for r in rows], dtype=np.int64)
+    units = np.array([float(r[2]) for r in rows])
+    keep = pos >= 0
+    return pos[keep], days[keep], units[keep]
+
+
+def _bestsellers(session: Session, catalog: Catalog, now: dt.datetime, days: int) -> np.ndarray:
+    def counts(since: dt.datetime | None) -> np.ndarray:
+        stmt = (
+            select(OrderLine.product_id, func.count(func.distinct(OrderLine.order_id)))
+            .join(Order, Order.id == OrderLine.order_id)
+            .where(Order.kind == "sale", Order.ordered_at < now)
+            .group_by(OrderLine.product_id)
+        )
+        if since is not None:
+            stmt = stmt.where(Order.ordered_at >= since)
+        out = np.zeros(catalog.n_items, dtype=np.float64)
+        rows = session.execute(stmt).all()
+        if rows:
+            pos = catalog.index_of(np.array([r[0] for r in rows], dtype=np.int64))
+            ok = pos >= 0
+            out[pos[ok]] = np.array([float(r[1]) for r in rows])[ok]
+        return out
+
+    recent = counts(now - dt.timedelta(days=days))
+    return _scaled(recent if recent.any() else counts(None))
+
+
+def latest_model_scorer(session: Session, settings: Settings) -> tuple[CollaborativeFn | None, int | None]:
+    """The buyer's collaborative picks from the newest successful, not rolled back model run.
+
+    Returns ``(None, None)`` when there is no usable model (none trained, artifact missing): planning
+    then blends the other components only. The artifact's user index holds customer ids (integers)
+    or external ids (strings), its item index product ids or SKUs; both are handled.
+    """
+    from recommender.artifacts import load_artifact
+    from recommender.base import RecommenderError
+
+    run = session.execute(
+        select(ModelRun)
+        .where(ModelRun.status == "succeeded", ModelRun.is_rolled_back.is_(False))
+        .where(ModelRun.artifact_path.is_not(None))
+        .order_by(ModelRun.finished_at.desc(), ModelRun.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if run is None or not run.artifact_path:
+        return None, None
+    path = Path(run.artifact_path)
+    if not path.is_absolute() and not path.exists():
+        path = Path(settings.model.artifact_dir) / path
+    try:
+        artifact = load_artifact(path)
+    except (RecommenderError, OSError, ValueError) as exc:
+        log.warning("model run %s unusable for planning, blending without it: %s", run.version, exc)
+        return None, None
+    users, items = artifact.user_index, artifact.item_index
+    if items.ids.dtype.kind == "i":
+        item_pids = items.ids.astype(np.int64)
+    else:
+        by_sku = dict(session.execute(select(Product.sku, Product.id)).all())
+        item_pids = np.array([by_sku.get(str(s), -1) for s in items.ids.tolist()], dtype=np.int64)
+    ext_by_id: dict[int, str] | None = None
+    if users.ids.dtype.kind != "i":
+        from domain.models import Customer
+
+        ext_by_id = dict(session.execute(select(Customer.id, Customer.external_id)).all())
+    model = artifact.model
+
+    def score(customer_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        keys = (
+            customer_ids if ext_by_id is None else np.array([ext_by_id.get(int(c), "") for c in customer_ids])
+        )
+        idx = users.index_of(keys)
+        known = np.flatnonzero((idx >= 0) & (idx < model.n_users))
+        out_p = np.full((customer_ids.size, CF_TOP_N), -1, dtype=np.int64)
+        out_s = np.full((customer_ids.size, CF_TOP_N), -np.inf, dtype=np.float32)
+        if known.size:
+            empty = csr_matrix((known.size, model.n_items), dtype=np.float32)
+            ids, scores = model.recommend_batch(idx[known], empty, CF_TOP_N, exclude_seen=False)
+            out_p[known] = np.where(ids >= 0, item_pids[np.maximum(ids, 0)], -1)
+            out_s[known] = scores
+        return out_p, out_s
+
+    return score, run.id
+
+
+def default_candidates(
+    session: Session,
+    settings: Settings,
+    *,
+    now: dt.datetime,
+    catalog: Catalog,
+    window: tuple[dt.date, dt.date] | None = None,
+) -> BlendedCandidates:
+    """Build the default blended candidates function for one planning run (bulk queries only).
+
+    `window` bounds the occasion dates of the run (default: the next 60 days): seasonal sales are
+    loaded for it once, in one query.
+    """
+    now = now.astimezone(dt.UTC).replace(tzinfo=None) if now.tzinfo is not None else now
+    if window is None:
+        window = (now.date(), now.date() + dt.timedelta(days=60))
+    vectorizer: CountVectorizer | None = CountVectorizer(binary=True, token_pattern=_TOKEN_PATTERN)
+    item_terms: csr_matrix | None = None
+    try:
+        item_terms = csr_matrix(vectorizer.fit_transform(catalog.texts), dtype=np.float32)  # type: ignore[union-attr]
+    except ValueError:  # an empty catalogue or no words at all
+        vectorizer = None
+    items, days, units = _season_sales(session, catalog, window)
+    collaborative, run_id = latest_model_scorer(session, settings)
+    return BlendedCandidates(
+        now=now,
+        bestseller=_bestsellers(session, catalog, now, settings.interactions.bestseller_days),
+        vectorizer=vectorizer,
+        item_terms=item_terms,
+        collaborative=collaborative,
+        model_run_id=run_id,
+        season_items=items,
+        season_days=days,
+        season_units=units,
+    )
