@@ -1,0 +1,105 @@
+"""CLI doors onto the jobs and the outbox: `giftrec scheduler`, `jobs run NAME`, `outbox list|resolve`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import click
+from flask import current_app
+from flask.cli import AppGroup, with_appcontext
+
+from domain.models._types import utcnow
+
+
+@click.command("scheduler")
+@with_appcontext
+def scheduler() -> None:
+    """Run the job scheduler in this process (one per database runs jobs; others stay idle)."""
+    from jobs.__main__ import run_scheduler
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx = current_app.extensions["giftrec"]
+    run_scheduler(ctx.settings, ctx.sessions)
+
+
+@click.group(cls=AppGroup)
+def jobs() -> None:
+    """Run a scheduled job by hand."""
+
+
+def _job_names() -> list[str]:
+    from jobs.registry import available_jobs
+
+    return sorted(available_jobs())
+
+
+@jobs.command("run")
+@click.argument("name", type=click.Choice(_job_names()))
+@click.option(
+    "--today",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Run as of this day (noon UTC) instead of now.",
+)
+def jobs_run(name: str, today: dt.datetime | None) -> None:
+    """Run job NAME once, now (or as of --today); safe to repeat."""
+    from jobs.__main__ import build_context
+    from jobs.registry import JOBS
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app_ctx = current_app.extensions["giftrec"]
+    ctx = build_context(app_ctx.settings, app_ctx.sessions)
+    ctx.today = today.date() if today else None
+    click.echo(f"{name}: {JOBS[name].runner()(ctx)}")
+
+
+@click.group(cls=AppGroup)
+def outbox() -> None:
+    """The email outbox: what was sent, what failed, what needs an operator."""
+
+
+@outbox.command("list")
+@click.option("--unknown", is_flag=True, help="Only emails whose outcome is unknown (need a decision).")
+@click.option("--failed", is_flag=True, help="Only emails that failed for good.")
+@click.option("--status", "statuses", multiple=True, help="Only these statuses (repeatable).")
+@click.option("--limit", type=int, default=200, show_default=True)
+def outbox_list(unknown: bool, failed: bool, statuses: tuple[str, ...], limit: int) -> None:
+    """List outbox emails: id, status, attempts, recipient, subject, last error."""
+    from api.cli import transaction  # imported here: api.cli imports this module
+    from domain.outbox import list_outbox
+
+    wanted = set(statuses) | ({"unknown"} if unknown else set()) | ({"failed"} if failed else set())
+    with transaction() as session:
+        rows = list_outbox(session, sorted(wanted), limit)
+        if not rows:
+            click.echo("no emails")
+        for row in rows:
+            when = row.sent_at or row.claimed_at or row.next_attempt_at
+            click.echo(
+                f"{row.id:>6} {row.status:<9} {row.attempts:>2} {when:%Y-%m-%d %H:%M} "
+                f"{row.to_address:<32} {row.dedupe_key:<20} {row.subject[:50]}"
+            )
+            if row.last_error and row.status in ("unknown", "failed", "queued", "cancelled"):
+                click.echo(f"{'':>6}   {row.last_error}")
+        if unknown and rows:
+            click.echo(
+                "Check the mail server's log for these; then `giftrec outbox resolve ID --sent` "
+                "if it went out, or `--resend`."
+            )
+
+
+@outbox.command("resolve")
+@click.argument("email_id", type=int)
+@click.option("--sent", "outcome", flag_value="sent", help="It did go out: mark it sent.")
+@click.option("--resend", "outcome", flag_value="resend", help="It did not: queue it again.")
+def outbox_resolve(email_id: int, outcome: str | None) -> None:
+    """Decide on an email whose outcome is unknown (or resend a failed one)."""
+    from api.cli import transaction
+    from domain.outbox import resolve
+
+    if outcome is None:
+        raise click.UsageError("give --sent or --resend")
+    with transaction() as session:
+        row = resolve(session, email_id, outcome=outcome, now=utcnow(), actor="cli")
+        click.echo(f"email {row.id}: {row.status}")

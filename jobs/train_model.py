@@ -1,0 +1,16 @@
+"""Job: train the recommender on every interaction so far and record the ModelRun."""
+
+from __future__ import annotations
+
+from domain.db import session_scope
+from domain.training import train_model
+from jobs.context import JobContext
+
+
+def run(ctx: JobContext) -> str:
+    with session_scope(ctx.sessions) as session:
+        model_run = train_model(session, ctx.settings, now=ctx.now())
+        summary = f"model run {model_run.version}: {model_run.status}"
+        if model_run.error:
+            summary += f" ({model_run.error})"
+    return summary
