@@ -41,7 +41,7 @@ ENV_PREFIX = "GIFTREC_"
 
 #: Values a key may take, where the set is closed.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "interactions.quantity_damping": ("none", "log1p", "sqrt"),
+    "interactions.quantity_damping": ("lines", "none", "log1p", "sqrt"),
     "mail.smtp_security": ("none", "starttls", "ssl"),
     "reminders.vip_cutoff_policy": ("send", "skip"),
     "model.algorithm": ("hybrid", "als", "bpr", "item_bm25", "item_cosine", "popularity"),
@@ -51,6 +51,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
 NON_NEGATIVE = {
     "model.num_threads",
     "model.random_state",
+    "model.repeat_weight",
+    "model.cf_weight",
+    "model.popularity_weight",
+    "model.discovery_cf_weight",
+    "model.discovery_popularity_weight",
     "interactions.half_life_days",
     "mail.frequency_cap_days",
     "reminders.catch_up_min_days",

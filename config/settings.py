@@ -19,8 +19,16 @@ class ModelSettings:
     algorithm: str = "hybrid"
     factors: int = 64
     iterations: int = 15
-    regularization: float = 0.05
-    alpha: float = 1.0
+    #: ALS regularization and confidence scale, as tuned by `giftrec evaluate` (docs/quality.md).
+    regularization: float = 0.1
+    alpha: float = 2.0
+    #: Hybrid blend for picks that may repeat past purchases (the "next purchases" task).
+    repeat_weight: float = 1.0
+    cf_weight: float = 0.3
+    popularity_weight: float = 0.5
+    #: Hybrid blend for picks that exclude past purchases (the "discovery" task).
+    discovery_cf_weight: float = 1.0
+    discovery_popularity_weight: float = 0.4
     #: implicit's own worker threads (0 = all cores). BLAS is always pinned to one thread.
     num_threads: int = 0
     #: implicit switches to CUDA wherever its GPU build finds a device: results would change between machines.
@@ -40,10 +48,11 @@ class InteractionSettings:
     weight_cart: float = 0.5
     weight_click: float = 0.25
     weight_view: float = 0.1
-    #: none | log1p | sqrt: how quantities are damped before weighting.
-    quantity_damping: str = "log1p"
+    #: lines | none | log1p | sqrt: lines counts each order line once whatever its quantity (what the
+    #: offline evaluation chose: wholesalers' quantities drown the signal); the others damp quantities.
+    quantity_damping: str = "lines"
     #: Half-life in days of the time decay; 0 turns decay off.
-    half_life_days: float = 0.0
+    half_life_days: float = 365.0
     #: Window in days for bestsellers.
     bestseller_days: int = 90
     #: Window in days for new arrivals.

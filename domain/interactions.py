@@ -1,0 +1,353 @@
+"""Interaction rows from orders, returns and events, read in bulk with SQLAlchemy Core, and their matrices.
+
+Rows are keyed by database ids: ``customer_id`` (customers.id) and ``product_id`` (products.id). Kinds:
+
+- ``purchase``: a line of a sale order, or a storefront ``purchase`` event (an event and the order it
+  announces both count; the quantity damping keeps the double count small);
+- ``return``: a line of a return order: it reduces the purchase of the same cell (see
+  :func:`recommender.interactions.build_user_items`);
+- ``view``, ``cart``, ``click``: storefront events, weighted by ``settings.interactions``.
+
+Guest orders (no customer) and anonymous events belong to nobody: they are left out of the user x item
+matrix, but guest sales still count for bestsellers (:func:`load_sales`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.sparse import csr_matrix
+from sqlalchemy import BigInteger, Select, String, and_, cast, func, literal, select, type_coerce, union_all
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from config import InteractionSettings
+from domain.models import Event, Order, OrderLine
+from recommender.interactions import IdIndex, build_user_items
+
+__all__ = [
+    "InteractionRows",
+    "SalesRows",
+    "Watermark",
+    "activity_watermark",
+    "build_matrix",
+    "changed_customers",
+    "event_weights",
+    "load_interactions",
+    "load_sales",
+]
+
+#: Customer ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits.
+IN_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class InteractionRows:
+    """Interaction rows as parallel arrays, one entry per order line or event."""
+
+    customer_ids: np.ndarray  # int64
+    product_ids: np.ndarray  # int64
+    kinds: np.ndarray  # str: purchase | return | view | cart | click
+    quantities: np.ndarray  # float64, > 0
+    timestamps: np.ndarray  # datetime64[s], naive UTC
+
+    def __len__(self) -> int:
+        return int(self.customer_ids.size)
+
+    @property
+    def latest(self) -> dt.datetime | None:
+        """Newest timestamp, or None without rows."""
+        if not len(self):
+            return None
+        value: dt.datetime = self.timestamps.max().astype("datetime64[s]").item()
+        return value
+
+    def only(self, kinds: Collection[str]) -> InteractionRows:
+        """The rows of the given kinds."""
+        keep = np.isin(self.kinds, np.asarray(sorted(kinds)))
+        return InteractionRows(
+            self.customer_ids[keep],
+            self.product_ids[keep],
+            self.kinds[keep],
+            self.quantities[keep],
+            self.timestamps[keep],
+        )
+
+
+@dataclass(frozen=True)
+class SalesRows:
+    """Sale lines for bestsellers: guests included (customer id -1)."""
+
+    customer_ids: np.ndarray  # int64, -1 for guest orders
+    product_ids: np.ndarray  # int64
+    quantities: np.ndarray  # float64
+    timestamps: np.ndarray  # datetime64[s]
+
+    def __len__(self) -> int:
+        return int(self.product_ids.size)
+
+
+def event_weights(settings: InteractionSettings) -> dict[str, float]:
+    """Weight per interaction kind from the settings (returns are not weighted: they subtract)."""
+    return {
+        "purchase": settings.weight_purchase,
+        "cart": settings.weight_cart,
+        "click": settings.weight_click,
+        "view": settings.weight_view,
+    }
+
+
+def _chunks(values: Sequence[int], size: int = IN_CHUNK) -> Iterator[Sequence[int]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _epoch(session: Session, column: Any) -> ColumnElement[Any]:
+    """The timestamp in a form numpy converts in bulk: converting datetimes row by row in Python is the
+    slowest part of reading a few hundred thousand rows. SQLite: the stored ISO text as is; PostgreSQL:
+    seconds since 1970."""
+    if session.get_bind().dialect.name == "sqlite":
+        return type_coerce(column, String)
+    return cast(func.floor(func.extract("epoch", column)), BigInteger)
+
+
+def _seconds(values: Any, n: int) -> np.ndarray:
+    """datetime64[s] from ISO strings or integer seconds."""
+    items = list(values)
+    if items and isinstance(items[0], str):
+        return np.array(items, dtype="datetime64[us]").astype("datetime64[s]")
+    return np.fromiter(items, dtype=np.int64, count=n).astype("datetime64[s]")
+
+
+def _fetch(session: Session, statement: Any) -> list[Any]:
+    """All rows of a Core statement as tuples (no ORM row processing)."""
+    return list(session.connection().execute(statement).fetchall())
+
+
+def _queries(session: Session, until: dt.datetime | None) -> tuple[Select[Any], Select[Any]]:
+    lines = (
+        select(
+            Order.customer_id.label("customer_id"),
+            OrderLine.product_id.label("product_id"),
+            Order.kind.label("kind"),
+            OrderLine.quantity.label("quantity"),
+            _epoch(session, Order.ordered_at).label("at"),
+        )
+        .join(Order, Order.id == OrderLine.order_id)
+        .where(Order.customer_id.is_not(None))
+    )
+    events = select(
+        Event.customer_id.label("customer_id"),
+        Event.product_id.label("product_id"),
+        Event.kind.label("kind"),
+        Event.quantity.label("quantity"),
+        _epoch(session, Event.occurred_at).label("at"),
+    ).where(and_(Event.customer_id.is_not(None), Event.product_id.is_not(None)))
+    if until is not None:
+        lines = lines.where(Order.ordered_at <= until)
+        events = events.where(Event.occurred_at <= until)
+    return lines, events
+
+
+def _to_rows(records: list[Any]) -> InteractionRows:
+    n = len(records)
+    customers = np.fromiter((r[0] for r in records), dtype=np.int64, count=n)
+    products = np.fromiter((r[1] for r in records), dtype=np.int64, count=n)
+    raw_kinds = np.array([r[2] for r in records], dtype="U8") if n else np.empty(0, dtype="U8")
+    # Order kinds are sale/return; a sale line is a purchase.
+    kinds = np.where(raw_kinds == "sale", "purchase", raw_kinds).astype("U8")
+    quantities = np.fromiter((r[3] for r in records), dtype=np.float64, count=n)
+    timestamps = _seconds((r[4] for r in records), n)
+    return InteractionRows(customers, products, kinds, quantities, timestamps)
+
+
+def load_interactions(
+    session: Session,
+    *,
+    until: dt.datetime | None = None,
+    customer_ids: Collection[int] | None = None,
+) -> InteractionRows:
+    """Every interaction of customers (optionally only some), up to ``until`` inclusive.
+
+    One query per table (per chunk of 500 customers when ``customer_ids`` is given), streamed.
+    """
+    lines, events = _queries(session, until)
+    statements: list[Select[Any]] = []
+    if customer_ids is None:
+        statements = [union_all(lines, events)]  # type: ignore[list-item]
+    else:
+        ids = sorted({int(c) for c in customer_ids})
+        for chunk in _chunks(ids):
+            statements.append(
+                union_all(  # type: ignore[arg-type]
+                    lines.where(Order.customer_id.in_(chunk)), events.where(Event.customer_id.in_(chunk))
+                )
+            )
+    records: list[Any] = []
+    for statement in statements:
+        records.extend(_fetch(session, statement))
+    return _to_rows(records)
+
+
+def load_sales(session: Session, *, until: dt.datetime | None = None) -> SalesRows:
+    """Sale order lines (guests included, returns not) up to ``until`` inclusive, for bestsellers."""
+    statement = (
+        select(
+            func.coalesce(Order.customer_id, literal(-1)),
+            OrderLine.product_id,
+            OrderLine.quantity,
+            _epoch(session, Order.ordered_at),
+        )
+        .join(Order, Order.id == OrderLine.order_id)
+        .where(Order.kind == "sale")
+    )
+    if until is not None:
+        statement = statement.where(Order.ordered_at <= until)
+    records = _fetch(session, statement)
+    n = len(records)
+    return SalesRows(
+        customer_ids=np.fromiter((r[0] for r in records), dtype=np.int64, count=n),
+        product_ids=np.fromiter((r[1] for r in records), dtype=np.int64, count=n),
+        quantities=np.fromiter((r[2] for r in records), dtype=np.float64, count=n),
+        timestamps=_seconds((r[3] for r in records), n),
+    )
+
+
+def build_matrix(
+    rows: InteractionRows,
+    settings: InteractionSettings,
+    *,
+    now: dt.datetime | None = None,
+    user_index: IdIndex | None = None,
+    item_index: IdIndex | None = None,
+    weights: dict[str, float] | None = None,
+) -> tuple[csr_matrix, IdIndex, IdIndex]:
+    """The confidence matrix (customers x products) of ``rows`` with the configured weights and damping.
+
+    ``user_index``/``item_index`` fix the positions (a trained model's); rows outside them are dropped.
+    """
+    half_life = settings.half_life_days or None
+    weights = event_weights(settings) if weights is None else weights
+    if settings.quantity_damping == "lines":
+        return _lines_matrix(rows, weights, half_life, now, user_index, item_index)
+    return build_user_items(
+        rows.customer_ids,
+        rows.product_ids,
+        rows.kinds,
+        rows.quantities,
+        rows.timestamps,
+        weights=weights,
+        quantity_damping=settings.quantity_damping,  # type: ignore[arg-type]
+        half_life_days=half_life,
+        now=now,
+        user_index=user_index,
+        item_index=item_index,
+    )
+
+
+def _lines_matrix(
+    rows: InteractionRows,
+    weights: dict[str, float],
+    half_life: float | None,
+    now: dt.datetime | None,
+    user_index: IdIndex | None,
+    item_index: IdIndex | None,
+) -> tuple[csr_matrix, IdIndex, IdIndex]:
+    """Each order line or event counts once (weighted, decayed); returns keep the bought fraction.
+
+    A cell's purchase lines are scaled by net quantity / bought quantity, so a partial return lowers the
+    cell and a full return removes it, whatever the line counts.
+    """
+    kept = rows.only([k for k in weights])
+    lines, users, items = build_user_items(
+        kept.customer_ids,
+        kept.product_ids,
+        kept.kinds,
+        np.ones_like(kept.quantities),
+        kept.timestamps,
+        weights=weights,
+        quantity_damping="none",
+        half_life_days=half_life,
+        now=now,
+        user_index=user_index,
+        item_index=item_index,
+    )
+    sales = rows.only(["purchase", "return"])
+    bought_rows = rows.only(["purchase"])
+    net, _, _ = build_user_items(
+        sales.customer_ids,
+        sales.product_ids,
+        sales.kinds,
+        sales.quantities,
+        sales.timestamps,
+        weights={"purchase": 1.0},
+        quantity_damping="none",
+        user_index=users,
+        item_index=items,
+    )
+    bought, _, _ = build_user_items(
+        bought_rows.customer_ids,
+        bought_rows.product_ids,
+        bought_rows.kinds,
+        bought_rows.quantities,
+        bought_rows.timestamps,
+        weights={"purchase": 1.0},
+        quantity_damping="none",
+        user_index=users,
+        item_index=items,
+    )
+    inverse = bought.copy()
+    inverse.data = (1.0 / inverse.data).astype(inverse.dtype)
+    fraction = net.multiply(inverse).tocsr()  # only cells still bought after returns
+    was_bought = bought.copy()
+    was_bought.data[:] = 1
+    result = (lines - lines.multiply(was_bought) + lines.multiply(fraction)).tocsr()
+    result.data[result.data < 1e-9] = 0
+    result.eliminate_zeros()
+    return result.astype(np.float32), users, items
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """Largest order and event ids at one moment: how far a reader has seen the activity tables."""
+
+    order_id: int = 0
+    event_id: int = 0
+
+    def covers(self, other: Watermark) -> bool:
+        return self.order_id >= other.order_id and self.event_id >= other.event_id
+
+
+def activity_watermark(session: Session, *, until: dt.datetime | None = None) -> Watermark:
+    """The newest order id and event id (optionally among rows dated up to ``until``)."""
+    orders = select(func.max(Order.id))
+    events = select(func.max(Event.id))
+    if until is not None:
+        orders = orders.where(Order.ordered_at <= until)
+        events = events.where(Event.occurred_at <= until)
+    return Watermark(int(session.scalar(orders) or 0), int(session.scalar(events) or 0))
+
+
+def changed_customers(session: Session, since: Watermark) -> dict[int, Watermark]:
+    """Customers with an order or event newer than ``since``, with the newest ids of each."""
+    out: dict[int, Watermark] = {}
+    orders = session.execute(
+        select(Order.customer_id, func.max(Order.id))
+        .where(Order.id > since.order_id, Order.customer_id.is_not(None))
+        .group_by(Order.customer_id)
+    )
+    for customer_id, order_id in orders:
+        out[int(customer_id or 0)] = Watermark(int(order_id), 0)
+    events = session.execute(
+        select(Event.customer_id, func.max(Event.id))
+        .where(Event.id > since.event_id, Event.customer_id.is_not(None))
+        .group_by(Event.customer_id)
+    )
+    for customer_id, event_id in events:
+        key = int(customer_id or 0)  # never NULL: filtered above
+        out[key] = Watermark(out.get(key, Watermark()).order_id, int(event_id))
+    return out

@@ -1,0 +1,496 @@
+"""The serving process's model and interaction data: loaded once, refreshed in the background, never blocking.
+
+A :class:`ModelStore` holds one immutable-ish :class:`ServingData`: the model of the newest usable
+:class:`~domain.models.ModelRun` (succeeded, not rolled back) with everything the request path needs in
+memory: every customer's interaction row aligned to the model, what each customer bought, the sale lines
+for bestsellers and the customer directory. Requests only read it.
+
+Refreshing, in a background thread started by the request that finds a check due (one at a time):
+
+- **model**: every ``settings.model.reload_interval`` seconds, look for a different usable run; load and
+  verify its artifact, rebuild the data, swap. A missing or corrupt artifact is logged and reported by
+  :meth:`ModelStore.status`; the model in memory keeps answering (at start-up the next older usable run is
+  tried instead).
+- **data**: every ``data_refresh_interval`` seconds, if orders or events changed, rebuild the data (bulk
+  reads; this is what refreshes bestsellers).
+- **customers** (freshness): every ``freshness_interval`` seconds, read which customers have orders or
+  events with ids above the watermark seen ``freshness_overlap`` seconds ago and reload their rows (one
+  query per 500 customers). These customers are then folded in (``recalculate_user``) with their new
+  purchases. The overlap re-reads recent ids so that a transaction that committed a little after a later
+  one is not missed.
+
+Same-process writes are visible at once: the code that records an order or event calls
+:meth:`ModelStore.customer_changed` after its commit, and the next recommendation for that customer
+reloads its rows synchronously (one indexed query for that customer only). Other processes see the write
+within ``freshness_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.sparse import coo_matrix, csr_matrix
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from config import Settings
+from domain.interactions import (
+    InteractionRows,
+    SalesRows,
+    Watermark,
+    activity_watermark,
+    build_matrix,
+    changed_customers,
+    load_interactions,
+    load_sales,
+)
+from domain.models import Customer, Event, ModelRun, Order
+from domain.models._types import utcnow
+from recommender.artifacts import load_artifact
+from recommender.base import Recommender
+from recommender.interactions import IdIndex
+from recommender.similar import SimilarItems
+
+__all__ = ["CustomerRows", "LoadedModel", "ModelStore", "ServingData"]
+
+log = logging.getLogger(__name__)
+
+_EMPTY_IDS = np.empty(0, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified artifact in memory, with what serving derives from it once."""
+
+    run_id: int
+    version: str
+    algorithm: str
+    model: Recommender
+    #: The model without the customer's own repeat term (hybrid), for picks that exclude bought items.
+    discovery: Recommender
+    user_index: IdIndex
+    item_index: IdIndex
+    similar: SimilarItems | None
+    trained_watermark: Watermark
+    loaded_at: dt.datetime
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_index)
+
+
+@dataclass(frozen=True)
+class CustomerRows:
+    """One customer's interactions as the request path uses them."""
+
+    customer_id: int
+    #: Training row of the customer in the model, -1 if the model never saw them.
+    user_idx: int
+    #: Interaction row aligned to the model's items, shape (1, n_items); None without a model.
+    row: csr_matrix | None
+    #: Products bought and not (entirely) returned.
+    bought_product_ids: np.ndarray
+    #: Activity since training: fold the customer in from ``row`` instead of the stored factors.
+    recalculate: bool
+
+
+@dataclass
+class ServingData:
+    """Everything the request path reads, for one model (or none yet)."""
+
+    model: LoadedModel | None
+    version: tuple[int, int, int, int]
+    users: IdIndex
+    user_items: csr_matrix | None
+    bought: csr_matrix  # users x (max product id + 1): 1 where bought net of returns
+    sales: SalesRows
+    customers: dict[str, int]
+    refold: frozenset[int]
+    built_at: dt.datetime
+    fresh: dict[int, CustomerRows] = field(default_factory=dict)
+    cache: dict[Any, Any] = field(default_factory=dict)
+
+
+def _data_version(session: Session) -> tuple[int, int, int, int]:
+    """Newest ids and row counts of orders and events: changes on insert and on delete."""
+    orders = session.execute(select(func.max(Order.id), func.count(Order.id))).one()
+    events = session.execute(select(func.max(Event.id), func.count(Event.id))).one()
+    return (int(orders[0] or 0), int(orders[1] or 0), int(events[0] or 0), int(events[1] or 0))
+
+
+def _bought_matrix(rows: InteractionRows, users: IdIndex) -> csr_matrix:
+    """Customers x product ids: 1 where purchases exceed returns."""
+    purchases = rows.only({"purchase", "return"})
+    u = users.index_of(purchases.customer_ids)
+    sign = np.where(purchases.kinds == "return", -1.0, 1.0)
+    keep = u >= 0
+    width = int(purchases.product_ids.max()) + 1 if len(purchases) else 1
+    m = coo_matrix(
+        (purchases.quantities[keep] * sign[keep], (u[keep], purchases.product_ids[keep])),
+        shape=(len(users), width),
+    ).tocsr()
+    m.data = (m.data > 0).astype(np.float32)
+    m.eliminate_zeros()
+    return m
+
+
+def _similar_for(model: Recommender) -> SimilarItems | None:
+    for candidate in (model, getattr(model, "als", None)):
+        if candidate is None:
+            continue
+        try:
+            return SimilarItems.from_model(candidate)
+        except TypeError:
+            continue
+    return None
+
+
+class ModelStore:
+    """The model and interaction data of a serving process (see the module docstring).
+
+    Parameters
+    ----------
+    settings : Settings
+    sessions : sessionmaker
+    freshness_interval, freshness_overlap, data_refresh_interval : float
+        Seconds; see the module docstring.
+    background : bool
+        Run due checks in a background thread (serving) or inline in the calling thread (tests, CLI).
+    clock : callable
+        Monotonic seconds.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        *,
+        freshness_interval: float = 1.0,
+        freshness_overlap: float = 10.0,
+        data_refresh_interval: float = 300.0,
+        background: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self._sessions = sessions
+        self._freshness_interval = freshness_interval
+        self._overlap = freshness_overlap
+        self._data_interval = data_refresh_interval
+        self._background = background
+        self._clock = clock
+        self._data: ServingData | None = None
+        self._load_lock = threading.Lock()
+        self._work_lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self._next_model_check = self._next_data_check = self._next_tail = float("inf")
+        self._marks: deque[tuple[float, Watermark]] = deque()
+        self._dirty: set[int] = set()
+        self._failed: dict[str, str] = {}
+        self._extra_customers: dict[str, int] = {}
+        self.error: str | None = None
+        self.note: str | None = None
+
+    # ------------------------------------------------------------------------------------------ reading
+    def current(self) -> ServingData:
+        """The serving data; loaded synchronously on the first call, then refreshed in the background."""
+        data = self._data
+        if data is None:
+            return self._first_load()
+        now = self._clock()
+        if now >= min(self._next_tail, self._next_model_check, self._next_data_check):
+            self._start_checks()
+        return data
+
+    def customer(self, data: ServingData, customer_id: int) -> CustomerRows:
+        """The rows of one customer (reloaded now if this process just recorded activity for them)."""
+        if customer_id in self._dirty:
+            self._dirty.discard(customer_id)
+            with self._sessions() as session:
+                self._reload_customers(session, data, [customer_id])
+        found = data.fresh.get(customer_id)
+        if found is not None:
+            return found
+        u = int(data.users.index_of(customer_id)[0])
+        if u < 0:
+            return CustomerRows(customer_id, -1, self._empty_row(data), _EMPTY_IDS, False)
+        bought = data.bought.indices[data.bought.indptr[u] : data.bought.indptr[u + 1]].astype(np.int64)
+        model = data.model
+        if model is None or data.user_items is None:
+            return CustomerRows(customer_id, -1, None, bought, False)
+        known = u < len(model.user_index)
+        return CustomerRows(
+            customer_id,
+            u if known else -1,
+            data.user_items[u],
+            bought,
+            (not known) or customer_id in data.refold,
+        )
+
+    def find_customer(self, data: ServingData, external_id: str) -> int | None:
+        """Database id of a customer by the shop's id: from memory, or one query for a newcomer."""
+        found = data.customers.get(external_id)
+        if found is None:
+            found = self._extra_customers.get(external_id)
+        if found is None:
+            with self._sessions() as session:
+                found = session.scalar(select(Customer.id).where(Customer.external_id == external_id))
+            if found is not None:
+                self._extra_customers[external_id] = int(found)
+        return None if found is None else int(found)
+
+    def customer_changed(self, customer_id: int) -> None:
+        """This process committed an order, return or event of the customer: reload their rows on next use."""
+        self._dirty.add(int(customer_id))
+
+    def status(self) -> dict[str, Any]:
+        """For /health/ready: the loaded version, or why nothing is loaded. ``ok`` is False only when a
+        model exists but none could be loaded (or the database cannot be read at all)."""
+        try:
+            data = self.current()
+        except Exception as exc:  # noqa: BLE001 - readiness reports it
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        out: dict[str, Any] = {"ok": True}
+        if data.model is not None:
+            out.update(
+                version=data.model.version,
+                algorithm=data.model.algorithm,
+                loaded_at=data.model.loaded_at.isoformat(timespec="seconds"),
+            )
+        elif self.error is not None:
+            out["ok"] = False
+        if self.error is not None:
+            out["error"] = self.error
+        if self.note is not None:
+            out["note"] = self.note
+        return out
+
+    # ------------------------------------------------------------------------------------------ refresh
+    def refresh(self) -> ServingData:
+        """Run every check now, in this thread (tests, CLI, after training in the same process)."""
+        with self._work_lock:
+            self._run_checks(force=True)
+        data = self._data
+        assert data is not None
+        return data
+
+    def start(self) -> None:
+        """Begin the first load in a background thread; requests arriving meanwhile wait for it.
+
+        A serving process calls this once it is up (the CLI, which builds the app too, does not)."""
+        if self._data is not None:
+            return
+
+        def load() -> None:
+            try:
+                self._first_load()
+            except Exception:  # noqa: BLE001 - reported by status() and retried by the next request
+                log.exception("first model load failed")
+
+        self._worker = threading.Thread(target=load, name="giftrec-model-store-start", daemon=True)
+        self._worker.start()
+
+    def wait(self, timeout: float = 30.0) -> None:
+        """Wait for a running background check to finish (tests)."""
+        worker = self._worker
+        if worker is not None:
+            worker.join(timeout)
+
+    def _first_load(self) -> ServingData:
+        with self._load_lock:
+            if self._data is None:
+                with self._work_lock:
+                    self._run_checks(force=True)
+            data = self._data
+            assert data is not None
+            return data
+
+    def _start_checks(self) -> None:
+        if not self._work_lock.acquire(blocking=False):
+            return  # a check is running
+        if not self._background:
+            try:
+                self._run_checks(force=False)
+            finally:
+                self._work_lock.release()
+            return
+
+        def work() -> None:
+            try:
+                self._run_checks(force=False)
+            finally:
+                self._work_lock.release()
+
+        self._worker = threading.Thread(target=work, name="giftrec-model-store", daemon=True)
+        self._worker.start()
+
+    def _run_checks(self, *, force: bool) -> None:
+        """Model, data and customer checks that are due (all with ``force``); errors are logged, kept."""
+        now = self._clock()
+        try:
+            with self._sessions() as session:
+                rebuilt = False
+                if force or now >= self._next_model_check:
+                    self._next_model_check = now + self.settings.model.reload_interval
+                    rebuilt = self._check_model(session)
+                if not rebuilt and (force or now >= self._next_data_check):
+                    self._next_data_check = now + self._data_interval
+                    data = self._data
+                    if data is None or _data_version(session) != data.version:
+                        self._data = self._build(session, None if data is None else data.model)
+                        rebuilt = True
+                if force or now >= self._next_tail:
+                    self._next_tail = now + self._freshness_interval
+                    self._tail(session, now)
+        except Exception as exc:
+            self._next_model_check = min(self._next_model_check, now + self.settings.model.reload_interval)
+            self._next_data_check = min(self._next_data_check, now + self._data_interval)
+            self._next_tail = min(self._next_tail, now + self._freshness_interval)
+            if self._data is None:
+                raise
+            log.exception("model store refresh failed; serving what is loaded")
+            self.error = f"refresh failed: {type(exc).__name__}: {exc}"
+
+    def _check_model(self, session: Session) -> bool:
+        """Load the newest usable run if it is not the one in memory; True if the data was rebuilt."""
+        runs = session.scalars(
+            select(ModelRun)
+            .where(ModelRun.status == "succeeded", ModelRun.is_rolled_back.is_(False))
+            .order_by(ModelRun.id.desc())
+            .limit(max(2, self.settings.model.keep_runs + 1))
+        ).all()
+        data = self._data
+        loaded = None if data is None else data.model
+        if not runs:
+            # No usable run (a fresh install): serve the fallbacks. A model already in memory keeps serving.
+            if loaded is None:
+                self.note = "no trained model yet: serving bestsellers and new arrivals (run `giftrec train`)"
+            if data is not None:
+                return False
+            self._data = self._build(session, None)
+            return True
+        self.note = None
+        errors: list[str] = []
+        for run in runs:
+            if loaded is not None and run.id == loaded.run_id:
+                break  # everything newer failed: keep the model in memory
+            if run.version in self._failed:
+                errors.append(self._failed[run.version])
+                continue
+            try:
+                model = self._load_run(run)
+            except Exception as exc:  # noqa: BLE001 - a bad artifact must not stop serving
+                message = f"model {run.version} could not be loaded: {type(exc).__name__}: {exc}"
+                log.error("%s; keeping the model in memory", message)
+                self._failed[run.version] = message
+                errors.append(message)
+                continue
+            self._data = self._build(session, model)
+            log.info("serving model %s (%s)", model.version, model.algorithm)
+            self.error = "; ".join(errors) or None
+            return True
+        self.error = "; ".join(errors) or None
+        if data is None:
+            self._data = self._build(session, None)
+            return True
+        return False
+
+    def _load_run(self, run: ModelRun) -> LoadedModel:
+        path = Path(self.settings.model.artifact_dir) / run.version
+        artifact = load_artifact(path)
+        model = artifact.model
+        discovery = model
+        if getattr(model, "name", "") == "hybrid" and model.params.get("repeat"):
+            m = self.settings.model
+            discovery = model.with_blend(  # type: ignore[attr-defined]
+                repeat=False, cf_weight=m.discovery_cf_weight, popularity_weight=m.discovery_popularity_weight
+            )
+        seen = run.params.get("watermark") or {}
+        return LoadedModel(
+            run_id=run.id,
+            version=run.version,
+            algorithm=run.algorithm,
+            model=model,
+            discovery=discovery,
+            user_index=artifact.user_index,
+            item_index=artifact.item_index,
+            similar=_similar_for(model),
+            trained_watermark=Watermark(int(seen.get("order_id", 0)), int(seen.get("event_id", 0))),
+            loaded_at=utcnow(),
+        )
+
+    def _build(self, session: Session, model: LoadedModel | None) -> ServingData:
+        """Read every interaction, sale and customer id (bulk) into a new ServingData."""
+        version = _data_version(session)
+        rows = load_interactions(session)
+        sales = load_sales(session)
+        customers = {ext: cid for ext, cid in session.execute(select(Customer.external_id, Customer.id))}
+        present = np.unique(rows.customer_ids)
+        users = IdIndex(present) if model is None else model.user_index.extend(present)
+        user_items = None
+        refold: frozenset[int] = frozenset()
+        if model is not None:
+            user_items, _, _ = build_matrix(
+                rows, self.settings.interactions, user_index=users, item_index=model.item_index
+            )
+            refold = frozenset(changed_customers(session, model.trained_watermark))
+        data = ServingData(
+            model=model,
+            version=version,
+            users=users,
+            user_items=user_items,
+            bought=_bought_matrix(rows, users),
+            sales=sales,
+            customers=customers,
+            refold=refold,
+            built_at=utcnow(),
+        )
+        self._extra_customers.clear()
+        return data
+
+    def _tail(self, session: Session, now: float) -> None:
+        """Reload the rows of customers with activity above the watermark seen ``overlap`` seconds ago."""
+        data = self._data
+        mark = activity_watermark(session)
+        self._marks.append((now, mark))
+        while len(self._marks) > 1 and self._marks[1][0] <= now - self._overlap:
+            self._marks.popleft()
+        since = self._marks[0][1]
+        if since == mark or data is None:
+            return
+        changed = changed_customers(session, since)
+        if changed:
+            self._reload_customers(session, data, sorted(changed))
+
+    def _reload_customers(self, session: Session, data: ServingData, customer_ids: Iterable[int]) -> None:
+        ids = sorted({int(c) for c in customer_ids})
+        rows = load_interactions(session, customer_ids=ids)
+        index = IdIndex(np.asarray(ids, dtype=np.int64))
+        model = data.model
+        matrix = None
+        if model is not None:
+            matrix, _, _ = build_matrix(
+                rows, self.settings.interactions, user_index=index, item_index=model.item_index
+            )
+        bought = _bought_matrix(rows, index)
+        for pos, cid in enumerate(ids):
+            pids = bought.indices[bought.indptr[pos] : bought.indptr[pos + 1]].astype(np.int64)
+            if model is None or matrix is None:
+                data.fresh[cid] = CustomerRows(cid, -1, None, pids, True)
+                continue
+            u = int(model.user_index.index_of(cid)[0])
+            data.fresh[cid] = CustomerRows(cid, u, matrix[pos], pids, True)
+
+    @staticmethod
+    def _empty_row(data: ServingData) -> csr_matrix | None:
+        if data.model is None:
+            return None
+        return csr_matrix((1, data.model.n_items), dtype=np.float32)

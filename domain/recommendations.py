@@ -1,0 +1,354 @@
+"""Storefront recommendation use cases: picks for a customer, similar items, bestsellers, new arrivals.
+
+Everything here reads memory only (:class:`~domain.model_store.ModelStore` and
+:class:`~domain.catalog.CatalogSnapshot`); the one exception is a customer id the process has not seen yet,
+looked up once in the database. Every path applies the same filters: only active, in-stock products,
+plus the caller's price range, category and excluded SKUs; picks for a customer also leave out what the
+customer already bought (unless ``keep_repeats``).
+
+Each item carries a ``source`` (``collaborative``, ``similar``, ``bestsellers``, ``new_arrivals``), a
+one-line explanation and a ``recommendation_id``: ``<response token>.<position><source letter>``, unique
+per item shown (11 random URL-safe characters per response), for a later click event to cite.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from config import Settings
+from domain.catalog import Catalog, CatalogSnapshot
+from domain.errors import InvalidInput, NotFound
+from domain.model_store import ModelStore, ServingData
+from recommender.base import top_k
+from recommender.chain import recommend_with_fallback
+from recommender.filters import allowed_mask
+from recommender.popularity import NewArrivals, PopularityRecommender
+
+__all__ = [
+    "MAX_N",
+    "RecommendedItem",
+    "Serving",
+    "bestsellers",
+    "build_serving",
+    "catalog_changed",
+    "customer_changed",
+    "new_arrivals",
+    "recommend_for_customer",
+    "similar_products",
+]
+
+MAX_N = 100
+MAX_DAYS = 3650
+_SOURCE_CODE = {"collaborative": "c", "similar": "s", "bestsellers": "b", "new_arrivals": "n"}
+
+
+@dataclass(frozen=True, slots=True)
+class RecommendedItem:
+    """One product to show, with where it came from and why."""
+
+    sku: str
+    title: str
+    price: Decimal
+    currency: str
+    url: str | None
+    image_url: str | None
+    category: str | None
+    score: float
+    source: str
+    explanation: str
+    recommendation_id: str
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What the recommendation use cases read: built once per process by the composition root."""
+
+    settings: Settings
+    store: ModelStore
+    catalog: CatalogSnapshot
+
+
+def build_serving(settings: Settings, sessions: sessionmaker[Session], **store_options: Any) -> Serving:
+    """A ModelStore and a CatalogSnapshot for a serving process (nothing is read until first use)."""
+    return Serving(settings, ModelStore(settings, sessions, **store_options), CatalogSnapshot(sessions))
+
+
+def customer_changed(serving: Serving, customer_id: int) -> None:
+    """Call after committing an order, return, event or erasure of a customer (database id)."""
+    serving.store.customer_changed(customer_id)
+
+
+def catalog_changed(serving: Serving) -> None:
+    """Call after committing a product change: the next response sees it."""
+    serving.catalog.invalidate()
+
+
+# ------------------------------------------------------------------------------------------- validation
+def _check_n(n: int) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
+        raise InvalidInput("n", f"must be an integer from 1 to {MAX_N}")
+    return n
+
+
+def _price(name: str, value: Decimal | float | int | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(name, "must be a number") from None
+    if not np.isfinite(number) or number < 0:
+        raise InvalidInput(name, "must be a number >= 0")
+    return number
+
+
+def _filters(
+    cat: Catalog,
+    *,
+    category: str | None = None,
+    min_price: Decimal | float | int | None = None,
+    max_price: Decimal | float | int | None = None,
+    exclude: Iterable[str] = (),
+) -> np.ndarray:
+    low, high = _price("min_price", min_price), _price("max_price", max_price)
+    if low is not None and high is not None and low > high:
+        raise InvalidInput("max_price", "must not be less than min_price")
+    if isinstance(exclude, str):
+        exclude = [exclude]
+    excluded = [cat.position_by_sku[s] for s in exclude if s in cat.position_by_sku]
+    return allowed_mask(
+        len(cat),
+        base=cat.available,
+        prices=cat.price_values,
+        min_price=low,
+        max_price=high,
+        categories=cat.categories,
+        include_categories=None if category is None else [category],
+        exclude_items=excluded,
+    )
+
+
+# ----------------------------------------------------------------------------------------- building blocks
+class _Picks:
+    """Catalog positions picked so far, with scores, sources and explanations."""
+
+    def __init__(self, cat: Catalog, allowed: np.ndarray, n: int) -> None:
+        self.cat, self.n = cat, n
+        self.blocked = ~allowed
+        self.items: list[tuple[int, float, str, str]] = []
+
+    @property
+    def missing(self) -> int:
+        return self.n - len(self.items)
+
+    def add(self, position: int, score: float, source: str, explanation: str) -> None:
+        if self.missing > 0 and not self.blocked[position]:
+            self.items.append((position, score, source, explanation))
+            self.blocked[position] = True
+
+    def result(self) -> list[RecommendedItem]:
+        token = secrets.token_urlsafe(8)
+        out = []
+        for i, (position, score, source, explanation) in enumerate(self.items):
+            card = self.cat.card(position)
+            out.append(
+                RecommendedItem(
+                    sku=card.sku,
+                    title=card.title,
+                    price=card.price,
+                    currency=card.currency,
+                    url=card.url,
+                    image_url=card.image_url,
+                    category=card.category,
+                    score=round(float(score), 6),
+                    source=source,
+                    explanation=explanation,
+                    recommendation_id=f"{token}.{i}{_SOURCE_CODE[source]}",
+                )
+            )
+        return out
+
+
+def _popularity(data: ServingData, cat: Catalog, days: int) -> np.ndarray:
+    """Distinct buyers (guests count once per line) per catalog position over the last ``days`` of sales."""
+    key = ("popularity", days, cat.version)
+    found = data.cache.get(key)
+    if found is None:
+        sales = data.sales
+        pos = cat.positions(sales.product_ids)
+        keep = pos >= 0
+        model = PopularityRecommender(window_days=float(days), count="buyers").fit_events(
+            sales.customer_ids[keep], pos[keep], sales.timestamps[keep], n_items=len(cat)
+        )
+        found = model.popularity
+        if len(data.cache) > 64:
+            data.cache.clear()
+        data.cache[key] = found
+    assert found is not None
+    return found
+
+
+def _newest(data: ServingData, cat: Catalog) -> NewArrivals:
+    key = ("new_arrivals", cat.version)
+    found = data.cache.get(key)
+    if found is None:
+        found = data.cache[key] = NewArrivals(cat.created_at)
+    assert isinstance(found, NewArrivals)
+    return found
+
+
+def _fill_bestsellers(picks: _Picks, data: ServingData, days: int, category: str | None = None) -> None:
+    if picks.missing <= 0:
+        return
+    scores = _popularity(data, picks.cat, days).copy()
+    scores[scores <= 0] = -np.inf
+    scores[picks.blocked] = -np.inf
+    if category is not None:
+        scores[picks.cat.categories != category] = -np.inf
+    where = f" in {category}" if category else ""
+    ids, values = top_k(scores, picks.missing)
+    for position, score in zip(ids.tolist(), values.tolist(), strict=True):
+        picks.add(position, score, "bestsellers", f"Bestseller{where} of the last {days} days")
+
+
+def _fill_new_arrivals(picks: _Picks, data: ServingData) -> None:
+    if picks.missing <= 0:
+        return
+    ids, values = _newest(data, picks.cat).top(picks.missing, allowed=~picks.blocked)
+    for position, score in zip(ids.tolist(), values.tolist(), strict=True):
+        picks.add(position, score, "new_arrivals", "New arrival")
+
+
+def _titles(cat: Catalog, positions: list[int]) -> str:
+    names = [cat.titles[p] for p in positions[:2]]
+    return " and ".join(names)
+
+
+# ---------------------------------------------------------------------------------------------- use cases
+def recommend_for_customer(
+    serving: Serving,
+    customer_external_id: str,
+    n: int = 10,
+    *,
+    category: str | None = None,
+    min_price: Decimal | float | int | None = None,
+    max_price: Decimal | float | int | None = None,
+    exclude: Iterable[str] = (),
+    keep_repeats: bool = False,
+) -> list[RecommendedItem]:
+    """Personal picks, filled along the chain collaborative -> similar -> bestsellers -> new arrivals.
+
+    A customer who bought since the last training is folded in from their current rows; one the model
+    never saw gets the fallbacks (or fold-in, if they have rows). Raises NotFound for an unknown customer
+    id, InvalidInput for a bad ``n`` or price range.
+    """
+    _check_n(n)
+    cat = serving.catalog.current()
+    allowed = _filters(cat, category=category, min_price=min_price, max_price=max_price, exclude=exclude)
+    data = serving.store.current()
+    customer_id = serving.store.find_customer(data, customer_external_id)
+    if customer_id is None:
+        raise NotFound("customer", customer_external_id)
+    rows = serving.store.customer(data, customer_id)
+    bought_positions = cat.positions(rows.bought_product_ids)
+    bought_positions = bought_positions[bought_positions >= 0]
+    if not keep_repeats:
+        allowed[bought_positions] = False
+    bought = set(bought_positions.tolist())
+    picks = _Picks(cat, allowed, n)
+
+    loaded = data.model
+    if loaded is not None and rows.row is not None:
+        to_cat = cat.aligned(loaded.item_index)
+        in_cat = to_cat >= 0
+        allowed_model = np.zeros(loaded.n_items, dtype=bool)
+        allowed_model[in_cat] = allowed[to_cat[in_cat]]
+        chain = recommend_with_fallback(
+            n,
+            model=loaded.model if keep_repeats else loaded.discovery,
+            user_idx=rows.user_idx,
+            user_items_row=rows.row,
+            allowed=allowed_model,
+            exclude_seen=False,  # bought items are in `allowed`; viewed ones may be shown
+            recalculate_user=rows.recalculate,
+            similar=loaded.similar,
+        )
+        for pick in chain:
+            position = int(to_cat[pick.item_idx])
+            because = [int(to_cat[i]) for i in pick.because if to_cat[i] >= 0]
+            if pick.source == "collaborative":
+                verb = "bought" if any(b in bought for b in because) else "looked at"
+                text = f"Because you {verb} {_titles(cat, because)}" if because else "Picked for you"
+            else:
+                text = f"Similar to {_titles(cat, because)}" if because else "Similar to your purchases"
+            picks.add(position, pick.score, pick.source, text)
+    _fill_bestsellers(picks, data, serving.settings.interactions.bestseller_days)
+    _fill_new_arrivals(picks, data)
+    return picks.result()
+
+
+def similar_products(serving: Serving, sku: str, n: int = 10) -> list[RecommendedItem]:
+    """Products like ``sku`` (bought by the same customers); short lists are filled with bestsellers of the
+    same category, then overall. Raises NotFound for an unknown SKU."""
+    _check_n(n)
+    cat = serving.catalog.current()
+    position = cat.position_by_sku.get(sku)
+    if position is None:
+        raise NotFound("product", sku)
+    allowed = cat.available.copy()
+    allowed[position] = False
+    picks = _Picks(cat, allowed, n)
+    data = serving.store.current()
+    loaded = data.model
+    if loaded is not None and loaded.similar is not None:
+        item = int(loaded.item_index.index_of(int(cat.product_ids[position]))[0])
+        if item >= 0:
+            to_cat = cat.aligned(loaded.item_index)
+            in_cat = to_cat >= 0
+            allowed_model = np.zeros(loaded.n_items, dtype=bool)
+            allowed_model[in_cat] = allowed[to_cat[in_cat]]
+            ids, scores = loaded.similar.similar(item, n, allowed=allowed_model)
+            text = f"Customers who bought {cat.titles[position]} also bought this"
+            for i, score in zip(ids.tolist(), scores.tolist(), strict=True):
+                picks.add(int(to_cat[i]), score, "similar", text)
+    days = serving.settings.interactions.bestseller_days
+    category = str(cat.categories[position]) or None
+    if category is not None:
+        _fill_bestsellers(picks, data, days, category)
+    _fill_bestsellers(picks, data, days)
+    _fill_new_arrivals(picks, data)
+    return picks.result()
+
+
+def bestsellers(
+    serving: Serving, category: str | None = None, days: int | None = None, n: int = 10
+) -> list[RecommendedItem]:
+    """The most bought available products (distinct buyers) over the last ``days`` days of sales.
+
+    The window ends at the newest sale, so a quiet week does not empty the list. ``days`` defaults to
+    ``interactions.bestseller_days``.
+    """
+    _check_n(n)
+    window = serving.settings.interactions.bestseller_days if days is None else days
+    if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= MAX_DAYS:
+        raise InvalidInput("days", f"must be an integer from 1 to {MAX_DAYS}")
+    cat = serving.catalog.current()
+    picks = _Picks(cat, _filters(cat, category=category), n)
+    _fill_bestsellers(picks, serving.store.current(), window, category)
+    return picks.result()
+
+
+def new_arrivals(serving: Serving, category: str | None = None, n: int = 10) -> list[RecommendedItem]:
+    """The newest available products (by first appearance in the catalog)."""
+    _check_n(n)
+    cat = serving.catalog.current()
+    picks = _Picks(cat, _filters(cat, category=category), n)
+    _fill_new_arrivals(picks, serving.store.current())
+    return picks.result()

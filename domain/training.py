@@ -1,0 +1,336 @@
+"""Model lifecycle: train from the database, save a versioned artifact, record the ModelRun, list, roll back.
+
+Serving picks the newest run that ``succeeded`` and is not ``is_rolled_back`` (see
+:mod:`domain.model_store`). Nothing here commits: the caller's transaction records the run.
+
+Training reads first and writes last: the ModelRun row is added only when the fit is over, so a long
+training never holds SQLite's write lock while the web process records orders and events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from config import Settings
+from domain.errors import Conflict, InvalidInput, NotFound
+from domain.interactions import (
+    Watermark,
+    activity_watermark,
+    build_matrix,
+    load_interactions,
+    load_sales,
+)
+from domain.models import AuditLog, ModelRun
+from domain.models._types import utcnow
+from recommender.artifacts import save_artifact
+from recommender.base import Recommender
+from recommender.interactions import IdIndex
+from recommender.popularity import PopularityRecommender
+
+__all__ = [
+    "HYBRID_POPULARITY_DAYS",
+    "is_stale",
+    "list_runs",
+    "make_recommender",
+    "prune_artifacts",
+    "rollback",
+    "serving_run",
+    "train_model",
+]
+
+log = logging.getLogger(__name__)
+
+#: Window of the "recent bestsellers" prior the hybrid model blends in (distinct buyers, guests included).
+HYBRID_POPULARITY_DAYS = 30.0
+
+
+def make_recommender(settings: Settings) -> Recommender:
+    """An unfitted recommender for ``settings.model.algorithm``, with the configured parameters."""
+    m = settings.model
+    als_like: dict[str, Any] = {
+        "factors": m.factors,
+        "regularization": m.regularization,
+        "alpha": m.alpha,
+        "iterations": m.iterations,
+        "random_state": m.random_state,
+        "num_threads": m.num_threads,
+        "use_gpu": m.use_gpu,
+    }
+    if m.algorithm == "hybrid":
+        from recommender.hybrid import HybridRecommender
+
+        return HybridRecommender(
+            **als_like,
+            repeat_weight=m.repeat_weight,
+            cf_weight=m.cf_weight,
+            popularity_weight=m.popularity_weight,
+        )
+    if m.algorithm == "als":
+        from recommender.collaborative import ALSRecommender
+
+        return ALSRecommender(**als_like)
+    if m.algorithm == "bpr":
+        from recommender.collaborative import BPRRecommender
+
+        return BPRRecommender(
+            factors=m.factors,
+            regularization=m.regularization,
+            iterations=m.iterations,
+            random_state=m.random_state,
+            num_threads=m.num_threads,
+        )
+    if m.algorithm in ("item_bm25", "item_cosine"):
+        from recommender.collaborative import ItemItemRecommender
+
+        if m.algorithm == "item_bm25":
+            return ItemItemRecommender(kind="bm25", num_threads=m.num_threads)
+        return ItemItemRecommender(kind="cosine", num_threads=m.num_threads)
+    if m.algorithm == "popularity":
+        return PopularityRecommender(window_days=float(settings.interactions.bestseller_days))
+    raise InvalidInput("model.algorithm", f"unknown algorithm {m.algorithm!r}")
+
+
+def _new_version(algorithm: str) -> str:
+    """Sortable, unique, at most 40 characters: wall-clock time, algorithm, random suffix."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+    return f"{stamp}-{algorithm}-{secrets.token_hex(2)}"
+
+
+def _recent_popularity(session: Session, items: IdIndex, now: dt.datetime) -> np.ndarray:
+    sales = load_sales(session, until=now)
+    pos = items.index_of(sales.product_ids)
+    keep = pos >= 0
+    pop = PopularityRecommender(window_days=HYBRID_POPULARITY_DAYS, count="buyers").fit_events(
+        sales.customer_ids[keep], pos[keep], sales.timestamps[keep], n_items=len(items), now=now
+    )
+    assert pop.popularity is not None
+    return pop.popularity
+
+
+def train_model(session: Session, settings: Settings, *, now: dt.datetime | None = None) -> ModelRun:
+    """Fit ``settings.model.algorithm`` on every interaction up to ``now`` and record a ModelRun.
+
+    The artifact is written atomically as ``<artifact_dir>/<version>/``. On success the run is
+    ``succeeded`` and old artifacts beyond ``keep_runs`` are pruned; on any failure the run is recorded as
+    ``failed`` with the error and returned (no exception), so the caller can commit the record.
+
+    ``now`` (naive UTC; default the current time) bounds the data and anchors the time decay.
+    """
+    started = utcnow()
+    cut = now or started
+    algorithm = settings.model.algorithm
+    run = ModelRun(
+        version=_new_version(algorithm),
+        algorithm=algorithm,
+        status="running",
+        params={},
+        metrics={},
+        started_at=started,
+    )
+    try:
+        t0 = time.perf_counter()
+        rows = load_interactions(session, until=cut)
+        watermark = activity_watermark(session, until=cut)
+        if not len(rows):
+            raise InvalidInput("data", "no interactions to train on: import orders first")
+        # Time decay and the recent-bestsellers window end at the newest interaction, as serving's
+        # bestsellers do: on a live shop that is now; on historical data (the UCI sample ends in 2011) a
+        # wall-clock anchor would decay every row to ~0 and leave no recent bestsellers at all.
+        anchor = min(cut, rows.latest) if rows.latest is not None else cut
+        user_items, users, items = build_matrix(rows, settings.interactions, now=anchor)
+        if user_items.nnz == 0:
+            raise InvalidInput("data", "every interaction was cancelled by returns: nothing to train on")
+        model = make_recommender(settings)
+        load_seconds = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        if algorithm == "hybrid":
+            popularity = _recent_popularity(session, items, anchor)
+            model.fit(user_items, item_popularity=popularity)  # type: ignore[call-arg]
+        else:
+            model.fit(user_items)
+        fit_seconds = time.perf_counter() - t1
+        run.params = {
+            "model": model.params,
+            "interactions": {
+                "weights": {
+                    "purchase": settings.interactions.weight_purchase,
+                    "cart": settings.interactions.weight_cart,
+                    "click": settings.interactions.weight_click,
+                    "view": settings.interactions.weight_view,
+                },
+                "quantity_damping": settings.interactions.quantity_damping,
+                "half_life_days": settings.interactions.half_life_days,
+            },
+            "now": cut.isoformat(),
+            "anchor": anchor.isoformat(),
+            "watermark": {"order_id": watermark.order_id, "event_id": watermark.event_id},
+        }
+        run.n_users, run.n_items = int(user_items.shape[0]), int(user_items.shape[1])
+        run.n_interactions = int(user_items.nnz)
+        run.data_until = rows.latest
+        t2 = time.perf_counter()
+        metrics: dict[str, Any] = {
+            "rows": len(rows),
+            "density": round(user_items.nnz / max(1, user_items.shape[0] * user_items.shape[1]), 6),
+            "load_seconds": round(load_seconds, 3),
+            "fit_seconds": round(fit_seconds, 3),
+        }
+        path = save_artifact(
+            Path(settings.model.artifact_dir), run.version, model, users, items, run.params, metrics
+        )
+        metrics["save_seconds"] = round(time.perf_counter() - t2, 3)
+        run.metrics = metrics
+        run.artifact_path = str(path.resolve())
+        run.status = "succeeded"
+    except Exception as exc:  # noqa: BLE001 - any failure is recorded on the run, then reported
+        log.exception("training %s failed", run.version)
+        run.status = "failed"
+        run.error = f"{type(exc).__name__}: {exc}"
+    run.finished_at = utcnow()
+    session.add(run)
+    session.flush()
+    if run.status == "succeeded":
+        prune_artifacts(session, settings)
+    return run
+
+
+def serving_run(session: Session) -> ModelRun | None:
+    """The run serving processes load: the newest succeeded, not rolled-back run."""
+    return session.scalars(
+        select(ModelRun)
+        .where(ModelRun.status == "succeeded", ModelRun.is_rolled_back.is_(False))
+        .order_by(ModelRun.id.desc())
+        .limit(1)
+    ).first()
+
+
+def is_stale(session: Session, settings: Settings, *, now: dt.datetime | None = None) -> tuple[bool, str]:
+    """Whether training would see anything new: (stale, reason).
+
+    Fresh means the serving run used the configured algorithm and its watermark covers the newest order
+    and event (dated up to ``now``).
+    """
+    run = serving_run(session)
+    if run is None:
+        return True, "no trained model yet"
+    if run.algorithm != settings.model.algorithm:
+        return True, f"serving {run.algorithm}, configured {settings.model.algorithm}"
+    seen = run.params.get("watermark") or {}
+    trained = Watermark(int(seen.get("order_id", 0)), int(seen.get("event_id", 0)))
+    newest = activity_watermark(session, until=now)
+    if trained.covers(newest):
+        return False, f"model {run.version} already covers order {newest.order_id}, event {newest.event_id}"
+    return True, (
+        f"new data since model {run.version}: order {trained.order_id} -> {newest.order_id}, "
+        f"event {trained.event_id} -> {newest.event_id}"
+    )
+
+
+def list_runs(session: Session, *, limit: int = 20) -> list[ModelRun]:
+    """The newest ``limit`` runs, newest first."""
+    return list(session.scalars(select(ModelRun).order_by(ModelRun.id.desc()).limit(limit)))
+
+
+def rollback(session: Session, version: str | None = None, *, actor: str = "cli") -> ModelRun:
+    """Stop serving the current model; returns the run that serves from now on.
+
+    Without ``version`` the current serving run is marked rolled back and the previous successful one
+    takes over. With ``version`` every successful run newer than it is marked rolled back, so that one
+    serves. Raises NotFound for an unknown version, Conflict when there is nothing to go back to.
+    """
+    current = serving_run(session)
+    if current is None:
+        raise Conflict("no model is serving: nothing to roll back")
+    candidates = list(
+        session.scalars(
+            select(ModelRun)
+            .where(
+                ModelRun.status == "succeeded",
+                ModelRun.is_rolled_back.is_(False),
+                ModelRun.id < current.id,
+                ModelRun.artifact_path.is_not(None),
+            )
+            .order_by(ModelRun.id.desc())
+        )
+    )
+    if version is None:
+        if not candidates:
+            raise Conflict(f"model {current.version} is the only usable model: nothing to roll back to")
+        target = candidates[0]
+    else:
+        found = session.scalars(select(ModelRun).where(ModelRun.version == version)).first()
+        if found is None:
+            raise NotFound("model version", version)
+        if found.id == current.id:
+            raise Conflict(f"model {version} is already serving")
+        if found not in candidates:
+            why = (
+                "was rolled back"
+                if found.is_rolled_back
+                else "did not succeed"
+                if found.status != "succeeded"
+                else "has no artifact any more"
+                if found.artifact_path is None
+                else "is newer than the serving model"
+            )
+            raise Conflict(f"cannot roll back to model {version}: it {why}")
+        target = found
+    newer = session.scalars(
+        select(ModelRun).where(
+            ModelRun.status == "succeeded", ModelRun.is_rolled_back.is_(False), ModelRun.id > target.id
+        )
+    ).all()
+    for run in newer:
+        run.is_rolled_back = True
+    session.add(
+        AuditLog(
+            actor=actor,
+            action="model.rollback",
+            entity_type="model_run",
+            entity_id=target.version,
+            details={"rolled_back": [r.version for r in newer]},
+        )
+    )
+    session.flush()
+    return target
+
+
+def prune_artifacts(session: Session, settings: Settings) -> list[str]:
+    """Delete artifact folders beyond the newest ``keep_runs`` usable runs; returns the versions pruned.
+
+    Rolled-back runs are never served again, so their artifacts go first. A pruned run keeps its row
+    (history) with ``artifact_path`` cleared.
+    """
+    keep = max(1, settings.model.keep_runs)
+    runs = session.scalars(
+        select(ModelRun)
+        .where(ModelRun.status == "succeeded", ModelRun.artifact_path.is_not(None))
+        .order_by(ModelRun.id.desc())
+    ).all()
+    usable = [r for r in runs if not r.is_rolled_back]
+    doomed = usable[keep:] + [r for r in runs if r.is_rolled_back]
+    root = Path(settings.model.artifact_dir)
+    pruned: list[str] = []
+    for run in doomed:
+        folder = root / run.version
+        try:
+            shutil.rmtree(folder)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("could not delete artifact %s: %s", folder, exc)
+            continue
+        run.artifact_path = None
+        pruned.append(run.version)
+    session.flush()
+    return pruned

@@ -1,0 +1,149 @@
+"""Fixtures of the training, model-store and recommendation tests: a real-data slice, small models."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import gzip
+import io
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import delete, insert, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from config import Settings, load_settings
+from domain.catalog import CatalogSnapshot
+from domain.db import Base
+from domain.imports import import_orders
+from domain.model_store import ModelStore
+from domain.models import Customer, Order, OrderLine, Product
+from domain.recommendations import Serving
+from tests.conftest import SAMPLE
+
+#: Every CUSTOMER_STRIDE-th customer of the bundled sample (sorted ids), with all their rows, plus guests.
+CUSTOMER_STRIDE = 5
+
+
+class FakeClock:
+    """Monotonic seconds that only move when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture(scope="session")
+def sample_slice(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real rows of the bundled sample: a fifth of its customers and the guest invoices, as a gzip CSV."""
+    with gzip.open(SAMPLE, "rt", encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader)
+        rows = list(reader)
+    col = header.index("CustomerID")
+    customers = sorted({r[col] for r in rows if r[col]})
+    keep = set(customers[::CUSTOMER_STRIDE])
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(header)
+    writer.writerows(r for r in rows if not r[col] or r[col] in keep)
+    path = tmp_path_factory.mktemp("sample") / "online_retail_slice.csv.gz"
+    path.write_bytes(gzip.compress(buf.getvalue().encode("utf-8"), mtime=0))
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Small, single-threaded, seeded models: quick to train and deterministic."""
+    return load_settings(
+        environ={},
+        database={"url": database_url},
+        server={"instance_dir": str(tmp_path / "instance"), "secret_key": "test-secret"},
+        model={
+            "artifact_dir": str(tmp_path / "models"),
+            "num_threads": 1,
+            "factors": 8,
+            "iterations": 4,
+            "reload_interval": 30.0,
+            "keep_runs": 3,
+        },
+    )
+
+
+#: Tables the import fills, in dependency order.
+IMPORTED_TABLES = ("import_runs", "customers", "products", "orders", "order_lines")
+
+
+@pytest.fixture(scope="session")
+def imported_rows(
+    engine: Engine, sample_slice: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, list]:
+    """The slice imported once through domain.imports; the resulting rows, for each test to restore."""
+    factory = sessionmaker(bind=engine)
+    with factory.begin() as session:
+        import_orders(session, sample_slice, "online-retail", instance_dir=tmp_path_factory.mktemp("rejects"))
+    rows: dict[str, list] = {}
+    with engine.begin() as conn:
+        for name in IMPORTED_TABLES:
+            rows[name] = [dict(r) for r in conn.execute(select(Base.metadata.tables[name])).mappings()]
+        for name in reversed(IMPORTED_TABLES):
+            conn.execute(delete(Base.metadata.tables[name]))
+    return rows
+
+
+@pytest.fixture
+def imported(sessions: sessionmaker[Session], engine: Engine, imported_rows: dict[str, list]) -> None:
+    """The imported slice, restored row for row (much faster than importing the file in every test)."""
+    with engine.begin() as conn:
+        for name in IMPORTED_TABLES:
+            conn.execute(insert(Base.metadata.tables[name]), imported_rows[name])
+        if conn.dialect.name == "postgresql":  # explicit ids leave the sequences behind
+            for name in IMPORTED_TABLES:
+                conn.exec_driver_sql(
+                    f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), (SELECT max(id) FROM {name}))"
+                )
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def serving(settings: Settings, sessions: sessionmaker[Session], clock: FakeClock) -> Iterator[Serving]:
+    """A model store and catalog that check inline (no thread), on the fake clock."""
+    store = ModelStore(settings, sessions, background=False, clock=clock)
+    yield Serving(settings, store, CatalogSnapshot(sessions, clock=clock))
+    store.wait()
+
+
+def add_order(
+    session: Session,
+    customer_external_id: str,
+    skus: list[str],
+    *,
+    order_id: str,
+    at: dt.datetime = dt.datetime(2011, 12, 10, 12, 0),
+    kind: str = "sale",
+) -> Order:
+    """A one-off order (builder): the customer is created when missing."""
+    customer = session.scalars(select(Customer).where(Customer.external_id == customer_external_id)).first()
+    if customer is None:
+        customer = Customer(external_id=customer_external_id)
+        session.add(customer)
+        session.flush()
+    order = Order(external_id=order_id, customer_id=customer.id, kind=kind, ordered_at=at, source="api")
+    for i, sku in enumerate(skus):
+        product = session.scalars(select(Product).where(Product.sku == sku)).one()
+        order.lines.append(OrderLine(line_no=i + 1, product_id=product.id, quantity=1, unit_price=Decimal(1)))
+    session.add(order)
+    session.flush()
+    return order

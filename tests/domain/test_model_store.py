@@ -1,0 +1,150 @@
+"""The serving process's model: newest run without a restart, rollback, corrupt artifacts, readiness."""
+
+# ruff: noqa: F811  (pytest fixtures imported from tests.domain.serving_fixtures are redefined as arguments)
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from config import Settings
+from domain.model_store import ModelStore
+from domain.models import ModelRun
+from domain.recommendations import recommend_for_customer
+from domain.training import rollback, train_model
+from tests.domain.serving_fixtures import (  # noqa: F401
+    FakeClock,
+    clock,
+    imported,
+    imported_rows,
+    sample_slice,
+    serving,
+    settings,
+)
+
+
+def _train(sessions: sessionmaker[Session], settings: Settings) -> ModelRun:
+    with sessions.begin() as session:
+        run = train_model(session, settings)
+    assert run.status == "succeeded", run.error
+    return run
+
+
+def _corrupt(settings: Settings, run: ModelRun) -> None:
+    path = Path(settings.model.artifact_dir) / run.version / "model" / "model.npz"
+    path.write_bytes(path.read_bytes()[:100])
+
+
+def _a_customer(store: ModelStore) -> str:
+    data = store.current()
+    assert data.model is not None
+    customer_id = int(data.model.user_index.ids[0])
+    return next(ext for ext, cid in data.customers.items() if cid == customer_id)
+
+
+def test_a_fresh_install_is_ready_and_serves_fallbacks(serving, imported):
+    status = serving.store.status()
+    assert status["ok"] is True and "no trained model yet" in status["note"]
+    assert "version" not in status
+    customer = sorted(serving.store.current().customers)[0]
+    items = recommend_for_customer(serving, customer, 5)
+    assert [i.source for i in items] == ["bestsellers"] * 5
+
+
+def test_the_newest_run_is_served_without_a_restart(settings, sessions, imported, serving, clock):
+    first = _train(sessions, settings)
+    assert serving.store.current().model.version == first.version
+    second = _train(sessions, settings)
+    clock.advance(settings.model.reload_interval - 1)
+    assert serving.store.current().model.version == first.version  # not checked yet
+    clock.advance(2)
+    serving.store.current()  # the check runs (inline in these tests)
+    assert serving.store.current().model.version == second.version
+    assert serving.store.status()["version"] == second.version
+
+
+def test_a_rollback_is_picked_up_and_the_previous_version_serves(
+    settings, sessions, imported, serving, clock
+):
+    first, second = _train(sessions, settings), _train(sessions, settings)
+    assert serving.store.current().model.version == second.version
+    with sessions.begin() as session:
+        rollback(session)
+    clock.advance(settings.model.reload_interval)
+    serving.store.current()
+    assert serving.store.current().model.version == first.version
+    assert recommend_for_customer(serving, _a_customer(serving.store), 5)
+
+
+def test_a_corrupt_new_artifact_keeps_the_previous_model_answering(
+    settings, sessions, imported, serving, clock
+):
+    first = _train(sessions, settings)
+    customer = _a_customer(serving.store)
+    before = [i.sku for i in recommend_for_customer(serving, customer, 5)]
+    second = _train(sessions, settings)
+    _corrupt(settings, second)
+    clock.advance(settings.model.reload_interval)
+    serving.store.current()
+    assert serving.store.current().model.version == first.version
+    status = serving.store.status()
+    assert status["ok"] is True and status["version"] == first.version
+    assert second.version in status["error"] and "checksum mismatch" in status["error"]
+    assert [i.sku for i in recommend_for_customer(serving, customer, 5)] == before
+
+
+def test_at_start_up_a_missing_artifact_falls_back_to_the_older_run(settings, sessions, imported):
+    first, second = _train(sessions, settings), _train(sessions, settings)
+    (Path(settings.model.artifact_dir) / second.version / "manifest.json").unlink()
+    store = ModelStore(settings, sessions, background=False)
+    assert store.current().model.version == first.version
+    status = store.status()
+    assert status["ok"] is True and second.version in status["error"]
+
+
+def test_readiness_fails_only_when_no_model_at_all_can_be_loaded(settings, sessions, imported):
+    run = _train(sessions, settings)
+    _corrupt(settings, run)
+    store = ModelStore(settings, sessions, background=False)
+    assert store.current().model is None
+    status = store.status()
+    assert status["ok"] is False and run.version in status["error"]
+
+
+def test_health_ready_reports_the_served_model(app, client, sessions, imported):
+    settings = app.extensions["giftrec"].settings
+    body = client.get("/health/ready").get_json()
+    assert body["checks"]["model"]["ok"] is True and "note" in body["checks"]["model"]
+    run = _train(sessions, settings)
+    store = app.extensions["giftrec"].services["model_store"]
+    store.refresh()
+    response = client.get("/health/ready")
+    assert response.status_code == 200
+    assert response.get_json()["checks"]["model"]["version"] == run.version
+
+
+def test_a_reload_runs_in_the_background_while_requests_are_answered(settings, sessions, imported):
+    clock = FakeClock()
+    store = ModelStore(settings, sessions, background=True, clock=clock)
+    first = _train(sessions, settings)
+    store.start()  # what a serving process does once it is up
+    store.wait()
+    assert store.current().model.version == first.version
+    second = _train(sessions, settings)
+    gate = threading.Event()
+    load_run = store._load_run
+
+    def slow_load(run: ModelRun):  # type: ignore[no-untyped-def]
+        gate.wait(30)  # hold the reload until the test has been answered
+        return load_run(run)
+
+    store._load_run = slow_load  # type: ignore[method-assign]
+    clock.advance(settings.model.reload_interval)
+    during = store.current()  # starts the reload thread and returns at once
+    assert during.model.version == first.version
+    assert store.current().model.version == first.version
+    gate.set()
+    store.wait()
+    assert store.current().model.version == second.version

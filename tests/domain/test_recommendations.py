@@ -1,0 +1,229 @@
+"""Recommendation use cases on a model trained from real rows: chain, labels, filters, freshness."""
+
+# ruff: noqa: F811  (pytest fixtures imported from tests.domain.serving_fixtures are redefined as arguments)
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from config import Settings
+from domain.catalog import CatalogSnapshot
+from domain.catalog_admin import ProductInput, upsert_product
+from domain.errors import InvalidInput, NotFound
+from domain.model_store import ModelStore
+from domain.models import Customer, Product
+from domain.recommendations import (
+    Serving,
+    bestsellers,
+    catalog_changed,
+    customer_changed,
+    new_arrivals,
+    recommend_for_customer,
+    similar_products,
+)
+from domain.training import train_model
+from tests.domain.serving_fixtures import (  # noqa: F401
+    FakeClock,
+    add_order,
+    clock,
+    imported,
+    imported_rows,
+    sample_slice,
+    serving,
+    settings,
+)
+
+
+@pytest.fixture
+def trained(sessions: sessionmaker[Session], settings: Settings, imported: None) -> None:
+    with sessions.begin() as session:
+        run = train_model(session, settings)
+    assert run.status == "succeeded", run.error
+
+
+def _regular(serving: Serving) -> tuple[str, int, set[str]]:
+    """A customer the model knows who bought many distinct products: (external id, id, skus bought)."""
+    data = serving.store.current()
+    assert data.model is not None
+    bought = data.bought
+    counts = bought.indptr[1:] - bought.indptr[:-1]
+    u = int(counts.argmax())
+    customer_id = int(data.users.ids[u])
+    external = next(ext for ext, cid in data.customers.items() if cid == customer_id)
+    cat = serving.catalog.current()
+    pids = bought.indices[bought.indptr[u] : bought.indptr[u + 1]]
+    return external, customer_id, {cat.skus[p] for p in cat.positions(pids) if p >= 0}
+
+
+def _new_customer(sessions: sessionmaker[Session], external_id: str) -> int:
+    with sessions.begin() as session:
+        customer = Customer(external_id=external_id)
+        session.add(customer)
+        session.flush()
+        return customer.id
+
+
+def test_a_customer_without_history_gets_labelled_bestsellers(sessions, serving, trained):
+    _new_customer(sessions, "NEW-1")
+    items = recommend_for_customer(serving, "NEW-1", 8)
+    assert len(items) == 8
+    assert {i.source for i in items} == {"bestsellers"}
+    assert all(i.explanation == "Bestseller of the last 90 days" for i in items)
+    assert [i.score for i in items] == sorted((i.score for i in items), reverse=True)
+    assert [i.sku for i in items] == [i.sku for i in bestsellers(serving, n=8)]
+    assert len({i.recommendation_id for i in items}) == 8
+    again = recommend_for_customer(serving, "NEW-1", 8)
+    assert not {i.recommendation_id for i in items} & {i.recommendation_id for i in again}
+
+
+def test_bad_input_is_refused_with_the_field_at_fault(serving, trained):
+    with pytest.raises(NotFound, match="customer NOPE not found"):
+        recommend_for_customer(serving, "NOPE", 5)
+    with pytest.raises(NotFound):
+        similar_products(serving, "NO-SUCH-SKU", 5)
+    customer = _regular(serving)[0]
+    for kwargs, field in (
+        ({"n": 0}, "n"),
+        ({"n": 101}, "n"),
+        ({"min_price": -1}, "min_price"),
+        ({"min_price": 10, "max_price": 5}, "max_price"),
+    ):
+        with pytest.raises(InvalidInput) as info:
+            recommend_for_customer(serving, customer, **kwargs)  # type: ignore[arg-type]
+        assert info.value.field == field
+    with pytest.raises(InvalidInput) as info:
+        bestsellers(serving, days=0)
+    assert info.value.field == "days"
+
+
+def test_known_customers_get_explained_collaborative_picks_never_already_bought(serving, trained):
+    customer, _, bought = _regular(serving)
+    items = recommend_for_customer(serving, customer, 10)
+    assert len(items) == 10
+    assert items[0].source == "collaborative"
+    assert items[0].explanation.startswith("Because you bought ")
+    titles = {t for t in serving.catalog.current().titles}
+    assert items[0].explanation.removeprefix("Because you bought ").split(" and ")[0] in titles
+    assert not {i.sku for i in items} & bought
+    repeats = recommend_for_customer(serving, customer, 10, keep_repeats=True)
+    assert {i.sku for i in repeats} & bought  # the served hybrid ranks a regular's own favourites first
+
+
+def test_price_category_and_exclude_filters_apply_to_every_source(sessions, serving, trained):
+    customer, _, _ = _regular(serving)
+    plain = recommend_for_customer(serving, customer, 10)
+    excluded = [plain[0].sku, plain[3].sku]
+    items = recommend_for_customer(serving, customer, 10, exclude=excluded)
+    assert not {i.sku for i in items} & set(excluded)
+    cheap = recommend_for_customer(
+        serving, customer, 10, min_price=Decimal("1.00"), max_price=Decimal("2.00")
+    )
+    assert cheap and all(Decimal("1.00") <= i.price <= Decimal("2.00") for i in cheap)
+    # Put a few products in a category: only they may come back, from whichever source.
+    tagged = [i.sku for i in plain[:2]] + [i.sku for i in bestsellers(serving, n=3)]
+    with sessions.begin() as session:
+        session.execute(update(Product).where(Product.sku.in_(tagged)).values(category="candles"))
+    catalog_changed(serving)
+    in_category = recommend_for_customer(serving, customer, 10, category="candles")
+    assert in_category and {i.sku for i in in_category} <= set(tagged)
+    assert all(i.category == "candles" for i in in_category)
+    assert {i.sku for i in bestsellers(serving, category="candles", n=10)} <= set(tagged)
+
+
+def test_hiding_a_product_removes_it_from_the_next_response(sessions, settings, serving, trained, clock):
+    customer, _, _ = _regular(serving)
+    top = recommend_for_customer(serving, customer, 5)[0].sku
+    best = bestsellers(serving, n=1)[0].sku
+    other_process = CatalogSnapshot(sessions, clock=clock)
+    assert other_process.current().available[other_process.current().position_by_sku[top]]
+    with sessions.begin() as session:
+        upsert_product(session, top, ProductInput(is_active=False), actor="test")
+        upsert_product(session, best, ProductInput(in_stock=False), actor="test")
+    catalog_changed(serving)  # what the API does after its commit
+    assert top not in {i.sku for i in recommend_for_customer(serving, customer, 20)}
+    assert best not in {i.sku for i in bestsellers(serving, n=20)}
+    # Another process notices within its check interval, without being told.
+    clock.advance(1.0)
+    cat = other_process.current()
+    assert not cat.available[cat.position_by_sku[top]] and not cat.available[cat.position_by_sku[best]]
+
+
+def test_a_new_customer_who_buys_after_training_is_folded_in(sessions, settings, serving, trained, clock):
+    anchor = bestsellers(serving, n=1)[0]
+    with sessions.begin() as session:
+        customer_id = add_order(session, "NEW-2", [anchor.sku], order_id="API-NEW-2").customer_id
+    assert customer_id is not None
+    customer_changed(serving, customer_id)  # what the API does after its commit
+    items = recommend_for_customer(serving, "NEW-2", 6)
+    assert items[0].source == "collaborative"
+    assert items[0].explanation == f"Because you bought {anchor.title}"
+    assert anchor.sku not in {i.sku for i in items}
+    # A process that was not told sees the purchase within its freshness interval.
+    other = Serving(settings, ModelStore(settings, sessions, background=False, clock=clock), serving.catalog)
+    other.store.current()
+    with sessions.begin() as session:
+        add_order(session, "NEW-2", [items[0].sku], order_id="API-NEW-2b", at=dt.datetime(2011, 12, 11))
+    clock.advance(1.0)
+    other.store.current()  # the due freshness check runs
+    assert items[0].sku not in {i.sku for i in recommend_for_customer(other, "NEW-2", 6)}
+
+
+def test_a_known_customer_who_buys_again_is_recalculated(sessions, serving, trained):
+    customer, customer_id, _ = _regular(serving)
+    before = recommend_for_customer(serving, customer, 5)
+    rows = serving.store.customer(serving.store.current(), customer_id)
+    assert rows.user_idx >= 0 and not rows.recalculate
+    with sessions.begin() as session:
+        add_order(session, customer, [before[0].sku], order_id="API-REG-1")
+    customer_changed(serving, customer_id)
+    after = recommend_for_customer(serving, customer, 5)
+    assert before[0].sku not in {i.sku for i in after}
+    rows = serving.store.customer(serving.store.current(), customer_id)
+    assert rows.recalculate and rows.user_idx >= 0
+
+
+def test_similar_products_exclude_the_product_and_hidden_ones(sessions, serving, trained):
+    anchor = bestsellers(serving, n=1)[0]
+    items = similar_products(serving, anchor.sku, 6)
+    assert len(items) == 6 and anchor.sku not in {i.sku for i in items}
+    assert items[0].source == "similar"
+    assert items[0].explanation == f"Customers who bought {anchor.title} also bought this"
+    with sessions.begin() as session:
+        upsert_product(session, items[0].sku, ProductInput(is_active=False), actor="test")
+    catalog_changed(serving)
+    assert items[0].sku not in {i.sku for i in similar_products(serving, anchor.sku, 6)}
+
+
+def test_a_product_the_model_never_saw_is_new_and_falls_back(sessions, serving, trained):
+    with sessions.begin() as session:
+        upsert_product(
+            session, "GIFT-NEW", ProductInput(title="Silver locket", price=Decimal("120.00")), actor="test"
+        )
+        session.execute(
+            update(Product).where(Product.sku == "GIFT-NEW").values(created_at=dt.datetime(2011, 12, 20))
+        )
+    catalog_changed(serving)
+    newest = new_arrivals(serving, n=3)
+    assert newest[0].sku == "GIFT-NEW" and newest[0].source == "new_arrivals"
+    created = [
+        serving.catalog.current().created_at[serving.catalog.current().position_by_sku[i.sku]] for i in newest
+    ]
+    assert created == sorted(created, reverse=True)
+    fallback = similar_products(serving, "GIFT-NEW", 4)
+    assert [i.source for i in fallback] == ["bestsellers"] * 4
+
+
+def test_bestsellers_count_distinct_buyers_in_the_window(sessions, serving, trained):
+    with sessions() as session:
+        last = session.scalar(select(Product.id).order_by(Product.id.desc()))
+    assert last is not None
+    week = bestsellers(serving, days=7, n=5)
+    quarter = bestsellers(serving, days=90, n=5)
+    assert week and quarter and [i.sku for i in week] != [i.sku for i in quarter]
+    assert all(i.explanation == "Bestseller of the last 7 days" for i in week)
+    assert week[0].score <= quarter[0].score

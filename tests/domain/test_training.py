@@ -1,0 +1,177 @@
+"""Training from the database: the ModelRun, the artifact on disk, staleness, pruning, rollback, the CLI."""
+
+# ruff: noqa: F811  (pytest fixtures imported from tests.domain.serving_fixtures are redefined as arguments)
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.cli import cli
+from config import Settings
+from domain.errors import Conflict, NotFound
+from domain.interactions import build_matrix, load_interactions
+from domain.models import AuditLog, ModelRun, Order
+from domain.training import is_stale, list_runs, rollback, serving_run, train_model
+from recommender.artifacts import load_artifact
+from tests.domain.serving_fixtures import (  # noqa: F401
+    add_order,
+    imported,
+    imported_rows,
+    sample_slice,
+    settings,
+)
+
+
+def _train(sessions: sessionmaker[Session], settings: Settings, **kw: object) -> ModelRun:
+    with sessions.begin() as session:
+        return train_model(session, settings, **kw)  # type: ignore[arg-type]
+
+
+def test_training_records_a_succeeded_run_with_its_artifact(sessions, settings, imported):
+    run = _train(sessions, settings)
+    assert run.status == "succeeded", run.error
+    assert run.algorithm == "hybrid"
+    with sessions() as session:
+        stored = session.scalars(select(ModelRun)).one()
+        customers_with_orders = session.scalar(
+            select(func.count(func.distinct(Order.customer_id))).where(Order.customer_id.is_not(None))
+        )
+    assert stored.version == run.version and stored.finished_at is not None
+    assert 0 < stored.n_users <= customers_with_orders
+    assert stored.n_items > 100 and stored.n_interactions > stored.n_users
+    with sessions() as session:
+        newest = session.scalar(select(func.max(Order.ordered_at)).where(Order.customer_id.is_not(None)))
+    assert stored.data_until == newest
+    assert stored.params["model"]["factors"] == 8
+    assert stored.params["watermark"]["order_id"] > 0
+    assert stored.metrics["fit_seconds"] >= 0
+    folder = Path(settings.model.artifact_dir) / run.version
+    assert (folder / "manifest.json").is_file() and (folder / "model" / "model.npz").is_file()
+    artifact = load_artifact(folder)
+    assert artifact.model.n_items == stored.n_items
+    assert len(artifact.user_index) == stored.n_users
+
+
+def test_the_model_sees_purchases_net_of_returns(sessions, settings, imported):
+    with sessions() as session:
+        rows = load_interactions(session)
+    assert set(rows.kinds.tolist()) == {"purchase", "return"}  # the sample has orders only, no events
+    user_items, users, items = build_matrix(rows, settings.interactions)
+    net: dict[tuple[int, int], float] = {}
+    for c, p, kind, q in zip(rows.customer_ids, rows.product_ids, rows.kinds, rows.quantities, strict=True):
+        net[(int(c), int(p))] = net.get((int(c), int(p)), 0.0) + (-q if kind == "return" else q)
+    cancelled = [cell for cell, q in net.items() if q <= 0]
+    assert cancelled, "the slice has returns that cancel a purchase"
+    for cells, present in ((cancelled, False), ([c for c, q in net.items() if q > 0][:200], True)):
+        for c, p in cells:
+            row, col = int(users.index_of(c)[0]), int(items.index_of(p)[0])
+            # A product or customer seen only in returns has no position at all: absent, not column -1.
+            value = user_items[row, col] if row >= 0 and col >= 0 else 0.0
+            assert bool(value > 0) == present, (c, p)
+
+
+def test_training_on_an_empty_database_records_a_failed_run(sessions, settings):
+    run = _train(sessions, settings)
+    assert run.status == "failed"
+    assert "no interactions" in (run.error or "")
+    with sessions() as session:
+        assert session.scalars(select(ModelRun.status)).one() == "failed"
+        assert serving_run(session) is None
+
+
+@pytest.mark.parametrize("algorithm", ["als", "bpr", "item_bm25", "popularity"])
+def test_every_configured_algorithm_trains(sessions, settings, imported, algorithm):
+    configured = replace(settings, model=replace(settings.model, algorithm=algorithm))
+    run = _train(sessions, configured)
+    assert run.status == "succeeded", run.error
+    assert load_artifact(Path(settings.model.artifact_dir) / run.version).model.name == {
+        "item_bm25": "item_item"
+    }.get(algorithm, algorithm)
+
+
+def test_if_stale_skips_until_a_new_order_arrives(sessions, settings, imported):
+    with sessions() as session:
+        assert is_stale(session, settings) == (True, "no trained model yet")
+    _train(sessions, settings)
+    with sessions() as session:
+        stale, reason = is_stale(session, settings)
+    assert not stale and "already covers" in reason
+    with sessions.begin() as session:
+        add_order(session, "12347", ["85123A"], order_id="API-1")
+    with sessions() as session:
+        stale, reason = is_stale(session, settings)
+    assert stale and "new data" in reason
+
+
+def test_old_artifacts_beyond_keep_runs_are_pruned(sessions, settings, imported):
+    settings = replace(settings, model=replace(settings.model, keep_runs=2))
+    runs = [_train(sessions, settings) for _ in range(3)]
+    root = Path(settings.model.artifact_dir)
+    assert not (root / runs[0].version).exists()
+    assert all((root / r.version).is_dir() for r in runs[1:])
+    with sessions() as session:
+        first = session.scalars(select(ModelRun).where(ModelRun.version == runs[0].version)).one()
+        assert first.artifact_path is None and first.status == "succeeded"
+
+
+def test_rollback_goes_back_to_the_previous_run_and_is_audited(sessions, settings, imported):
+    first, second = _train(sessions, settings), _train(sessions, settings)
+    with sessions.begin() as session:
+        assert serving_run(session).version == second.version  # type: ignore[union-attr]
+        target = rollback(session, actor="test")
+        assert target.version == first.version
+    with sessions() as session:
+        assert serving_run(session).version == first.version  # type: ignore[union-attr]
+        runs = {r.version: r for r in list_runs(session)}
+        assert runs[second.version].is_rolled_back
+        audit = session.scalars(select(AuditLog).where(AuditLog.action == "model.rollback")).one()
+        assert audit.entity_id == first.version and audit.details["rolled_back"] == [second.version]
+    with sessions.begin() as session, pytest.raises(Conflict, match="nothing to roll back to"):
+        rollback(session)
+
+
+def test_rollback_to_a_named_version_skips_every_newer_run(sessions, settings, imported):
+    runs = [_train(sessions, settings) for _ in range(3)]
+    with sessions.begin() as session:
+        assert rollback(session, runs[0].version).version == runs[0].version
+    with sessions() as session:
+        assert serving_run(session).version == runs[0].version  # type: ignore[union-attr]
+    with sessions.begin() as session, pytest.raises(NotFound):
+        rollback(session, "no-such-version")
+    with sessions.begin() as session, pytest.raises(Conflict, match="was rolled back"):
+        rollback(session, runs[2].version)
+
+
+def test_cli_train_model_list_and_rollback(app, runner, sessions, imported):
+    result = runner.invoke(cli, args=["train"])
+    assert result.exit_code == 0, result.output
+    assert "succeeded: model" in result.output
+    result = runner.invoke(cli, args=["train", "--if-stale"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("skipped: model")
+    assert runner.invoke(cli, args=["train"]).exit_code == 0
+    listing = runner.invoke(cli, args=["model", "list"])
+    assert listing.exit_code == 0
+    lines = listing.output.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("* ")
+    newest, older = lines[0].split()[1], lines[1].split()[0]
+    result = runner.invoke(cli, args=["model", "rollback"])
+    assert result.exit_code == 0, result.output
+    assert f"serving model {older}" in result.output
+    listing = runner.invoke(cli, args=["model", "list"]).output.splitlines()
+    assert "rolled back" in listing[0] and newest in listing[0] and listing[1].startswith("* ")
+    result = runner.invoke(cli, args=["model", "rollback"])
+    assert result.exit_code == 1 and "nothing to roll back to" in result.output
+
+
+def test_cli_train_failure_exits_non_zero_and_keeps_the_failed_run(runner, sessions):
+    result = runner.invoke(cli, args=["train"])
+    assert result.exit_code == 1
+    assert "training failed" in result.output
+    with sessions() as session:
+        assert session.scalars(select(ModelRun.status)).one() == "failed"
