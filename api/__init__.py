@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from apiflask import APIFlask
@@ -16,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings, load_settings
 from domain.db import make_engine, make_session_factory
+from domain.links import load_secret_key
 from recommender.threads import pin_blas_threads
 
 log = logging.getLogger(__name__)
@@ -33,20 +32,6 @@ class AppContext:
     services: dict[str, Any] = field(default_factory=dict)
 
 
-def _secret_key(settings: Settings) -> str:
-    if settings.server.secret_key:
-        return settings.server.secret_key
-    path = Path(settings.server.instance_dir) / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key)
-    return key
-
-
 def create_app(settings: Settings | None = None) -> APIFlask:
     """Build the Flask application for ``settings`` (default: :func:`config.load_settings`)."""
     settings = settings or load_settings()
@@ -60,7 +45,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
         instance_path=os.path.abspath(settings.server.instance_dir),
     )
     app.config.update(
-        SECRET_KEY=_secret_key(settings),
+        SECRET_KEY=load_secret_key(settings),
         JSON_SORT_KEYS=False,
         AUTO_404_RESPONSE=False,
         SESSION_COOKIE_HTTPONLY=True,
@@ -69,10 +54,26 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     engine = make_engine(settings.database.url, echo=settings.database.echo)
     ctx = AppContext(settings=settings, engine=engine, sessions=make_session_factory(engine))
     app.extensions["giftrec"] = ctx
+    _add_serving(ctx)
 
-    from api import db, errors, health
+    from api import db, errors, health, links
 
     db.init_app(app)
     errors.register_error_handlers(app)
     app.register_blueprint(health.bp)
+    from api import storefront
+
+    storefront.register(app)
+    app.register_blueprint(links.bp)
     return app
+
+
+def _add_serving(ctx: AppContext) -> None:
+    """The model store and catalog snapshot, built once per process; nothing is read before first use."""
+    from domain.recommendations import build_serving
+
+    serving = build_serving(ctx.settings, ctx.sessions)
+    ctx.services["serving"] = serving
+    ctx.services["model_store"] = serving.store
+    ctx.services["catalog"] = serving.catalog
+    ctx.readiness_probes["model"] = serving.store.status

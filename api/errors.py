@@ -35,7 +35,10 @@ def _flatten(messages: Any, prefix: str = "") -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if isinstance(messages, dict):
         for key, value in messages.items():
-            name = str(key) if not prefix else f"{prefix}.{key}"
+            if isinstance(key, int) or (isinstance(key, str) and key.isdigit() and prefix):
+                name = f"{prefix}[{key}]"  # marshmallow keys list items by index: events[3].sku
+            else:
+                name = str(key) if not prefix else f"{prefix}.{key}"
             if prefix == "" and key in ("json", "query", "path", "form", "headers", "cookies", "view_args"):
                 name = ""
             out.extend(_flatten(value, name))

@@ -59,7 +59,7 @@ def serve(host: str | None, port: int | None, workers: int, with_scheduler: bool
             "-",
             "--graceful-timeout",
             "5",
-            "api:create_app()",
+            "api.wsgi:app",
         ]
     else:
         web = [
@@ -67,7 +67,7 @@ def serve(host: str | None, port: int | None, workers: int, with_scheduler: bool
             "-m",
             "flask",
             "--app",
-            "api:create_app()",
+            "api.wsgi:app",
             "run",
             "--host",
             host,

@@ -1,0 +1,195 @@
+"""Request and response schemas of the /v1 API: they validate input and generate the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apiflask import Schema
+from apiflask.fields import Boolean, DateTime, Decimal, Float, Integer, List, Nested, String
+from apiflask.validators import Length, OneOf, Range
+from marshmallow import ValidationError, validates_schema
+
+from domain.models import EVENT_KINDS, ORDER_KINDS
+
+SKU = Length(1, 64)
+
+
+# --- problems ----------------------------------------------------------------------------------------------
+class FieldError(Schema):
+    field = String(allow_none=True, metadata={"description": "the input at fault, e.g. events[3].sku"})
+    message = String()
+
+
+class Problem(Schema):
+    """RFC 9457 problem details, served as application/problem+json."""
+
+    type = String(metadata={"example": "about:blank"})
+    title = String(metadata={"example": "Invalid input"})
+    status = Integer(metadata={"example": 422})
+    detail = String()
+    errors = List(Nested(FieldError))
+
+
+PROBLEM_SCHEMA = {
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string", "nullable": True}, "message": {"type": "string"}},
+            },
+        },
+    },
+    "type": "object",
+}
+
+
+# --- recommendations (read) --------------------------------------------------------------------------------
+class PriceFilters(Schema):
+    category = String(validate=Length(1, 100), metadata={"description": "only this category"})
+    min_price = Float(validate=Range(min=0), metadata={"description": "lowest price, inclusive"})
+    max_price = Float(validate=Range(min=0), metadata={"description": "highest price, inclusive"})
+
+    @validates_schema
+    def _bounds(self, data: dict[str, Any], **_: Any) -> None:
+        low, high = data.get("min_price"), data.get("max_price")
+        if low is not None and high is not None and low > high:
+            raise ValidationError("must not be below min_price", "max_price")
+
+
+class RecommendationsQuery(PriceFilters):
+    n = Integer(load_default=10, validate=Range(1, 100), metadata={"description": "how many items"})
+    exclude_skus = String(
+        data_key="exclude",
+        load_default="",
+        validate=Length(max=2000),
+        metadata={"description": "comma-separated SKUs to leave out (e.g. what is in the cart)"},
+    )
+
+
+class SimilarQuery(Schema):
+    n = Integer(load_default=10, validate=Range(1, 100))
+
+
+class BestsellersQuery(Schema):
+    category = String(validate=Length(1, 100))
+    days = Integer(validate=Range(1, 3650), metadata={"description": "look-back window (default: setting)"})
+    n = Integer(load_default=10, validate=Range(1, 100))
+
+
+class NewArrivalsQuery(Schema):
+    category = String(validate=Length(1, 100))
+    n = Integer(load_default=10, validate=Range(1, 100))
+
+
+class Item(Schema):
+    sku = String(required=True)
+    title = String(required=True)
+    price = Float(required=True)
+    currency = String(required=True, metadata={"example": "GBP"})
+    url = String(allow_none=True)
+    image_url = String(allow_none=True)
+    score = Float()
+    source = String(
+        metadata={
+            "description": "collaborative, similar, bestsellers or new_arrivals: what produced the item"
+        }
+    )
+    explanation = String(metadata={"description": "one line for the shopper"})
+    recommendation_id = String(
+        metadata={"description": "cite it in a later click event so that the click is attributed"}
+    )
+
+
+class ItemList(Schema):
+    items = List(Nested(Item))
+    model_version = String(allow_none=True, metadata={"description": "model that answered, if any"})
+
+
+# --- events ------------------------------------------------------------------------------------------------
+class EventIn(Schema):
+    id = String(
+        required=True,
+        validate=Length(1, 100),
+        metadata={"description": "idempotency id chosen by the client: sending it again adds nothing"},
+    )
+    type = String(required=True, validate=OneOf(EVENT_KINDS))
+    sku = String(required=True, validate=SKU)
+    customer_id = String(validate=Length(1, 64), metadata={"description": "the shop's customer id"})
+    anonymous_id = String(validate=Length(1, 100), metadata={"description": "browser id before sign-in"})
+    recommendation_id = String(validate=Length(1, 64))
+    quantity = Integer(load_default=1, validate=Range(1, 100_000))
+    occurred_at = DateTime(metadata={"description": "ISO 8601; default: when the server received it"})
+    source = String(load_default="api", validate=Length(1, 30))
+
+
+class EventBatchIn(Schema):
+    events = List(Nested(EventIn), required=True, validate=Length(min=1))
+
+
+class EventBatchOut(Schema):
+    recorded = Integer(metadata={"description": "events stored by this call"})
+    duplicates = Integer(metadata={"description": "events whose id was already stored: ignored"})
+
+
+# --- orders ------------------------------------------------------------------------------------------------
+class OrderLineIn(Schema):
+    sku = String(required=True, validate=SKU)
+    quantity = Integer(required=True, validate=Range(1, 100_000))
+    unit_price = Decimal(required=True, places=2, validate=Range(min=0, min_inclusive=False))
+
+
+class OrderIn(Schema):
+    order_id = String(required=True, validate=Length(1, 64))
+    customer_id = String(required=True, validate=Length(1, 64))
+    ordered_at = DateTime()
+    kind = String(load_default="sale", validate=OneOf(ORDER_KINDS))
+    currency = String(load_default="GBP", validate=Length(3, 3))
+    country = String(validate=Length(1, 64))
+    lines = List(Nested(OrderLineIn), required=True, validate=Length(1, 1000))
+
+
+class OrderOut(Schema):
+    order_id = String()
+    customer_id = String()
+    kind = String()
+    lines = Integer(metadata={"description": "number of lines"})
+    created = Boolean(metadata={"description": "false when the same order had been recorded before"})
+    customer_created = Boolean()
+
+
+# --- catalog -----------------------------------------------------------------------------------------------
+class ProductIn(Schema):
+    title = String(validate=Length(1, 300))
+    description = String()
+    category = String(validate=Length(1, 100))
+    brand = String(validate=Length(1, 100))
+    price = Decimal(places=2, validate=Range(min=0, min_inclusive=False))
+    currency = String(validate=Length(3, 3))
+    url = String(validate=Length(1, 500))
+    image_url = String(validate=Length(1, 500))
+    is_active = Boolean(metadata={"description": "false hides the product from every response at once"})
+    in_stock = Boolean()
+    delivery_days = Integer(validate=Range(0, 365))
+    tags = List(String(validate=Length(1, 50)), validate=Length(max=50))
+
+
+class ProductOut(Schema):
+    sku = String()
+    title = String()
+    description = String(allow_none=True)
+    category = String(allow_none=True)
+    brand = String(allow_none=True)
+    price = Float()
+    currency = String()
+    url = String(allow_none=True)
+    image_url = String(allow_none=True)
+    is_active = Boolean()
+    in_stock = Boolean()
+    delivery_days = Integer()
+    tags = List(String())
+    created = Boolean()

@@ -1,0 +1,369 @@
+"""The storefront API under /v1: picks, similar items, fallbacks, events, orders, catalog, erasure."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from apiflask import APIBlueprint
+from flask import current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from api import auth
+from api.db import get_session
+from api.errors import problem
+from api.schemas import (
+    PROBLEM_SCHEMA,
+    BestsellersQuery,
+    EventBatchIn,
+    EventBatchOut,
+    ItemList,
+    NewArrivalsQuery,
+    OrderIn,
+    OrderOut,
+    ProductIn,
+    ProductOut,
+    RecommendationsQuery,
+    SimilarQuery,
+)
+from domain import catalog_admin, events, orders_api, recommendations
+
+bp = APIBlueprint("storefront", __name__, url_prefix="/v1", tag="Storefront")
+bp.before_request(auth.preflight)
+bp.after_request(auth.cors_headers)
+
+#: Event kinds a browser (widget key) may send; purchases and carts come from the shop's server.
+WIDGET_EVENT_KINDS = ("view", "click")
+_SERVING_LOCK = threading.Lock()
+#: A generous bound on one event's JSON (ids, SKU, dates are short): bodies above it x max_batch are 413.
+MAX_BYTES_PER_EVENT = 2048
+
+ERRORS = {
+    400: "Malformed request (e.g. a body that is not JSON)",
+    401: "No API key, or an unknown or revoked one",
+    403: "The key's scope or origin does not allow this call",
+    429: "Too many requests for this key; see Retry-After",
+}
+
+
+def _ctx() -> Any:
+    return current_app.extensions["giftrec"]
+
+
+def _batch_size_guard(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Refuse an oversized batch with 413 before parsing a huge body or validating thousands of items."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        limit = _ctx().settings.api.max_batch
+        max_bytes = MAX_BYTES_PER_EVENT * limit
+        if request.content_length is not None and request.content_length > max_bytes:
+            detail = f"the body has {request.content_length} bytes; at most {max_bytes} per batch"
+            return problem(413, "Content Too Large", detail, [{"field": "events", "message": detail}])
+        payload = request.get_json(silent=True)
+        if isinstance(payload, dict) and isinstance(payload.get("events"), list):
+            if len(payload["events"]) > limit:
+                detail = f"{len(payload['events'])} events; at most {limit} per batch"
+                return problem(413, "Content Too Large", detail, [{"field": "events", "message": detail}])
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+# --- reads -------------------------------------------------------------------------------------------------
+def _serving() -> recommendations.Serving:
+    """The process's model store and catalog snapshot, built on first use (nothing is read until then)."""
+    ctx = _ctx()
+    serving = ctx.services.get("serving")
+    if serving is None:
+        with _SERVING_LOCK:
+            serving = ctx.services.get("serving")
+            if serving is None:
+                serving = ctx.services["serving"] = recommendations.build_serving(ctx.settings, ctx.sessions)
+    return serving
+
+
+def _items(items: list[recommendations.RecommendedItem]) -> dict[str, Any]:
+    return {
+        "items": [
+            {
+                "sku": it.sku,
+                "title": it.title,
+                "price": float(it.price),
+                "currency": it.currency,
+                "url": it.url,
+                "image_url": it.image_url,
+                "score": it.score,
+                "source": it.source,
+                "explanation": it.explanation,
+                "recommendation_id": it.recommendation_id,
+            }
+            for it in items
+        ]
+    }
+
+
+def _cached(items: list[recommendations.RecommendedItem]) -> Any:
+    """Cache-Control and a weak ETag over what the items are (not their per-response recommendation ids),
+    so that a conditional GET of an unchanged list is answered 304."""
+    digest = hashlib.sha256(request.full_path.encode())
+    for it in items:
+        digest.update(
+            repr(
+                (
+                    it.sku,
+                    it.title,
+                    str(it.price),
+                    it.currency,
+                    it.url,
+                    it.image_url,
+                    round(it.score, 6),
+                    it.source,
+                    it.explanation,
+                )
+            ).encode()
+        )
+    resp = jsonify(_items(items))
+    resp.cache_control.max_age = _ctx().settings.api.cache_seconds
+    resp.cache_control.public = True
+    resp.set_etag(digest.hexdigest()[:32], weak=True)
+    return resp.make_conditional(request)
+
+
+@bp.get("/customers/<customer_id>/recommendations")
+@bp.doc(
+    summary="Personal picks for a customer",
+    description=(
+        "Collaborative filtering on purchases and events, filled along the chain similar -> bestsellers -> "
+        "new arrivals. Only active, in-stock products; never what the customer already bought."
+    ),
+    responses={**ERRORS, 404: "Unknown customer"},
+    security=auth.SECURITY,
+)
+@auth.require("widget", "server")
+@bp.input(RecommendationsQuery, location="query", arg_name="query")
+@bp.output(ItemList)
+def customer_recommendations(customer_id: str, query: dict[str, Any]) -> Any:
+    exclude = [s.strip() for s in query["exclude_skus"].split(",") if s.strip()]
+    items = recommendations.recommend_for_customer(
+        _serving(),
+        customer_id,
+        query["n"],
+        category=query.get("category"),
+        min_price=query.get("min_price"),
+        max_price=query.get("max_price"),
+        exclude=exclude,
+    )
+    return jsonify(_items(items))  # already in the documented shape: no second pass through marshmallow
+
+
+@bp.get("/products/<sku>/similar")
+@bp.doc(summary="Products similar to one", responses={**ERRORS, 404: "Unknown SKU"}, security=auth.SECURITY)
+@auth.require("widget", "server")
+@bp.input(SimilarQuery, location="query", arg_name="query")
+@bp.output(ItemList)
+def similar(sku: str, query: dict[str, Any]) -> Any:
+    return jsonify(_items(recommendations.similar_products(_serving(), sku, query["n"])))
+
+
+@bp.get("/bestsellers")
+@bp.doc(
+    summary="Bestsellers",
+    description="Most bought available products over the last `days` days. Cacheable: ETag + max-age.",
+    responses={**ERRORS, 304: "Not modified (If-None-Match)"},
+    security=auth.SECURITY,
+)
+@auth.require("widget", "server")
+@bp.input(BestsellersQuery, location="query", arg_name="query")
+@bp.output(ItemList)
+def get_bestsellers(query: dict[str, Any]) -> Any:
+    return _cached(
+        recommendations.bestsellers(_serving(), query.get("category"), query.get("days"), query["n"])
+    )
+
+
+@bp.get("/new-arrivals")
+@bp.doc(
+    summary="New arrivals",
+    description="The newest available products. Cacheable: ETag + max-age.",
+    responses={**ERRORS, 304: "Not modified (If-None-Match)"},
+    security=auth.SECURITY,
+)
+@auth.require("widget", "server")
+@bp.input(NewArrivalsQuery, location="query", arg_name="query")
+@bp.output(ItemList)
+def get_new_arrivals(query: dict[str, Any]) -> Any:
+    return _cached(recommendations.new_arrivals(_serving(), query.get("category"), query["n"]))
+
+
+# --- writes ------------------------------------------------------------------------------------------------
+@bp.post("/events")
+@bp.doc(
+    summary="Record a batch of events",
+    description=(
+        "Up to `api.max_batch` (default 1,000) view, cart, purchase or click events, all-or-nothing. Each "
+        "event carries a client-chosen `id`: a repeated batch records nothing new. Clicks should cite the "
+        "`recommendation_id` of the item clicked. Widget keys may send view and click events only."
+    ),
+    responses={
+        **ERRORS,
+        409: "A concurrent request recorded the same ids",
+        413: "More events than the batch limit",
+    },
+    security=auth.SECURITY,
+)
+@auth.require("server", "widget")
+@_batch_size_guard
+@bp.input(EventBatchIn, arg_name="batch")
+@bp.output(EventBatchOut)
+def post_events(batch: dict[str, Any]) -> Any:
+    key = auth.current_key()
+    widget = key.scope == "widget"
+    items = [
+        events.EventInput(
+            idempotency_key=ev["id"],
+            kind=ev["type"],
+            sku=ev["sku"],
+            customer_id=ev.get("customer_id"),
+            anonymous_id=ev.get("anonymous_id"),
+            recommendation_id=ev.get("recommendation_id"),
+            quantity=ev["quantity"],
+            occurred_at=ev.get("occurred_at"),
+            source="widget" if widget else ev["source"],
+        )
+        for ev in batch["events"]
+    ]
+    session = get_session()
+    result = events.record_events(
+        session,
+        _ctx().settings,
+        items,
+        allowed_kinds=WIDGET_EVENT_KINDS if widget else events.EVENT_KINDS,
+    )
+    session.commit()
+    for customer in result.customer_ids:
+        _customer_changed(customer)
+    return {"recorded": result.recorded, "duplicates": result.duplicates}
+
+
+@bp.post("/orders")
+@bp.doc(
+    summary="Record an order or a return",
+    description=(
+        "Idempotent by `order_id`: sending the same order again returns 200 with `created: false`; the "
+        "same id with other contents is 409. A customer id not seen before creates the customer."
+    ),
+    responses={**ERRORS, 200: "The same order was recorded before", 409: "Order id taken by another order"},
+    security=auth.SECURITY,
+)
+@auth.require("server")
+@bp.input(OrderIn, arg_name="order")
+@bp.output(OrderOut, status_code=201)
+def post_order(order: dict[str, Any]) -> Any:
+    data = orders_api.OrderInput(
+        order_id=order["order_id"],
+        customer_id=order["customer_id"],
+        lines=[
+            orders_api.OrderLineInput(ln["sku"], ln["quantity"], ln["unit_price"]) for ln in order["lines"]
+        ],
+        ordered_at=order.get("ordered_at"),
+        kind=order["kind"],
+        currency=order["currency"],
+        country=order.get("country"),
+    )
+    session = get_session()
+    result = orders_api.record_order(session, data)
+    session.commit()
+    if result.created and result.order.customer_id is not None:
+        _customer_changed(result.order.customer_id)
+    body = {
+        "order_id": data.order_id,
+        "customer_id": data.customer_id,
+        "kind": result.order.kind,
+        "lines": len(result.order.lines),
+        "created": result.created,
+        "customer_created": result.customer_created,
+    }
+    return body, (201 if result.created else 200)
+
+
+@bp.put("/products/<sku>")
+@bp.doc(
+    summary="Create or update a product",
+    description=(
+        "Upsert by SKU. Creating needs `title` and `price`; on update, omitted fields keep their value. "
+        "`is_active: false` or `in_stock: false` hides the product from the next response on."
+    ),
+    responses={**ERRORS, 201: "Created"},
+    security=auth.SECURITY,
+)
+@auth.require("server")
+@bp.input(ProductIn, arg_name="product")
+@bp.output(ProductOut)
+def put_product(sku: str, product: dict[str, Any]) -> Any:
+    data = catalog_admin.ProductInput(**product)
+    row, created = catalog_admin.upsert_product(get_session(), sku, data, actor=auth.actor())
+    get_session().commit()  # the catalog snapshot reloads from committed data
+    _catalog_changed()
+    body = {name: getattr(row, name) for name in catalog_admin.PRODUCT_FIELDS}
+    body.update(sku=row.sku, price=float(row.price), created=created)
+    return body, (201 if created else 200)
+
+
+@bp.delete("/customers/<customer_id>")
+@bp.doc(
+    summary="Erase a customer",
+    description=(
+        "Erases the customer's personal data, recipients, dates, selections, emails and events; orders are "
+        "kept for the shop's totals but detached, so the next training no longer sees the customer."
+    ),
+    responses={**ERRORS, 204: "Erased (or already erased)", 404: "Unknown customer"},
+    security=auth.SECURITY,
+)
+@auth.require("server")
+@bp.output({}, status_code=204)
+def delete_customer(customer_id: str) -> ResponseReturnValue:
+    session = get_session()
+    result = catalog_admin.erase_customer(session, customer_id, actor=auth.actor())
+    session.commit()
+    _customer_changed(result.customer_id)
+    return "", 204
+
+
+def _catalog_changed() -> None:
+    """After a committed product change: this process's next response sees it (others within seconds)."""
+    serving = _ctx().services.get("serving")
+    if serving is not None:
+        recommendations.catalog_changed(serving)
+
+
+def _customer_changed(customer_id: int) -> None:
+    """After a committed order, event or erasure: the next picks for this customer reflect it."""
+    serving = _ctx().services.get("serving")
+    if serving is not None:
+        recommendations.customer_changed(serving, customer_id)
+
+
+def register(app: Any) -> None:
+    """Mount the /v1 API, its OpenAPI security schemes and problem schemas, the limits and the widget."""
+    from api import selections, widget
+
+    app.config["SECURITY_SCHEMES"] = auth.SECURITY_SCHEMES
+    app.config["HTTP_ERROR_SCHEMA"] = PROBLEM_SCHEMA
+    app.config["VALIDATION_ERROR_SCHEMA"] = PROBLEM_SCHEMA
+    app.register_blueprint(bp)
+    app.register_blueprint(selections.bp)
+    auth.protect(app, bp, selections.bp)
+    app.register_blueprint(widget.bp)
+    ctx = app.extensions["giftrec"]
+
+    def banner(base: str) -> list[str]:
+        key = widget.demo_key(ctx.settings)
+        if key:
+            return [f"  demo widget key   {key}"]
+        return ["  demo widget key   none yet: run `giftrec keys demo --origin " + base + "`"]
+
+    ctx.services.setdefault("banner_hooks", []).append(banner)

@@ -1,0 +1,356 @@
+"""Benchmark: the storefront API under gunicorn (2 workers) loaded by wrk from loopback, in one run.
+
+Run from the repository root (by hand, never by the test suite; needs Debian's ``wrk``)::
+
+    .venv/bin/python -m bench.bench_api [UCI_PATH] [--duration 10] [--connections 16] [--workdir DIR]
+
+Setup, not measured: the full UCI file (default ../shared/data/online_retail.csv.gz) is imported into a
+temporary SQLite database, every product gets a category (the last word of its title, as in
+``bench_recommend``) and the default model is trained, each in a child process, as ``make run`` does;
+a server key is created. ``--workdir`` keeps (and reuses) that database between runs.
+
+Then gunicorn serves ``api.wsgi:app`` with 2 workers on 127.0.0.1 (production settings, except a rate
+limit high enough for one key to carry the whole load), each worker is warmed up (model loaded), and
+wrk runs for ``--duration`` seconds per endpoint at ``--connections`` connections, in this order:
+
+- ``trivial``: ``GET /health/live`` of the same app (no key, no database);
+- ``recommendations``: ``GET /v1/customers/{id}/recommendations`` with ``n=10``, a price range and two
+  excluded SKUs, over random known customers (a wrk Lua script picks them, seeded per thread).
+
+Printed: requests/s, latency p50/p99 (wrk's HdrHistogram), errors (socket errors + non-2xx), and the ratio
+to the trivial endpoint. Goal: recommendations >= 0.6x trivial req/s with p99 <= 15 ms, no errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from bench._common import machine_line, print_table, run_child
+
+DEFAULT_UCI = "../shared/data/online_retail.csv.gz"
+SEED = 11
+N_CUSTOMERS = 2000
+
+LUA_RECS = """
+local ids = {%(ids)s}
+local skus = {%(skus)s}
+local key = "%(key)s"
+local counter = 0
+function setup(thread)
+  counter = counter + 1
+  thread:set("seed", counter)
+end
+function init(args)
+  math.randomseed(%(seed)d + seed)
+end
+function request()
+  local id = ids[math.random(#ids)]
+  local lo = math.random(0, 3)
+  local hi = lo + math.random(5, 40)
+  local path = "/v1/customers/" .. id .. "/recommendations?n=10&min_price=" .. lo .. "&max_price=" .. hi
+    .. "&exclude=" .. skus[math.random(#skus)] .. "," .. skus[math.random(#skus)]
+  return wrk.format("GET", path, {["X-Api-Key"] = key})
+end
+"""
+
+LUA_TRIVIAL = """
+-- GET /health/live as is: wrk counts non-2xx responses itself.
+"""
+
+
+def child_setup(workdir: str) -> None:
+    """Customers to ask for (known to the model), the top SKUs to exclude, and a server key (setup)."""
+    from sqlalchemy import func, select
+
+    from bench.bench_train import _settings
+    from domain import api_keys
+    from domain.db import make_engine, make_session_factory, session_scope
+    from domain.models import Customer, Order, OrderLine, Product
+
+    settings = _settings(workdir)
+    engine = make_engine(settings.database.url)
+    with session_scope(make_session_factory(engine)) as session:
+        customers = sorted(
+            session.scalars(
+                select(Customer.external_id).join(Order, Order.customer_id == Customer.id).distinct()
+            )
+        )
+        skus = list(
+            session.scalars(
+                select(Product.sku)
+                .join(OrderLine, OrderLine.product_id == Product.id)
+                .group_by(Product.sku)
+                .order_by(func.count().desc())
+                .limit(200)
+            )
+        )
+        _, key = api_keys.create_key(session, "server", name="bench_api")
+    engine.dispose()
+    rng = random.Random(SEED)
+    print(
+        json.dumps(
+            {"customers": rng.sample(customers, min(N_CUSTOMERS, len(customers))), "skus": skus, "key": key}
+        )
+    )
+
+
+def child_inprocess(workdir: str, key: str, customers: list[str], skus: list[str]) -> None:
+    """Mean ms per request through Flask's test client (no sockets, no gunicorn), and of the use case alone:
+    where the time of a recommendations request goes."""
+    from dataclasses import replace
+
+    from api import create_app
+    from bench.bench_train import _settings
+    from domain.recommendations import recommend_for_customer
+
+    settings = _settings(workdir)
+
+    settings = replace(
+        settings,
+        api=replace(settings.api, rate_limit="100000000/minute"),
+        server=replace(settings.server, secret_key="bench"),
+    )
+    app = create_app(settings)
+    client = app.test_client()
+    headers = {"X-Api-Key": key}
+    rng = random.Random(SEED)
+
+    def recs_path() -> str:
+        lo = rng.randint(0, 3)
+        return (
+            f"/v1/customers/{rng.choice(customers)}/recommendations?n=10&min_price={lo}"
+            f"&max_price={lo + rng.randint(5, 40)}&exclude={rng.choice(skus)},{rng.choice(skus)}"
+        )
+
+    serving = app.extensions["giftrec"].services["serving"]
+
+    def use_case() -> None:
+        lo = rng.randint(0, 3)
+        recommend_for_customer(
+            serving,
+            rng.choice(customers),
+            10,
+            min_price=lo,
+            max_price=lo + rng.randint(5, 40),
+            exclude=[rng.choice(skus), rng.choice(skus)],
+        )
+
+    calls = {
+        "trivial": lambda: client.get("/health/live"),
+        "bestsellers (cached list)": lambda: client.get("/v1/bestsellers?n=10", headers=headers),
+        "recommendations": lambda: client.get(recs_path(), headers=headers),
+        "recommend_for_customer alone": use_case,
+    }
+    for call in calls.values():  # warm up: model, catalog, caches
+        for _ in range(50):
+            call()
+    out = {}
+    for name, call in calls.items():
+        started = time.perf_counter()
+        for _ in range(1000):
+            call()
+        out[name] = (time.perf_counter() - started) / 1000 * 1000
+    print(json.dumps(out))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(url: str, headers: dict[str, str] | None = None, timeout: float = 120.0) -> int:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            resp.read()
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def _wrk(url: str, script: Path, duration: int, connections: int) -> dict[str, Any]:
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+    def ms(label: str) -> float:
+        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
+        if not m:
+            raise SystemExit(f"wrk printed no {label}% latency:\n{out}")
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    errors = 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        errors += sum(int(g) for g in m.groups())
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        errors += int(m.group(1))
+    return {"rps": rps, "p50": ms("50"), "p99": ms("99"), "errors": errors, "requests": requests, "raw": out}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("path", nargs="?", default=DEFAULT_UCI)
+    parser.add_argument("--duration", type=int, default=10, help="seconds of load per endpoint")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workdir", help="keep the database here and reuse it on the next run")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child and args.child[0] == "setup":
+        child_setup(args.child[1])
+        return
+    if args.child and args.child[0] == "inprocess":
+        setup = json.loads(Path(args.child[2]).read_text())
+        child_inprocess(args.child[1], setup["key"], setup["customers"], setup["skus"])
+        return
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    if not gunicorn.exists():
+        raise SystemExit("gunicorn is not installed: pip install -e '.[dev]'")
+
+    print(machine_line())
+    tmp = None
+    if args.workdir:
+        workdir = Path(args.workdir).resolve()
+        workdir.mkdir(parents=True, exist_ok=True)
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="giftrec-bench-api-")
+        workdir = Path(tmp.name)
+    try:
+        if not (workdir / "bench.db").exists():
+            if not Path(args.path).exists():
+                raise SystemExit(f"{args.path} not found: give the UCI Online Retail file's path")
+            print(f"setup: importing {args.path}, categories, training (not measured)...", flush=True)
+            run_child(["-m", "bench.bench_train", "--child", "import", args.path, str(workdir)])
+            run_child(["-m", "bench.bench_recommend", "--child", "categories", str(workdir)])
+            run_child(["-m", "bench.bench_train", "--child", "train", str(workdir)])
+        setup = run_child(["-m", "bench.bench_api", "--child", "setup", str(workdir)])
+        results = _serve_and_load(workdir, setup, args)
+        setup_file = workdir / "setup.json"
+        setup_file.write_text(json.dumps(dict(setup)))
+        inprocess = run_child(
+            ["-m", "bench.bench_api", "--child", "inprocess", str(workdir), str(setup_file)]
+        )
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+    trivial = results["trivial"]
+    print()
+    print(
+        f"gunicorn {args.workers} workers, wrk 2 threads x {args.connections} connections, "
+        f"{args.duration} s per endpoint"
+    )
+    print_table(
+        ["endpoint", "req/s", "p50 ms", "p99 ms", "errors", "requests", "ratio"],
+        [
+            [name, r["rps"], r["p50"], r["p99"], r["errors"], r["requests"], r["rps"] / trivial["rps"]]
+            for name, r in results.items()
+        ],
+    )
+    print()
+    print("in-process, one thread (Flask test client, no sockets): mean ms per request over 1,000")
+    print_table(
+        ["call", "ms"],
+        [[name, value] for name, value in inprocess.items() if name not in ("peak_rss_mib", "cpu_seconds")],
+    )
+    recs = results["recommendations"]
+    ok = recs["rps"] >= 0.6 * trivial["rps"] and recs["p99"] <= 15.0 and recs["errors"] == 0
+    print(f"goal (>= 0.6x trivial req/s, p99 <= 15 ms, no errors): {'met' if ok else 'NOT met'}")
+
+
+def _serve_and_load(
+    workdir: Path, setup: dict[str, Any], args: argparse.Namespace
+) -> dict[str, dict[str, Any]]:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("GIFTREC_")},
+        "GIFTREC_DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
+        "GIFTREC_SERVER_INSTANCE_DIR": str(workdir / "instance"),
+        "GIFTREC_MODEL_ARTIFACT_DIR": str(workdir / "models"),
+        "GIFTREC_SERVER_SECRET_KEY": "bench",
+        # One key carries the whole load here; a shop's server key would not send 5k requests a second.
+        "GIFTREC_API_RATE_LIMIT": "100000000/minute",
+    }
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("gunicorn")),
+            "--workers",
+            str(args.workers),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "api.wsgi:app",
+        ],
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if _get(f"{base}/health/live", timeout=2) == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit("gunicorn did not start")
+            time.sleep(0.2)
+        key = {"X-Api-Key": setup["key"]}
+        # Warm up every worker: the first request of a process loads the model and the catalog.
+        for customer in setup["customers"][:200]:
+            status = _get(f"{base}/v1/customers/{customer}/recommendations?n=10", key)
+            if status != 200:
+                raise SystemExit(f"warm-up: recommendations answered {status}")
+        scripts = workdir / "wrk"
+        scripts.mkdir(exist_ok=True)
+        trivial = scripts / "trivial.lua"
+        trivial.write_text(LUA_TRIVIAL)
+        recs = scripts / "recommendations.lua"
+        recs.write_text(
+            LUA_RECS
+            % {
+                "ids": ",".join(json.dumps(c) for c in setup["customers"]),
+                "skus": ",".join(json.dumps(s) for s in setup["skus"]),
+                "key": setup["key"],
+                "seed": SEED,
+            }
+        )
+        results = {}
+        results["trivial"] = _wrk(f"{base}/health/live", trivial, args.duration, args.connections)
+        results["recommendations"] = _wrk(base, recs, args.duration, args.connections)
+        return results
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Record an order (or a return) sent by the storefront: idempotent by the shop's order id, all-or-nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from domain.errors import Conflict, InvalidInput
+from domain.models import ORDER_KINDS, Customer, Order, OrderLine, Product
+from domain.models._types import utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLineInput:
+    sku: str
+    quantity: int
+    unit_price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class OrderInput:
+    order_id: str
+    customer_id: str
+    lines: Sequence[OrderLineInput]
+    ordered_at: dt.datetime | None = None
+    kind: str = "sale"
+    currency: str = "GBP"
+    country: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderResult:
+    order: Order
+    created: bool
+    customer_created: bool
+
+
+def _same(order: Order, customer_id: int, data: OrderInput, product_ids: dict[str, int]) -> bool:
+    mine = sorted((ln.product_id, ln.quantity, ln.unit_price) for ln in order.lines)
+    theirs = sorted(
+        (product_ids[ln.sku], ln.quantity, ln.unit_price.quantize(Decimal("0.01"))) for ln in data.lines
+    )
+    return order.customer_id == customer_id and order.kind == data.kind and mine == theirs
+
+
+def record_order(session: Session, data: OrderInput) -> OrderResult:
+    """Store ``data`` as an order of source ``api``.
+
+    A customer id the shop has not sent before creates the customer (their first order); an erased
+    customer or an unknown SKU is refused with the field at fault (``lines[i].sku``). Sending the same
+    order again returns the stored one (``created`` False); the same order id with other contents is a
+    :class:`Conflict`.
+    """
+    if data.kind not in ORDER_KINDS:
+        raise InvalidInput("kind", f"must be one of {', '.join(ORDER_KINDS)}")
+    if not data.lines:
+        raise InvalidInput("lines", "an order needs at least one line")
+    for i, line in enumerate(data.lines):
+        if line.quantity < 1:
+            raise InvalidInput(f"lines[{i}].quantity", "must be at least 1 (send returns as kind 'return')")
+        if line.unit_price.quantize(Decimal("0.01")) <= 0:
+            raise InvalidInput(f"lines[{i}].unit_price", "must be greater than 0")
+    skus = sorted({ln.sku for ln in data.lines})
+    product_ids = dict(
+        (sku, pid)
+        for sku, pid in session.execute(select(Product.sku, Product.id).where(Product.sku.in_(skus)))
+    )
+    for i, line in enumerate(data.lines):
+        if line.sku not in product_ids:
+            raise InvalidInput(f"lines[{i}].sku", f"unknown product {line.sku!r}")
+
+    customer = session.scalar(select(Customer).where(Customer.external_id == data.customer_id))
+    customer_created = False
+    if customer is not None and customer.erased_at is not None:
+        raise InvalidInput("customer_id", f"customer {data.customer_id!r} was erased")
+
+    existing = session.scalar(
+        select(Order).options(selectinload(Order.lines)).where(Order.external_id == data.order_id)
+    )
+    if existing is not None:
+        if customer is None or not _same(existing, customer.id, data, product_ids):
+            raise Conflict(f"order {data.order_id} already exists with other contents")
+        return OrderResult(existing, created=False, customer_created=False)
+
+    ordered_at = data.ordered_at or utcnow()
+    if ordered_at.tzinfo is not None:
+        ordered_at = ordered_at.astimezone(dt.UTC).replace(tzinfo=None)
+    try:
+        with session.begin_nested():
+            if customer is None:
+                customer = Customer(external_id=data.customer_id, country=data.country)
+                session.add(customer)
+                session.flush()
+                customer_created = True
+            order = Order(
+                external_id=data.order_id,
+                customer_id=customer.id,
+                kind=data.kind,
+                ordered_at=ordered_at,
+                country=data.country,
+                currency=data.currency.upper(),
+                source="api",
+                lines=[
+                    OrderLine(
+                        line_no=i + 1,
+                        product_id=product_ids[ln.sku],
+                        quantity=ln.quantity,
+                        unit_price=ln.unit_price.quantize(Decimal("0.01")),
+                    )
+                    for i, ln in enumerate(data.lines)
+                ],
+            )
+            session.add(order)
+            session.flush()
+    except IntegrityError:
+        raise Conflict(f"order {data.order_id} was recorded by a concurrent request; retry") from None
+    return OrderResult(order, created=True, customer_created=customer_created)

@@ -1,0 +1,134 @@
+"""API keys: stored hashed, shown once, scoped, revocable; the `giftrec keys` commands; rate limits."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from sqlalchemy import select
+
+from api.cli import cli
+from config import load_settings
+from domain import api_keys
+from domain.errors import InvalidInput
+from domain.models import ApiKey, AuditLog
+from tests.api.helpers import SHOP, bearer
+
+
+def test_only_a_hash_of_the_key_is_stored(session):
+    info, secret = api_keys.create_key(session, "server", name="shop backend")
+    row = session.scalars(select(ApiKey)).one()
+    assert secret.startswith(info.prefix + ".")
+    assert row.key_hash == hashlib.sha256(secret.encode()).hexdigest()
+    assert secret.split(".", 1)[1] not in (row.key_hash, row.prefix, row.name)
+    assert api_keys.verify_key(session, secret) == info
+    assert api_keys.verify_key(session, secret + "x") is None
+    assert api_keys.verify_key(session, info.prefix + ".wrong-secret-of-some-length") is None
+    assert api_keys.verify_key(session, "not a key") is None
+
+
+def test_a_revoked_key_no_longer_verifies(session):
+    info, secret = api_keys.create_key(session, "email")
+    api_keys.revoke_key(session, info.prefix)
+    assert api_keys.verify_key(session, secret) is None
+    actions = session.scalars(select(AuditLog.action).order_by(AuditLog.id)).all()
+    assert actions == ["api_key.create", "api_key.revoke"]
+
+
+def test_origins_are_normalized_and_only_for_widget_keys(session):
+    info, _ = api_keys.create_key(session, "widget", origins=["https://Shop.Example:443/some/page"])
+    assert info.allowed_origins == ("https://shop.example",)
+    with pytest.raises(InvalidInput) as err:
+        api_keys.create_key(session, "server", origins=[SHOP])
+    assert err.value.field == "origin"
+    with pytest.raises(InvalidInput):
+        api_keys.create_key(session, "widget", origins=["shop.example"])
+    with pytest.raises(InvalidInput) as err:
+        api_keys.create_key(session, "superuser")
+    assert err.value.field == "scope"
+
+
+def test_a_request_without_a_key_is_401_problem(client, shop):
+    resp = client.post("/v1/events", json={"events": []})
+    assert resp.status_code == 401
+    assert resp.mimetype == "application/problem+json"
+    assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    assert client.post("/v1/events", json={}, headers=bearer("gr_00000000.nope")).status_code == 401
+
+
+def test_scopes_decide_what_a_key_may_call(client, keys, shop):
+    product = {"title": "Candle", "price": 9.5}
+    assert client.put("/v1/products/CANDLE", json=product, headers=bearer(keys["widget"])).status_code == 403
+    assert client.put("/v1/products/CANDLE", json=product, headers=bearer(keys["email"])).status_code == 403
+    assert client.put("/v1/products/CANDLE", json=product, headers=bearer(keys["server"])).status_code == 201
+    assert (
+        client.put("/v1/products/CANDLE", json=product, headers={"X-Api-Key": keys["admin"]}).status_code
+        == 200
+    )
+    assert client.delete("/v1/customers/C2", headers=bearer(keys["widget"])).status_code == 403
+
+
+def test_a_revoked_key_stops_working(app, client, keys, shop):
+    headers = bearer(keys["server"])
+    assert client.put("/v1/products/MUG-1", json={"in_stock": True}, headers=headers).status_code == 200
+    with app.extensions["giftrec"].sessions() as session:
+        api_keys.revoke_key(session, keys["server"].split(".")[0])
+        session.commit()
+    app.extensions["giftrec"].services["api_key_cache"].clear()  # other workers: within KEY_CACHE_SECONDS
+    resp = client.put("/v1/products/MUG-1", json={"in_stock": True}, headers=headers)
+    assert resp.status_code == 401
+
+
+def test_rate_limit_per_key_is_429_problem(settings, sessions):
+    from api import create_app
+
+    limited = load_settings(
+        environ={},
+        database={"url": settings.database.url},
+        server={"instance_dir": settings.server.instance_dir, "secret_key": "test"},
+        api={"rate_limit": "3/minute"},
+    )
+    app = create_app(limited)
+    try:
+        with app.extensions["giftrec"].sessions() as session:
+            _, one = api_keys.create_key(session, "server")
+            _, other = api_keys.create_key(session, "server")
+            session.commit()
+        client = app.test_client()
+        statuses = [client.delete("/v1/customers/X", headers=bearer(one)).status_code for _ in range(4)]
+        assert statuses == [404, 404, 404, 429]
+        resp = client.delete("/v1/customers/X", headers=bearer(one))
+        assert resp.mimetype == "application/problem+json"
+        assert int(resp.headers["Retry-After"]) > 0
+        assert client.delete("/v1/customers/X", headers=bearer(other)).status_code == 404
+    finally:
+        app.extensions["giftrec"].engine.dispose()
+
+
+def test_cli_creates_lists_and_revokes_keys(runner, app):
+    created = runner.invoke(
+        cli, args=["keys", "create", "--scope", "widget", "--origin", SHOP, "--name", "shop"]
+    )
+    assert created.exit_code == 0, created.output
+    secret = created.stdout.strip().splitlines()[0]
+    prefix = secret.split(".")[0]
+    listed = runner.invoke(cli, args=["keys", "list"])
+    assert prefix in listed.output and SHOP in listed.output and secret not in listed.output
+    assert runner.invoke(cli, args=["keys", "create", "--scope", "widget"]).exit_code != 0
+    revoked = runner.invoke(cli, args=["keys", "revoke", prefix])
+    assert revoked.exit_code == 0, revoked.output
+    with app.extensions["giftrec"].sessions() as session:
+        assert api_keys.verify_key(session, secret) is None
+    missing = runner.invoke(cli, args=["keys", "revoke", "gr_ffffffff"])
+    assert missing.exit_code == 1 and "not found" in missing.output
+
+
+def test_cli_demo_key_is_created_once_and_reused(runner, app):
+    first = runner.invoke(cli, args=["keys", "demo"])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(cli, args=["keys", "demo"])
+    assert second.stdout.strip() == first.stdout.strip()
+    with app.extensions["giftrec"].sessions() as session:
+        info = api_keys.verify_key(session, first.stdout.strip())
+    assert info is not None and info.scope == "widget"
+    assert "http://127.0.0.1:5000" in info.allowed_origins
