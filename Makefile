@@ -25,7 +25,9 @@ run: install
 	$(BIN)/giftrec import orders $(SAMPLE) --format online-retail --quiet
 	$(BIN)/giftrec demo seed
 	$(BIN)/giftrec train --if-stale
-	$(BIN)/giftrec serve --host $(HOST) --port $(PORT) --with-scheduler
+	$(BIN)/giftrec keys demo --origin http://$(HOST):$(PORT) --origin http://localhost:$(PORT)
+	GIFTREC_SERVER_BASE_URL=http://$(HOST):$(PORT) \
+	  $(BIN)/giftrec serve --host $(HOST) --port $(PORT) --with-scheduler
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
