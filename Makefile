@@ -6,7 +6,7 @@ PORT   ?= 5000
 HOST   ?= 127.0.0.1
 SAMPLE ?= data/online_retail_sample.csv.gz
 
-.PHONY: run test lint typecheck install serve demo-data clean
+.PHONY: run test lint typecheck install system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,15 @@ run: install
 	GIFTREC_SERVER_BASE_URL=http://$(HOST):$(PORT) \
 	  $(BIN)/giftrec serve --host $(HOST) --port $(PORT) --with-scheduler
 
-test: install
+# The browser tests drive Debian's chromium; install it when we may (root with apt-get), else say how.
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	  else echo "make test needs Debian's chromium for the browser tests: sudo apt-get install chromium"; exit 1; fi; }
+
+test: install system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
