@@ -21,7 +21,6 @@ def _banner(host: str, port: int) -> None:
         f"giftrec is serving on {base}",
         f"  storefront demo   {base}/demo",
         f"  API docs          {base}/v1/docs   (spec: {base}/v1/openapi.json)",
-        f"  manager review    {base}/review",
         f"  health            {base}/health/ready",
         f"  database          {ctx.settings.database.url}",
     ]
