@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections import Counter
 
 import click
 from flask import current_app
@@ -51,7 +52,7 @@ def jobs_run(name: str, today: dt.datetime | None) -> None:
     app_ctx = current_app.extensions["giftrec"]
     ctx = build_context(app_ctx.settings, app_ctx.sessions)
     ctx.today = today.date() if today else None
-    click.echo(f"{name}: {JOBS[name].runner()(ctx)}")
+    click.echo(f"{name} (as of {ctx.now():%Y-%m-%d %H:%M} UTC): {JOBS[name].runner()(ctx)}")
 
 
 @click.group(cls=AppGroup)
@@ -74,6 +75,8 @@ def outbox_list(unknown: bool, failed: bool, statuses: tuple[str, ...], limit: i
         rows = list_outbox(session, sorted(wanted), limit)
         if not rows:
             click.echo("no emails")
+        else:  # "when": sent at, claimed at, or not before (queued), in UTC
+            click.echo(f"{'id':>6} {'status':<9} {'n':>2} {'when (UTC)':<16} {'to':<32} {'key':<20} subject")
         for row in rows:
             when = row.sent_at or row.claimed_at or row.next_attempt_at
             click.echo(
@@ -82,6 +85,12 @@ def outbox_list(unknown: bool, failed: bool, statuses: tuple[str, ...], limit: i
             )
             if row.last_error and row.status in ("unknown", "failed", "queued", "cancelled"):
                 click.echo(f"{'':>6}   {row.last_error}")
+        if rows:
+            counts = Counter(row.status for row in rows)
+            more = " (--limit reached)" if len(rows) == limit else ""
+            click.echo(
+                f"{len(rows)} email(s){more}: " + ", ".join(f"{st} {n}" for st, n in sorted(counts.items()))
+            )
         if unknown and rows:
             click.echo(
                 "Check the mail server's log for these; then `giftrec outbox resolve ID --sent` "

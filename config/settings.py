@@ -100,6 +100,9 @@ class ReminderSettings:
     #: Days during which something the customer bought is not suggested again.
     recent_purchase_days: int = 90
     picks_per_tier: int = 3
+    #: An order of a picked product within this many days after the reminder went out marks the
+    #: selection purchased and records the gift for its recipient (never suggested to them again).
+    attribution_days: int = 30
     #: Store-wide occasions customers can opt into: built-in codes, `mothers_day=uk|us|ru`, `code=MM-DD`.
     calendar: str = "new_year,valentines_day,feb_23,march_8,mothers_day=uk,fathers_day,christmas"
 

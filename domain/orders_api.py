@@ -11,6 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from config import Settings
+from domain.attribution import attribute_purchases
 from domain.errors import Conflict, InvalidInput
 from domain.models import ORDER_KINDS, Customer, Order, OrderLine, Product
 from domain.models._types import utcnow
@@ -49,13 +51,17 @@ def _same(order: Order, customer_id: int, data: OrderInput, product_ids: dict[st
     return order.customer_id == customer_id and order.kind == data.kind and mine == theirs
 
 
-def record_order(session: Session, data: OrderInput) -> OrderResult:
+def record_order(session: Session, data: OrderInput, settings: Settings | None = None) -> OrderResult:
     """Store ``data`` as an order of source ``api``.
 
     A customer id the shop has not sent before creates the customer (their first order); an erased
     customer or an unknown SKU is refused with the field at fault (``lines[i].sku``). Sending the same
     order again returns the stored one (``created`` False); the same order id with other contents is a
     :class:`Conflict`.
+
+    A new sale is attributed at once (:func:`~domain.attribution.attribute_purchases` for this customer):
+    a picked product of a recent reminder marks its selection purchased. ``settings`` gives the
+    attribution window (default: the built-in ``reminders.attribution_days``).
     """
     if data.kind not in ORDER_KINDS:
         raise InvalidInput("kind", f"must be one of {', '.join(ORDER_KINDS)}")
@@ -120,4 +126,12 @@ def record_order(session: Session, data: OrderInput) -> OrderResult:
             session.flush()
     except IntegrityError:
         raise Conflict(f"order {data.order_id} was recorded by a concurrent request; retry") from None
+    if order.kind == "sale" and not customer_created:  # a new customer has no reminders to attribute
+        attribute_purchases(
+            session,
+            settings or Settings(),
+            max(utcnow(), ordered_at),
+            customer_ids=[customer.id],
+            actor=f"order:{data.order_id}"[:100],
+        )
     return OrderResult(order, created=True, customer_created=customer_created)

@@ -166,6 +166,18 @@ def plan_selections(
     # Every zone's "today" is within a day of UTC's; the occurrence is at most max_lead days later.
     lo, hi = now.date() - dt.timedelta(days=1), now.date() + dt.timedelta(days=max_lead + 1)
 
+    # What planning needs of the recipient (for the picks) and the customer (for the clock and review).
+    profile_columns = (
+        Recipient.interests,
+        Recipient.gender,
+        Recipient.birth_on,
+        Recipient.budget_min,
+        Recipient.budget_max,
+        Customer.id.label("customer_id"),
+        Customer.time_zone,
+        Customer.is_vip,
+        Customer.reminder_lead_days,
+    )
     date_rows = session.execute(
         select(
             ImportantDate.id,
@@ -177,15 +189,7 @@ def plan_selections(
             ImportantDate.feb29_rule,
             ImportantDate.lead_days,
             Recipient.id.label("recipient_id"),
-            Recipient.interests,
-            Recipient.gender,
-            Recipient.birth_on,
-            Recipient.budget_min,
-            Recipient.budget_max,
-            Customer.id.label("customer_id"),
-            Customer.time_zone,
-            Customer.is_vip,
-            Customer.reminder_lead_days,
+            *profile_columns,
         )
         .join(Recipient, Recipient.id == ImportantDate.recipient_id)
         .join(Customer, Customer.id == Recipient.customer_id)
@@ -207,15 +211,7 @@ def plan_selections(
                 select(
                     OccasionOptIn.occasion_code,
                     OccasionOptIn.recipient_id,
-                    Recipient.interests,
-                    Recipient.gender,
-                    Recipient.birth_on,
-                    Recipient.budget_min,
-                    Recipient.budget_max,
-                    Customer.id.label("customer_id"),
-                    Customer.time_zone,
-                    Customer.is_vip,
-                    Customer.reminder_lead_days,
+                    *profile_columns,
                 )
                 .join(Customer, Customer.id == OccasionOptIn.customer_id)
                 .outerjoin(Recipient, Recipient.id == OccasionOptIn.recipient_id)

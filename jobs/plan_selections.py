@@ -9,10 +9,14 @@ from jobs.context import JobContext
 
 def run(ctx: JobContext) -> str:
     with session_scope(ctx.sessions) as session:
-        summary = plan_due_selections(session, ctx.settings, ctx.now())
-    return (
-        f"due {summary.due}, planned {summary.planned} (ready {summary.ready}, awaiting review "
-        f"{summary.awaiting_review}, caught up {summary.caught_up}), skipped {summary.skipped}, "
-        f"empty {summary.empty}, failed customers {summary.failed_customers}, VIP cut-off approved "
-        f"{summary.cutoff_approved} skipped {summary.cutoff_skipped}"
+        s = plan_due_selections(session, ctx.settings, ctx.now())
+    text = (
+        f"due {s.due}: planned {s.planned} (ready {s.ready}, awaiting review {s.awaiting_review}; "
+        f"caught up after a missed lead day {s.caught_up}), already planned {s.existing}, "
+        f"skipped as too late to catch up {s.skipped}, failed with no product deliverable in time {s.empty}, "
+        f"customers whose planning failed {s.failed_customers}; "
+        f"VIP cut-off: approved {s.cutoff_approved}, skipped {s.cutoff_skipped}"
     )
+    if s.failures:
+        text += "; first failures: " + "; ".join(s.failures[:3])
+    return text

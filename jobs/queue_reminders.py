@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from domain.db import session_scope
 from domain.reminders import queue_reminders
 from jobs.context import JobContext
@@ -10,4 +12,8 @@ from jobs.context import JobContext
 def run(ctx: JobContext) -> str:
     with session_scope(ctx.sessions) as session:
         report = queue_reminders(session, ctx.settings, ctx.now())
-    return report.summary()
+    text = report.summary()
+    if report.skipped:  # "frequency cap: no marketing email allowed before ..." -> "frequency cap"
+        why = Counter(reason.split(":")[0] for reason in report.skipped.values())
+        text += "; skipped because: " + ", ".join(f"{reason} {n}" for reason, n in sorted(why.items()))
+    return text

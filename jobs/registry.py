@@ -39,6 +39,8 @@ JOBS: dict[str, JobSpec] = {
         JobSpec("queue-reminders", "jobs.queue_reminders", "send_cron", catch_up=True),
         JobSpec("send-outbox", "jobs.send_outbox", "send_cron", catch_up=True),
         JobSpec("lifecycle", "jobs.lifecycle", "lifecycle_cron"),
+        # Nightly with the lifecycle work; orders posted through the API are attributed at once.
+        JobSpec("attribute-purchases", "jobs.attribute_purchases", "lifecycle_cron", catch_up=True),
     )
 }
 
