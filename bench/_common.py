@@ -1,0 +1,129 @@
+"""Shared helpers of the hand-run benchmarks: medians, percentiles, tables, child processes with peak RSS."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ChildResult",
+    "machine_line",
+    "median",
+    "percentile",
+    "print_table",
+    "rss_mib",
+    "run_child",
+    "vm_hwm_mib",
+]
+
+
+def median(values: Sequence[float]) -> float:
+    """Median of a non-empty sequence."""
+    return float(statistics.median(values))
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The `q`-th percentile (0-100) by linear interpolation between closest ranks."""
+    data = sorted(values)
+    if not data:
+        raise ValueError("percentile of an empty sequence")
+    pos = (len(data) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+
+
+def _status_kib(field: str) -> int:
+    """A ``/proc/self/status`` field in KiB (Linux), 0 where the file does not exist."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def rss_mib() -> float:
+    """Current resident memory of this process in MiB (VmRSS)."""
+    return _status_kib("VmRSS") / 1024
+
+
+def vm_hwm_mib() -> float:
+    """Peak resident memory of this process so far in MiB (VmHWM)."""
+    return _status_kib("VmHWM") / 1024
+
+
+def machine_line() -> str:
+    """Cores, memory, Python, date and load: the first line of every benchmark's output."""
+    mem_kib = 0
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            mem_kib = int(fh.readline().split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        load = "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    except OSError:
+        load = "load n/a"
+    return (
+        f"{os.cpu_count()} cores, {mem_kib / 1024 / 1024:.1f} GiB, Python {platform.python_version()} "
+        f"{platform.machine()}, {dt.datetime.now().astimezone().isoformat(timespec='minutes')}, {load}"
+    )
+
+
+class ChildResult(dict[str, Any]):
+    """The JSON object a child printed last, plus ``peak_rss_mib`` (its ru_maxrss from wait4) and
+    ``cpu_seconds`` (its user + system time)."""
+
+
+def run_child(args: Sequence[str], *, cwd: str | Path | None = None) -> ChildResult:
+    """Run ``python <args>`` in a fresh process; return its last stdout line (JSON) and its peak RSS.
+
+    The peak resident set size comes from ``wait4`` on this child only, so each run's peak is its own
+    (``resource.getrusage(RUSAGE_CHILDREN)`` would report the largest child so far). The child's stderr
+    passes through.
+    """
+    cmd = [sys.executable, *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, cwd=cwd)
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    proc.stdout.close()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark child {' '.join(args)} failed with exit code {proc.returncode}")
+    lines = [line for line in out.decode().splitlines() if line.strip()]
+    if not lines:
+        raise SystemExit(f"benchmark child {' '.join(args)} printed nothing")
+    result = ChildResult(json.loads(lines[-1]))
+    result["peak_rss_mib"] = usage.ru_maxrss / 1024  # Linux reports KiB
+    result["cpu_seconds"] = usage.ru_utime + usage.ru_stime
+    return result
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Print a right-aligned plain-text table; floats get two decimals, large ints thousands separators."""
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:,.2f}"
+        if isinstance(value, int) and not isinstance(value, bool):
+            return f"{value:,}"
+        return str(value)
+
+    text = [[cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in text)) if text else len(h) for i, h in enumerate(headers)]
+    print("  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True)))
+    for r in text:
+        print("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)))
+    sys.stdout.flush()
