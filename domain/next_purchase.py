@@ -1,0 +1,346 @@
+"""Next likely purchase: BG/NBD and repurchase intervals fitted from orders, served from memory.
+
+Purchases are the lines of sale orders of registered customers, counted in whole UTC days: several lines
+or orders on one day are one purchase (wholesalers often split an order), returns are not purchases
+and guest orders belong to nobody. One aggregate query reads them (distinct customer, product, day).
+
+The data's clock: "today" is the day of the newest order when that is earlier than the real date, as
+training and bestsellers do, so that historical data (the UCI file ends on 2011-12-09) gives sensible
+answers. Every answer states it as ``as_of``.
+
+:class:`NextPurchaseService` keeps one fitted model per process, built on first use and refitted when
+the served recommendation model changes, or when orders changed and the fit is older than
+``max_age`` seconds. A refit runs in the request that finds it due while others keep answering from the
+previous fit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Integer, cast, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from domain.errors import InvalidInput, NotFound
+from domain.models import Order, OrderLine
+from domain.models._types import utcnow
+from domain.recommendations import MAX_N, Serving
+from recommender.base import RecommenderError
+from recommender.interactions import IdIndex
+from recommender.next_purchase import NextPurchaseModel
+
+__all__ = [
+    "DEFAULT_HORIZON_DAYS",
+    "FittedNextPurchase",
+    "NextPurchase",
+    "NextPurchaseItem",
+    "NextPurchaseService",
+    "PurchaseDays",
+    "fit_next_purchase",
+    "load_purchase_days",
+    "next_purchase_for",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HORIZON_DAYS = 30
+_EPOCH = dt.date(1970, 1, 1)
+
+
+@dataclass(frozen=True)
+class PurchaseDays:
+    """Distinct (customer, product, day) purchases as parallel int64 arrays; days since 1970-01-01 (UTC)."""
+
+    customer_ids: np.ndarray
+    product_ids: np.ndarray
+    days: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.customer_ids.size)
+
+
+def _day_number(session: Session) -> Any:
+    """The order's UTC day as an integer number of days since 1970-01-01, on either database."""
+    if session.get_bind().dialect.name == "sqlite":
+        return cast(func.julianday(func.date(Order.ordered_at)) - 2440587.5, Integer)
+    return cast(func.floor(func.extract("epoch", Order.ordered_at) / 86400), Integer)
+
+
+def load_purchase_days(session: Session, *, until: dt.datetime | None = None) -> PurchaseDays:
+    """Every day on which a registered customer bought a product (sale orders up to ``until`` inclusive).
+
+    One query, grouped in the database: a customer's several lines of a product on one day are one row.
+    """
+    day = _day_number(session).label("day")
+    statement = (
+        select(Order.customer_id, OrderLine.product_id, day)
+        .join(Order, Order.id == OrderLine.order_id)
+        .where(Order.kind == "sale", Order.customer_id.is_not(None))
+        .group_by(Order.customer_id, OrderLine.product_id, day)
+    )
+    if until is not None:
+        statement = statement.where(Order.ordered_at <= until)
+    rows = session.connection().execute(statement).fetchall()
+    n = len(rows)
+    return PurchaseDays(
+        customer_ids=np.fromiter((r[0] for r in rows), dtype=np.int64, count=n),
+        product_ids=np.fromiter((r[1] for r in rows), dtype=np.int64, count=n),
+        days=np.fromiter((r[2] for r in rows), dtype=np.int64, count=n),
+    )
+
+
+@dataclass(frozen=True)
+class FittedNextPurchase:
+    """A fitted :class:`~recommender.next_purchase.NextPurchaseModel` with its id maps and clock.
+
+    ``model`` is None when the orders cannot support a fit (no orders, nobody bought twice); ``note``
+    then says why and every customer gets an answer without estimates.
+    """
+
+    model: NextPurchaseModel | None
+    customers: IdIndex
+    products: IdIndex
+    as_of: dt.date
+    fitted_at: dt.datetime
+    note: str | None = None
+
+
+def _date(day: int | np.integer[Any]) -> dt.date:
+    return _EPOCH + dt.timedelta(days=int(day))
+
+
+def fit_next_purchase(
+    session: Session, now: dt.datetime | None = None, *, horizon_days: float = DEFAULT_HORIZON_DAYS
+) -> FittedNextPurchase:
+    """Fit BG/NBD and the repurchase intervals on every purchase up to ``now`` (default: the current time).
+
+    "Today" is the day of ``now`` or of the newest purchase, whichever is earlier.
+    """
+    started = utcnow()
+    cut = now or started
+    rows = load_purchase_days(session, until=cut)
+    today = min((cut.date() - _EPOCH).days, int(rows.days.max())) if len(rows) else (cut.date() - _EPOCH).days
+    customers = IdIndex(np.unique(rows.customer_ids))
+    products = IdIndex(np.unique(rows.product_ids))
+    model = NextPurchaseModel(horizon=float(horizon_days))
+    try:
+        model.fit(
+            customers.index_of(rows.customer_ids),
+            products.index_of(rows.product_ids),
+            rows.days,
+            n_users=len(customers),
+            n_items=len(products),
+            now=today,
+        )
+    except RecommenderError as exc:
+        note = f"no next-purchase estimates yet: {exc}"
+        log.warning("%s", note)
+        return FittedNextPurchase(None, customers, products, _date(today), utcnow(), note)
+    return FittedNextPurchase(model, customers, products, _date(today), utcnow())
+
+
+class NextPurchaseService:
+    """The process's fitted next-purchase model (see the module docstring).
+
+    Parameters
+    ----------
+    serving : Serving
+        The model store (its model and data versions say when to refit) and the catalog (product cards).
+    sessions : sessionmaker
+    max_age : float
+        Seconds after which a fit is redone if orders changed.
+    clock : callable
+        Monotonic seconds.
+    """
+
+    def __init__(
+        self,
+        serving: Serving,
+        sessions: sessionmaker[Session],
+        *,
+        max_age: float = 600.0,
+        horizon_days: float = DEFAULT_HORIZON_DAYS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.serving = serving
+        self._sessions = sessions
+        self.max_age = max_age
+        self.horizon_days = horizon_days
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._fitted: FittedNextPurchase | None = None
+        self._key: tuple[Any, ...] | None = None
+        self._fitted_clock = float("-inf")
+
+    def _wanted_key(self) -> tuple[Any, ...]:
+        data = self.serving.store.current()
+        return (None if data.model is None else data.model.version, data.version)
+
+    def _due(self, key: tuple[Any, ...]) -> bool:
+        if self._fitted is None or self._key is None:
+            return True
+        if key[0] != self._key[0]:
+            return True  # a newly trained or rolled-back model: the data were just read again
+        return key != self._key and self._clock() - self._fitted_clock >= self.max_age
+
+    def current(self) -> FittedNextPurchase:
+        """The fitted model, refitted first if due (another thread's refit is not waited for)."""
+        key = self._wanted_key()
+        fitted = self._fitted
+        if fitted is not None and not self._due(key):
+            return fitted
+        if fitted is not None and not self._lock.acquire(blocking=False):
+            return fitted  # someone is refitting: answer from the previous fit meanwhile
+        if fitted is None:
+            self._lock.acquire()
+        try:
+            if self._fitted is None or self._due(key):
+                self.refresh(key)
+        finally:
+            self._lock.release()
+        assert self._fitted is not None
+        return self._fitted
+
+    def refresh(self, key: tuple[Any, ...] | None = None) -> FittedNextPurchase:
+        """Fit now (tests, or after a known change)."""
+        key = self._wanted_key() if key is None else key
+        with self._sessions() as session:
+            fitted = fit_next_purchase(session, horizon_days=self.horizon_days)
+        self._fitted, self._key, self._fitted_clock = fitted, key, self._clock()
+        return fitted
+
+
+@dataclass(frozen=True, slots=True)
+class NextPurchaseItem:
+    """A product the customer will probably buy again, and when."""
+
+    sku: str
+    title: str
+    price: Decimal
+    currency: str
+    url: str | None
+    image_url: str | None
+    category: str | None
+    expected_on: dt.date
+    expected_in_days: float
+    probability: float
+    purchases: int
+    last_bought_on: dt.date
+
+
+@dataclass(frozen=True)
+class NextPurchase:
+    """When a customer will probably buy next, and what. Estimates are None without purchase history."""
+
+    customer_id: str
+    as_of: dt.date
+    horizon_days: float
+    purchase_days: int
+    last_purchase_on: dt.date | None
+    p_alive: float | None
+    expected_purchases_30d: float | None
+    expected_purchases_90d: float | None
+    probability_30d: float | None
+    next_purchase_on: dt.date | None
+    items: list[NextPurchaseItem]
+    note: str | None = None
+
+
+def _check_n(n: int) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
+        raise InvalidInput("n", f"must be an integer from 1 to {MAX_N}")
+    return n
+
+
+def next_purchase_for(service: NextPurchaseService, customer_external_id: str, n: int = 10) -> NextPurchase:
+    """What the customer will probably buy next and when, plus P(alive) and the expected purchases.
+
+    Items are products the customer bought before that are active and in stock, ranked by the estimated
+    chance of buying each within the service's horizon. Raises NotFound for an unknown customer and
+    InvalidInput for a bad ``n``.
+    """
+    _check_n(n)
+    store = service.serving.store
+    data = store.current()
+    customer_id = store.find_customer(data, customer_external_id)
+    if customer_id is None:
+        raise NotFound("customer", customer_external_id)
+    fitted = service.current()
+    row = int(fitted.customers.index_of(customer_id)[0])
+    model = fitted.model
+    if model is None or row < 0 or model.summary is None:
+        return NextPurchase(
+            customer_external_id,
+            fitted.as_of,
+            service.horizon_days,
+            0,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            [],
+            fitted.note or "no purchases yet",
+        )
+    cat = service.serving.catalog.current()
+    positions = cat.positions(fitted.products.ids)
+    allowed = np.zeros(len(fitted.products), dtype=bool)
+    inside = positions >= 0
+    allowed[inside] = cat.available[positions[inside]]
+    p = model.predict(row, n, allowed=allowed)
+    items = []
+    for item, wait, prob, count, last in zip(
+        p.item_idxs.tolist(),
+        p.expected_in.tolist(),
+        p.probabilities.tolist(),
+        p.purchases.tolist(),
+        p.last_days.tolist(),
+        strict=True,
+    ):
+        card = cat.card(int(positions[item]))
+        items.append(
+            NextPurchaseItem(
+                sku=card.sku,
+                title=card.title,
+                price=card.price,
+                currency=card.currency,
+                url=card.url,
+                image_url=card.image_url,
+                category=card.category,
+                expected_on=fitted.as_of + dt.timedelta(days=round(wait)),
+                expected_in_days=round(float(wait), 1),
+                probability=round(float(prob), 6),
+                purchases=int(count),
+                last_bought_on=_date(last),
+            )
+        )
+    summary = model.summary
+    median = p.median_days_to_next
+    return NextPurchase(
+        customer_id=customer_external_id,
+        as_of=fitted.as_of,
+        horizon_days=service.horizon_days,
+        purchase_days=int(summary.frequency[row]) + 1,
+        last_purchase_on=_date(summary.last[row]),
+        p_alive=_round(p.p_alive),
+        expected_purchases_30d=_round(p.expected_purchases_30),
+        expected_purchases_90d=_round(p.expected_purchases_90),
+        probability_30d=_round(p.probability_30),
+        next_purchase_on=None
+        if median is None or not np.isfinite(median) or median > 36500
+        else fitted.as_of + dt.timedelta(days=round(median)),
+        items=items,
+    )
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 6)

@@ -1,0 +1,134 @@
+"""GET /v1/customers/{id}/next-purchase on real UCI rows: shape, keys, errors, OpenAPI."""
+
+# ruff: noqa: F811  (pytest fixtures imported from tests.domain.serving_fixtures are redefined as arguments)
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import func, select
+
+from domain.db import session_scope
+from domain.models import Customer, Order, OrderLine, Product
+from tests.api.helpers import SHOP, bearer
+from tests.domain.serving_fixtures import imported, imported_rows, sample_slice  # noqa: F401
+
+ITEM_FIELDS = {
+    "sku",
+    "title",
+    "price",
+    "currency",
+    "url",
+    "image_url",
+    "expected_on",
+    "expected_in_days",
+    "probability",
+    "purchases",
+    "last_bought_on",
+}
+
+
+def _regular(app) -> tuple[str, set[str], dt.date]:  # type: ignore[no-untyped-def]
+    """The slice's customer with the most purchase days, the SKUs they bought, and the newest order day."""
+    with app.extensions["giftrec"].sessions() as session:
+        customer = session.execute(
+            select(Customer.external_id)
+            .join(Order, Order.customer_id == Customer.id)
+            .where(Order.kind == "sale")
+            .group_by(Customer.external_id)
+            .order_by(func.count(func.distinct(func.date(Order.ordered_at))).desc(), Customer.external_id)
+            .limit(1)
+        ).scalar_one()
+        skus = set(
+            session.scalars(
+                select(Product.sku)
+                .join(OrderLine, OrderLine.product_id == Product.id)
+                .join(Order, Order.id == OrderLine.order_id)
+                .join(Customer, Customer.id == Order.customer_id)
+                .where(Customer.external_id == customer, Order.kind == "sale")
+            )
+        )
+        newest = session.scalar(select(func.max(Order.ordered_at)))
+    return customer, skus, newest.date()
+
+
+def test_next_purchase_of_a_regular_customer(app, client, keys, imported):
+    customer, bought, newest = _regular(app)
+    resp = client.get(f"/v1/customers/{customer}/next-purchase?n=5", headers=bearer(keys["server"]))
+    assert resp.status_code == 200, resp.json
+    body = resp.json
+    assert body["customer_id"] == customer
+    assert body["as_of"] == newest.isoformat()  # historical data: today is the newest order's day
+    assert body["horizon_days"] == 30
+    assert 0 < body["p_alive"] <= 1
+    assert 0 < body["probability_30d"] <= body["p_alive"]
+    assert body["expected_purchases_90d"] > body["expected_purchases_30d"] > 0
+    assert body["purchase_days"] >= 2 and body["note"] is None
+    assert body["next_purchase_on"] >= body["as_of"]
+    items = body["items"]
+    assert 1 <= len(items) <= 5
+    assert all(set(item) == ITEM_FIELDS for item in items)
+    assert {item["sku"] for item in items} <= bought
+    assert all(item["expected_on"] >= body["as_of"] >= item["last_bought_on"] for item in items)
+    assert [i["probability"] for i in items] == sorted((i["probability"] for i in items), reverse=True)
+
+    # the widget key of the shop may read it too, and the browser may see the answer
+    widget = client.get(
+        f"/v1/customers/{customer}/next-purchase?n=1", headers={**bearer(keys["widget"]), "Origin": SHOP}
+    )
+    assert widget.status_code == 200 and len(widget.json["items"]) == 1
+    assert widget.headers["Access-Control-Allow-Origin"] == SHOP
+    assert widget.json["items"][0]["sku"] == items[0]["sku"]
+
+
+def test_a_hidden_product_is_no_longer_expected(app, client, keys, imported):
+    customer, _, _ = _regular(app)
+    headers = bearer(keys["server"])
+    first = client.get(f"/v1/customers/{customer}/next-purchase?n=3", headers=headers).json["items"][0]["sku"]
+    put = client.put(f"/v1/products/{first}", json={"in_stock": False}, headers=headers)
+    assert put.status_code == 200
+    skus = [
+        i["sku"] for i in client.get(f"/v1/customers/{customer}/next-purchase", headers=headers).json["items"]
+    ]
+    assert first not in skus
+
+
+def test_a_customer_without_purchases_gets_nulls_not_an_error(app, client, keys, imported):
+    with session_scope(app.extensions["giftrec"].sessions) as session:
+        session.add(Customer(external_id="NEW-1"))
+    body = client.get("/v1/customers/NEW-1/next-purchase", headers=bearer(keys["server"])).json
+    assert body["p_alive"] is None and body["expected_purchases_30d"] is None
+    assert body["items"] == [] and body["note"] == "no purchases yet"
+
+
+def test_errors_are_problems(app, client, keys, imported):
+    customer, _, _ = _regular(app)
+    headers = bearer(keys["server"])
+    missing = client.get("/v1/customers/nobody/next-purchase", headers=headers)
+    assert missing.status_code == 404
+    assert missing.mimetype == "application/problem+json"
+    for bad in ("0", "101", "many"):
+        resp = client.get(f"/v1/customers/{customer}/next-purchase?n={bad}", headers=headers)
+        assert resp.status_code == 422, bad
+        assert resp.mimetype == "application/problem+json"
+        assert [e["field"] for e in resp.json["errors"]] == ["n"]
+    assert client.get(f"/v1/customers/{customer}/next-purchase").status_code == 401
+    assert (
+        client.get(f"/v1/customers/{customer}/next-purchase", headers=bearer(keys["email"])).status_code
+        == 403
+    )
+    assert (
+        client.get(f"/v1/customers/{customer}/next-purchase", headers=bearer(keys["admin"])).status_code
+        == 200
+    )
+
+
+def test_the_endpoint_is_documented(client):
+    spec = client.get("/v1/openapi.json").json
+    op = spec["paths"]["/v1/customers/{customer_id}/next-purchase"]["get"]
+    assert op["security"]
+    assert {"200", "401", "403", "404", "422", "429"} <= set(op["responses"])
+    assert {p["name"] for p in op["parameters"]} >= {"customer_id", "n"}
+    out = spec["components"]["schemas"]["NextPurchaseOut"]["properties"]
+    assert {"as_of", "p_alive", "expected_purchases_30d", "expected_purchases_90d", "items"} <= set(out)
+    assert ITEM_FIELDS <= set(spec["components"]["schemas"]["NextPurchaseItemOut"]["properties"])

@@ -1,0 +1,183 @@
+"""Next purchase from orders: what counts as a purchase, the data's clock, and when the model is refitted."""
+
+# ruff: noqa: F811  (pytest fixtures imported from tests.domain.serving_fixtures are redefined as arguments)
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from domain.catalog_admin import ProductInput, upsert_product
+from domain.db import session_scope
+from domain.errors import InvalidInput, NotFound
+from domain.models import Customer, Order, OrderLine, Product
+from domain.next_purchase import NextPurchaseService, fit_next_purchase, load_purchase_days, next_purchase_for
+from domain.recommendations import Serving
+from tests.domain.serving_fixtures import (  # noqa: F401
+    FakeClock,
+    add_order,
+    clock,
+    imported,
+    imported_rows,
+    sample_slice,
+    serving,
+    settings,
+)
+
+EPOCH = dt.date(1970, 1, 1)
+
+
+def _day(value: dt.date) -> int:
+    return (value - EPOCH).days
+
+
+@pytest.fixture
+def shop(session: Session) -> Session:
+    for sku in ("A", "B", "C"):
+        upsert_product(
+            session, sku, ProductInput(title=f"Product {sku}", price=Decimal("5.00")), actor="test"
+        )
+    session.flush()
+    return session
+
+
+def test_purchase_days_leave_out_returns_and_guests_and_merge_one_day(shop: Session):
+    add_order(shop, "C1", ["A", "A", "B"], order_id="o1", at=dt.datetime(2011, 3, 1, 9, 0))
+    add_order(shop, "C1", ["A"], order_id="o2", at=dt.datetime(2011, 3, 1, 23, 59))  # same day: one purchase
+    add_order(shop, "C1", ["C"], order_id="r1", at=dt.datetime(2011, 3, 2, 10, 0), kind="return")
+    add_order(shop, "C1", ["A"], order_id="o3", at=dt.datetime(2011, 3, 20, 0, 0))
+    guest = Order(
+        external_id="g1", customer_id=None, kind="sale", ordered_at=dt.datetime(2011, 3, 5), source="api"
+    )
+    guest.lines.append(
+        OrderLine(line_no=1, product_id=_product(shop, "B"), quantity=1, unit_price=Decimal(1))
+    )
+    shop.add(guest)
+    shop.flush()
+    rows = load_purchase_days(shop)
+    customer = shop.scalar(select(Customer.id).where(Customer.external_id == "C1"))
+    a, b = _product(shop, "A"), _product(shop, "B")
+    got = sorted(zip(rows.customer_ids.tolist(), rows.product_ids.tolist(), rows.days.tolist(), strict=True))
+    assert got == sorted(
+        [
+            (customer, a, _day(dt.date(2011, 3, 1))),
+            (customer, b, _day(dt.date(2011, 3, 1))),
+            (customer, a, _day(dt.date(2011, 3, 20))),
+        ]
+    )
+    until = load_purchase_days(shop, until=dt.datetime(2011, 3, 10))
+    assert sorted(until.days.tolist()) == [_day(dt.date(2011, 3, 1))] * 2
+
+
+def _product(session: Session, sku: str) -> int:
+    value = session.scalar(select(Product.id).where(Product.sku == sku))
+    assert value is not None
+    return int(value)
+
+
+def test_fit_on_the_real_slice_uses_the_newest_order_as_today(session: Session, imported: None):
+    newest = session.scalar(select(func.max(Order.ordered_at)).where(Order.kind == "sale"))
+    fitted = fit_next_purchase(session, dt.datetime(2030, 1, 1))
+    assert fitted.model is not None and fitted.note is None
+    assert fitted.as_of == newest.date()
+    p = fitted.model.bgnbd.params
+    assert min(p.r, p.alpha, p.a, p.b) > 0 and np.isfinite(p.log_likelihood)
+    buyers = session.scalar(
+        select(func.count(func.distinct(Order.customer_id))).where(
+            Order.kind == "sale", Order.customer_id.is_not(None)
+        )
+    )
+    assert p.n_customers == buyers
+    # an earlier "now" sees only the orders up to then
+    earlier = fit_next_purchase(session, dt.datetime(2011, 6, 30, 23, 59))
+    assert earlier.as_of <= dt.date(2011, 6, 30)
+    assert len(earlier.customers) < len(fitted.customers)
+
+
+def test_fit_without_repeat_buyers_gives_no_estimates(shop: Session):
+    add_order(shop, "C1", ["A"], order_id="o1", at=dt.datetime(2011, 3, 1))
+    fitted = fit_next_purchase(shop, dt.datetime(2011, 4, 1))
+    assert fitted.model is None and "repeat" in (fitted.note or "")
+
+
+def _busiest(session: Session) -> str:
+    return session.execute(
+        select(Customer.external_id)
+        .join(Order, Order.customer_id == Customer.id)
+        .where(Order.kind == "sale")
+        .group_by(Customer.external_id)
+        .order_by(func.count(func.distinct(func.date(Order.ordered_at))).desc(), Customer.external_id)
+        .limit(1)
+    ).scalar_one()
+
+
+def test_next_purchase_for_a_regular_customer(
+    serving: Serving, sessions: sessionmaker[Session], imported: None, clock: FakeClock
+):
+    with sessions() as session:
+        customer = _busiest(session)
+        bought = set(
+            session.scalars(
+                select(Product.sku)
+                .join(OrderLine, OrderLine.product_id == Product.id)
+                .join(Order, Order.id == OrderLine.order_id)
+                .join(Customer, Customer.id == Order.customer_id)
+                .where(Customer.external_id == customer, Order.kind == "sale")
+            )
+        )
+    service = NextPurchaseService(serving, sessions, clock=clock)
+    result = next_purchase_for(service, customer, 5)
+    assert result.customer_id == customer and result.note is None
+    assert 0 < result.p_alive <= 1
+    assert result.expected_purchases_90d > result.expected_purchases_30d > 0
+    assert result.purchase_days >= 2 and result.last_purchase_on <= result.as_of
+    assert 1 <= len(result.items) <= 5
+    assert {it.sku for it in result.items} <= bought
+    assert all(it.expected_on >= result.as_of and it.last_bought_on <= result.as_of for it in result.items)
+    probabilities = [it.probability for it in result.items]
+    assert probabilities == sorted(probabilities, reverse=True) and 0 < probabilities[0] <= 1
+
+    # A hidden product is left out at once (no refit).
+    with session_scope(sessions) as session:
+        upsert_product(session, result.items[0].sku, ProductInput(is_active=False), actor="test")
+    serving.catalog.invalidate()
+    again = next_purchase_for(service, customer, 5)
+    assert result.items[0].sku not in {it.sku for it in again.items}
+
+    with pytest.raises(NotFound):
+        next_purchase_for(service, "no-such-customer")
+    with pytest.raises(InvalidInput) as err:
+        next_purchase_for(service, customer, 0)
+    assert err.value.field == "n"
+
+
+def test_a_customer_without_purchases_gets_no_estimates(
+    serving: Serving, sessions: sessionmaker[Session], imported: None, clock: FakeClock
+):
+    with session_scope(sessions) as session:
+        session.add(Customer(external_id="NEW-1"))
+    result = next_purchase_for(NextPurchaseService(serving, sessions, clock=clock), "NEW-1")
+    assert result.p_alive is None and result.items == [] and result.note == "no purchases yet"
+
+
+def test_the_model_is_refitted_when_orders_changed_and_it_is_old(
+    serving: Serving, sessions: sessionmaker[Session], imported: None, clock: FakeClock
+):
+    service = NextPurchaseService(serving, sessions, max_age=600, clock=clock)
+    first = service.current()
+    assert service.current() is first  # nothing changed
+    with session_scope(sessions) as session:
+        sku = session.scalar(select(Product.sku).order_by(Product.id).limit(1))
+        add_order(session, "LATE-1", [sku], order_id="late-1", at=dt.datetime(2011, 12, 9, 13, 0))
+        add_order(session, "LATE-1", [sku], order_id="late-2", at=dt.datetime(2011, 12, 9, 14, 0))
+    serving.store.refresh()  # the store sees the new orders (its data version changes)
+    assert service.current() is first  # changed, but the fit is fresh
+    clock.advance(601)
+    refitted = service.current()
+    assert refitted is not first
+    assert len(refitted.customers) == len(first.customers) + 1
