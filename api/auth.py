@@ -231,5 +231,6 @@ def protect(app: Flask, *blueprints: Blueprint) -> Limiter:
         )
         ctx.services["limiter"] = limiter
     for bp in blueprints:
-        limiter.limit(lambda: current_app.extensions["giftrec"].settings.api.rate_limit)(bp)
+        # The limit string itself, not a callable: Flask-Limiter then parses it once, not on every request.
+        limiter.limit(ctx.settings.api.rate_limit)(bp)
     return limiter

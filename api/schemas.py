@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any
 
 from apiflask import Schema
@@ -69,6 +71,47 @@ class RecommendationsQuery(PriceFilters):
         validate=Length(max=2000),
         metadata={"description": "comma-separated SKUs to leave out (e.g. what is in the cart)"},
     )
+
+
+def quick_recommendations_query(args: Mapping[str, str]) -> dict[str, Any] | None:
+    """What ``RecommendationsQuery().load(args)`` returns, for a well-formed query string; else None.
+
+    The schema takes about a tenth of a recommendations request's time: this reads the five parameters
+    the way its fields do (``int``/``float`` of the text, the same bounds, unknown keys ignored, the first
+    of repeated keys) and answers None for anything it is not sure of (out of range, not finite, not
+    plain digits...), which the caller then hands to the schema for the documented errors.
+    """
+    out: dict[str, Any] = {"n": 10, "exclude_skus": ""}
+    n = args.get("n")
+    if n is not None:
+        if not (n.isascii() and n.isdigit() and len(n) <= 3):
+            return None
+        out["n"] = int(n)
+        if not 1 <= out["n"] <= 100:
+            return None
+    for name in ("min_price", "max_price"):
+        text = args.get(name)
+        if text is not None:
+            try:
+                value = float(text)
+            except ValueError:
+                return None
+            if not (math.isfinite(value) and value >= 0):
+                return None
+            out[name] = value
+    if "min_price" in out and "max_price" in out and out["min_price"] > out["max_price"]:
+        return None
+    category = args.get("category")
+    if category is not None:
+        if not 1 <= len(category) <= 100:
+            return None
+        out["category"] = category
+    exclude = args.get("exclude")
+    if exclude is not None:
+        if len(exclude) > 2000:
+            return None
+        out["exclude_skus"] = exclude
+    return out
 
 
 class SimilarQuery(Schema):

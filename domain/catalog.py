@@ -2,10 +2,11 @@
 
 :class:`CatalogSnapshot` holds an immutable :class:`Catalog` and swaps in a new one when the products
 table changes. The check is one aggregate query (``count``, ``max(updated_at)``, a checksum of the
-visibility flags and prices) run at most every ``check_interval`` seconds, inside the request that finds
-it due; a change reloads the table (a few thousand rows: milliseconds). A writer in the same process
-calls :meth:`CatalogSnapshot.invalidate` so that its own change is visible to the very next call;
-other processes see it within ``check_interval``.
+visibility flags and prices) run at most every ``check_interval`` seconds, inside the call that finds it
+due, or in a background thread that call starts (``background=True``, serving); a change reloads the
+table (a few thousand rows: milliseconds). A writer in the same process calls
+:meth:`CatalogSnapshot.invalidate` so that its own change is visible to the very next call; other
+processes see it within ``check_interval``.
 """
 
 from __future__ import annotations
@@ -63,14 +64,20 @@ class Catalog:
     created_at: np.ndarray  # datetime64[s]
     position_by_sku: dict[str, int]
     _aligned: dict[int, tuple[IdIndex, np.ndarray]] = field(default_factory=dict, repr=False, compare=False)
+    _cards: dict[int, ProductCard] = field(default_factory=dict, repr=False, compare=False)
+    _available: list[np.ndarray] = field(default_factory=list, repr=False, compare=False)
 
     def __len__(self) -> int:
         return int(self.product_ids.size)
 
     @property
     def available(self) -> np.ndarray:
-        """Active and in stock: the only products any recommendation may show."""
-        return self.is_active & self.in_stock
+        """Active and in stock: the only products any recommendation may show (read-only; copy to edit)."""
+        if not self._available:
+            mask = self.is_active & self.in_stock
+            mask.setflags(write=False)
+            self._available.append(mask)
+        return self._available[0]
 
     def positions(self, product_ids: Any) -> np.ndarray:
         """Catalog positions of ``product_ids`` (int64), -1 where the product is not in the catalog."""
@@ -94,8 +101,20 @@ class Catalog:
         self._aligned[id(item_index)] = (item_index, positions)
         return positions
 
+    def to_model(self, item_index: IdIndex, mask: np.ndarray) -> np.ndarray:
+        """A catalog-position mask carried over to a model's items (False where the item left the catalog)."""
+        # Position -1 (not in the catalog) picks the appended False.
+        return np.append(mask, False)[self.aligned(item_index)]
+
     def card(self, position: int) -> ProductCard:
+        """The storefront card of the product at ``position`` (built once per catalog version)."""
         p = int(position)
+        found = self._cards.get(p)
+        if found is None:
+            found = self._cards[p] = self._card(p)
+        return found
+
+    def _card(self, p: int) -> ProductCard:
         category = str(self.categories[p]) or None
         return ProductCard(
             product_id=int(self.product_ids[p]),
@@ -177,6 +196,8 @@ class CatalogSnapshot:
         Seconds between version checks (the query that tells whether products changed).
     clock : callable
         Monotonic seconds; tests may pass their own.
+    background : bool
+        Run the periodic version check in a background thread (serving) instead of inline (tests, CLI).
     """
 
     def __init__(
@@ -185,14 +206,17 @@ class CatalogSnapshot:
         *,
         check_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        background: bool = False,
     ) -> None:
         self._sessions = sessions
         self._interval = check_interval
         self._clock = clock
+        self._background = background
         self._lock = threading.Lock()
         self._catalog: Catalog | None = None
         self._checked_at = float("-inf")
         self._dirty = True
+        self._worker: threading.Thread | None = None
         self.last_error: str | None = None
 
     def invalidate(self) -> None:
@@ -202,15 +226,27 @@ class CatalogSnapshot:
     def current(self) -> Catalog:
         """The catalog, re-checked if the interval passed or :meth:`invalidate` was called.
 
+        A change made in this process (:meth:`invalidate`) and the first load are read before returning.
+        The periodic check for other processes' changes runs inline, or, with ``background=True`` (a
+        serving process), in a thread of its own while this call returns the catalog in memory: the
+        version query then never adds its milliseconds to a request.
+
         If the database cannot be read the previous catalog keeps serving (the error is logged and kept in
         ``last_error``); with no previous catalog the error is raised.
         """
         catalog = self._catalog
         if catalog is not None and not self._dirty and self._clock() - self._checked_at < self._interval:
             return catalog
+        if catalog is not None and not self._dirty and self._background:
+            self._check_in_background()
+            return catalog
+        return self._check()
+
+    def _check(self, *, force: bool = False) -> Catalog:
         with self._lock:
             catalog = self._catalog
-            if catalog is not None and not self._dirty and self._clock() - self._checked_at < self._interval:
+            fresh = self._clock() - self._checked_at < self._interval
+            if catalog is not None and not self._dirty and fresh and not force:
                 return catalog  # another thread checked while this one waited
             self._dirty = False
             try:
@@ -227,6 +263,27 @@ class CatalogSnapshot:
             self._catalog = catalog
             self._checked_at = self._clock()
             return catalog
+
+    def _check_in_background(self) -> None:
+        if self._worker is not None and self._worker.is_alive():
+            return
+        # Not due again until this check ends (it sets the time), so one thread at a time is started.
+        self._checked_at = self._clock()
+
+        def work() -> None:
+            try:
+                self._check(force=True)
+            except Exception:  # noqa: BLE001 - the next due check retries; requests keep the catalog
+                log.exception("catalog check failed")
+
+        self._worker = threading.Thread(target=work, name="giftrec-catalog-check", daemon=True)
+        self._worker.start()
+
+    def wait(self, timeout: float = 30.0) -> None:
+        """Wait for a running background check to finish (tests)."""
+        worker = self._worker
+        if worker is not None:
+            worker.join(timeout)
 
     def loaded_at_version(self) -> tuple[Any, ...] | None:
         """Version of the catalog in memory (None before the first load)."""

@@ -13,11 +13,12 @@ per item shown (11 random URL-safe characters per response), for a later click e
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,7 +29,6 @@ from domain.errors import InvalidInput, NotFound
 from domain.model_store import ModelStore, ServingData
 from recommender.base import top_k
 from recommender.chain import recommend_with_fallback
-from recommender.filters import allowed_mask
 from recommender.popularity import NewArrivals, PopularityRecommender
 
 __all__ = [
@@ -49,9 +49,8 @@ MAX_DAYS = 3650
 _SOURCE_CODE = {"collaborative": "c", "similar": "s", "bestsellers": "b", "new_arrivals": "n"}
 
 
-@dataclass(frozen=True, slots=True)
-class RecommendedItem:
-    """One product to show, with where it came from and why."""
+class RecommendedItem(NamedTuple):
+    """One product to show, with where it came from and why (a tuple: built ten times per request)."""
 
     sku: str
     title: str
@@ -77,7 +76,8 @@ class Serving:
 
 def build_serving(settings: Settings, sessions: sessionmaker[Session], **store_options: Any) -> Serving:
     """A ModelStore and a CatalogSnapshot for a serving process (nothing is read until first use)."""
-    return Serving(settings, ModelStore(settings, sessions, **store_options), CatalogSnapshot(sessions))
+    catalog = CatalogSnapshot(sessions, background=bool(store_options.get("background", True)))
+    return Serving(settings, ModelStore(settings, sessions, **store_options), catalog)
 
 
 def customer_changed(serving: Serving, customer_id: int) -> None:
@@ -104,7 +104,7 @@ def _price(name: str, value: Decimal | float | int | None) -> float | None:
         number = float(value)
     except (TypeError, ValueError):
         raise InvalidInput(name, "must be a number") from None
-    if not np.isfinite(number) or number < 0:
+    if not math.isfinite(number) or number < 0:
         raise InvalidInput(name, "must be a number >= 0")
     return number
 
@@ -117,22 +117,29 @@ def _filters(
     max_price: Decimal | float | int | None = None,
     exclude: Iterable[str] = (),
 ) -> np.ndarray:
+    """Catalog positions a response may show: available, in the price range and category, not excluded.
+
+    The same rules as ``recommender.filters.allowed_mask`` (a NaN price fails any bound), on arrays the
+    catalog keeps ready: this runs on every storefront request.
+    """
     low, high = _price("min_price", min_price), _price("max_price", max_price)
     if low is not None and high is not None and low > high:
         raise InvalidInput("max_price", "must not be less than min_price")
     if isinstance(exclude, str):
         exclude = [exclude]
-    excluded = [cat.position_by_sku[s] for s in exclude if s in cat.position_by_sku]
-    return allowed_mask(
-        len(cat),
-        base=cat.available,
-        prices=cat.price_values,
-        min_price=low,
-        max_price=high,
-        categories=cat.categories,
-        include_categories=None if category is None else [category],
-        exclude_items=excluded,
-    )
+    mask = cat.available.copy()
+    if low is not None:
+        mask &= cat.price_values >= low
+    if high is not None:
+        mask &= cat.price_values <= high
+    if category is not None:
+        mask &= cat.categories == category
+    by_sku = cat.position_by_sku
+    for sku in exclude:
+        position = by_sku.get(sku)
+        if position is not None:
+            mask[position] = False
+    return mask
 
 
 # ----------------------------------------------------------------------------------------- building blocks
@@ -156,21 +163,22 @@ class _Picks:
     def result(self) -> list[RecommendedItem]:
         token = secrets.token_urlsafe(8)
         out = []
+        card = self.cat.card
         for i, (position, score, source, explanation) in enumerate(self.items):
-            card = self.cat.card(position)
+            c = card(position)
             out.append(
                 RecommendedItem(
-                    sku=card.sku,
-                    title=card.title,
-                    price=card.price,
-                    currency=card.currency,
-                    url=card.url,
-                    image_url=card.image_url,
-                    category=card.category,
-                    score=round(float(score), 6),
-                    source=source,
-                    explanation=explanation,
-                    recommendation_id=f"{token}.{i}{_SOURCE_CODE[source]}",
+                    c.sku,
+                    c.title,
+                    c.price,
+                    c.currency,
+                    c.url,
+                    c.image_url,
+                    c.category,
+                    round(float(score), 6),
+                    source,
+                    explanation,
+                    f"{token}.{i}{_SOURCE_CODE[source]}",
                 )
             )
         return out
@@ -261,15 +269,12 @@ def recommend_for_customer(
     bought_positions = bought_positions[bought_positions >= 0]
     if not keep_repeats:
         allowed[bought_positions] = False
-    bought = set(bought_positions.tolist())
     picks = _Picks(cat, allowed, n)
 
     loaded = data.model
     if loaded is not None and rows.row is not None:
         to_cat = cat.aligned(loaded.item_index)
-        in_cat = to_cat >= 0
-        allowed_model = np.zeros(loaded.n_items, dtype=bool)
-        allowed_model[in_cat] = allowed[to_cat[in_cat]]
+        allowed_model = cat.to_model(loaded.item_index, allowed)
         chain = recommend_with_fallback(
             n,
             model=loaded.model if keep_repeats else loaded.discovery,
@@ -280,11 +285,13 @@ def recommend_for_customer(
             recalculate_user=rows.recalculate,
             similar=loaded.similar,
         )
+        bought = np.zeros(len(cat), dtype=bool)
+        bought[bought_positions] = True
         for pick in chain:
             position = int(to_cat[pick.item_idx])
-            because = [int(to_cat[i]) for i in pick.because if to_cat[i] >= 0]
+            because = [p for p in map(int, to_cat[list(pick.because)]) if p >= 0] if pick.because else []
             if pick.source == "collaborative":
-                verb = "bought" if any(b in bought for b in because) else "looked at"
+                verb = "bought" if any(bought[b] for b in because) else "looked at"
                 text = f"Because you {verb} {_titles(cat, because)}" if because else "Picked for you"
             else:
                 text = f"Similar to {_titles(cat, because)}" if because else "Similar to your purchases"

@@ -122,18 +122,19 @@ def top_k(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     (ids int32, scores float32), each of length <= n, best first.
     """
     scores = np.asarray(scores, dtype=np.float32)
-    ok = np.flatnonzero(scores > -np.inf)
-    if n <= 0 or ok.size == 0:
+    if n <= 0 or scores.size == 0:
         return np.empty(0, np.int32), np.empty(0, np.float32)
-    vals = scores[ok]
-    if ok.size > n:
-        part = np.argpartition(-vals, n - 1)[:n]
+    if scores.size > n:
         # Values equal to the n-th best may be cut arbitrarily by argpartition: take them all, then sort.
-        threshold = vals[part].min()
-        part = np.flatnonzero(vals >= threshold)
-        ok, vals = ok[part], vals[part]
+        threshold = scores[np.argpartition(scores, scores.size - n)[scores.size - n]]
+        ok = np.flatnonzero(scores >= threshold) if threshold > -np.inf else np.empty(0, np.intp)
+        if ok.size < n:  # fewer than n finite scores (or NaNs, which argpartition sorts last)
+            ok = np.flatnonzero(scores > -np.inf)
+    else:
+        ok = np.flatnonzero(scores > -np.inf)
+    vals = scores[ok]
     order = np.lexsort((ok, -vals))[:n]
-    return ok[order].astype(np.int32), vals[order].astype(np.float32)
+    return ok[order].astype(np.int32), vals[order]
 
 
 def top_k_rows(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -252,16 +253,20 @@ class Recommender(ABC):
         -------
         (item_ids int32, scores float32), length <= n, best first.
         """
-        ids, scores = self.recommend_batch(
-            np.array([user_idx]),
-            user_items,
-            n,
-            allowed=allowed,
-            exclude_seen=exclude_seen,
-            recalculate_user=recalculate_user,
-        )
-        keep = ids[0] >= 0
-        return ids[0][keep], scores[0][keep]
+        # What recommend_batch does for one row, without its batching (the serving hot path).
+        self._require_fitted()
+        row = check_user_items(user_items, n_items=self.n_items)
+        if row.shape[0] != 1:
+            raise ValueError(f"user_items has {row.shape[0]} rows for 1 users")
+        mask = self._check_allowed(allowed)
+        if n <= 0:
+            return np.empty(0, np.int32), np.empty(0, np.float32)
+        scores = np.array(self._score_users(np.array([user_idx]), row, recalculate_user)[0], dtype=np.float32)
+        if mask is not None:
+            scores[~mask] = -np.inf
+        if exclude_seen:
+            scores[row.indices] = -np.inf
+        return top_k(scores, n)
 
     def recommend_batch(
         self,
@@ -426,6 +431,10 @@ class Recommender(ABC):
         Called on `Recommender` itself it returns whichever model class the files name; called on a
         subclass it insists on that class. Raises `ArtifactError` on missing or corrupt files.
         """
+        from recommender.threads import pin_blas_threads
+
+        # A process that only loads models (a job, a script) must not leave OpenBLAS with its own pool.
+        pin_blas_threads()
         directory = Path(directory)
         try:
             meta = json.loads((directory / MODEL_META_FILE).read_text(encoding="utf-8"))

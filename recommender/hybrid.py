@@ -90,6 +90,7 @@ class HybridRecommender(Recommender):
         self.als: ALSRecommender | None = None
         self.popularity: np.ndarray | None = None
         self._pending_popularity: np.ndarray | None = None
+        self._pop_term: tuple[np.ndarray, np.ndarray | None] | None = None
 
     def _als_params(self) -> dict[str, Any]:
         return {k: v for k, v in self._params.items() if k not in _BLEND_PARAMS}
@@ -155,12 +156,27 @@ class HybridRecommender(Recommender):
         if p["cf_weight"] > 0:
             cf = als._score_users(user_idxs, user_items, recalculate)
             scores += np.float32(p["cf_weight"]) * _row_max_normalised(np.asarray(cf, dtype=np.float32))
-        if p["popularity_weight"] > 0 and pop.size and pop.max() > 0:
-            scores += np.float32(p["popularity_weight"] / pop.max()) * pop[None, :]
+        pop_term = self._popularity_term()
+        if pop_term is not None:
+            scores += pop_term[None, :]
         if p["repeat"] and p["repeat_weight"] > 0:
             own = np.asarray(user_items.toarray(), dtype=np.float32)
             scores += np.float32(p["repeat_weight"]) * _row_max_normalised(own)
         return scores
+
+    def _popularity_term(self) -> np.ndarray | None:
+        """popularity_weight * popularity / max(popularity) (float32), computed once; None when off."""
+        _, pop = self._parts()
+        cached = self._pop_term
+        if cached is not None and cached[0] is pop:
+            return cached[1]
+        weight = self._params["popularity_weight"]
+        term = None
+        if weight > 0 and pop.size and pop.max() > 0:
+            term = np.float32(weight / pop.max()) * pop
+            term.setflags(write=False)
+        self._pop_term = (pop, term)
+        return term
 
     def _similar_scores(self, item_idx: int) -> np.ndarray:
         als, _ = self._parts()
@@ -220,12 +236,18 @@ class HybridRecommender(Recommender):
         items = np.asarray(item_idxs, dtype=np.int64).reshape(-1)
         for item in items.tolist():
             self._check_item(item)
-        row = check_user_items(user_items, n_items=self.n_items)[:1]
+        row = check_user_items(user_items, n_items=self.n_items)
+        if row.shape[0] != 1:
+            row = row[:1]
         cf = als.explain_many(user_idx, row, items, n)
+        own = np.zeros(items.size)
+        if self._params["repeat"] and n > 0 and row.nnz:
+            # row[0, item] for every item at once (the row is canonical: sorted column indices)
+            at = np.minimum(np.searchsorted(row.indices, items), row.nnz - 1)
+            own = np.where(row.indices[at] == items, row.data[at], 0).astype(np.float64)
         out: list[list[tuple[int, float]]] = []
-        for item, reasons in zip(items.tolist(), cf, strict=True):
-            own = float(row[0, item]) if self._params["repeat"] and n > 0 else 0.0
-            first = [(item, own)] if own > 0 else []
+        for item, value, reasons in zip(items.tolist(), own.tolist(), cf, strict=True):
+            first = [(item, value)] if value > 0 else []
             out.append((first + [(past, weight) for past, weight in reasons if past != item])[:n])
         return out
 

@@ -85,3 +85,27 @@ def test_unfitted_model_raises(user_items: csr_matrix) -> None:
         _model().recommend(0, user_items[[0]], 3)
     with pytest.raises(ValueError, match="cf_weight"):
         HybridRecommender(cf_weight=-1.0)
+
+
+def test_a_fresh_process_loads_a_saved_hybrid_without_warnings(tmp_path, user_items):
+    """Regression: load_model did not import recommender.hybrid, so a serving process that had not
+    imported it failed with "unknown model name 'hybrid'"; loading also has to pin BLAS itself."""
+    import subprocess
+    import sys
+
+    from recommender.hybrid import HybridRecommender
+
+    model = HybridRecommender(factors=2, iterations=3, num_threads=1).fit(user_items)
+    model.save(tmp_path / "hybrid")
+    code = (
+        "import sys; from pathlib import Path; from recommender.base import load_model; "
+        "m = load_model(Path(sys.argv[1])); print(m.name, m.n_items)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code, str(tmp_path / "hybrid")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["hybrid", str(user_items.shape[1])]
