@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.api.helpers import ITEM_FIELDS
+
 ENDPOINTS = {
     ("/v1/customers/{customer_id}/recommendations", "get"),
     ("/v1/products/{sku}/similar", "get"),
@@ -41,18 +43,7 @@ def test_the_spec_is_built_from_the_validating_schemas(client):
     assert {"n", "category", "min_price", "max_price", "exclude"} <= set(params)
     assert params["n"]["schema"]["maximum"] == 100
     item = schemas["Item"]["properties"]
-    assert {
-        "sku",
-        "title",
-        "price",
-        "currency",
-        "url",
-        "image_url",
-        "score",
-        "source",
-        "explanation",
-        "recommendation_id",
-    } <= set(item)
+    assert ITEM_FIELDS <= set(item)
     responses = spec["paths"]["/v1/events"]["post"]["responses"]
     assert {"200", "401", "403", "413", "422", "429"} <= set(responses)
 

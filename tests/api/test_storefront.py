@@ -22,21 +22,8 @@ from domain.models import (
     SelectionPick,
 )
 from domain.training import train_model
-from tests.api.helpers import SHOP, bearer
+from tests.api.helpers import ITEM_FIELDS, SHOP, bearer
 from tests.conftest import SAMPLE
-
-ITEM_FIELDS = {
-    "sku",
-    "title",
-    "price",
-    "currency",
-    "url",
-    "image_url",
-    "score",
-    "source",
-    "explanation",
-    "recommendation_id",
-}
 
 
 @pytest.fixture
