@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from typing import Any
@@ -61,6 +62,7 @@ NON_NEGATIVE = {
     "reminders.catch_up_min_days",
     "reminders.vip_cutoff_days",
     "api.cache_seconds",
+    "api.picks_cache_customers",
     "server.port",
 }
 
@@ -107,6 +109,10 @@ def _coerce(key: str, kind: Any, value: Any) -> Any:
     return value
 
 
+#: One limit in the syntax of the `limits` library: "1200/minute", "20 per second", "100/5 minutes".
+_RATE_LIMIT = re.compile(r"\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day|month|year)s?\s*", re.I)
+
+
 def _validate(key: str, value: Any) -> None:
     if key in CHOICES and value not in CHOICES[key]:
         raise ConfigError(key, f"must be one of {', '.join(CHOICES[key])}, got {value!r}")
@@ -118,6 +124,8 @@ def _validate(key: str, value: Any) -> None:
             raise ConfigError(key, f"must be > 0, got {value!r}")
     if key == "database.url" and "://" not in value:
         raise ConfigError(key, f"not a database URL: {value!r}")
+    if key == "api.rate_limit" and not _RATE_LIMIT.fullmatch(value):
+        raise ConfigError(key, f"expected a limit like '1200/minute' or '20 per second', got {value!r}")
 
 
 def _section_values(name: str, cls: type, layers: list[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:

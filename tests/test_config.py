@@ -50,6 +50,7 @@ def test_every_environment_variable_overrides_its_key(section, key):
             "mail.smtp_security": "starttls",
             "reminders.vip_cutoff_policy": "skip",
             "model.algorithm": "als",
+            "api.rate_limit": "50 per second",
         }.get(f"{section}.{key}", "changed")
     raw = str(new).lower() if isinstance(new, bool) else str(new)
     settings = load_settings(environ={env_var(section, key): raw})
@@ -76,6 +77,7 @@ def test_file_then_environment_then_overrides(tmp_path):
         ({"GIFTREC_MAIL_SMTP_SECURITY": "tls1"}, "mail.smtp_security"),
         ({"GIFTREC_DATABASE_URL": "giftrec.db"}, "database.url"),
         ({"GIFTREC_REMINDERS_LEAD_DAYS": "-1"}, "reminders.lead_days"),
+        ({"GIFTREC_API_RATE_LIMIT": "1200 a minute"}, "api.rate_limit"),
     ],
 )
 def test_a_bad_value_names_the_key(environ, key):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 
 import pytest
 from sqlalchemy import select
@@ -95,11 +96,21 @@ def test_rate_limit_per_key_is_429_problem(settings, sessions):
             _, other = api_keys.create_key(session, "server")
             session.commit()
         client = app.test_client()
-        statuses = [client.delete("/v1/customers/X", headers=bearer(one)).status_code for _ in range(4)]
-        assert statuses == [404, 404, 404, 429]
+        responses = [client.delete("/v1/customers/X", headers=bearer(one)) for _ in range(4)]
+        assert [r.status_code for r in responses] == [404, 404, 404, 429]
+        assert [r.headers["X-RateLimit-Remaining"] for r in responses] == ["2", "1", "0", "0"]
+        assert {r.headers["X-RateLimit-Limit"] for r in responses} == {"3"}
+        assert int(responses[0].headers["X-RateLimit-Reset"]) > time.time()
         resp = client.delete("/v1/customers/X", headers=bearer(one))
         assert resp.mimetype == "application/problem+json"
-        assert int(resp.headers["Retry-After"]) > 0
+        assert 0 < int(resp.headers["Retry-After"]) <= 60
+        assert resp.json["errors"][0]["field"] == "Authorization"
+        # One counter per key across the API (not per endpoint); preflights are not counted.
+        assert client.get("/v1/bestsellers", headers=bearer(one)).status_code == 429
+        preflight = client.options(
+            "/v1/bestsellers", headers={"Origin": SHOP, "Access-Control-Request-Method": "GET"}
+        )
+        assert preflight.status_code == 204
         assert client.delete("/v1/customers/X", headers=bearer(other)).status_code == 404
     finally:
         app.extensions["giftrec"].engine.dispose()
@@ -132,3 +143,32 @@ def test_cli_demo_key_is_created_once_and_reused(runner, app):
         info = api_keys.verify_key(session, first.stdout.strip())
     assert info is not None and info.scope == "widget"
     assert "http://127.0.0.1:5000" in info.allowed_origins
+
+
+def test_a_failing_rate_limit_store_lets_requests_through_and_logs(settings, sessions, caplog):
+    """A remote counter store (redis, memcached) that is down must not take the API down with it."""
+    from api import create_app
+
+    class DownStorage:
+        def incr(self, *args: object, **kwargs: object) -> int:
+            raise ConnectionError("counter store unreachable")
+
+        def get_expiry(self, key: str) -> float:
+            raise ConnectionError("counter store unreachable")
+
+    app = create_app(settings)
+    try:
+        with app.extensions["giftrec"].sessions() as session:
+            _, key = api_keys.create_key(session, "server")
+            session.commit()
+        app.extensions["giftrec"].services["rate_limit"].storage = DownStorage()
+        client = app.test_client()
+        with caplog.at_level("ERROR", logger="api.auth"):
+            statuses = [client.delete("/v1/customers/X", headers=bearer(key)).status_code for _ in range(2)]
+        assert statuses == [404, 404]
+        assert "X-RateLimit-Remaining" not in client.delete("/v1/customers/X", headers=bearer(key)).headers
+        assert [r.message for r in caplog.records].count(
+            "rate-limit storage failed; requests are not limited until it recovers"
+        ) == 1
+    finally:
+        app.extensions["giftrec"].engine.dispose()
