@@ -61,7 +61,7 @@ class InteractionSettings:
 
 @dataclass(frozen=True)
 class ApiSettings:
-    #: Default rate limit per API key (Flask-Limiter syntax).
+    #: Rate limit per API key, e.g. "1200/minute" or "20/second" (the `limits` library syntax).
     rate_limit: str = "1200/minute"
     #: Storage for rate-limit counters; memory:// is per process.
     rate_limit_storage: str = "memory://"
@@ -69,6 +69,9 @@ class ApiSettings:
     cache_seconds: int = 300
     #: Maximum number of events in one POST /v1/events batch.
     max_batch: int = 1000
+    #: Customers whose ranked picks each web worker keeps in memory (about 2 KB each), so that their next
+    #: request only filters; 0 ranks on every request.
+    picks_cache_customers: int = 50000
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,7 @@ from domain.interactions import (
 )
 from domain.models import Customer, Event, ModelRun, Order
 from domain.models._types import utcnow
+from domain.ranked import RankedCache
 from recommender.artifacts import load_artifact
 from recommender.base import Recommender
 from recommender.interactions import IdIndex
@@ -118,6 +119,8 @@ class ServingData:
     built_at: dt.datetime
     fresh: dict[int, CustomerRows] = field(default_factory=dict)
     cache: dict[Any, Any] = field(default_factory=dict)
+    #: Customers' rankings made from this data (see domain.ranked).
+    ranked: RankedCache = field(default_factory=lambda: RankedCache(0))
     #: CustomerRows cut from ``user_items``/``bought`` on first use (slicing a CSR row costs more than the
     #: rest of a recommendation); valid as long as this ServingData, as ``fresh`` overrides them.
     rows: dict[int, CustomerRows] = field(default_factory=dict)
@@ -470,6 +473,7 @@ class ModelStore:
             customers=customers,
             refold=refold,
             built_at=utcnow(),
+            ranked=RankedCache(self.settings.api.picks_cache_customers),
         )
         self._extra_customers.clear()
         return data

@@ -6,6 +6,10 @@ looked up once in the database. Every path applies the same filters: only active
 plus the caller's price range, category and excluded SKUs; picks for a customer also leave out what the
 customer already bought (unless ``keep_repeats``).
 
+A customer's picks are ranked once and kept (:mod:`domain.ranked`, ``api.picks_cache_customers`` per
+worker): the next requests only filter the kept order, which answers exactly what ranking under those
+filters would; a request whose filters exhaust it ranks as before.
+
 Each item carries a ``source`` (``collaborative``, ``similar``, ``bestsellers``, ``new_arrivals``), a
 one-line explanation and a ``recommendation_id``: ``<response token>.<position><source letter>``, unique
 per item shown (11 random URL-safe characters per response), for a later click event to cite.
@@ -26,7 +30,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from config import Settings
 from domain.catalog import Catalog, CatalogSnapshot
 from domain.errors import InvalidInput, NotFound
-from domain.model_store import ModelStore, ServingData
+from domain.model_store import CustomerRows, LoadedModel, ModelStore, ServingData
+from domain.ranked import CANDIDATES, Ranked
 from recommender.base import top_k
 from recommender.chain import recommend_with_fallback
 from recommender.popularity import NewArrivals, PopularityRecommender
@@ -46,6 +51,10 @@ __all__ = [
 
 MAX_N = 100
 MAX_DAYS = 3650
+#: Past items named behind a collaborative pick (the chain's default).
+EXPLAIN_N = 3
+#: Kept candidates explained at once (explaining 50 costs about 1.6x explaining 10).
+EXPLAIN_BLOCK = 50
 _SOURCE_CODE = {"collaborative": "c", "similar": "s", "bestsellers": "b", "new_arrivals": "n"}
 
 
@@ -109,37 +118,53 @@ def _price(name: str, value: Decimal | float | int | None) -> float | None:
     return number
 
 
-def _filters(
+class _Filter(NamedTuple):
+    """A request's filters, checked: price bounds, category and excluded catalog positions."""
+
+    low: float | None
+    high: float | None
+    category: str | None
+    excluded: tuple[int, ...]
+
+    def mask(self, cat: Catalog) -> np.ndarray:
+        """Catalog positions a response may show: available, in the price range and category, not excluded.
+
+        The same rules as ``recommender.filters.allowed_mask`` (a NaN price fails any bound), on arrays
+        the catalog keeps ready.
+        """
+        mask = cat.available.copy()
+        if self.low is not None:
+            mask &= cat.price_values >= self.low
+        if self.high is not None:
+            mask &= cat.price_values <= self.high
+        if self.category is not None:
+            mask &= cat.categories == self.category
+        mask[list(self.excluded)] = False
+        return mask
+
+
+def _filter(
     cat: Catalog,
     *,
     category: str | None = None,
     min_price: Decimal | float | int | None = None,
     max_price: Decimal | float | int | None = None,
     exclude: Iterable[str] = (),
-) -> np.ndarray:
-    """Catalog positions a response may show: available, in the price range and category, not excluded.
-
-    The same rules as ``recommender.filters.allowed_mask`` (a NaN price fails any bound), on arrays the
-    catalog keeps ready: this runs on every storefront request.
-    """
+) -> _Filter:
+    """Check a request's filters (InvalidInput names the parameter at fault)."""
     low, high = _price("min_price", min_price), _price("max_price", max_price)
     if low is not None and high is not None and low > high:
         raise InvalidInput("max_price", "must not be less than min_price")
     if isinstance(exclude, str):
         exclude = [exclude]
-    mask = cat.available.copy()
-    if low is not None:
-        mask &= cat.price_values >= low
-    if high is not None:
-        mask &= cat.price_values <= high
-    if category is not None:
-        mask &= cat.categories == category
     by_sku = cat.position_by_sku
-    for sku in exclude:
-        position = by_sku.get(sku)
-        if position is not None:
-            mask[position] = False
-    return mask
+    excluded = tuple(p for p in (by_sku.get(sku) for sku in exclude) if p is not None)
+    return _Filter(low, high, category, excluded)
+
+
+def _filters(cat: Catalog, **filters: Any) -> np.ndarray:
+    """The mask of :func:`_filter`'s filters (this runs on every storefront request)."""
+    return _filter(cat, **filters).mask(cat)
 
 
 # ----------------------------------------------------------------------------------------- building blocks
@@ -161,27 +186,32 @@ class _Picks:
             self.blocked[position] = True
 
     def result(self) -> list[RecommendedItem]:
-        token = secrets.token_urlsafe(8)
-        out = []
-        card = self.cat.card
-        for i, (position, score, source, explanation) in enumerate(self.items):
-            c = card(position)
-            out.append(
-                RecommendedItem(
-                    c.sku,
-                    c.title,
-                    c.price,
-                    c.currency,
-                    c.url,
-                    c.image_url,
-                    c.category,
-                    round(float(score), 6),
-                    source,
-                    explanation,
-                    f"{token}.{i}{_SOURCE_CODE[source]}",
-                )
+        return _recommended(self.cat, self.items)
+
+
+def _recommended(cat: Catalog, items: list[tuple[int, float, str, str]]) -> list[RecommendedItem]:
+    """(catalog position, score, source, explanation) -> items with their cards and recommendation ids."""
+    token = secrets.token_urlsafe(8)
+    out = []
+    card = cat.card
+    for i, (position, score, source, explanation) in enumerate(items):
+        c = card(position)
+        out.append(
+            RecommendedItem(
+                c.sku,
+                c.title,
+                c.price,
+                c.currency,
+                c.url,
+                c.image_url,
+                c.category,
+                round(float(score), 6),
+                source,
+                explanation,
+                f"{token}.{i}{_SOURCE_CODE[source]}",
             )
-        return out
+        )
+    return out
 
 
 def _popularity(data: ServingData, cat: Catalog, days: int) -> np.ndarray:
@@ -239,6 +269,131 @@ def _titles(cat: Catalog, positions: list[int]) -> str:
     return " and ".join(names)
 
 
+def _explanation(
+    cat: Catalog, to_cat: np.ndarray, source: str, because: tuple[int, ...], bought: set[int]
+) -> str:
+    """The line shown under a pick (``because``: model item ids behind it)."""
+    positions = [p for p in map(int, to_cat[list(because)]) if p >= 0] if because else []
+    if source == "collaborative":
+        verb = "bought" if any(p in bought for p in positions) else "looked at"
+        return f"Because you {verb} {_titles(cat, positions)}" if positions else "Picked for you"
+    return f"Similar to {_titles(cat, positions)}" if positions else "Similar to your purchases"
+
+
+def _fill_chain(
+    picks: _Picks, loaded: LoadedModel, rows: CustomerRows, keep_repeats: bool, bought_positions: np.ndarray
+) -> None:
+    """Collaborative picks then similar items, ranked under this request's filters."""
+    cat = picks.cat
+    to_cat = cat.aligned(loaded.item_index)
+    chain = recommend_with_fallback(
+        picks.missing,
+        model=loaded.model if keep_repeats else loaded.discovery,
+        user_idx=rows.user_idx,
+        user_items_row=rows.row,
+        allowed=cat.to_model(loaded.item_index, ~picks.blocked),
+        exclude_seen=False,  # bought items are blocked; viewed ones may be shown
+        recalculate_user=rows.recalculate,
+        similar=loaded.similar,
+    )
+    bought = set(bought_positions.tolist())
+    for pick in chain:
+        text = _explanation(cat, to_cat, pick.source, pick.because, bought)
+        picks.add(int(to_cat[pick.item_idx]), pick.score, pick.source, text)
+
+
+def _ranked(data: ServingData, loaded: LoadedModel, rows: CustomerRows) -> Ranked | None:
+    """The customer's kept discovery ranking, made now if missing (None: kept rankings are off, or the
+    model has nothing to say about this customer)."""
+    cache = data.ranked
+    if cache.size <= 0:
+        return None
+    found = cache.get(rows.customer_id, rows)
+    if found is not None:
+        return found
+    row = rows.row
+    assert row is not None
+    known = 0 <= rows.user_idx < loaded.discovery.n_users
+    if not (known or row.nnz):
+        return None  # the chain starts at similar items / bestsellers for them
+    allowed = np.ones(loaded.n_items, dtype=bool)
+    bought = loaded.item_index.index_of(rows.bought_product_ids)
+    allowed[bought[bought >= 0]] = False
+    ids, scores = loaded.discovery.recommend(
+        rows.user_idx if known else -1,
+        row,
+        CANDIDATES,
+        allowed=allowed,
+        exclude_seen=False,
+        recalculate_user=rows.recalculate or not known,
+    )
+    positive = scores > 0  # as the chain: a collaborative pick needs a positive score
+    ranked = Ranked(rows, ids[positive], scores[positive])
+    cache.put(rows.customer_id, ranked)
+    return ranked
+
+
+def _take_ranked(
+    cat: Catalog, flt: _Filter, n: int, loaded: LoadedModel, rows: CustomerRows, ranked: Ranked
+) -> list[RecommendedItem] | None:
+    """The first ``n`` kept products the request's filters allow, with scores and explanations; None when
+    the kept ranking holds fewer: then the request ranks under its own filters."""
+    to_cat = cat.aligned(loaded.item_index)
+    if ranked.version != cat.version:
+        positions = to_cat[ranked.items]
+        in_cat = positions >= 0
+        offered = np.flatnonzero(in_cat & cat.available[np.where(in_cat, positions, 0)])
+        at = positions[offered]
+        ranked.offered_ranks, ranked.offered_positions = offered, at
+        ranked.offered_prices, ranked.offered_categories = cat.price_values[at], cat.categories[at]
+        ranked.texts, ranked.version = {}, cat.version
+    # The same rules as _Filter.mask (a NaN price fails any bound), on the kept products only.
+    low, high, category, excluded = flt
+    ok = None
+    if low is not None:
+        ok = ranked.offered_prices >= low
+    if high is not None:
+        within = ranked.offered_prices <= high
+        ok = within if ok is None else ok & within
+    if category is not None:
+        same = ranked.offered_categories == category
+        ok = same if ok is None else ok & same
+    # Excluded SKUs are a handful: skipped while taking the first n (np.isin costs more than all the rest).
+    want = n + len(excluded)
+    first = np.arange(min(want, ranked.offered_ranks.size)) if ok is None else np.flatnonzero(ok)[:want]
+    if excluded:
+        at = ranked.offered_positions[first].tolist()
+        first = first[[p not in excluded for p in at]]
+    chosen = first[:n]
+    if chosen.size < n:
+        return None
+    ranks = ranked.offered_ranks[chosen].tolist()
+    items = ranked.items[ranks].tolist()
+    texts = ranked.texts
+    if any(i not in texts for i in items):
+        # Explained a block at a time: one factorisation serves the next requests' filters too.
+        upto = (ranks[-1] // EXPLAIN_BLOCK + 1) * EXPLAIN_BLOCK
+        todo = [i for i in ranked.items[:upto].tolist() if i not in texts]
+        row = rows.row
+        assert row is not None
+        reasons: list[list[tuple[int, float]]] = [[] for _ in todo]
+        if row.nnz:
+            reasons = loaded.discovery.explain_many(rows.user_idx, row, todo, EXPLAIN_N)
+        bought = set(cat.positions(rows.bought_product_ids).tolist())
+        for item, reason in zip(todo, reasons, strict=True):
+            because = tuple(i for i, _ in reason)
+            texts[item] = _explanation(cat, to_cat, "collaborative", because, bought)
+    positions = ranked.offered_positions[chosen].tolist()
+    scores = ranked.scores[ranks].tolist()
+    return _recommended(
+        cat,
+        [
+            (position, score, "collaborative", texts[item])
+            for item, position, score in zip(items, positions, scores, strict=True)
+        ],
+    )
+
+
 # ---------------------------------------------------------------------------------------------- use cases
 def recommend_for_customer(
     serving: Serving,
@@ -259,43 +414,26 @@ def recommend_for_customer(
     """
     _check_n(n)
     cat = serving.catalog.current()
-    allowed = _filters(cat, category=category, min_price=min_price, max_price=max_price, exclude=exclude)
+    flt = _filter(cat, category=category, min_price=min_price, max_price=max_price, exclude=exclude)
     data = serving.store.current()
     customer_id = serving.store.find_customer(data, customer_external_id)
     if customer_id is None:
         raise NotFound("customer", customer_external_id)
     rows = serving.store.customer(data, customer_id)
+    loaded = data.model
+    if loaded is not None and rows.row is not None and not keep_repeats:
+        # A kept ranking holds nothing the customer bought: the filters are all this request adds.
+        ranked = _ranked(data, loaded, rows)
+        taken = None if ranked is None else _take_ranked(cat, flt, n, loaded, rows, ranked)
+        if taken is not None:
+            return taken
+    picks = _Picks(cat, flt.mask(cat), n)
     bought_positions = cat.positions(rows.bought_product_ids)
     bought_positions = bought_positions[bought_positions >= 0]
     if not keep_repeats:
-        allowed[bought_positions] = False
-    picks = _Picks(cat, allowed, n)
-
-    loaded = data.model
+        picks.blocked[bought_positions] = True
     if loaded is not None and rows.row is not None:
-        to_cat = cat.aligned(loaded.item_index)
-        allowed_model = cat.to_model(loaded.item_index, allowed)
-        chain = recommend_with_fallback(
-            n,
-            model=loaded.model if keep_repeats else loaded.discovery,
-            user_idx=rows.user_idx,
-            user_items_row=rows.row,
-            allowed=allowed_model,
-            exclude_seen=False,  # bought items are in `allowed`; viewed ones may be shown
-            recalculate_user=rows.recalculate,
-            similar=loaded.similar,
-        )
-        bought = np.zeros(len(cat), dtype=bool)
-        bought[bought_positions] = True
-        for pick in chain:
-            position = int(to_cat[pick.item_idx])
-            because = [p for p in map(int, to_cat[list(pick.because)]) if p >= 0] if pick.because else []
-            if pick.source == "collaborative":
-                verb = "bought" if any(bought[b] for b in because) else "looked at"
-                text = f"Because you {verb} {_titles(cat, because)}" if because else "Picked for you"
-            else:
-                text = f"Similar to {_titles(cat, because)}" if because else "Similar to your purchases"
-            picks.add(position, pick.score, pick.source, text)
+        _fill_chain(picks, loaded, rows, keep_repeats, bought_positions)
     _fill_bestsellers(picks, data, serving.settings.interactions.bestseller_days)
     _fill_new_arrivals(picks, data)
     return picks.result()

@@ -4,9 +4,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from decimal import Decimal
 
+import numpy as np
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +19,7 @@ from domain.catalog_admin import ProductInput, upsert_product
 from domain.errors import InvalidInput, NotFound
 from domain.model_store import ModelStore
 from domain.models import Customer, Product
+from domain.ranked import Ranked, RankedCache
 from domain.recommendations import (
     Serving,
     bestsellers,
@@ -227,3 +230,56 @@ def test_bestsellers_count_distinct_buyers_in_the_window(sessions, serving, trai
     assert week and quarter and [i.sku for i in week] != [i.sku for i in quarter]
     assert all(i.explanation == "Bestseller of the last 7 days" for i in week)
     assert week[0].score <= quarter[0].score
+
+
+def _shown(items: list) -> list[tuple]:
+    return [(i.sku, i.score, i.source, i.explanation) for i in items]
+
+
+def test_kept_rankings_answer_exactly_what_ranking_per_request_answers(sessions, settings, serving, trained):
+    """The per-customer ranking a worker keeps is only a shortcut: every filter gives the same picks,
+    scores, sources and explanations as ranking under that filter, including filters that exhaust it."""
+    per_request = Serving(
+        settings,
+        ModelStore(
+            dataclasses.replace(settings, api=dataclasses.replace(settings.api, picks_cache_customers=0)),
+            sessions,
+            background=False,
+        ),
+        serving.catalog,
+    )
+    data = serving.store.current()
+    customers = sorted(data.customers)[::7][:40]
+    plain = recommend_for_customer(serving, customers[0], 10)
+    filters = [
+        {},
+        {"n": 30},
+        {"min_price": 1, "max_price": 3},
+        {"max_price": 0.5},  # few products: the kept ranking runs out, the request ranks
+        {"exclude": [i.sku for i in plain[:5]]},
+        {"n": 100, "min_price": 2},
+    ]
+    for customer in customers:
+        for kwargs in filters:
+            options = dict(kwargs)
+            n = options.pop("n", 10)
+            twice = [recommend_for_customer(serving, customer, n, **options) for _ in range(2)]
+            expected = _shown(recommend_for_customer(per_request, customer, n, **options))
+            assert _shown(twice[0]) == expected == _shown(twice[1]), (customer, kwargs)
+    assert len(serving.store.current().ranked) > 0
+    assert len(per_request.store.current().ranked) == 0
+
+
+def test_ranked_cache_keeps_the_most_recent_customers_and_forgets_changed_rows():
+    rows_a, rows_b, rows_c = object(), object(), object()
+    cache = RankedCache(2)
+    for cid, rows in ((1, rows_a), (2, rows_b)):
+        cache.put(cid, Ranked(rows, np.arange(3, dtype=np.int32), np.ones(3, dtype=np.float32)))
+    assert cache.get(1, rows_a) is not None  # 1 is now the most recent
+    cache.put(3, Ranked(rows_c, np.arange(3, dtype=np.int32), np.ones(3, dtype=np.float32)))
+    assert cache.get(2, rows_b) is None and len(cache) == 2  # least recently used out
+    assert cache.get(1, object()) is None  # other rows (the customer changed): dropped
+    assert len(cache) == 1
+    off = RankedCache(0)
+    off.put(1, Ranked(rows_a, np.arange(3, dtype=np.int32), np.ones(3, dtype=np.float32)))
+    assert len(off) == 0
