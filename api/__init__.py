@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apiflask import APIFlask
+from flask import Flask, Request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,6 +34,18 @@ class AppContext:
     services: dict[str, Any] = field(default_factory=dict)
 
 
+class LazyCookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, without building the signer for a request that sends no session
+    cookie (every API call): it gets the empty session Flask would open."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if app.secret_key and (
+            "HTTP_COOKIE" not in request.environ or not request.cookies.get(self.get_cookie_name(app))
+        ):
+            return self.session_class()
+        return super().open_session(app, request)
+
+
 def create_app(settings: Settings | None = None) -> APIFlask:
     """Build the Flask application for ``settings`` (default: :func:`config.load_settings`)."""
     settings = settings or load_settings()
@@ -51,6 +65,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
     )
+    app.session_interface = LazyCookieSessions()
     engine = make_engine(settings.database.url, echo=settings.database.echo)
     ctx = AppContext(settings=settings, engine=engine, sessions=make_session_factory(engine))
     app.extensions["giftrec"] = ctx

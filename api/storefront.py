@@ -77,6 +77,18 @@ def _batch_size_guard(view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # --- reads -------------------------------------------------------------------------------------------------
+def _documented_query(schema: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``@bp.input(schema, location="query")`` for the OpenAPI document only: the view reads the query
+    string itself. apiflask annotates the view function and wraps it to load the query string once more;
+    the annotation is kept, the wrapper (a second parse on every request) dropped."""
+
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        bp.input(schema, location="query", validation=False)(view)
+        return view
+
+    return decorator
+
+
 def _serving() -> recommendations.Serving:
     """The process's model store and catalog snapshot, built on first use (nothing is read until then)."""
     ctx = _ctx()
@@ -152,12 +164,12 @@ def _cached(items: list[recommendations.RecommendedItem]) -> Any:
     security=auth.SECURITY,
 )
 @auth.require("widget", "server")
-# validation=False: the schema documents the parameters (OpenAPI) and validates what the quick reader
-# below does not accept, with the same errors; a well-formed query string (nearly every request of this,
-# the API's hot path) skips marshmallow.
-@bp.input(RecommendationsQuery, location="query", arg_name="raw_query", validation=False)
+# The schema documents the parameters (OpenAPI) and validates what the quick reader below does not
+# accept, with the same errors; a well-formed query string (nearly every request of this, the API's hot
+# path) skips marshmallow.
+@_documented_query(RecommendationsQuery)
 @bp.output(ItemList)
-def customer_recommendations(customer_id: str, raw_query: Any) -> Any:
+def customer_recommendations(customer_id: str) -> Any:
     query = quick_recommendations_query(request.args)
     if query is None:
         query = parser.parse(RecommendationsQuery(), request, location="query")
