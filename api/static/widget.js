@@ -4,9 +4,10 @@
  *   <div data-giftrec-key="gr_..." data-customer="12345" data-count="8"></div>
  *   <script src="https://giftrec.example/widget.js" async></script>
  *
- * data-customer: personal picks for that customer; data-product: items similar to that SKU (the customer, if
- * also given, is cited in events); neither: bestsellers. Optional: data-title, data-category,
- * data-min-price, data-max-price. The key must be a widget key bound to this page's origin.
+ * data-customer: personal picks for that customer (bestsellers while the API does not know the customer
+ * yet); data-product: items similar to that SKU (the customer, if also given, is cited in events);
+ * neither: bestsellers. Optional: data-title, data-category, data-min-price, data-max-price. The key must
+ * be a widget key bound to this page's origin.
  * Shows a carousel of picks; sends a view event when it is seen and a click event (citing the item's
  * recommendation_id) when an item is clicked. On any error it renders nothing.
  */
@@ -220,16 +221,33 @@
         path = "/v1/bestsellers";
         title = "Bestsellers";
       }
-      title = container.getAttribute("data-title") || title;
-      window
-        .fetch(API + path + "?" + params.toString(), { headers: { "X-Api-Key": key }, credentials: "omit" })
+      var custom = container.getAttribute("data-title");
+      var get = function (where) {
+        return window.fetch(API + where + "?" + params.toString(), {
+          headers: { "X-Api-Key": key },
+          credentials: "omit"
+        });
+      };
+      get(path)
+        .then(function (resp) {
+          if (resp.status === 404 && customer && !product) {
+            // A customer the shop has not sent yet (e.g. signed up a minute ago): show bestsellers, and
+            // count their views and clicks anonymously until the customer exists.
+            customer = null;
+            title = "Bestsellers";
+            params.delete("min_price");
+            params.delete("max_price");
+            return get("/v1/bestsellers");
+          }
+          return resp;
+        })
         .then(function (resp) {
           if (!resp.ok) throw new Error("HTTP " + resp.status);
           return resp.json();
         })
         .then(function (body) {
           if (!body || !body.items || !body.items.length) throw new Error("no items");
-          render(container, body.items, { key: key, customer: customer, title: title });
+          render(container, body.items, { key: key, customer: customer, title: custom || title });
         })
         .catch(function (error) {
           fail(container, error);

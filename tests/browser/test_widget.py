@@ -80,6 +80,28 @@ def test_the_widget_shows_picks_and_records_views_and_clicks(app, live_server, p
     )
 
 
+def test_a_customer_the_api_does_not_know_yet_sees_bestsellers(app, live_server, page):
+    ctx = app.extensions["giftrec"]
+    with session_scope(ctx.sessions) as session:
+        import_orders(session, SAMPLE, "online-retail", instance_dir=ctx.settings.server.instance_dir)
+    with session_scope(ctx.sessions) as session:
+        _, key = api_keys.create_key(session, "widget", origins=[live_server], name="browser test")
+    headers = {"X-Api-Key": key, "Origin": live_server}
+    client = app.test_client()
+    unknown = client.get("/v1/customers/SIGNED-UP-A-MINUTE-AGO/recommendations?n=4", headers=headers)
+    assert unknown.status_code == 404
+    expected = [item["sku"] for item in client.get("/v1/bestsellers?n=4", headers=headers).json["items"]]
+
+    page.goto(f"{live_server}/demo?key={key}&customer=SIGNED-UP-A-MINUTE-AGO&count=4")
+    page.wait_for_selector("#picks[data-giftrec-state=ready] .giftrec-card")
+    cards = page.locator("#picks .giftrec-card")
+    assert [cards.nth(i).get_attribute("data-sku") for i in range(cards.count())] == expected
+    assert "Bestsellers" in page.locator("#picks").inner_text()
+    page.wait_for_selector("#picks[data-giftrec-viewed=sent]")
+    views = _wait_for(lambda: [e for e in _events(app, "view") if e.product_id is not None])
+    assert views and all(e.customer_id is None and e.anonymous_id for e in views)
+
+
 def test_the_widget_renders_nothing_on_error(app, live_server, page):
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
