@@ -69,9 +69,9 @@ class ApiSettings:
     cache_seconds: int = 300
     #: Maximum number of events in one POST /v1/events batch.
     max_batch: int = 1000
-    #: Customers whose ranked picks each web worker keeps in memory (about 2 KB each), so that their next
-    #: request only filters; 0 ranks on every request.
-    picks_cache_customers: int = 50000
+    #: Customers whose ranked picks each web worker keeps in memory (about 15 KB each, explanations
+    #: included), so that their next request only filters; 0 ranks on every request.
+    picks_cache_customers: int = 10000
 
 
 @dataclass(frozen=True)

@@ -44,9 +44,9 @@ class Ranked:
     scores : ndarray float32
     version : object
         The catalog version the ``offered_*`` arrays and ``texts`` were made for.
-    offered_ranks, offered_positions, offered_prices, offered_categories : ndarray
+    offered_ranks, offered_positions, offered_prices : ndarray
         The kept products the catalog offers now (active, in stock), best first: their rank in ``items``,
-        catalog position, price and category. What a request filters.
+        catalog position and price. What a request filters.
     texts : dict
         Model item id -> the explanation shown, filled as items are shown (explanations cost more than
         the ranking, and a request shows a handful; they name products, hence per catalog version).
@@ -59,7 +59,6 @@ class Ranked:
     offered_ranks: np.ndarray = field(default_factory=_empty)
     offered_positions: np.ndarray = field(default_factory=_empty)
     offered_prices: np.ndarray = field(default_factory=_empty)
-    offered_categories: np.ndarray = field(default_factory=_empty)
     texts: dict[int, str] = field(default_factory=dict)
 
 
