@@ -33,6 +33,14 @@ class AppContext:
     readiness_probes: dict[str, Callable[[], Any]] = field(default_factory=dict)
     services: dict[str, Any] = field(default_factory=dict)
 
+    def close(self, timeout: float = 30.0) -> None:
+        """Let background refreshes finish (they hold database connections), then close the pool."""
+        for name in ("model_store", "catalog"):
+            service = self.services.get(name)
+            if service is not None:
+                service.wait(timeout)
+        self.engine.dispose()
+
 
 class LazyCookieSessions(SecureCookieSessionInterface):
     """Flask's signed-cookie sessions, without building the signer for a request that sends no session

@@ -81,7 +81,7 @@ def app(settings: Settings, sessions: sessionmaker[Session]):  # type: ignore[no
     application = create_app(settings)
     application.config["TESTING"] = True
     yield application
-    application.extensions["giftrec"].engine.dispose()
+    application.extensions["giftrec"].close()
 
 
 @pytest.fixture

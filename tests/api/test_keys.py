@@ -113,7 +113,7 @@ def test_rate_limit_per_key_is_429_problem(settings, sessions):
         assert preflight.status_code == 204
         assert client.delete("/v1/customers/X", headers=bearer(other)).status_code == 404
     finally:
-        app.extensions["giftrec"].engine.dispose()
+        app.extensions["giftrec"].close()
 
 
 def test_cli_creates_lists_and_revokes_keys(runner, app):
@@ -171,4 +171,4 @@ def test_a_failing_rate_limit_store_lets_requests_through_and_logs(settings, ses
             "rate-limit storage failed; requests are not limited until it recovers"
         ) == 1
     finally:
-        app.extensions["giftrec"].engine.dispose()
+        app.extensions["giftrec"].close()
