@@ -200,10 +200,10 @@ class KeyRateLimit:
     """``api.rate_limit`` per API key (per client address without a key), on `limits`' fixed window.
 
     `limits` is the engine under Flask-Limiter, with the same limit strings and storage URIs (memory,
-    redis, memcached...). Its storage is called here directly, once per request of the protected blueprints:
-    measured in-process, Flask-Limiter's own per-request bookkeeping (resolving limits, exemption scopes,
-    the window again for the headers) cost about 0.5 ms of a 2 ms recommendations request and a third of
-    every other request of the app, limited or not, through its app-wide ``before_request``.
+    redis, memcached...). Its storage is called here directly, once per request of the protected
+    blueprints: measured in-process, Flask-Limiter's own per-request bookkeeping (resolving limits,
+    exemption scopes, the window again for the headers) cost about 0.5 ms of a 2 ms recommendations
+    request, and its app-wide ``before_request`` about a fifth of every other request, limited or not.
 
     The response carries ``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` (epoch seconds); a request
     over the limit gets a 429 problem with ``Retry-After`` (seconds). If the storage fails (a remote
