@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 from limits import RateLimitItem, parse
+from limits.errors import ConfigurationError
 from limits.storage import MemoryStorage, Storage, storage_from_string
 
 from api.errors import problem
@@ -215,7 +216,10 @@ class KeyRateLimit:
 
     def __init__(self, limit: str, storage_uri: str) -> None:
         self.item: RateLimitItem = parse(limit)
-        storage = storage_from_string(_storage_uri(storage_uri))
+        try:
+            storage = storage_from_string(_storage_uri(storage_uri))
+        except ConfigurationError as exc:  # unknown scheme, or its client library is not installed
+            raise ConfigError("api.rate_limit_storage", str(exc)) from None
         if not isinstance(storage, Storage):
             raise ConfigError("api.rate_limit_storage", f"not a synchronous storage: {storage_uri!r}")
         self.storage = storage

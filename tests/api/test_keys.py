@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from api.cli import cli
-from config import load_settings
+from config import ConfigError, load_settings
 from domain import api_keys
 from domain.errors import InvalidInput
 from domain.models import ApiKey, AuditLog
@@ -172,3 +172,12 @@ def test_a_failing_rate_limit_store_lets_requests_through_and_logs(settings, ses
         ) == 1
     finally:
         app.extensions["giftrec"].close()
+
+
+@pytest.mark.parametrize("uri", ["nosuch://x", "async+memory://"])
+def test_an_unusable_rate_limit_storage_stops_start_up_naming_the_key(settings, uri):
+    from api.auth import KeyRateLimit
+
+    with pytest.raises(ConfigError) as info:
+        KeyRateLimit("10/minute", uri)
+    assert info.value.key == "api.rate_limit_storage"
