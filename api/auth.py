@@ -99,9 +99,8 @@ class KeyCache:
 
 # Headers are read from the WSGI environ: werkzeug's ``request.headers.get`` raises and catches an
 # exception for each absent header, several times a request on the API's hot path.
-def presented_key() -> str | None:
-    """The key from ``Authorization: Bearer <key>`` or ``X-Api-Key``."""
-    environ = request.environ
+def presented_key(environ: dict[str, Any]) -> str | None:
+    """The key from ``Authorization: Bearer <key>`` or ``X-Api-Key`` (of a WSGI environ)."""
     header = environ.get("HTTP_AUTHORIZATION", "")
     if header[:7].lower() == "bearer ":
         return header[7:].strip() or None
@@ -143,7 +142,7 @@ def _unauthorized(detail: str) -> Response:
 
 def authenticate(*scopes: str) -> Response | None:
     """Check the request's key against ``scopes``; returns an error response, or None and sets g.api_key."""
-    secret = presented_key()
+    secret = presented_key(request.environ)
     if secret is None:
         return _unauthorized("an API key is required: send 'Authorization: Bearer <key>' or 'X-Api-Key'")
     cache: KeyCache = current_app.extensions["giftrec"].services["api_key_cache"]
@@ -191,12 +190,6 @@ def actor() -> str:
     return f"key:{key.prefix}" if key is not None else "anonymous"
 
 
-def _rate_limit_key() -> str:
-    secret = presented_key()
-    prefix = api_keys.key_prefix(secret) if secret else None
-    return f"key:{prefix}" if prefix else f"ip:{request.remote_addr or 'unknown'}"
-
-
 class KeyRateLimit:
     """``api.rate_limit`` per API key (per client address without a key), on `limits`' fixed window.
 
@@ -224,12 +217,23 @@ class KeyRateLimit:
             raise ConfigError("api.rate_limit_storage", f"not a synchronous storage: {storage_uri!r}")
         self.storage = storage
         self._failing = False
+        self._limit = str(self.item.amount)
+        self._counters: dict[str, str] = {}  # who -> the storage key of their window (bounded below)
 
-    def check(self) -> Response | None:
-        """``before_request`` of a protected blueprint: count the request, refuse it over the limit."""
-        if request.method == "OPTIONS":
-            return None  # CORS preflights are answered without a key and are not counted
-        key = self.item.key_for(self.NAMESPACE, _rate_limit_key())
+    def _counter(self, environ: dict[str, Any]) -> str:
+        secret = presented_key(environ)
+        prefix = api_keys.key_prefix(secret) if secret else None
+        who = f"key:{prefix}" if prefix else f"ip:{environ.get('REMOTE_ADDR') or 'unknown'}"
+        found = self._counters.get(who)
+        if found is None:
+            if len(self._counters) >= _CACHE_MAX:
+                self._counters.clear()
+            found = self._counters[who] = self.item.key_for(self.NAMESPACE, who)
+        return found
+
+    def check(self, environ: dict[str, Any]) -> Response | None:
+        """Count the request; a 429 problem over the limit. Returns the key's window for the headers."""
+        key = self._counter(environ)
         try:
             # limits' fixed window (FixedWindowRateLimiter.hit + get_window_stats) in two storage calls
             count = self.storage.incr(key, self.item.get_expiry())
@@ -240,8 +244,7 @@ class KeyRateLimit:
             self._failing = True
             return None
         self._failing = False
-        remaining = max(0, self.item.amount - count)
-        g.rate_limit = (remaining, int(reset))
+        g.rate_limit = (str(max(0, self.item.amount - count)), str(int(reset)))
         if count <= self.item.amount:
             return None
         retry = max(1, math.ceil(reset - time.time()))
@@ -251,68 +254,92 @@ class KeyRateLimit:
             "Too Many Requests",
             detail,
             [{"field": "Authorization", "message": detail}],
-            {"Retry-After": str(retry), **self._headers(remaining, int(reset))},
+            {"Retry-After": str(retry)},
         )
 
-    def add_headers(self, resp: Response) -> Response:
-        """``after_request``: the key's window, so a client can pace itself."""
+    def headers(self) -> list[tuple[str, str]]:
+        """The key's window, so a client can pace itself (none if the request was not counted)."""
         stats = g.get("rate_limit")
-        if stats is not None:
-            resp.headers.update(self._headers(*stats))
-        return resp
-
-    def _headers(self, remaining: int, reset: int) -> dict[str, str]:
-        return {
-            "X-RateLimit-Limit": str(self.item.amount),
-            "X-RateLimit-Remaining": str(remaining),
-            "X-RateLimit-Reset": str(reset),
-        }
+        if stats is None:
+            return []
+        return [
+            ("X-RateLimit-Limit", self._limit),
+            ("X-RateLimit-Remaining", stats[0]),
+            ("X-RateLimit-Reset", stats[1]),
+        ]
 
 
-def preflight() -> Response | None:
+def preflight(environ: dict[str, Any]) -> Response | None:
     """Answer CORS preflights for any origin: the real request is then checked against its key's origins."""
-    if request.method != "OPTIONS" or "Access-Control-Request-Method" not in request.headers:
+    if environ.get("REQUEST_METHOD") != "OPTIONS" or "HTTP_ACCESS_CONTROL_REQUEST_METHOD" not in environ:
         return None
     resp = Response(status=204)
-    origin = request.headers.get("Origin")
+    origin = environ.get("HTTP_ORIGIN")
     if origin:
         resp.headers["Access-Control-Allow-Origin"] = origin
     resp.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, DELETE"
     resp.headers["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
     resp.headers["Access-Control-Max-Age"] = "600"
-    resp.headers["Vary"] = "Origin"
     return resp
 
 
-def cors_headers(resp: Response) -> Response:
+def cors_headers(environ: dict[str, Any]) -> list[tuple[str, str]]:
     """Browsers may read a response only if it went to a widget key bound to the calling origin."""
-    vary = resp.headers.get("Vary")
-    if not vary:
-        resp.headers["Vary"] = "Origin"
-    elif "origin" not in vary.lower():
-        resp.headers["Vary"] = f"{vary}, Origin"
     key: KeyInfo | None = g.get("api_key")
-    origin = request.environ.get("HTTP_ORIGIN")
+    origin = environ.get("HTTP_ORIGIN")
     if key is not None and key.scope in ("widget", "admin") and origin and _origin_allowed(key, origin):
-        resp.headers["Access-Control-Allow-Origin"] = origin
-        resp.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
-    return resp
+        return [("Access-Control-Allow-Origin", origin), ("Access-Control-Expose-Headers", EXPOSED_HEADERS)]
+    return []
+
+
+def _vary_on_origin(resp: Response) -> None:
+    vary = resp.headers.getlist("Vary")  # getlist: no exception raised and caught for an absent header
+    if not vary:
+        resp.headers.add("Vary", "Origin")
+    elif not any("origin" in v.lower() for v in vary):
+        resp.headers["Vary"] = f"{', '.join(vary)}, Origin"
+
+
+class Guard:
+    """The hooks :func:`protect` gives each /v1 blueprint: one before and one after every request.
+
+    Before: a CORS preflight is answered (not counted, no key needed); any other request is counted
+    against its key's window. After: ``Vary: Origin``, the window's headers and, for a widget key at one
+    of its origins, the CORS headers. Headers are appended, not set: set() scans the list for each one,
+    and none of these is there yet (``Vary`` excepted, which is joined to).
+    """
+
+    def __init__(self, limit: KeyRateLimit) -> None:
+        self.limit = limit
+
+    def before(self) -> Response | None:
+        environ = request.environ
+        answered = preflight(environ)
+        if answered is not None:
+            return answered
+        return self.limit.check(environ)
+
+    def after(self, resp: Response) -> Response:
+        environ = request.environ
+        _vary_on_origin(resp)
+        resp.headers.extend(self.limit.headers() + cors_headers(environ))
+        return resp
 
 
 def protect(app: Flask, *blueprints: Blueprint) -> KeyRateLimit:
-    """Give registered ``blueprints`` the per-key rate limit from settings, one counter per key across all
-    of them (each blueprint registers :func:`preflight` and :func:`cors_headers` itself)."""
+    """Give registered ``blueprints`` the API's guard: CORS preflights and headers, and the per-key rate
+    limit from settings, one counter per key across all of them."""
     ctx = app.extensions["giftrec"]
     ctx.services.setdefault("api_key_cache", KeyCache())
-    limit: KeyRateLimit | None = ctx.services.get("rate_limit")
-    if limit is None:
-        limit = ctx.services["rate_limit"] = KeyRateLimit(
-            ctx.settings.api.rate_limit, ctx.settings.api.rate_limit_storage
-        )
+    guard: Guard | None = ctx.services.get("api_guard")
+    if guard is None:
+        limit = KeyRateLimit(ctx.settings.api.rate_limit, ctx.settings.api.rate_limit_storage)
+        guard = ctx.services["api_guard"] = Guard(limit)
+        ctx.services["rate_limit"] = limit
     for bp in blueprints:
-        # The hooks of a registered blueprint live in the app's per-blueprint lists: appended after the
-        # blueprint's own (preflight runs first).
-        if limit.check not in app.before_request_funcs.setdefault(bp.name, []):
-            app.before_request_funcs[bp.name].append(limit.check)
-            app.after_request_funcs.setdefault(bp.name, []).append(limit.add_headers)
-    return limit
+        # The hooks of a registered blueprint live in the app's per-blueprint lists.
+        before = app.before_request_funcs.setdefault(bp.name, [])
+        if guard.before not in before:
+            before.append(guard.before)
+            app.after_request_funcs.setdefault(bp.name, []).append(guard.after)
+    return guard.limit

@@ -14,8 +14,6 @@ from api import auth
 from domain import next_purchase
 
 bp = APIBlueprint("next_purchase", __name__, url_prefix="/v1", tag="Storefront")
-bp.before_request(auth.preflight)
-bp.after_request(auth.cors_headers)
 
 _LOCK = threading.Lock()
 

@@ -17,8 +17,6 @@ from domain.models import SELECTION_STATUSES
 from domain.selection_feed import describe_selections
 
 bp = APIBlueprint("selections", __name__, url_prefix="/v1", tag="Selections (email)")
-bp.before_request(auth.preflight)
-bp.after_request(auth.cors_headers)
 
 ERRORS = {
     401: "No API key, or an unknown or revoked one",

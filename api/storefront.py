@@ -35,8 +35,6 @@ from api.schemas import (
 from domain import catalog_admin, events, orders_api, recommendations
 
 bp = APIBlueprint("storefront", __name__, url_prefix="/v1", tag="Storefront")
-bp.before_request(auth.preflight)
-bp.after_request(auth.cors_headers)
 
 #: Event kinds a browser (widget key) may send; purchases and carts come from the shop's server.
 WIDGET_EVENT_KINDS = ("view", "click")

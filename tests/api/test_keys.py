@@ -100,6 +100,7 @@ def test_rate_limit_per_key_is_429_problem(settings, sessions):
         assert [r.status_code for r in responses] == [404, 404, 404, 429]
         assert [r.headers["X-RateLimit-Remaining"] for r in responses] == ["2", "1", "0", "0"]
         assert {r.headers["X-RateLimit-Limit"] for r in responses} == {"3"}
+        assert all(len(r.headers.getlist("X-RateLimit-Remaining")) == 1 for r in responses)
         assert int(responses[0].headers["X-RateLimit-Reset"]) > time.time()
         resp = client.delete("/v1/customers/X", headers=bearer(one))
         assert resp.mimetype == "application/problem+json"
@@ -114,6 +115,43 @@ def test_rate_limit_per_key_is_429_problem(settings, sessions):
         assert client.delete("/v1/customers/X", headers=bearer(other)).status_code == 404
     finally:
         app.extensions["giftrec"].close()
+
+
+def test_protected_responses_carry_each_header_once(client, keys, shop):
+    """Vary, the key's window and (for a widget key at its own origin) CORS: once each, on successes,
+    problems and preflights alike."""
+
+    def once(resp, *names):
+        for name in names:
+            assert len(resp.headers.getlist(name)) == 1, (name, resp.headers)
+
+    window = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+    server = client.get("/v1/customers/C1/recommendations?n=2", headers=bearer(keys["server"]))
+    assert server.status_code == 200
+    once(server, "Vary", *window)
+    assert server.headers["Vary"] == "Origin" and "Access-Control-Allow-Origin" not in server.headers
+    widget = client.get(
+        "/v1/customers/NOBODY/recommendations", headers={"X-Api-Key": keys["widget"], "Origin": SHOP}
+    )
+    assert widget.status_code == 404 and widget.mimetype == "application/problem+json"
+    once(widget, "Vary", "Access-Control-Allow-Origin", "Access-Control-Expose-Headers", *window)
+    assert widget.headers["Access-Control-Allow-Origin"] == SHOP
+    elsewhere = client.get(
+        "/v1/bestsellers", headers={"X-Api-Key": keys["widget"], "Origin": "https://other.example"}
+    )
+    assert elsewhere.status_code == 403 and "Access-Control-Allow-Origin" not in elsewhere.headers
+    once(elsewhere, "Vary", *window)
+    cached = client.get("/v1/bestsellers?n=2", headers=bearer(keys["server"]))
+    assert cached.headers["Vary"] == "Origin"  # joined to, not repeated, when a view sets Vary itself
+    preflight = client.options(
+        "/v1/bestsellers", headers={"Origin": SHOP, "Access-Control-Request-Method": "GET"}
+    )
+    assert preflight.status_code == 204 and preflight.headers["Access-Control-Allow-Origin"] == SHOP
+    once(preflight, "Vary", "Access-Control-Allow-Origin")
+    assert "X-RateLimit-Remaining" not in preflight.headers  # preflights are not counted
+    anonymous = client.get("/v1/bestsellers")
+    assert anonymous.status_code == 401
+    once(anonymous, "Vary", "WWW-Authenticate", *window)
 
 
 def test_cli_creates_lists_and_revokes_keys(runner, app):
