@@ -30,6 +30,7 @@ from api.schemas import (
     ProductOut,
     RecommendationsQuery,
     SimilarQuery,
+    first_values,
     quick_recommendations_query,
 )
 from domain import catalog_admin, events, orders_api, recommendations
@@ -168,7 +169,8 @@ def _cached(items: list[recommendations.RecommendedItem]) -> Any:
 @_documented_query(RecommendationsQuery)
 @bp.output(ItemList)
 def customer_recommendations(customer_id: str) -> Any:
-    query = quick_recommendations_query(request.args)
+    values = first_values(request.environ.get("QUERY_STRING", ""))
+    query = quick_recommendations_query(request.args if values is None else values)
     if query is None:
         query = parser.parse(RecommendationsQuery(), request, location="query")
     exclude = [s.strip() for s in query["exclude_skus"].split(",") if s.strip()]
