@@ -8,7 +8,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 from apiflask import APIBlueprint
 from apiflask.schema_adapters.marshmallow import parser
 from flask import Response, current_app, request
@@ -17,6 +16,7 @@ from flask.typing import ResponseReturnValue
 from api import auth
 from api.db import get_session
 from api.errors import problem
+from api.item_json import ItemListJson
 from api.schemas import (
     PROBLEM_SCHEMA,
     BestsellersQuery,
@@ -40,6 +40,7 @@ bp = APIBlueprint("storefront", __name__, url_prefix="/v1", tag="Storefront")
 #: Event kinds a browser (widget key) may send; purchases and carts come from the shop's server.
 WIDGET_EVENT_KINDS = ("view", "click")
 _SERVING_LOCK = threading.Lock()
+_ITEM_JSON = ItemListJson()
 #: A generous bound on one event's JSON (ids, SKU, dates are short): bodies above it x max_batch are 413.
 MAX_BYTES_PER_EVENT = 2048
 
@@ -100,29 +101,9 @@ def _serving() -> recommendations.Serving:
     return serving
 
 
-def _items(items: list[recommendations.RecommendedItem]) -> dict[str, Any]:
-    return {
-        "items": [
-            {
-                "sku": it.sku,
-                "title": it.title,
-                "price": float(it.price),
-                "currency": it.currency,
-                "url": it.url,
-                "image_url": it.image_url,
-                "score": it.score,
-                "source": it.source,
-                "explanation": it.explanation,
-                "recommendation_id": it.recommendation_id,
-            }
-            for it in items
-        ]
-    }
-
-
-def _json(body: dict[str, Any]) -> Response:
-    """A JSON response serialised by orjson (what jsonify gives, in a tenth of the time)."""
-    return Response(orjson.dumps(body), mimetype="application/json")
+def _items(items: list[recommendations.RecommendedItem]) -> Response:
+    """The items as the ItemList schema, serialised by orjson with each product card's JSON kept."""
+    return Response(_ITEM_JSON.dumps(items), mimetype="application/json")
 
 
 def _cached(items: list[recommendations.RecommendedItem]) -> Any:
@@ -145,7 +126,7 @@ def _cached(items: list[recommendations.RecommendedItem]) -> Any:
                 )
             ).encode()
         )
-    resp = _json(_items(items))
+    resp = _items(items)
     resp.cache_control.max_age = _ctx().settings.api.cache_seconds
     resp.cache_control.public = True
     resp.set_etag(digest.hexdigest()[:32], weak=True)
@@ -183,7 +164,7 @@ def customer_recommendations(customer_id: str) -> Any:
         max_price=query.get("max_price"),
         exclude=exclude,
     )
-    return _json(_items(items))  # already in the documented shape: no second pass through marshmallow
+    return _items(items)  # already in the documented shape: no second pass through marshmallow
 
 
 @bp.get("/products/<sku>/similar")
@@ -192,7 +173,7 @@ def customer_recommendations(customer_id: str) -> Any:
 @bp.input(SimilarQuery, location="query", arg_name="query")
 @bp.output(ItemList)
 def similar(sku: str, query: dict[str, Any]) -> Any:
-    return _json(_items(recommendations.similar_products(_serving(), sku, query["n"])))
+    return _items(recommendations.similar_products(_serving(), sku, query["n"]))
 
 
 @bp.get("/bestsellers")
