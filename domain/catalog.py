@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from domain.models import Product
 from recommender.interactions import IdIndex
 
-__all__ = ["Catalog", "CatalogSnapshot", "ProductCard"]
+__all__ = ["CARD_FIELDS", "Catalog", "CatalogSnapshot", "ProductCard"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,10 @@ class ProductCard:
     url: str | None
     image_url: str | None
     category: str | None
+
+
+#: The card fields a storefront shows, in the order :meth:`Catalog.card_fields` gives them.
+CARD_FIELDS = ("sku", "title", "price", "currency", "url", "image_url", "category")
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,7 @@ class Catalog:
     position_by_sku: dict[str, int]
     _aligned: dict[int, tuple[IdIndex, np.ndarray]] = field(default_factory=dict, repr=False, compare=False)
     _cards: dict[int, ProductCard] = field(default_factory=dict, repr=False, compare=False)
+    _card_fields: dict[int, tuple[Any, ...]] = field(default_factory=dict, repr=False, compare=False)
     _available: list[np.ndarray] = field(default_factory=list, repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -112,6 +117,15 @@ class Catalog:
         found = self._cards.get(p)
         if found is None:
             found = self._cards[p] = self._card(p)
+        return found
+
+    def card_fields(self, position: int) -> tuple[Any, ...]:
+        """:data:`CARD_FIELDS` of the product at ``position``, as a tuple built once per catalog version
+        (what a recommended item starts with: ten of them are built per storefront request)."""
+        found = self._card_fields.get(position)
+        if found is None:
+            c = self.card(position)
+            found = self._card_fields[position] = tuple(getattr(c, name) for name in CARD_FIELDS)
         return found
 
     def _card(self, p: int) -> ProductCard:

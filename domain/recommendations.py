@@ -17,6 +17,7 @@ per item shown (11 random URL-safe characters per response), for a later click e
 
 from __future__ import annotations
 
+import functools
 import math
 import secrets
 from collections.abc import Iterable
@@ -73,6 +74,11 @@ class RecommendedItem(NamedTuple):
     source: str
     explanation: str
     recommendation_id: str
+
+
+#: RecommendedItem from one tuple, without the generated ``__new__``'s Python frame (its first fields are
+#: CARD_FIELDS, in that order: tests/domain/test_recommendations.py).
+_new_item = functools.partial(tuple.__new__, RecommendedItem)
 
 
 @dataclass(frozen=True)
@@ -187,32 +193,18 @@ class _Picks:
             self.blocked[position] = True
 
     def result(self) -> list[RecommendedItem]:
-        return _recommended(self.cat, self.items)
+        return _recommended(self.cat, [(p, round(float(s), 6), src, why) for p, s, src, why in self.items])
 
 
 def _recommended(cat: Catalog, items: list[tuple[int, float, str, str]]) -> list[RecommendedItem]:
-    """(catalog position, score, source, explanation) -> items with their cards and recommendation ids."""
+    """(catalog position, score rounded to 6 decimals, source, explanation) -> items with their cards and
+    recommendation ids."""
     token = secrets.token_urlsafe(8)
-    out = []
-    card = cat.card
-    for i, (position, score, source, explanation) in enumerate(items):
-        c = card(position)
-        out.append(
-            RecommendedItem(
-                c.sku,
-                c.title,
-                c.price,
-                c.currency,
-                c.url,
-                c.image_url,
-                c.category,
-                round(float(score), 6),
-                source,
-                explanation,
-                f"{token}.{i}{_SOURCE_CODE[source]}",
-            )
-        )
-    return out
+    fields = cat.card_fields
+    return [
+        _new_item((*fields(position), score, source, explanation, f"{token}.{i}{_SOURCE_CODE[source]}"))
+        for i, (position, score, source, explanation) in enumerate(items)
+    ]
 
 
 def _popularity(data: ServingData, cat: Catalog, days: int) -> np.ndarray:
@@ -329,7 +321,9 @@ def _ranked(data: ServingData, loaded: LoadedModel, rows: CustomerRows) -> Ranke
         recalculate_user=rows.recalculate or not known,
     )
     positive = scores > 0  # as the chain: a collaborative pick needs a positive score
-    ranked = Ranked(rows, ids[positive], scores[positive])
+    # Rounded as _Picks.result rounds (exactly: a float32 times 1e6 is exact in float64), once here
+    # rather than per request.
+    ranked = Ranked(rows, ids[positive], np.round(scores[positive].astype(np.float64), 6))
     cache.put(rows.customer_id, ranked)
     return ranked
 
@@ -341,34 +335,42 @@ def _take_ranked(
     the kept ranking holds fewer: then the request ranks under its own filters."""
     to_cat = cat.aligned(loaded.item_index)
     if ranked.version != cat.version:
-        positions = to_cat[ranked.items]
-        in_cat = positions >= 0
-        offered = np.flatnonzero(in_cat & cat.available[np.where(in_cat, positions, 0)])
-        at = positions[offered]
+        kept_at = to_cat[ranked.items]
+        in_cat = kept_at >= 0
+        offered = np.flatnonzero(in_cat & cat.available[np.where(in_cat, kept_at, 0)])
+        at = kept_at[offered]
         ranked.offered_ranks, ranked.offered_positions = offered.astype(np.int32), at.astype(np.int32)
         ranked.offered_prices = cat.price_values[at]
         ranked.texts, ranked.version = {}, cat.version
-    # The same rules as _Filter.mask (a NaN price fails any bound), on the kept products only.
+    # The same rules as _Filter.mask (a NaN price fails any bound), on the kept products in order, a
+    # slice at a time as Python lists: a request nearly always stops within its first slice, and a dozen
+    # numpy calls over all 200 kept products cost more than this loop over a few dozen.
     low, high, category, excluded = flt
-    ok = None
-    if low is not None:
-        ok = ranked.offered_prices >= low
-    if high is not None:
-        within = ranked.offered_prices <= high
-        ok = within if ok is None else ok & within
-    if category is not None:  # rare, and category names would be most of a kept ranking's memory
-        same = cat.categories[ranked.offered_positions] == category
-        ok = same if ok is None else ok & same
-    # Excluded SKUs are a handful: skipped while taking the first n (np.isin costs more than all the rest).
-    want = n + len(excluded)
-    first = np.arange(min(want, ranked.offered_ranks.size)) if ok is None else np.flatnonzero(ok)[:want]
-    if excluded:
-        at = ranked.offered_positions[first].tolist()
-        first = first[[p not in excluded for p in at]]
-    chosen = first[:n]
-    if chosen.size < n:
+    categories = cat.categories if category is not None else None
+    ranks: list[int] = []
+    positions: list[int] = []
+    size = int(ranked.offered_ranks.size)
+    start, step = 0, 2 * (n + len(excluded))
+    while start < size and len(ranks) < n:
+        stop = min(size, start + step)
+        chunk = zip(
+            ranked.offered_ranks[start:stop].tolist(),
+            ranked.offered_positions[start:stop].tolist(),
+            ranked.offered_prices[start:stop].tolist(),
+            strict=True,
+        )
+        for rank, position, price in chunk:
+            if (low is not None and not price >= low) or (high is not None and not price <= high):
+                continue
+            if position in excluded or (categories is not None and categories[position] != category):
+                continue
+            ranks.append(rank)
+            positions.append(position)
+            if len(ranks) == n:
+                break
+        start, step = stop, 2 * step
+    if len(ranks) < n:
         return None
-    ranks = ranked.offered_ranks[chosen].tolist()
     items = ranked.items[ranks].tolist()
     texts = ranked.texts
     if any(i not in texts for i in items):
@@ -384,7 +386,6 @@ def _take_ranked(
         for item, reason in zip(todo, reasons, strict=True):
             because = tuple(i for i, _ in reason)
             texts[item] = _explanation(cat, to_cat, "collaborative", because, bought)
-    positions = ranked.offered_positions[chosen].tolist()
     scores = ranked.scores[ranks].tolist()
     return _recommended(
         cat,

@@ -14,13 +14,14 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
-from domain.catalog import CatalogSnapshot
+from domain.catalog import CARD_FIELDS, CatalogSnapshot
 from domain.catalog_admin import ProductInput, upsert_product
 from domain.errors import InvalidInput, NotFound
 from domain.model_store import ModelStore
 from domain.models import Customer, Product
 from domain.ranked import Ranked, RankedCache
 from domain.recommendations import (
+    RecommendedItem,
     Serving,
     bestsellers,
     catalog_changed,
@@ -248,6 +249,9 @@ def test_kept_rankings_answer_exactly_what_ranking_per_request_answers(sessions,
         ),
         serving.catalog,
     )
+    with sessions.begin() as session:  # half the products in a category
+        session.execute(update(Product).where(Product.id % 2 == 0).values(category="even"))
+    catalog_changed(serving)
     data = serving.store.current()
     customers = sorted(data.customers)[::7][:40]
     plain = recommend_for_customer(serving, customers[0], 10)
@@ -258,6 +262,8 @@ def test_kept_rankings_answer_exactly_what_ranking_per_request_answers(sessions,
         {"max_price": 0.5},  # few products: the kept ranking runs out, the request ranks
         {"exclude": [i.sku for i in plain[:5]]},
         {"n": 100, "min_price": 2},
+        {"category": "even", "exclude": [i.sku for i in plain[:3]]},
+        {"n": 20, "category": "even", "min_price": 1.5, "max_price": 4},
     ]
     for customer in customers:
         for kwargs in filters:
@@ -268,6 +274,10 @@ def test_kept_rankings_answer_exactly_what_ranking_per_request_answers(sessions,
             assert _shown(twice[0]) == expected == _shown(twice[1]), (customer, kwargs)
     assert len(serving.store.current().ranked) > 0
     assert len(per_request.store.current().ranked) == 0
+
+
+def test_recommended_items_start_with_the_card_fields():
+    assert RecommendedItem._fields[: len(CARD_FIELDS)] == CARD_FIELDS
 
 
 def test_ranked_cache_keeps_the_most_recent_customers_and_forgets_changed_rows():
