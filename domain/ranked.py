@@ -41,7 +41,8 @@ class Ranked:
         The customer rows it was ranked from (identity is what counts).
     items : ndarray int32
         Model item ids, best first: positive scores only, nothing the customer bought.
-    scores : ndarray float32
+    scores : ndarray float64
+        Rounded to 6 decimals, as shown.
     version : object
         The catalog version the ``offered_*`` arrays and ``texts`` were made for.
     offered_ranks, offered_positions, offered_prices : ndarray
