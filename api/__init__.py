@@ -54,11 +54,36 @@ class LazyCookieSessions(SecureCookieSessionInterface):
         return super().open_session(app, request)
 
 
+class GiftrecFlask(APIFlask):
+    """APIFlask that remembers :meth:`ensure_sync`'s answer per function.
+
+    Flask asks it for every hook and view of every request (apiflask once more per decorated view), and
+    each answer is an ``inspect`` walk; the functions asked about are the same few, registered at start.
+    """
+
+    SYNC_CACHE_MAX = 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        try:
+            found = self._sync.get(func)
+        except TypeError:  # an unhashable callable object
+            return super().ensure_sync(func)
+        if found is None:
+            found = super().ensure_sync(func)
+            if len(self._sync) < self.SYNC_CACHE_MAX:
+                self._sync[func] = found
+        return found
+
+
 def create_app(settings: Settings | None = None) -> APIFlask:
     """Build the Flask application for ``settings`` (default: :func:`config.load_settings`)."""
     settings = settings or load_settings()
     pin_blas_threads()
-    app = APIFlask(
+    app = GiftrecFlask(
         __name__,
         title="giftrec API",
         version="1",
