@@ -69,7 +69,7 @@ class ApiSettings:
     cache_seconds: int = 300
     #: Maximum number of events in one POST /v1/events batch.
     max_batch: int = 1000
-    #: Customers whose ranked picks each web worker keeps in memory (about 15 KB each, explanations
+    #: Customers whose ranked picks each web worker keeps in memory (about 16 KB each, explanations
     #: included), so that their next request only filters; 0 ranks on every request.
     picks_cache_customers: int = 10000
 
