@@ -232,7 +232,8 @@ class KeyRateLimit:
         return found
 
     def check(self, environ: dict[str, Any]) -> Response | None:
-        """Count the request; a 429 problem over the limit. Returns the key's window for the headers."""
+        """Count the request; a 429 problem over the limit, else None. The key's window is left on ``g``
+        for :meth:`headers`."""
         key = self._counter(environ)
         try:
             # limits' fixed window (FixedWindowRateLimiter.hit + get_window_stats) in two storage calls
