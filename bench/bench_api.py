@@ -44,6 +44,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -118,22 +119,26 @@ def child_setup(workdir: str) -> None:
     )
 
 
-def child_inprocess(workdir: str, key: str, customers: list[str], skus: list[str]) -> None:
-    """CPU ms per request through Flask's test client (no sockets, no gunicorn), and of the use case alone:
-    where the time of a recommendations request goes."""
-    from dataclasses import replace
-
-    from api import create_app
+def inprocess_settings(workdir: str) -> Any:
+    """The bench database's settings for an app built in this process: one key may carry any load."""
     from bench.bench_train import _settings
-    from domain.recommendations import recommend_for_customer
 
     settings = _settings(workdir)
-
-    settings = replace(
+    return replace(
         settings,
         api=replace(settings.api, rate_limit="100000000/minute"),
         server=replace(settings.server, secret_key="bench"),
     )
+
+
+def child_inprocess(workdir: str, key: str, customers: list[str], skus: list[str]) -> None:
+    """CPU ms per request through Flask's test client (no sockets, no gunicorn), and of the use case alone:
+    where the time of a recommendations request goes."""
+
+    from api import create_app
+    from domain.recommendations import recommend_for_customer
+
+    settings = inprocess_settings(workdir)
     app = create_app(settings)
     client = app.test_client()
     headers = {"X-Api-Key": key}

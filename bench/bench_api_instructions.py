@@ -31,7 +31,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,16 +45,10 @@ TOGGLES = {"recommendations": "_operator_call", "trivial": "functools_reduce"}
 def child(workdir: str, customers: int, warm: int, requests: int) -> None:
     """Runs under callgrind: warm up uncounted, then the two counted loops."""
     from api import create_app
-    from bench.bench_train import _settings
+    from bench.bench_api import inprocess_settings
 
     setup = json.loads((Path(workdir) / "setup.json").read_text())
-    settings = _settings(workdir)
-    settings = replace(
-        settings,
-        api=replace(settings.api, rate_limit="100000000/minute"),
-        server=replace(settings.server, secret_key="bench"),
-    )
-    app = create_app(settings)
+    app = create_app(inprocess_settings(workdir))
     ids, skus, key = setup["customers"][:customers], setup["skus"], setup["key"]
 
     def call(path: str, query: str, with_key: bool = True) -> None:
