@@ -2,8 +2,8 @@
 
 A recommendations response is ten items; six of each item's ten fields are the product card, the same in
 every response until the card changes. They are serialised once per card; a response only adds the
-score, source, explanation and recommendation id. The bytes are exactly what ``orjson.dumps`` gives
-for the same items as dicts (tests/api/test_item_json.py).
+score, source, explanation and recommendation id, and joins all the parts once. The bytes are exactly
+what ``orjson.dumps`` gives for the same items as dicts (tests/api/test_item_json.py).
 """
 
 from __future__ import annotations
@@ -30,30 +30,30 @@ class ItemListJson:
 
     def dumps(self, items: Sequence[RecommendedItem]) -> bytes:
         dumps = orjson.dumps
-        parts = []
+        cards = self._cards
+        out = [b'{"items":[']
         for it in items:
             card = it[:6]  # sku, title, price, currency, url, image_url
-            found = self._cards.get(it.sku)
+            found = cards.get(it.sku)
             if found is None or found[0] != card:
                 found = self._card(card)
             source = self._sources.get(it.source)
             if source is None:
                 source = self._sources[it.source] = b',"source":' + dumps(it.source) + b',"explanation":'
-            parts.append(
-                b"".join(
-                    (
-                        found[1],
-                        b'"score":',
-                        dumps(it.score),
-                        source,
-                        dumps(it.explanation),
-                        b',"recommendation_id":',
-                        dumps(it.recommendation_id),
-                        b"}",
-                    )
-                )
+            out += (
+                found[1],
+                b'"score":',
+                dumps(it.score),
+                source,
+                dumps(it.explanation),
+                b',"recommendation_id":',
+                dumps(it.recommendation_id),
+                b"},",
             )
-        return b'{"items":[' + b",".join(parts) + b"]}"
+        if items:
+            out[-1] = b"}"
+        out.append(b"]}")
+        return b"".join(out)
 
     def _card(self, card: tuple[object, ...]) -> tuple[tuple[object, ...], bytes]:
         sku, title, price, currency, url, image_url = card

@@ -6,7 +6,7 @@ import functools
 import hashlib
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apiflask import APIBlueprint
 from apiflask.schema_adapters.marshmallow import parser
@@ -34,6 +34,9 @@ from api.schemas import (
     quick_recommendations_query,
 )
 from domain import catalog_admin, events, orders_api, recommendations
+
+if TYPE_CHECKING:
+    from api import AppContext
 
 bp = APIBlueprint("storefront", __name__, url_prefix="/v1", tag="Storefront")
 
@@ -77,21 +80,27 @@ def _batch_size_guard(view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # --- reads -------------------------------------------------------------------------------------------------
-def _documented_query(schema: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``@bp.input(schema, location="query")`` for the OpenAPI document only: the view reads the query
-    string itself. apiflask annotates the view function and wraps it to load the query string once more;
-    the annotation is kept, the wrapper (a second parse on every request) dropped."""
+def _documented(apiflask_decorator: Callable[[Callable[..., Any]], Any]) -> Callable[..., Any]:
+    """An apiflask ``@bp.input(...)`` or ``@bp.output(...)`` for the OpenAPI document only.
+
+    apiflask records the schema on the function it wraps and returns a wrapper that parses the query
+    string again, or serialises the view's return value, on every request (each wrapper also reads
+    ``current_app``). A hot view that reads its own query string and returns a finished JSON response
+    keeps the record and drops the wrapper.
+    """
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
-        bp.input(schema, location="query", validation=False)(view)
+        if not hasattr(view, "_spec"):
+            view._spec = {}  # type: ignore[attr-defined]  # apiflask's record, shared with its wrapper
+        apiflask_decorator(view)
         return view
 
     return decorator
 
 
-def _serving() -> recommendations.Serving:
+def _serving(ctx: AppContext | None = None) -> recommendations.Serving:
     """The process's model store and catalog snapshot, built on first use (nothing is read until then)."""
-    ctx = _ctx()
+    ctx = ctx or _ctx()
     serving = ctx.services.get("serving")
     if serving is None:
         with _SERVING_LOCK:
@@ -147,16 +156,17 @@ def _cached(items: list[recommendations.RecommendedItem]) -> Any:
 # The schema documents the parameters (OpenAPI) and validates what the quick reader below does not
 # accept, with the same errors; a well-formed query string (nearly every request of this, the API's hot
 # path) skips marshmallow.
-@_documented_query(RecommendationsQuery)
-@bp.output(ItemList)
+@_documented(bp.input(RecommendationsQuery, location="query", validation=False))
+@_documented(bp.output(ItemList))
 def customer_recommendations(customer_id: str) -> Any:
-    values = first_values(request.environ.get("QUERY_STRING", ""))
+    environ = request.environ
+    values = first_values(environ.get("QUERY_STRING", ""))
     query = quick_recommendations_query(request.args if values is None else values)
     if query is None:
         query = parser.parse(RecommendationsQuery(), request, location="query")
     exclude = [s.strip() for s in query["exclude_skus"].split(",") if s.strip()]
     items = recommendations.recommend_for_customer(
-        _serving(),
+        _serving(auth.app_context(environ)),
         customer_id,
         query["n"],
         category=query.get("category"),

@@ -82,3 +82,9 @@ def test_the_kept_cards_are_bounded():
     for _ in range(2):
         assert out.dumps(ITEMS) == reference(ITEMS)
         assert len(out._cards) <= 3
+
+
+def test_lists_of_every_length_join_as_the_plain_serialisation():
+    out = ItemListJson()
+    for n in range(len(ITEMS) + 1):
+        assert out.dumps(ITEMS[:n]) == reference(ITEMS[:n])

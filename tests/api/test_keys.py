@@ -154,6 +154,28 @@ def test_protected_responses_carry_each_header_once(client, keys, shop):
     once(anonymous, "Vary", "WWW-Authenticate", *window)
 
 
+def test_a_keyed_view_outside_the_guard_fails_loudly(app, keys):
+    """require() finds the key cache through the guard: on a blueprint never given to protect() (no rate
+    limit, no CORS) a call is an error, not an unguarded endpoint."""
+    from flask import Blueprint
+
+    from api import auth
+
+    bp = Blueprint("unguarded", __name__, url_prefix="/unguarded")
+
+    @bp.get("/ping")
+    @auth.require("server")
+    def ping():  # type: ignore[no-untyped-def]
+        return {"ok": True}
+
+    app.register_blueprint(bp)
+    with pytest.raises(RuntimeError, match="protect"):
+        app.test_client().get("/unguarded/ping", headers=bearer(keys["server"]))
+    auth.protect(app, bp)
+    resp = app.test_client().get("/unguarded/ping", headers=bearer(keys["server"]))
+    assert resp.status_code == 200 and resp.headers["X-RateLimit-Limit"]
+
+
 def test_cli_creates_lists_and_revokes_keys(runner, app):
     created = runner.invoke(
         cli, args=["keys", "create", "--scope", "widget", "--origin", SHOP, "--name", "shop"]
@@ -181,6 +203,26 @@ def test_cli_demo_key_is_created_once_and_reused(runner, app):
         info = api_keys.verify_key(session, first.stdout.strip())
     assert info is not None and info.scope == "widget"
     assert "http://127.0.0.1:5000" in info.allowed_origins
+
+
+def test_the_in_process_window_counts_as_limits_does():
+    """SweptMemoryStorage.hit is limits' incr + get_expiry in one call: same counts, same window ends,
+    a new window after the old one expired."""
+    from limits.storage import MemoryStorage
+
+    from api.auth import SweptMemoryStorage
+
+    ours, theirs = SweptMemoryStorage(), MemoryStorage()
+    for step in range(7):
+        if step == 4:  # the window ends: both storages see it as over
+            for storage in (ours, theirs):
+                storage.expirations["k"] = time.time() - 1
+        count, reset = ours.hit("k", 60)
+        assert count == theirs.incr("k", 60)
+        assert reset == pytest.approx(theirs.get_expiry("k"), abs=1)
+        assert count == (step + 1 if step < 4 else step - 3)
+        assert ours.get("k") == count and ours.get_expiry("k") == reset
+    assert ours.hit("other", 60)[0] == 1
 
 
 def test_a_failing_rate_limit_store_lets_requests_through_and_logs(settings, sessions, caplog):
