@@ -41,9 +41,10 @@ SECURITY_SCHEMES = {
     "Bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <key>"},
 }
 #: What the guard leaves in the request's WSGI environ for the rest of the request: itself, the accepted key
-#: and the key's rate-limit window. Read from the environ rather than through Flask's context proxies
-#: (``g``, ``current_app``): each proxy read costs about as many CPU instructions as a dozen dict
-#: lookups, and the API's hot path made ten of them per request.
+#: and the key's rate-limit window ((count, window end), or None when the counter store failed). Read from
+#: the environ rather than through Flask's context proxies (``g``, ``current_app``): each proxy read costs
+#: about as many CPU instructions as a dozen dict lookups, and the API's hot path made ten of them per
+#: request.
 ENV_GUARD = "giftrec.guard"
 ENV_KEY = "giftrec.api_key"
 ENV_WINDOW = "giftrec.rate_limit"
@@ -279,24 +280,32 @@ class KeyRateLimit:
 
     def check(self, environ: dict[str, Any]) -> Response | None:
         """Count the request; a 429 problem over the limit, else None. The key's window is left in the
-        environ for :meth:`headers`."""
-        key = self._counter(environ)
-        try:
-            # limits' fixed window (FixedWindowRateLimiter.hit + get_window_stats): two storage calls,
-            # or one for the in-process storage
-            storage = self.storage
-            if isinstance(storage, SweptMemoryStorage):
-                count, reset = storage.hit(key, self._expiry)
-            else:
-                count = storage.incr(key, self._expiry)
-                reset = storage.get_expiry(key)
-        except Exception:  # noqa: BLE001 - a counter store outage must not stop the API
-            if not self._failing:
-                log.exception("rate-limit storage failed; requests are not limited until it recovers")
-            self._failing = True
-            return None
-        self._failing = False
-        environ[ENV_WINDOW] = (str(max(0, self.item.amount - count)), str(int(reset)))
+        environ for :meth:`headers`. A request is counted once, whichever door asks first: the fast path
+        (:mod:`api.fastpath`) may count a request, then hand it on to Flask, whose guard asks again."""
+        if ENV_WINDOW in environ:
+            window = environ[ENV_WINDOW]
+            if window is None:  # the storage failed on the first ask
+                return None
+            count, reset = window
+        else:
+            key = self._counter(environ)
+            try:
+                # limits' fixed window (FixedWindowRateLimiter.hit + get_window_stats): two storage calls,
+                # or one for the in-process storage
+                storage = self.storage
+                if isinstance(storage, SweptMemoryStorage):
+                    count, reset = storage.hit(key, self._expiry)
+                else:
+                    count = storage.incr(key, self._expiry)
+                    reset = storage.get_expiry(key)
+            except Exception:  # noqa: BLE001 - a counter store outage must not stop the API
+                if not self._failing:
+                    log.exception("rate-limit storage failed; requests are not limited until it recovers")
+                self._failing = True
+                environ[ENV_WINDOW] = None
+                return None
+            self._failing = False
+            environ[ENV_WINDOW] = (count, reset)
         if count <= self.item.amount:
             return None
         retry = max(1, math.ceil(reset - time.time()))
@@ -311,13 +320,14 @@ class KeyRateLimit:
 
     def headers(self, environ: dict[str, Any]) -> list[tuple[str, str]]:
         """The key's window, so a client can pace itself (none if the request was not counted)."""
-        stats = environ.get(ENV_WINDOW)
-        if stats is None:
+        window = environ.get(ENV_WINDOW)
+        if window is None:
             return []
+        count, reset = window
         return [
             ("X-RateLimit-Limit", self._limit),
-            ("X-RateLimit-Remaining", stats[0]),
-            ("X-RateLimit-Reset", stats[1]),
+            ("X-RateLimit-Remaining", str(max(0, self.item.amount - count))),
+            ("X-RateLimit-Reset", str(int(reset))),
         ]
 
 
@@ -376,8 +386,13 @@ class Guard:
     def after(self, resp: Response) -> Response:
         environ = request.environ
         _vary_on_origin(resp)
-        resp.headers.extend(self.limit.headers(environ) + cors_headers(environ))
+        resp.headers.extend(self.headers(environ))
         return resp
+
+    def headers(self, environ: dict[str, Any]) -> list[tuple[str, str]]:
+        """What every protected response carries besides ``Vary: Origin``: the key's window and, for a
+        widget key at one of its origins, the CORS headers."""
+        return self.limit.headers(environ) + cors_headers(environ)
 
 
 def protect(app: Flask, *blueprints: Blueprint) -> KeyRateLimit:

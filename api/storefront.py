@@ -13,7 +13,7 @@ from apiflask.schema_adapters.marshmallow import parser
 from flask import Response, current_app, request
 from flask.typing import ResponseReturnValue
 
-from api import auth
+from api import auth, fastpath
 from api.db import get_session
 from api.errors import problem
 from api.item_json import ItemListJson
@@ -34,6 +34,7 @@ from api.schemas import (
     quick_recommendations_query,
 )
 from domain import catalog_admin, events, orders_api, recommendations
+from domain.errors import DomainError
 
 if TYPE_CHECKING:
     from api import AppContext
@@ -42,6 +43,8 @@ bp = APIBlueprint("storefront", __name__, url_prefix="/v1", tag="Storefront")
 
 #: Event kinds a browser (widget key) may send; purchases and carts come from the shop's server.
 WIDGET_EVENT_KINDS = ("view", "click")
+#: Who may read a customer's picks.
+PICKS_SCOPES = ("widget", "server")
 _SERVING_LOCK = threading.Lock()
 _ITEM_JSON = ItemListJson()
 #: A generous bound on one event's JSON (ids, SKU, dates are short): bodies above it x max_batch are 413.
@@ -152,7 +155,7 @@ def _cached(items: list[recommendations.RecommendedItem]) -> Any:
     responses={**ERRORS, 404: "Unknown customer"},
     security=auth.SECURITY,
 )
-@auth.require("widget", "server")
+@auth.require(*PICKS_SCOPES)
 # The schema documents the parameters (OpenAPI) and validates what the quick reader below does not
 # accept, with the same errors; a well-formed query string (nearly every request of this, the API's hot
 # path) skips marshmallow.
@@ -164,9 +167,16 @@ def customer_recommendations(customer_id: str) -> Any:
     query = quick_recommendations_query(request.args if values is None else values)
     if query is None:
         query = parser.parse(RecommendationsQuery(), request, location="query")
+    # already in the documented shape: no second pass through marshmallow
+    return _items(_recommend(auth.app_context(environ), customer_id, query))
+
+
+def _recommend(
+    ctx: AppContext, customer_id: str, query: dict[str, Any]
+) -> list[recommendations.RecommendedItem]:
     exclude = [s.strip() for s in query["exclude_skus"].split(",") if s.strip()]
-    items = recommendations.recommend_for_customer(
-        _serving(auth.app_context(environ)),
+    return recommendations.recommend_for_customer(
+        _serving(ctx),
         customer_id,
         query["n"],
         category=query.get("category"),
@@ -174,7 +184,38 @@ def customer_recommendations(customer_id: str) -> Any:
         max_price=query.get("max_price"),
         exclude=exclude,
     )
-    return _items(items)  # already in the documented shape: no second pass through marshmallow
+
+
+def _fast_recommendations(ctx: AppContext) -> fastpath.Handler:
+    """:func:`customer_recommendations` for the fast path (:mod:`api.fastpath`): the same items and headers
+    for a well-formed query string, a key allowed here and a request within the key's limit; anything else
+    (None) is answered by Flask, with the schema's errors, 401/403/404/429 problems and their headers."""
+    guard: auth.Guard = ctx.services["api_guard"]
+
+    def answer(environ: dict[str, Any], customer_id: str) -> fastpath.Answer:
+        values = first_values(environ.get("QUERY_STRING", ""))
+        query = None if values is None else quick_recommendations_query(values)
+        if query is None:
+            return None
+        # The guard's order: counted first (once: Flask's guard sees this count), then the key checked.
+        environ[auth.ENV_GUARD] = guard
+        if guard.limit.check(environ) is not None:
+            return None
+        if auth.authenticate(environ, *PICKS_SCOPES) is not None:
+            return None
+        try:
+            items = _recommend(ctx, customer_id, query)
+        except DomainError:  # unknown customer, bad filter: Flask's problem response
+            return None
+        body = _ITEM_JSON.dumps(items)
+        return body, [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("Vary", "Origin"),
+            *guard.headers(environ),
+        ]
+
+    return answer
 
 
 @bp.get("/products/<sku>/similar")
@@ -374,9 +415,11 @@ def register(app: Any) -> None:
     app.register_blueprint(bp)
     app.register_blueprint(selections.bp)
     auth.protect(app, bp, selections.bp)
+    ctx = app.extensions["giftrec"]
+    if ctx.settings.api.fast_path:
+        fastpath.route(app, f"{bp.url_prefix}/customers/", "/recommendations", _fast_recommendations(ctx))
     next_purchase.register(app)
     app.register_blueprint(widget.bp)
-    ctx = app.extensions["giftrec"]
 
     def banner(base: str) -> list[str]:
         key = widget.demo_key(ctx.settings)

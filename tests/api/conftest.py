@@ -1,15 +1,19 @@
-"""Fixtures of the /v1 API tests: keys of every scope, a few catalog rows, two customers."""
+"""Fixtures of the /v1 API tests: keys of every scope, a few catalog rows, two customers, a trained model."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import func, select
 
 from domain import api_keys, catalog_admin
 from domain.db import session_scope
-from domain.models import Customer
+from domain.imports import import_orders
+from domain.models import Customer, Order
+from domain.training import train_model
 from tests.api.helpers import SHOP
+from tests.conftest import SAMPLE
 
 
 @pytest.fixture
@@ -42,3 +46,23 @@ def shop(app) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
             ]
         )
     return {"skus": ["MUG-1", "VASE-2", "SCARF-3"], "customers": ["C1", "C2"]}
+
+
+@pytest.fixture
+def trained(app):  # type: ignore[no-untyped-def]
+    """The bundled UCI sample imported and a model trained on it, as `make run` does."""
+    ctx = app.extensions["giftrec"]
+    with session_scope(ctx.sessions) as session:
+        import_orders(session, SAMPLE, "online-retail", instance_dir=ctx.settings.server.instance_dir)
+    with session_scope(ctx.sessions) as session:
+        run = train_model(session, ctx.settings)
+        assert run.status == "succeeded", run.error
+    with ctx.sessions() as session:
+        busiest = session.execute(
+            select(Customer.external_id)
+            .join(Order, Order.customer_id == Customer.id)
+            .group_by(Customer.external_id)
+            .order_by(func.count(Order.id).desc(), Customer.external_id)
+            .limit(1)
+        ).scalar_one()
+    return busiest

@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import func, select
 
 from domain.db import session_scope
-from domain.imports import import_orders
 from domain.models import (
     AuditLog,
     Customer,
@@ -21,29 +20,7 @@ from domain.models import (
     Recipient,
     SelectionPick,
 )
-from domain.training import train_model
 from tests.api.helpers import ITEM_FIELDS, SHOP, bearer
-from tests.conftest import SAMPLE
-
-
-@pytest.fixture
-def trained(app):  # type: ignore[no-untyped-def]
-    """The bundled UCI sample imported and a model trained on it, as `make run` does."""
-    ctx = app.extensions["giftrec"]
-    with session_scope(ctx.sessions) as session:
-        import_orders(session, SAMPLE, "online-retail", instance_dir=ctx.settings.server.instance_dir)
-    with session_scope(ctx.sessions) as session:
-        run = train_model(session, ctx.settings)
-        assert run.status == "succeeded", run.error
-    with ctx.sessions() as session:
-        busiest = session.execute(
-            select(Customer.external_id)
-            .join(Order, Order.customer_id == Customer.id)
-            .group_by(Customer.external_id)
-            .order_by(func.count(Order.id).desc(), Customer.external_id)
-            .limit(1)
-        ).scalar_one()
-    return busiest
 
 
 @pytest.mark.slow
