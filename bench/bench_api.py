@@ -20,12 +20,17 @@ wrk runs for ``--duration`` seconds per endpoint at ``--connections`` connection
   the workers keep (nearly) every customer's ranking and its explanations: the steady state of a
   storefront whose visitors come back page after page;
 - ``recommendations, ranked per request``: the same load on a second server started with
-  ``api.picks_cache_customers = 0``: every request ranks, as a customer's first request does.
+  ``api.picks_cache_customers = 0``: every request ranks, as a customer's first request does;
+- ``recommendations, through Flask``: the same rounds (warm-up, alternation with its own trivial endpoint)
+  on a third server started with ``api.fast_path = false``: every request goes through Flask's request
+  machinery, as before the fast path (``api/fastpath.py``).
 
 The two are loaded in ``--rounds`` alternating rounds (default 3), so that a neighbour's busy minute on a
 shared machine hits both. Printed: each round's requests/s, latency p50/p99 (wrk's HdrHistogram), errors
-(socket errors + non-2xx), then the medians over the rounds and the ratio of the median requests/s to the
-trivial endpoint's. Goal: recommendations >= 0.6x trivial req/s with p99 <= 15 ms, no errors.
+(socket errors + non-2xx), the CPU time per request of the server (gunicorn's master and workers, from
+/proc) and of wrk (which shares the two cores), then the medians over the rounds and the ratio of the
+median requests/s to the trivial endpoint's of the same server. Goal: recommendations >= 0.6x trivial
+req/s with p99 <= 15 ms, no errors.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -52,6 +58,7 @@ from bench._common import machine_line, print_table, run_child
 
 DEFAULT_UCI = "../shared/data/online_retail.csv.gz"
 SEED = 11
+FLASK_TRIVIAL = "trivial (api.fast_path = false)"
 N_CUSTOMERS = 2000
 INPROCESS_BATCHES = 10
 INPROCESS_BATCH = 200
@@ -166,15 +173,18 @@ def child_inprocess(workdir: str, key: str, customers: list[str], skus: list[str
 
     cold_app = create_app(replace(settings, api=replace(settings.api, picks_cache_customers=0)))
     cold_client = cold_app.test_client()
+    flask_client = create_app(replace(settings, api=replace(settings.api, fast_path=False))).test_client()
     calls = {
         "trivial": lambda: client.get("/health/live"),
         "bestsellers (cached list)": lambda: client.get("/v1/bestsellers?n=10", headers=headers),
         "recommendations": lambda: client.get(recs_path(), headers=headers),
         "recommendations, ranked per request": lambda: cold_client.get(recs_path(), headers=headers),
+        "recommendations, through Flask": lambda: flask_client.get(recs_path(), headers=headers),
         "recommend_for_customer alone": use_case,
     }
     for customer in customers:  # every customer's ranking kept, as in the wrk run
-        client.get(f"/v1/customers/{customer}/recommendations?n=10", headers=headers)
+        for kept in (client, flask_client):
+            kept.get(f"/v1/customers/{customer}/recommendations?n=10", headers=headers)
     for call in calls.values():  # warm up: model, catalog, caches
         for _ in range(50):
             call()
@@ -206,9 +216,31 @@ def _get(url: str, headers: dict[str, str] | None = None, timeout: float = 120.0
         return int(exc.code)
 
 
-def _wrk(url: str, script: Path, duration: int, connections: int) -> dict[str, Any]:
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds so far of these processes (Linux /proc)."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _server_pids(server: subprocess.Popen[bytes]) -> list[int]:
+    """gunicorn's master and its workers."""
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+    return [server.pid, *map(int, children)]
+
+
+def _wrk(url: str, script: Path, duration: int, connections: int, server_pids: list[int]) -> dict[str, Any]:
+    """One wrk run: requests/s, latency, errors, and the CPU time per request of the server (master and
+    workers) and of wrk itself, which share the machine's two cores."""
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url]
+    server_cpu = _cpu_seconds(server_pids)
+    wrk_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    server_cpu = _cpu_seconds(server_pids) - server_cpu
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cpu_s = used.ru_utime + used.ru_stime - wrk_cpu.ru_utime - wrk_cpu.ru_stime
 
     def ms(label: str) -> float:
         m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
@@ -225,7 +257,16 @@ def _wrk(url: str, script: Path, duration: int, connections: int) -> dict[str, A
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if m:
         errors += int(m.group(1))
-    return {"rps": rps, "p50": ms("50"), "p99": ms("99"), "errors": errors, "requests": requests, "raw": out}
+    return {
+        "rps": rps,
+        "p50": ms("50"),
+        "p99": ms("99"),
+        "errors": errors,
+        "requests": requests,
+        "server_us": server_cpu / requests * 1e6,
+        "wrk_us": wrk_cpu_s / requests * 1e6,
+        "raw": out,
+    }
 
 
 def main() -> None:
@@ -280,6 +321,11 @@ def main() -> None:
             extra_env={"GIFTREC_API_PICKS_CACHE_CUSTOMERS": "0"},
         )
         results["recommendations, ranked per request"] = cold["recommendations"]
+        flask_only = _serve_and_load(
+            workdir, setup, args, rounds=args.rounds, extra_env={"GIFTREC_API_FAST_PATH": "false"}
+        )
+        results[FLASK_TRIVIAL] = flask_only["trivial"]
+        results["recommendations, through Flask"] = flask_only["recommendations"]
         setup_file = workdir / "setup.json"
         setup_file.write_text(json.dumps(dict(setup)))
         inprocess = run_child(
@@ -292,31 +338,40 @@ def main() -> None:
     print()
     print(
         f"gunicorn {args.workers} workers, wrk 2 threads x {args.connections} connections, "
-        f"{args.duration} s per endpoint, {args.rounds} alternating rounds (the unkept ranking: one round)"
+        f"{args.duration} s per endpoint, {args.rounds} alternating rounds (ranked per request: one round); "
+        "the last two rows: a server with api.fast_path = false"
     )
-    rows = []
-    for name, runs in results.items():
-        for i, r in enumerate(runs, 1):
-            rows.append([name, i, r["rps"], r["p50"], r["p99"], r["errors"], r["requests"]])
-    print_table(["endpoint", "round", "req/s", "p50 ms", "p99 ms", "errors", "requests"], rows)
+    # (column, key in a wrk result, how the rounds are summed up)
+    columns = [
+        ("req/s", "rps", statistics.median),
+        ("p50 ms", "p50", statistics.median),
+        ("p99 ms", "p99", statistics.median),
+        ("errors", "errors", sum),
+        ("requests", "requests", sum),
+        ("server CPU us/req", "server_us", statistics.median),
+        ("wrk CPU us/req", "wrk_us", statistics.median),
+    ]
+    names = [name for name, _, _ in columns]
+    rows = [
+        [name, i, *(r[key] for _, key, _ in columns)]
+        for name, runs in results.items()
+        for i, r in enumerate(runs, 1)
+    ]
+    print_table(["endpoint", "round", *names], rows)
     summary = {
-        name: {
-            "rps": statistics.median(r["rps"] for r in runs),
-            "p50": statistics.median(r["p50"] for r in runs),
-            "p99": statistics.median(r["p99"] for r in runs),
-            "errors": sum(r["errors"] for r in runs),
-            "requests": sum(r["requests"] for r in runs),
-        }
+        name: {key: total(r[key] for r in runs) for _, key, total in columns}
         for name, runs in results.items()
     }
     trivial = summary["trivial"]
+    flask_rows = (FLASK_TRIVIAL, "recommendations, through Flask")
     print()
-    print("medians over the rounds")
+    print("medians over the rounds; ratio: to the trivial endpoint of the same server")
     print_table(
-        ["endpoint", "req/s", "p50 ms", "p99 ms", "errors", "requests", "ratio"],
+        ["endpoint", *names, "ratio"],
         [
-            [name, r["rps"], r["p50"], r["p99"], r["errors"], r["requests"], r["rps"] / trivial["rps"]]
+            [name, *(r[key] for _, key, _ in columns), r["rps"] / summary[base]["rps"]]
             for name, r in summary.items()
+            for base in [FLASK_TRIVIAL if name in flask_rows else "trivial"]
         ],
     )
     print()
@@ -402,15 +457,16 @@ def _serve_and_load(
             }
         )
         results: dict[str, list[dict[str, Any]]] = {}
+        pids = _server_pids(server)
         if warm_passes:
-            _wrk(base, recs, args.duration, args.connections)  # unmeasured: the same load, to steady state
+            _wrk(base, recs, args.duration, args.connections, pids)  # unmeasured: to steady state
         for _ in range(rounds):  # alternating: a noisy neighbour's minute hits both endpoints
             if trivial:
                 results.setdefault("trivial", []).append(
-                    _wrk(f"{base}/health/live", trivial_lua, args.duration, args.connections)
+                    _wrk(f"{base}/health/live", trivial_lua, args.duration, args.connections, pids)
                 )
             results.setdefault("recommendations", []).append(
-                _wrk(base, recs, args.duration, args.connections)
+                _wrk(base, recs, args.duration, args.connections, pids)
             )
         return results
     finally:
