@@ -73,7 +73,7 @@ class ApiSettings:
     #: included), so that their next request only filters; 0 ranks on every request.
     picks_cache_customers: int = 10000
     #: Answer well-formed GET /v1/customers/{id}/recommendations requests before Flask's request machinery
-    #: (the same responses, at about half the CPU); false sends every request through Flask.
+    #: (the same responses, at a little over half the server CPU); false sends every request through Flask.
     fast_path: bool = True
 
 
