@@ -39,7 +39,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Table, insert, select
+from sqlalchemy import Column, Table, insert, select, text
 from sqlalchemy.orm import Session
 
 from domain.db import Base
@@ -236,6 +236,19 @@ def _load(session: Session, parsed: ParseResult, summary: ImportSummary, *, show
     run.finished_at = utcnow()
     session.flush()
     summary.import_run_id = run.id
+    _analyze(session)
+
+
+#: What an import writes, analysed at its end on PostgreSQL.
+WRITTEN_TABLES = ("customers", "products", "orders", "order_lines")
+
+
+def _analyze(session: Session) -> None:
+    """Planner statistics for the tables just filled, in the import's own transaction. On PostgreSQL a
+    fresh table is planned from empty-table estimates until autovacuum analyses it: one join over 21,000
+    fresh order lines once ran for over 20 minutes. SQLite plans these queries without statistics."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"ANALYZE {', '.join(WRITTEN_TABLES)}"))
 
 
 def _create_customers(
