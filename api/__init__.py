@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings, load_settings
 from domain.db import make_engine, make_session_factory
-from domain.links import load_secret_key
+from domain.messaging.links import load_secret_key
 from recommender.threads import pin_blas_threads
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
 
 def _add_serving(ctx: AppContext) -> None:
     """The model store and catalog snapshot, built once per process; nothing is read before first use."""
-    from domain.recommendations import build_serving
+    from domain.serving.recommendations import build_serving
 
     serving = build_serving(ctx.settings, ctx.sessions)
     ctx.services["serving"] = serving

@@ -19,8 +19,8 @@ from limits.storage import MemoryStorage, Storage, storage_from_string
 
 from api.errors import problem
 from config import ConfigError
-from domain import api_keys
-from domain.api_keys import KeyInfo
+from domain.access import api_keys
+from domain.access.api_keys import KeyInfo
 
 if TYPE_CHECKING:
     from api import AppContext

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from domain.recommendations import RecommendedItem
+from domain.serving.recommendations import RecommendedItem
 
 #: Cards kept per process (a few hundred bytes each); more than any catalog served here.
 MAX_CARDS = 50_000

@@ -68,7 +68,7 @@ def outbox() -> None:
 def outbox_list(unknown: bool, failed: bool, statuses: tuple[str, ...], limit: int) -> None:
     """List outbox emails: id, status, attempts, recipient, subject, last error."""
     from api.cli import transaction  # imported here: api.cli imports this module
-    from domain.outbox import list_outbox
+    from domain.messaging.outbox import list_outbox
 
     wanted = set(statuses) | ({"unknown"} if unknown else set()) | ({"failed"} if failed else set())
     with transaction() as session:
@@ -105,7 +105,7 @@ def outbox_list(unknown: bool, failed: bool, statuses: tuple[str, ...], limit: i
 def outbox_resolve(email_id: int, outcome: str | None) -> None:
     """Decide on an email whose outcome is unknown (or resend a failed one)."""
     from api.cli import transaction
-    from domain.outbox import resolve
+    from domain.messaging.outbox import resolve
 
     if outcome is None:
         raise click.UsageError("give --sent or --resend")

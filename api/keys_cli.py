@@ -11,7 +11,7 @@ from flask.cli import AppGroup
 
 from api.cli import transaction
 from api.widget import demo_key, demo_key_path
-from domain import api_keys
+from domain.access import api_keys
 from domain.models import API_KEY_SCOPES
 
 

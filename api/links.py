@@ -10,10 +10,17 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 from werkzeug.wrappers import Response as BaseResponse
 
 from api.db import get_session
-from domain.links import InvalidLink, LinkSigner, describe_stop, record_click, stop_reminder, unsubscribe
-from domain.links import customer_for_unsubscribe as _customer
+from domain.messaging.links import (
+    InvalidLink,
+    LinkSigner,
+    describe_stop,
+    record_click,
+    stop_reminder,
+    unsubscribe,
+)
+from domain.messaging.links import customer_for_unsubscribe as _customer
 from domain.models._types import utcnow
-from domain.reminders import choose_locale
+from domain.reminders.queueing import choose_locale
 
 bp = Blueprint("links", __name__, template_folder="templates")
 

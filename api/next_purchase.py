@@ -11,7 +11,7 @@ from apiflask.validators import Range
 from flask import current_app, jsonify
 
 from api import auth
-from domain import next_purchase
+from domain.serving import next_purchase
 
 bp = APIBlueprint("next_purchase", __name__, url_prefix="/v1", tag="Storefront")
 

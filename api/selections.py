@@ -11,10 +11,10 @@ from flask import current_app
 
 from api import auth
 from api.db import get_session
-from domain import selections
-from domain.links import LinkSigner
+from domain.messaging.links import LinkSigner
 from domain.models import SELECTION_STATUSES
-from domain.selection_feed import describe_selections
+from domain.reminders import selections
+from domain.reminders.feed import describe_selections
 
 bp = APIBlueprint("selections", __name__, url_prefix="/v1", tag="Selections (email)")
 

@@ -33,8 +33,10 @@ from api.schemas import (
     first_values,
     quick_recommendations_query,
 )
-from domain import catalog_admin, events, orders_api, recommendations
+from domain.catalog import products
+from domain.customers import erasure, events, orders
 from domain.errors import DomainError
+from domain.serving import recommendations
 
 if TYPE_CHECKING:
     from api import AppContext
@@ -321,19 +323,17 @@ def post_events(batch: dict[str, Any]) -> Any:
 @bp.input(OrderIn, arg_name="order")
 @bp.output(OrderOut, status_code=201)
 def post_order(order: dict[str, Any]) -> Any:
-    data = orders_api.OrderInput(
+    data = orders.OrderInput(
         order_id=order["order_id"],
         customer_id=order["customer_id"],
-        lines=[
-            orders_api.OrderLineInput(ln["sku"], ln["quantity"], ln["unit_price"]) for ln in order["lines"]
-        ],
+        lines=[orders.OrderLineInput(ln["sku"], ln["quantity"], ln["unit_price"]) for ln in order["lines"]],
         ordered_at=order.get("ordered_at"),
         kind=order["kind"],
         currency=order["currency"],
         country=order.get("country"),
     )
     session = get_session()
-    result = orders_api.record_order(session, data, _ctx().settings)
+    result = orders.record_order(session, data, _ctx().settings)
     session.commit()
     if result.created and result.order.customer_id is not None:
         _customer_changed(result.order.customer_id)
@@ -362,11 +362,11 @@ def post_order(order: dict[str, Any]) -> Any:
 @bp.input(ProductIn, arg_name="product")
 @bp.output(ProductOut)
 def put_product(sku: str, product: dict[str, Any]) -> Any:
-    data = catalog_admin.ProductInput(**product)
-    row, created = catalog_admin.upsert_product(get_session(), sku, data, actor=auth.actor())
+    data = products.ProductInput(**product)
+    row, created = products.upsert_product(get_session(), sku, data, actor=auth.actor())
     get_session().commit()  # the catalog snapshot reloads from committed data
     _catalog_changed()
-    body = {name: getattr(row, name) for name in catalog_admin.PRODUCT_FIELDS}
+    body = {name: getattr(row, name) for name in products.PRODUCT_FIELDS}
     body.update(sku=row.sku, price=float(row.price), created=created)
     return body, (201 if created else 200)
 
@@ -385,7 +385,7 @@ def put_product(sku: str, product: dict[str, Any]) -> Any:
 @bp.output({}, status_code=204)
 def delete_customer(customer_id: str) -> ResponseReturnValue:
     session = get_session()
-    result = catalog_admin.erase_customer(session, customer_id, actor=auth.actor())
+    result = erasure.erase_customer(session, customer_id, actor=auth.actor())
     session.commit()
     _customer_changed(result.customer_id)
     return "", 204

@@ -9,7 +9,7 @@ from flask.typing import ResponseReturnValue
 
 from api.db import get_session
 from config import Settings
-from domain import catalog_admin
+from domain.demo.seed import demo_shopper
 
 bp = Blueprint("widget", __name__, template_folder="templates")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -45,7 +45,7 @@ def demo() -> ResponseReturnValue:
     customer = request.args.get("customer")
     product = request.args.get("product")
     if not customer and not product:
-        customer, product = catalog_admin.demo_shopper(get_session())
+        customer, product = demo_shopper(get_session())
     return render_template(
         "widget/demo.html",
         key=key,

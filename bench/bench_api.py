@@ -95,7 +95,7 @@ def child_setup(workdir: str) -> None:
     from sqlalchemy import func, select
 
     from bench.bench_train import _settings
-    from domain import api_keys
+    from domain.access import api_keys
     from domain.db import make_engine, make_session_factory, session_scope
     from domain.models import Customer, Order, OrderLine, Product
 
@@ -143,7 +143,7 @@ def child_inprocess(workdir: str, key: str, customers: list[str], skus: list[str
     where the time of a recommendations request goes."""
 
     from api import create_app
-    from domain.recommendations import recommend_for_customer
+    from domain.serving.recommendations import recommend_for_customer
 
     settings = inprocess_settings(workdir)
     app = create_app(settings)

@@ -27,8 +27,8 @@ DEFAULT_PATH = "../shared/data/online_retail.csv.gz"
 def child(path: str, fmt: str, workdir: str) -> None:
     """One measured import (runs in its own process); prints one JSON line."""
     from domain import schema
+    from domain.customers.imports import import_orders
     from domain.db import make_engine, make_session_factory, session_scope
-    from domain.imports import import_orders
 
     url = f"sqlite:///{Path(workdir) / 'bench.db'}"
     schema.upgrade(url)

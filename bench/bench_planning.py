@@ -29,7 +29,7 @@ import domain.models as m  # noqa: E402
 from config import load_settings  # noqa: E402
 from domain import schema  # noqa: E402
 from domain.db import make_engine, make_session_factory, session_scope  # noqa: E402
-from domain.selections import plan_due_selections  # noqa: E402
+from domain.reminders.selections import plan_due_selections  # noqa: E402
 
 ZONES = [
     "UTC",

@@ -7,9 +7,9 @@ Run from the repository root (by hand, never by the test suite)::
 Setup, not measured: the full UCI file (default ../shared/data/online_retail.csv.gz) is imported into a
 temporary SQLite database, and every product gets a category, the last word of its title (HOLDER, BAG,
 MUG...: the UCI file has no categories, and the category filters need some); then
-``domain.training.train_model`` trains the default model, as ``giftrec train`` does. Each of those steps
-runs in a child process. This process then loads the model like a serving process (``build_serving`` with
-BLAS pinned, as ``create_app`` does) and times, over random known customers (seeded):
+``domain.serving.training.train_model`` trains the default model, as ``giftrec train`` does. Each of
+those steps runs in a child process. This process then loads the model like a serving process
+(``build_serving`` with BLAS pinned, as ``create_app`` does) and times, over random known customers (seeded):
 
 - ``model``: ``allowed_mask`` (price range, one category excluded, 10 excluded items) + the served
   model's ``recommend`` (n=10), through the Recommender interface;
@@ -94,7 +94,7 @@ def measure(workdir: str, calls: int, repeat: int) -> None:
 
     from bench.bench_train import _settings
     from domain.db import make_engine, make_session_factory
-    from domain.recommendations import build_serving, recommend_for_customer
+    from domain.serving.recommendations import build_serving, recommend_for_customer
     from recommender.chain import recommend_with_fallback
     from recommender.filters import allowed_mask
     from recommender.popularity import NewArrivals, PopularityRecommender

@@ -9,11 +9,11 @@ UCI_PATH defaults to ../shared/data/online_retail.csv.gz. Every measured run is 
 its peak resident memory (``ru_maxrss`` from ``wait4``) is its own.
 
 1. **Real data** (the bundled sample, then the full UCI file): the file is imported once into a temporary
-   SQLite database (not part of the figures), then ``domain.training.train_model`` runs with the default
-   settings, as ``giftrec train`` does, ``--repeat`` times. Phases come from the run's own metrics:
+   SQLite database (not part of the figures), then ``domain.serving.training.train_model`` runs with the
+   default settings, as ``giftrec train`` does, ``--repeat`` times. Phases come from the run's own metrics:
    matrix build (read interactions + build the matrix), the hybrid model's recent-popularity prior (a
-   timer around ``domain.training._recent_popularity``), model fit, artifact save; total is the wall time
-   of the whole call plus the commit; child CPU is the child process's user + system time, start-up
+   timer around ``domain.serving.training._recent_popularity``), model fit, artifact save; total is the
+   wall time of the whole call plus the commit; child CPU is the child process's user + system time, start-up
    included (less sensitive than wall time to other processes on the machine).
 2. **Synthetic**: a seeded users x items matrix with power-law (Zipf, s=1) item popularity and lognormal
    user activity, built once in numpy and saved to the temporary directory. Each child loads it, then runs
@@ -69,8 +69,8 @@ def _settings(workdir: str) -> Any:
 def child_import(path: str, workdir: str) -> None:
     """Migrate a new SQLite database in `workdir` and import `path` into it (setup, not measured)."""
     from domain import schema
+    from domain.customers.imports import import_orders
     from domain.db import make_engine, make_session_factory, session_scope
-    from domain.imports import import_orders
 
     settings = _settings(workdir)
     schema.upgrade(settings.database.url)
@@ -84,7 +84,7 @@ def child_import(path: str, workdir: str) -> None:
 
 def child_train(workdir: str) -> None:
     """One ``train_model`` with the default settings on the database in `workdir`; prints its phases."""
-    import domain.training as training
+    import domain.serving.training as training
     from domain.db import make_engine, make_session_factory, session_scope
 
     settings = _settings(workdir)

@@ -33,8 +33,8 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from sklearn.metrics import roc_auc_score
 
-from domain.evaluation import history_from_lines
-from domain.sources import read_order_lines
+from domain.customers.sources import read_order_lines
+from domain.serving.evaluation import history_from_lines
 from recommender.base import top_k_rows
 from recommender.evaluation import (
     POPULARITY_DAYS,

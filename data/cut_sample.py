@@ -31,7 +31,8 @@ CUSTOMERS = 700
 GUEST_INVOICES = 100
 EXTRA_PER_RULE = 3
 
-# Kept in step with domain.sources.NON_PRODUCT_CODES; repeated here so that the script runs on its own.
+# Kept in step with domain.customers.sources.NON_PRODUCT_CODES; repeated here so that the script
+# runs on its own.
 NON_PRODUCT = {"POST", "DOT", "C2", "M", "D", "S", "B", "BANK CHARGES", "AMAZONFEE", "CRUK"}
 
 

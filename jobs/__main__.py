@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings, load_settings
 from domain.db import make_engine, make_session_factory
-from domain.mail import SmtpMailer
+from domain.messaging.mail import SmtpMailer
 from jobs.context import JobContext
 from jobs.scheduler import build_scheduler
 

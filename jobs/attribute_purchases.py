@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from domain.attribution import attribute_purchases
 from domain.db import session_scope
+from domain.messaging.attribution import attribute_purchases
 from jobs.context import JobContext
 
 

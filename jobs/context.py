@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
-from domain.mail import Mailer
+from domain.messaging.mail import Mailer
 from domain.models._types import utcnow
 
 

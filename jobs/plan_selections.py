@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from domain.db import session_scope
-from domain.planning import plan_due_selections
+from domain.reminders.planning import plan_due_selections
 from jobs.context import JobContext
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from domain.db import session_scope
-from domain.reminders import queue_reminders
+from domain.reminders.queueing import queue_reminders
 from jobs.context import JobContext
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from domain.outbox import send_outbox
+from domain.messaging.outbox import send_outbox
 from jobs.context import JobContext
 
 

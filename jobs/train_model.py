@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from domain.db import session_scope
-from domain.training import train_model
+from domain.serving.training import train_model
 from jobs.context import JobContext
 
 

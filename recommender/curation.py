@@ -1,8 +1,8 @@
 """Curation: scored candidates -> three price tiers of two or three picks, never something already given.
 
-Pure numpy. The caller (``domain.selections``) supplies item arrays in one fixed item order, the blended
-candidate scores of one selection, and the item positions that must never be picked (what the recipient
-was already given, what the customer bought recently). The rules:
+Pure numpy. The caller (``domain.reminders.selections``) supplies item arrays in one fixed item order,
+the blended candidate scores of one selection, and the item positions that must never be picked (what the
+recipient was already given, what the customer bought recently). The rules:
 
 * only active, in-stock items that arrive by the occasion when ordered on the reminder day
   (``delivery_days <= days_until``);

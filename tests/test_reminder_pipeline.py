@@ -17,11 +17,11 @@ import pytest
 from sqlalchemy import select
 
 from config import load_settings
-from domain import api_keys
+from domain.access import api_keys
+from domain.customers.imports import import_orders
 from domain.db import session_scope
-from domain.demo import seed_demo
-from domain.imports import import_orders
-from domain.links import LinkSigner
+from domain.demo.seed import seed_demo
+from domain.messaging.links import LinkSigner
 from domain.models import (
     AuditLog,
     Customer,
@@ -33,8 +33,8 @@ from domain.models import (
     Product,
     User,
 )
-from domain.planning import plan_selections
-from domain.selections import approve_selection
+from domain.reminders.planning import plan_selections
+from domain.reminders.selections import approve_selection
 from jobs.__main__ import build_context
 from jobs.context import JobContext
 from jobs.registry import JOBS

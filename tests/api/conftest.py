@@ -7,11 +7,12 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from domain import api_keys, catalog_admin
+from domain.access import api_keys
+from domain.catalog import products
+from domain.customers.imports import import_orders
 from domain.db import session_scope
-from domain.imports import import_orders
 from domain.models import Customer, Order
-from domain.training import train_model
+from domain.serving.training import train_model
 from tests.api.helpers import SHOP
 from tests.conftest import SAMPLE
 
@@ -36,8 +37,8 @@ def shop(app) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
             ("VASE-2", "Glass vase", "32.00"),
             ("SCARF-3", "Silk scarf", "120.00"),
         ):
-            catalog_admin.upsert_product(
-                session, sku, catalog_admin.ProductInput(title=title, price=Decimal(price)), actor="test"
+            products.upsert_product(
+                session, sku, products.ProductInput(title=title, price=Decimal(price)), actor="test"
             )
         session.add_all(
             [

@@ -143,7 +143,7 @@ def test_a_request_is_counted_once_whichever_door_answers(settings, sessions, sh
     )
     try:
         with limited.extensions["giftrec"].sessions() as session:
-            from domain import api_keys
+            from domain.access import api_keys
 
             _, key = api_keys.create_key(session, "server")
             session.commit()

@@ -7,7 +7,7 @@ from decimal import Decimal
 import orjson
 
 from api.item_json import ItemListJson
-from domain.recommendations import RecommendedItem
+from domain.serving.recommendations import RecommendedItem
 
 
 def reference(items: list[RecommendedItem]) -> bytes:

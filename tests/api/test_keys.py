@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from api.cli import cli
 from config import ConfigError, load_settings
-from domain import api_keys
+from domain.access import api_keys
 from domain.errors import InvalidInput
 from domain.models import ApiKey, AuditLog
 from tests.api.helpers import SHOP, bearer

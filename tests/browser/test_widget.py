@@ -7,11 +7,11 @@ import time
 import pytest
 from sqlalchemy import select
 
-from domain import api_keys
+from domain.access import api_keys
+from domain.customers.imports import import_orders
 from domain.db import session_scope
-from domain.imports import import_orders
 from domain.models import Event
-from domain.training import train_model
+from domain.serving.training import train_model
 from tests.browser.conftest import SCREENSHOTS
 from tests.conftest import SAMPLE
 

@@ -16,12 +16,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings, load_settings
-from domain.catalog import CatalogSnapshot
+from domain.catalog.snapshot import CatalogSnapshot
+from domain.customers.imports import import_orders
 from domain.db import Base
-from domain.imports import import_orders
-from domain.model_store import ModelStore
 from domain.models import Customer, Order, OrderLine, Product
-from domain.recommendations import Serving
+from domain.serving.model_store import ModelStore
+from domain.serving.recommendations import Serving
 from tests.conftest import SAMPLE
 
 #: Every CUSTOMER_STRIDE-th customer of the bundled sample (sorted ids), with all their rows, plus guests.
@@ -86,7 +86,8 @@ IMPORTED_TABLES = ("import_runs", "customers", "products", "orders", "order_line
 def imported_rows(
     engine: Engine, sample_slice: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, list]:
-    """The slice imported once through domain.imports; the resulting rows, for each test to restore."""
+    """The slice imported once through domain.customers.imports; the resulting rows, for each test
+    to restore."""
     factory = sessionmaker(bind=engine)
     with factory.begin() as session:
         import_orders(session, sample_slice, "online-retail", instance_dir=tmp_path_factory.mktemp("rejects"))

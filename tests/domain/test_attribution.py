@@ -9,8 +9,9 @@ from decimal import Decimal
 from sqlalchemy import func, select
 
 from api.cli import cli
-from domain.attribution import attribute_purchases
+from domain.customers.orders import OrderInput, OrderLineInput, record_order
 from domain.db import session_scope
+from domain.messaging.attribution import attribute_purchases
 from domain.models import (
     AuditLog,
     Customer,
@@ -22,7 +23,6 @@ from domain.models import (
     OutboundEmail,
     Product,
 )
-from domain.orders_api import OrderInput, OrderLineInput, record_order
 from tests.delivery_fixtures import make_customer, make_product, make_selection
 
 SENT_AT = dt.datetime(2011, 12, 1, 12, 0, 5)

@@ -21,8 +21,10 @@ from werkzeug.security import check_password_hash
 
 from api.cli import cli
 from domain import schema
+from domain.access.users import authenticate
+from domain.customers.imports import import_orders
 from domain.db import Base, make_engine, make_session_factory, session_scope
-from domain.demo import (
+from domain.demo.seed import (
     DEMO_MANAGERS,
     DEMO_PASSWORD,
     DEMO_TODAY,
@@ -30,7 +32,6 @@ from domain.demo import (
     DemoSummary,
     seed_demo,
 )
-from domain.imports import import_orders
 from domain.models import (
     DATE_KINDS,
     AuditLog,
@@ -44,8 +45,7 @@ from domain.models import (
     Recipient,
     User,
 )
-from domain.occasions import BUILTIN_OCCASIONS
-from domain.users import authenticate
+from domain.reminders.occasions import BUILTIN_OCCASIONS
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "online_retail_sample.csv.gz"
 # A stand-in for the real date: its two-week window crosses 29 February 2024.

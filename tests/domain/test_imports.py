@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from domain.customers.imports import ImportSummary, default_reject_path, import_orders
+from domain.customers.sources import Format
 from domain.db import session_scope
 from domain.errors import InvalidInput
-from domain.imports import ImportSummary, default_reject_path, import_orders
 from domain.models import Customer, ImportRun, Order, OrderLine, Product
-from domain.sources import Format
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "online_retail_sample.csv.gz"

@@ -7,9 +7,9 @@ from itsdangerous import URLSafeSerializer
 from sqlalchemy import func, select
 
 from domain.db import session_scope
-from domain.links import InvalidLink, LinkSigner
+from domain.messaging.links import InvalidLink, LinkSigner
 from domain.models import Customer, Event, GiftSelection, ImportantDate, OutboundEmail
-from domain.reminders import queue_reminders
+from domain.reminders.queueing import queue_reminders
 from tests.delivery_fixtures import NOW, make_selection
 
 BASE = "http://127.0.0.1:5000"

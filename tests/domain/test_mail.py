@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from domain.mail import (
+from domain.messaging.mail import (
     OutgoingEmail,
     PermanentMailError,
     SmtpMailer,

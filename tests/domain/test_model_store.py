@@ -10,10 +10,10 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
-from domain.model_store import ModelStore
 from domain.models import ModelRun
-from domain.recommendations import recommend_for_customer
-from domain.training import rollback, train_model
+from domain.serving.model_store import ModelStore
+from domain.serving.recommendations import recommend_for_customer
+from domain.serving.training import rollback, train_model
 from tests.domain.serving_fixtures import (  # noqa: F401
     FakeClock,
     clock,

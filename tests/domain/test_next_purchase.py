@@ -12,12 +12,17 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from domain.catalog_admin import ProductInput, upsert_product
+from domain.catalog.products import ProductInput, upsert_product
 from domain.db import session_scope
 from domain.errors import InvalidInput, NotFound
 from domain.models import Customer, Order, OrderLine, Product
-from domain.next_purchase import NextPurchaseService, fit_next_purchase, load_purchase_days, next_purchase_for
-from domain.recommendations import Serving
+from domain.serving.next_purchase import (
+    NextPurchaseService,
+    fit_next_purchase,
+    load_purchase_days,
+    next_purchase_for,
+)
+from domain.serving.recommendations import Serving
 from tests.domain.serving_fixtures import (  # noqa: F401
     FakeClock,
     add_order,

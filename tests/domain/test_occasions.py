@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from domain.errors import InvalidInput
-from domain.occasions import (
+from domain.reminders.occasions import (
     CalendarError,
     decide,
     easter_sunday,

@@ -9,9 +9,9 @@ from sqlalchemy import select, update
 
 from api.cli import cli
 from domain.db import session_scope
-from domain.mail import SmtpMailer
+from domain.messaging.mail import SmtpMailer
+from domain.messaging.outbox import _claim_next, enqueue, resolve, send_outbox
 from domain.models import Customer, GiftSelection, OutboundEmail
-from domain.outbox import _claim_next, enqueue, resolve, send_outbox
 from tests.delivery_fixtures import HANG, NOW, make_customer, make_selection, with_mail
 
 

@@ -14,13 +14,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
-from domain.catalog import CARD_FIELDS, CatalogSnapshot
-from domain.catalog_admin import ProductInput, upsert_product
+from domain.catalog.products import ProductInput, upsert_product
+from domain.catalog.snapshot import CARD_FIELDS, CatalogSnapshot
 from domain.errors import InvalidInput, NotFound
-from domain.model_store import ModelStore
 from domain.models import Customer, Product
-from domain.ranked import Ranked, RankedCache
-from domain.recommendations import (
+from domain.serving.model_store import ModelStore
+from domain.serving.ranked import Ranked, RankedCache
+from domain.serving.recommendations import (
     RecommendedItem,
     Serving,
     bestsellers,
@@ -30,7 +30,7 @@ from domain.recommendations import (
     recommend_for_customer,
     similar_products,
 )
-from domain.training import train_model
+from domain.serving.training import train_model
 from tests.domain.serving_fixtures import (  # noqa: F401
     FakeClock,
     add_order,

@@ -8,11 +8,11 @@ import re
 from sqlalchemy import select
 
 from domain.db import session_scope
-from domain.links import LinkSigner
-from domain.mail import SmtpMailer
+from domain.messaging.links import LinkSigner
+from domain.messaging.mail import SmtpMailer
+from domain.messaging.outbox import enqueue, send_outbox
 from domain.models import Customer, ImportantDate, OutboundEmail
-from domain.outbox import enqueue, send_outbox
-from domain.reminders import choose_locale, queue_reminders, render_reminder
+from domain.reminders.queueing import choose_locale, queue_reminders, render_reminder
 from tests.delivery_fixtures import NOW, make_customer, make_product, make_selection
 
 

@@ -14,10 +14,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
-from domain.candidates import CandidateRows, Candidates, Catalog
+from domain.customers.imports import import_orders
 from domain.db import Base, make_session_factory, session_scope
 from domain.errors import Conflict, InvalidInput, NotFound
-from domain.imports import import_orders
 from domain.models import (
     AuditLog,
     Customer,
@@ -32,7 +31,7 @@ from domain.models import (
     SelectionPick,
     User,
 )
-from domain.selections import (
+from domain.reminders.selections import (
     add_pick,
     apply_review_cutoff,
     approve_selection,
@@ -43,6 +42,7 @@ from domain.selections import (
     remove_pick,
     swap_pick,
 )
+from domain.serving.candidates import CandidateRows, Candidates, Catalog
 from tests.conftest import SAMPLE
 
 NOW = dt.datetime(2011, 12, 1, 6, 0, tzinfo=dt.UTC)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from domain.customers.sources import read_order_lines
 from domain.errors import InvalidInput
-from domain.sources import read_order_lines
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "online_retail_sample.csv.gz"

@@ -13,10 +13,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.cli import cli
 from config import Settings
+from domain.customers.interactions import build_matrix, load_interactions
 from domain.errors import Conflict, NotFound
-from domain.interactions import build_matrix, load_interactions
 from domain.models import AuditLog, ModelRun, Order
-from domain.training import is_stale, list_runs, rollback, serving_run, train_model
+from domain.serving.training import is_stale, list_runs, rollback, serving_run, train_model
 from recommender.artifacts import load_artifact
 from tests.domain.serving_fixtures import (  # noqa: F401
     add_order,

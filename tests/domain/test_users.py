@@ -8,9 +8,9 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash
 
 from api.cli import cli
+from domain.access.users import authenticate, create_user, list_users
 from domain.errors import Conflict, InvalidInput
 from domain.models import User
-from domain.users import authenticate, create_user, list_users
 
 PASSWORD = "correct horse battery"
 

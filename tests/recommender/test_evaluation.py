@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy.sparse import csr_matrix
 
+from domain.customers.sources import read_order_lines
 from domain.errors import InvalidInput
-from domain.evaluation import evaluate_command, history_from_lines
-from domain.sources import read_order_lines
+from domain.serving.evaluation import evaluate_command, history_from_lines
 from recommender.evaluation import (
     BASELINES,
     DEFAULT_MODEL,

@@ -43,7 +43,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
-from domain.interactions import (
+from domain.customers.interactions import (
     InteractionRows,
     SalesRows,
     Watermark,
@@ -55,7 +55,7 @@ from domain.interactions import (
 )
 from domain.models import Customer, Event, ModelRun, Order
 from domain.models._types import utcnow
-from domain.ranked import RankedCache
+from domain.serving.ranked import RankedCache
 from recommender.artifacts import load_artifact
 from recommender.base import Recommender
 from recommender.interactions import IdIndex
@@ -119,7 +119,7 @@ class ServingData:
     built_at: dt.datetime
     fresh: dict[int, CustomerRows] = field(default_factory=dict)
     cache: dict[Any, Any] = field(default_factory=dict)
-    #: Customers' rankings made from this data (see domain.ranked).
+    #: Customers' rankings made from this data (see domain.serving.ranked).
     ranked: RankedCache = field(default_factory=lambda: RankedCache(0))
     #: CustomerRows cut from ``user_items``/``bought`` on first use (slicing a CSR row costs more than the
     #: rest of a recommendation); valid as long as this ServingData, as ``fresh`` overrides them.

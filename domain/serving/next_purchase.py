@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from domain.errors import InvalidInput, NotFound
 from domain.models import Order, OrderLine
 from domain.models._types import utcnow
-from domain.recommendations import MAX_N, Serving
+from domain.serving.recommendations import MAX_N, Serving
 from recommender.base import RecommenderError
 from recommender.interactions import IdIndex
 from recommender.next_purchase import NextPurchaseModel

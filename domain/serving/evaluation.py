@@ -8,15 +8,16 @@ from typing import Any
 
 import numpy as np
 
+from domain.customers.sources import Format, OrderLine, read_order_lines
 from domain.errors import InvalidInput
-from domain.sources import Format, OrderLine, read_order_lines
 from recommender.evaluation import Candidate, EvaluationResult, OrderHistory, evaluate, format_table
 
 __all__ = ["evaluate_command", "evaluate_file", "history_from_lines"]
 
 
 def history_from_lines(lines: Sequence[OrderLine]) -> OrderHistory:
-    """Order lines (from `domain.sources.read_order_lines`) as arrays; guests get the empty customer id."""
+    """Order lines (from `domain.customers.sources.read_order_lines`) as arrays; guests get the empty
+    customer id."""
     n = len(lines)
     return OrderHistory(
         user_ids=np.array([line.customer_id or "" for line in lines], dtype=str) if n else np.array([], str),

@@ -20,14 +20,14 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from config import Settings
-from domain.links import LinkSigner
+from domain.messaging.links import LinkSigner
+from domain.messaging.outbox import enqueue, next_marketing_slot
 from domain.models import Customer, GiftSelection, ImportantDate, OutboundEmail, Product, Recipient
-from domain.occasions import local_today
-from domain.outbox import enqueue, next_marketing_slot
+from domain.reminders.occasions import local_today
 
 log = logging.getLogger(__name__)
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 DEFAULT_LOCALE = "en"
 QUEUEABLE_STATUSES = ("ready", "approved")
 

@@ -1,12 +1,12 @@
 """Storefront recommendation use cases: picks for a customer, similar items, bestsellers, new arrivals.
 
-Everything here reads memory only (:class:`~domain.model_store.ModelStore` and
-:class:`~domain.catalog.CatalogSnapshot`); the one exception is a customer id the process has not seen yet,
-looked up once in the database. Every path applies the same filters: only active, in-stock products,
-plus the caller's price range, category and excluded SKUs; picks for a customer also leave out what the
-customer already bought (unless ``keep_repeats``).
+Everything here reads memory only (:class:`~domain.serving.model_store.ModelStore` and
+:class:`~domain.catalog.snapshot.CatalogSnapshot`); the one exception is a customer id the process has
+not seen yet, looked up once in the database. Every path applies the same filters: only active, in-stock
+products, plus the caller's price range, category and excluded SKUs; picks for a customer also leave out what
+the customer already bought (unless ``keep_repeats``).
 
-A customer's picks are ranked once and kept (:mod:`domain.ranked`, ``api.picks_cache_customers`` per
+A customer's picks are ranked once and kept (:mod:`domain.serving.ranked`, ``api.picks_cache_customers`` per
 worker): the next requests only filter the kept order, which answers exactly what ranking under those
 filters would; a request whose filters exhaust it ranks as before.
 
@@ -29,10 +29,10 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
-from domain.catalog import Catalog, CatalogSnapshot
+from domain.catalog.snapshot import Catalog, CatalogSnapshot
 from domain.errors import InvalidInput, NotFound
-from domain.model_store import CustomerRows, LoadedModel, ModelStore, ServingData
-from domain.ranked import CANDIDATES, Ranked
+from domain.serving.model_store import CustomerRows, LoadedModel, ModelStore, ServingData
+from domain.serving.ranked import CANDIDATES, Ranked
 from recommender.base import top_k
 from recommender.chain import recommend_with_fallback
 from recommender.popularity import NewArrivals, PopularityRecommender

@@ -35,6 +35,7 @@ import numpy as np
 from sqlalchemy import Integer, case, cast, func, select
 from sqlalchemy.orm import Session
 
+from domain.access.users import create_user, find_user
 from domain.models import (
     AuditLog,
     Customer,
@@ -47,7 +48,6 @@ from domain.models import (
     Recipient,
     User,
 )
-from domain.users import create_user, find_user
 
 DEFAULT_SEED = 20111209
 DEMO_TODAY = dt.date(2011, 12, 1)
@@ -634,3 +634,29 @@ def _opt_ins(rng: np.random.Generator, people: list[_Person], locale: str) -> li
         if rng.random() < p:
             chosen.append((code, recipient_for.get(code)))
     return chosen
+
+
+def demo_shopper(session: Session) -> tuple[str | None, str | None]:
+    """A customer with the most order lines and the product they bought most: what the demo page shows."""
+    row = session.execute(
+        select(Customer.external_id, func.count(OrderLine.id).label("n"))
+        .join(Order, Order.customer_id == Customer.id)
+        .join(OrderLine, OrderLine.order_id == Order.id)
+        .where(Customer.erased_at.is_(None), Order.kind == "sale")
+        .group_by(Customer.external_id)
+        .order_by(func.count(OrderLine.id).desc(), Customer.external_id)
+        .limit(1)
+    ).first()
+    if row is None:
+        return None, None
+    sku = session.scalar(
+        select(Product.sku)
+        .join(OrderLine, OrderLine.product_id == Product.id)
+        .join(Order, Order.id == OrderLine.order_id)
+        .join(Customer, Customer.id == Order.customer_id)
+        .where(Customer.external_id == row[0], Product.is_active.is_(True))
+        .group_by(Product.sku)
+        .order_by(func.sum(OrderLine.quantity).desc(), Product.sku)
+        .limit(1)
+    )
+    return row[0], sku

@@ -1,9 +1,9 @@
 """Import order files into customers, products, orders and order lines: one transaction, rejects reported.
 
-``import_orders`` parses the whole file first (:mod:`domain.sources`); a file that is unusable as a whole
-raises :class:`~domain.errors.InvalidInput` before the database is touched. Rows that break a cleaning rule
-are written to a reject CSV (``line_no, kind, field, reason, raw``) and the rest is imported in the
-caller's transaction, so a failure half-way (a constraint, a lost connection) rolls everything back.
+``import_orders`` parses the whole file first (:mod:`domain.customers.sources`); a file that is unusable
+as a whole raises :class:`~domain.errors.InvalidInput` before the database is touched. Rows that break a
+cleaning rule are written to a reject CSV (``line_no, kind, field, reason, raw``) and the rest is imported in
+the caller's transaction, so a failure half-way (a constraint, a lost connection) rolls everything back.
 
 - **Idempotent.** Orders are unique by external id (the invoice number; ``C...`` cancellations keep their
   ``C``): orders already in the database are skipped with all their lines. Customers and products are
@@ -42,10 +42,10 @@ from typing import Any
 from sqlalchemy import Column, Table, insert, select, text
 from sqlalchemy.orm import Session
 
+from domain.customers.sources import Format, OrderLine, ParseResult, Reject, read_order_lines
 from domain.db import Base
 from domain.models import ImportRun
 from domain.models._types import utcnow
-from domain.sources import Format, OrderLine, ParseResult, Reject, read_order_lines
 
 CHUNK = 20_000
 #: SQLite page cache during an import, in KiB (negative = KiB in PRAGMA cache_size).

@@ -12,8 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from config import Settings
-from domain.attribution import attribute_purchases
 from domain.errors import Conflict, InvalidInput
+from domain.messaging.attribution import attribute_purchases
 from domain.models import ORDER_KINDS, Customer, Order, OrderLine, Product
 from domain.models._types import utcnow
 
@@ -59,9 +59,9 @@ def record_order(session: Session, data: OrderInput, settings: Settings | None =
     order again returns the stored one (``created`` False); the same order id with other contents is a
     :class:`Conflict`.
 
-    A new sale is attributed at once (:func:`~domain.attribution.attribute_purchases` for this customer):
-    a picked product of a recent reminder marks its selection purchased. ``settings`` gives the
-    attribution window (default: the built-in ``reminders.attribution_days``).
+    A new sale is attributed at once (:func:`~domain.messaging.attribution.attribute_purchases` for
+    this customer): a picked product of a recent reminder marks its selection purchased. ``settings`` gives
+    the attribution window (default: the built-in ``reminders.attribution_days``).
     """
     if data.kind not in ORDER_KINDS:
         raise InvalidInput("kind", f"must be one of {', '.join(ORDER_KINDS)}")

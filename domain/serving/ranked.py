@@ -7,9 +7,10 @@ model and on the customer's rows only, so it is kept: :class:`Ranked` holds the 
 filters allow. That is exactly what ranking with the filters gives, since a filter only removes products
 from the order, so the use case falls back to ranking only when the kept list runs out.
 
-An entry is valid while the customer's rows are the same object: :class:`~domain.model_store.ModelStore`
-replaces them when the customer buys, returns or browses, and a new model or data build starts with an
-empty cache. Least recently used customers go first once ``size`` are kept.
+An entry is valid while the customer's rows are the same object:
+:class:`~domain.serving.model_store.ModelStore` replaces them when the customer buys, returns or browses, and
+a new model or data build starts with an empty cache. Least recently used customers go first once ``size`` are
+kept.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from config import Settings
 from domain.errors import DomainError, NotFound
+from domain.messaging.outbox import cancel_queued
 from domain.models import (
     AuditLog,
     Customer,
@@ -25,7 +26,6 @@ from domain.models import (
     Product,
     Recipient,
 )
-from domain.outbox import cancel_queued
 
 #: Selections in these states have not gone out yet; a stop or unsubscribe ends them.
 OPEN_SELECTION_STATUSES = ("planned", "ready", "awaiting_review", "approved")

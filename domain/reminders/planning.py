@@ -10,8 +10,8 @@
    ``IN`` lists);
 5. candidates, a batch at a time, from the injectable candidates function; then bulk inserts.
 
-Each occurrence is judged in the customer's own time zone (``domain.occasions``). A customer whose data
-breaks planning (an unknown time zone, inconsistent budget...) is logged and counted, and the batch
+Each occurrence is judged in the customer's own time zone (``domain.reminders.occasions``). A customer
+whose data breaks planning (an unknown time zone, inconsistent budget...) is logged and counted, and the batch
 carries on. Domain functions never commit: the job's ``session_scope`` does.
 """
 
@@ -30,7 +30,6 @@ from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from config import Settings
-from domain.candidates import CandidateRows, CandidatesFn, Catalog, default_candidates, profile_words
 from domain.errors import DomainError
 from domain.models import (
     AuditLog,
@@ -45,7 +44,7 @@ from domain.models import (
     SelectionPick,
 )
 from domain.models._types import utcnow
-from domain.occasions import (
+from domain.reminders.occasions import (
     Decision,
     decide,
     lead_days_for,
@@ -54,6 +53,7 @@ from domain.occasions import (
     next_occurrence,
     parse_calendar,
 )
+from domain.serving.candidates import CandidateRows, CandidatesFn, Catalog, default_candidates, profile_words
 from recommender.curation import CurationError, curate, tier_bounds
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ def plan_selections(
 
     `now` is the UTC instant of the run (naive = UTC); each customer's own time zone turns it into
     "today". `candidates_fn` scores the catalogue for a batch of selections; the default blends the
-    trained model, the recipient's profile, the season and bestsellers (``domain.candidates``).
+    trained model, the recipient's profile, the season and bestsellers (``domain.serving.candidates``).
     """
     started = time.perf_counter()
     now = _naive_utc(now)

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from config import Settings
 from domain.db import session_scope
 from domain.errors import Conflict, InvalidInput, NotFound
-from domain.mail import (
+from domain.messaging.mail import (
     Mailer,
     MailError,
     OutgoingEmail,
@@ -318,7 +318,7 @@ def send_outbox(
     limit: int | None = None,
 ) -> OutboxReport:
     """Send what is due, one row at a time: claim (committed), send, record the outcome (committed)."""
-    from domain.links import LinkSigner  # links cancels queued mail through this module
+    from domain.messaging.links import LinkSigner  # links cancels queued mail through this module
 
     signer = LinkSigner.from_settings(settings)
     clock = _Clock(now)

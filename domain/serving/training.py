@@ -1,7 +1,7 @@
 """Model lifecycle: train from the database, save a versioned artifact, record the ModelRun, list, roll back.
 
 Serving picks the newest run that ``succeeded`` and is not ``is_rolled_back`` (see
-:mod:`domain.model_store`). Nothing here commits: the caller's transaction records the run.
+:mod:`domain.serving.model_store`). Nothing here commits: the caller's transaction records the run.
 
 Training reads first and writes last: the ModelRun row is added only when the fit is over, so a long
 training never holds SQLite's write lock while the web process records orders and events.
@@ -22,14 +22,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config import Settings
-from domain.errors import Conflict, InvalidInput, NotFound
-from domain.interactions import (
+from domain.customers.interactions import (
     Watermark,
     activity_watermark,
     build_matrix,
     load_interactions,
     load_sales,
 )
+from domain.errors import Conflict, InvalidInput, NotFound
 from domain.models import AuditLog, ModelRun
 from domain.models._types import utcnow
 from recommender.artifacts import save_artifact

@@ -1,4 +1,5 @@
-"""Curated gift selections: batch planning (re-exported from ``domain.planning``) and the review use cases.
+"""Curated gift selections: batch planning (re-exported from ``domain.reminders.planning``) and the review
+use cases.
 
 The use cases serve the account managers' review pages and the selections API. Each one that changes a
 selection writes an :class:`~domain.models.AuditLog` entry naming the user, and raises
@@ -28,7 +29,7 @@ from domain.models import (
     User,
 )
 from domain.models._types import utcnow
-from domain.planning import (
+from domain.reminders.planning import (
     CutoffSummary,
     PlanSummary,
     apply_review_cutoff,
