@@ -23,7 +23,7 @@ from domain.access import api_keys
 from domain.access.api_keys import KeyInfo
 
 if TYPE_CHECKING:
-    from api import AppContext
+    from api.context import AppContext
 
 log = logging.getLogger(__name__)
 

@@ -10,15 +10,14 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 from werkzeug.wrappers import Response as BaseResponse
 
 from api.db import get_session
+from domain.messaging.links import customer_for_unsubscribe as _customer
 from domain.messaging.links import (
-    InvalidLink,
-    LinkSigner,
     describe_stop,
     record_click,
     stop_reminder,
     unsubscribe,
 )
-from domain.messaging.links import customer_for_unsubscribe as _customer
+from domain.messaging.signing import InvalidLink, LinkSigner
 from domain.models._types import utcnow
 from domain.reminders.queueing import choose_locale
 

@@ -11,7 +11,7 @@ from flask import current_app
 
 from api import auth
 from api.db import get_session
-from domain.messaging.links import LinkSigner
+from domain.messaging.signing import LinkSigner
 from domain.models import SELECTION_STATUSES
 from domain.reminders import selections
 from domain.reminders.feed import describe_selections

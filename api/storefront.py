@@ -39,7 +39,7 @@ from domain.errors import DomainError
 from domain.serving import recommendations
 
 if TYPE_CHECKING:
-    from api import AppContext
+    from api.context import AppContext
 
 bp = APIBlueprint("storefront", __name__, url_prefix="/v1", tag="Storefront")
 

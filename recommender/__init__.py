@@ -1,6 +1,6 @@
 """Pure recommendation engine: interaction matrices, models, fallbacks, filters and artifacts."""
 
-from recommender.base import ArtifactError, NotFittedError, Recommender, RecommenderError, load_model
+from recommender.base import ArtifactError, NotFittedError, Recommender, RecommenderError
 from recommender.threads import pin_blas_threads
 
 __all__ = [
@@ -8,6 +8,5 @@ __all__ = [
     "NotFittedError",
     "Recommender",
     "RecommenderError",
-    "load_model",
     "pin_blas_threads",
 ]

@@ -14,10 +14,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recommender.base import ArtifactError, Recommender, load_model
+# Imported for their side effect: each Recommender subclass registers its name, which load_model reads.
+import recommender.collaborative  # noqa: F401
+import recommender.hybrid  # noqa: F401
+import recommender.popularity  # noqa: F401
+from recommender.base import ArtifactError, Recommender
 from recommender.interactions import IdIndex
 
-__all__ = ["FORMAT_VERSION", "MANIFEST", "Artifact", "list_versions", "load_artifact", "save_artifact"]
+__all__ = [
+    "FORMAT_VERSION",
+    "MANIFEST",
+    "Artifact",
+    "list_versions",
+    "load_artifact",
+    "load_model",
+    "save_artifact",
+]
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -231,3 +243,9 @@ def list_versions(directory_root: Path) -> list[str]:
         for p in root.iterdir()
         if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file()
     )
+
+
+def load_model(directory: Path) -> Recommender:
+    """Load whichever `Recommender` subclass was saved in `directory` (see `Recommender.load`)."""
+    # The implementations register their names when imported (at the top of this module).
+    return Recommender.load(directory)

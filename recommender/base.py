@@ -19,7 +19,6 @@ __all__ = [
     "Recommender",
     "RecommenderError",
     "check_user_items",
-    "load_model",
     "top_k",
     "top_k_rows",
 ]
@@ -515,13 +514,3 @@ class Recommender(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
         return f"{type(self).__name__}({args})"
-
-
-def load_model(directory: Path) -> Recommender:
-    """Load whichever `Recommender` subclass was saved in `directory` (see `Recommender.load`)."""
-    # Importing the implementations registers their names.
-    import recommender.collaborative  # noqa: F401
-    import recommender.hybrid  # noqa: F401
-    import recommender.popularity  # noqa: F401
-
-    return Recommender.load(directory)

@@ -21,7 +21,7 @@ from domain.access import api_keys
 from domain.customers.imports import import_orders
 from domain.db import session_scope
 from domain.demo.seed import seed_demo
-from domain.messaging.links import LinkSigner
+from domain.messaging.signing import LinkSigner
 from domain.models import (
     AuditLog,
     Customer,

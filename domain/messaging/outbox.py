@@ -30,6 +30,7 @@ from domain.messaging.mail import (
     UnknownOutcomeError,
     message_id_for,
 )
+from domain.messaging.signing import LinkSigner
 from domain.models import AuditLog, Customer, GiftSelection, OutboundEmail
 
 log = logging.getLogger(__name__)
@@ -318,8 +319,6 @@ def send_outbox(
     limit: int | None = None,
 ) -> OutboxReport:
     """Send what is due, one row at a time: claim (committed), send, record the outcome (committed)."""
-    from domain.messaging.links import LinkSigner  # links cancels queued mail through this module
-
     signer = LinkSigner.from_settings(settings)
     clock = _Clock(now)
     report = OutboxReport()

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from domain.messaging.links import LinkSigner
+from domain.messaging.signing import LinkSigner
 from domain.models import Customer, GiftSelection, ImportantDate, Product, Recipient
 
 

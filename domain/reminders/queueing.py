@@ -20,8 +20,8 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from config import Settings
-from domain.messaging.links import LinkSigner
 from domain.messaging.outbox import enqueue, next_marketing_slot
+from domain.messaging.signing import LinkSigner
 from domain.models import Customer, GiftSelection, ImportantDate, OutboundEmail, Product, Recipient
 from domain.reminders.occasions import local_today
 

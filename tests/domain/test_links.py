@@ -7,7 +7,7 @@ from itsdangerous import URLSafeSerializer
 from sqlalchemy import func, select
 
 from domain.db import session_scope
-from domain.messaging.links import InvalidLink, LinkSigner
+from domain.messaging.signing import InvalidLink, LinkSigner
 from domain.models import Customer, Event, GiftSelection, ImportantDate, OutboundEmail
 from domain.reminders.queueing import queue_reminders
 from tests.delivery_fixtures import NOW, make_selection

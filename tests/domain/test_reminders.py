@@ -8,9 +8,9 @@ import re
 from sqlalchemy import select
 
 from domain.db import session_scope
-from domain.messaging.links import LinkSigner
 from domain.messaging.mail import SmtpMailer
 from domain.messaging.outbox import enqueue, send_outbox
+from domain.messaging.signing import LinkSigner
 from domain.models import Customer, ImportantDate, OutboundEmail
 from domain.reminders.queueing import choose_locale, queue_reminders, render_reminder
 from tests.delivery_fixtures import NOW, make_customer, make_product, make_selection

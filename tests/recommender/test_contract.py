@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy.sparse import csr_matrix
 
-from recommender.base import ArtifactError, NotFittedError, Recommender, check_user_items, load_model
+from recommender.artifacts import load_model
+from recommender.base import ArtifactError, NotFittedError, Recommender, check_user_items
 from recommender.collaborative import ALSRecommender, ItemItemRecommender
 from tests.ranking import assert_same_ranking
 from tests.recommender.conftest import N_ITEMS, N_USERS

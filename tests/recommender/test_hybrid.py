@@ -98,7 +98,7 @@ def test_a_fresh_process_loads_a_saved_hybrid_without_warnings(tmp_path, user_it
     model = HybridRecommender(factors=2, iterations=3, num_threads=1).fit(user_items)
     model.save(tmp_path / "hybrid")
     code = (
-        "import sys; from pathlib import Path; from recommender.base import load_model; "
+        "import sys; from pathlib import Path; from recommender.artifacts import load_model; "
         "m = load_model(Path(sys.argv[1])); print(m.name, m.n_items)"
     )
     out = subprocess.run(

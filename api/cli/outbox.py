@@ -1,58 +1,14 @@
-"""CLI doors onto the jobs and the outbox: `giftrec scheduler`, `jobs run NAME`, `outbox list|resolve`."""
+"""`giftrec outbox list|resolve`: the email outbox and the operator's decisions on unknown outcomes."""
 
 from __future__ import annotations
 
-import datetime as dt
-import logging
 from collections import Counter
 
 import click
-from flask import current_app
-from flask.cli import AppGroup, with_appcontext
+from flask.cli import AppGroup
 
+from api.cli.common import transaction
 from domain.models._types import utcnow
-
-
-@click.command("scheduler")
-@with_appcontext
-def scheduler() -> None:
-    """Run the job scheduler in this process (one per database runs jobs; others stay idle)."""
-    from jobs.__main__ import run_scheduler
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    ctx = current_app.extensions["giftrec"]
-    run_scheduler(ctx.settings, ctx.sessions)
-
-
-@click.group(cls=AppGroup)
-def jobs() -> None:
-    """Run a scheduled job by hand."""
-
-
-def _job_names() -> list[str]:
-    from jobs.registry import available_jobs
-
-    return sorted(available_jobs())
-
-
-@jobs.command("run")
-@click.argument("name", type=click.Choice(_job_names()))
-@click.option(
-    "--today",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
-    default=None,
-    help="Run as of this day (noon UTC) instead of now.",
-)
-def jobs_run(name: str, today: dt.datetime | None) -> None:
-    """Run job NAME once, now (or as of --today); safe to repeat."""
-    from jobs.__main__ import build_context
-    from jobs.registry import JOBS
-
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    app_ctx = current_app.extensions["giftrec"]
-    ctx = build_context(app_ctx.settings, app_ctx.sessions)
-    ctx.today = today.date() if today else None
-    click.echo(f"{name} (as of {ctx.now():%Y-%m-%d %H:%M} UTC): {JOBS[name].runner()(ctx)}")
 
 
 @click.group(cls=AppGroup)
@@ -67,7 +23,6 @@ def outbox() -> None:
 @click.option("--limit", type=int, default=200, show_default=True)
 def outbox_list(unknown: bool, failed: bool, statuses: tuple[str, ...], limit: int) -> None:
     """List outbox emails: id, status, attempts, recipient, subject, last error."""
-    from api.cli import transaction  # imported here: api.cli imports this module
     from domain.messaging.outbox import list_outbox
 
     wanted = set(statuses) | ({"unknown"} if unknown else set()) | ({"failed"} if failed else set())
@@ -104,7 +59,6 @@ def outbox_list(unknown: bool, failed: bool, statuses: tuple[str, ...], limit: i
 @click.option("--resend", "outcome", flag_value="resend", help="It did not: queue it again.")
 def outbox_resolve(email_id: int, outcome: str | None) -> None:
     """Decide on an email whose outcome is unknown (or resend a failed one)."""
-    from api.cli import transaction
     from domain.messaging.outbox import resolve
 
     if outcome is None:

@@ -9,7 +9,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from api.cli import transaction
+from api.cli.common import transaction
 from api.widget import demo_key, demo_key_path
 from domain.access import api_keys
 from domain.models import API_KEY_SCOPES

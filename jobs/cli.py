@@ -1,0 +1,52 @@
+"""`giftrec scheduler` and `giftrec jobs run NAME`: the jobs' doors on the command line.
+
+Registered on the `giftrec` command through the ``flask.commands`` entry point (setup.cfg), so that neither
+the web package nor this one imports the other.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import click
+from flask import current_app
+from flask.cli import AppGroup, with_appcontext
+
+from jobs.__main__ import build_context, run_scheduler
+from jobs.registry import JOBS, available_jobs
+
+
+@click.command("scheduler")
+@with_appcontext
+def scheduler() -> None:
+    """Run the job scheduler in this process (one per database runs jobs; others stay idle)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx = current_app.extensions["giftrec"]
+    run_scheduler(ctx.settings, ctx.sessions)
+
+
+@click.group(cls=AppGroup)
+def jobs() -> None:
+    """Run a scheduled job by hand."""
+
+
+def _job_names() -> list[str]:
+    return sorted(available_jobs())
+
+
+@jobs.command("run")
+@click.argument("name", type=click.Choice(_job_names()))
+@click.option(
+    "--today",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Run as of this day (noon UTC) instead of now.",
+)
+def jobs_run(name: str, today: dt.datetime | None) -> None:
+    """Run job NAME once, now (or as of --today); safe to repeat."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app_ctx = current_app.extensions["giftrec"]
+    ctx = build_context(app_ctx.settings, app_ctx.sessions)
+    ctx.today = today.date() if today else None
+    click.echo(f"{name} (as of {ctx.now():%Y-%m-%d %H:%M} UTC): {JOBS[name].runner()(ctx)}")
