@@ -1,6 +1,6 @@
 """GET /v1/customers/{id}/next-purchase on real UCI rows: shape, keys, errors, OpenAPI."""
 
-# ruff: noqa: F811  (pytest fixtures imported from tests.domain.serving_fixtures are redefined as arguments)
+# ruff: noqa: F811  (pytest fixtures imported from tests.domain.serving.fixtures are redefined as arguments)
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from domain.db import session_scope
 from domain.models import Customer, Order, OrderLine, Product
 from tests.api.helpers import SHOP, bearer
-from tests.domain.serving_fixtures import imported, imported_rows, sample_slice  # noqa: F401
+from tests.domain.serving.fixtures import imported, imported_rows, sample_slice  # noqa: F401
 
 ITEM_FIELDS = {
     "sku",

@@ -1,6 +1,6 @@
 """The serving process's model: newest run without a restart, rollback, corrupt artifacts, readiness."""
 
-# ruff: noqa: F811  (pytest fixtures imported from tests.domain.serving_fixtures are redefined as arguments)
+# ruff: noqa: F811  (pytest fixtures imported from tests.domain.serving.fixtures are redefined as arguments)
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from domain.models import ModelRun
 from domain.serving.model_store import ModelStore
 from domain.serving.recommendations import recommend_for_customer
 from domain.serving.training import rollback, train_model
-from tests.domain.serving_fixtures import (  # noqa: F401
+from tests.domain.serving.fixtures import (  # noqa: F401
     FakeClock,
     clock,
     imported,

@@ -47,7 +47,7 @@ from domain.models import (
 )
 from domain.reminders.occasions import BUILTIN_OCCASIONS
 
-SAMPLE = Path(__file__).resolve().parents[2] / "data" / "online_retail_sample.csv.gz"
+SAMPLE = Path(__file__).resolve().parents[3] / "data" / "online_retail_sample.csv.gz"
 # A stand-in for the real date: its two-week window crosses 29 February 2024.
 TODAY = dt.date(2024, 2, 20)
 FEMALE = {"wife", "mother"}

@@ -1,6 +1,6 @@
 """Next purchase from orders: what counts as a purchase, the data's clock, and when the model is refitted."""
 
-# ruff: noqa: F811  (pytest fixtures imported from tests.domain.serving_fixtures are redefined as arguments)
+# ruff: noqa: F811  (pytest fixtures imported from tests.domain.serving.fixtures are redefined as arguments)
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from domain.serving.next_purchase import (
     next_purchase_for,
 )
 from domain.serving.recommendations import Serving
-from tests.domain.serving_fixtures import (  # noqa: F401
+from tests.domain.serving.fixtures import (  # noqa: F401
     FakeClock,
     add_order,
     clock,

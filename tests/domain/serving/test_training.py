@@ -1,6 +1,6 @@
 """Training from the database: the ModelRun, the artifact on disk, staleness, pruning, rollback, the CLI."""
 
-# ruff: noqa: F811  (pytest fixtures imported from tests.domain.serving_fixtures are redefined as arguments)
+# ruff: noqa: F811  (pytest fixtures imported from tests.domain.serving.fixtures are redefined as arguments)
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from domain.errors import Conflict, NotFound
 from domain.models import AuditLog, ModelRun, Order
 from domain.serving.training import is_stale, list_runs, rollback, serving_run, train_model
 from recommender.artifacts import load_artifact
-from tests.domain.serving_fixtures import (  # noqa: F401
+from tests.domain.serving.fixtures import (  # noqa: F401
     add_order,
     imported,
     imported_rows,

@@ -17,9 +17,9 @@ from domain.db import session_scope
 from domain.errors import InvalidInput
 from domain.models import Customer, ImportRun, Order, OrderLine, Product
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SAMPLE = REPO / "data" / "online_retail_sample.csv.gz"
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"
 
 # Expected figures for the bundled sample, computed independently of giftrec with awk over the raw file
 # (fields taken from both ends of the line because only Description may hold quoted commas):

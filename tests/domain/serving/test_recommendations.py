@@ -1,6 +1,6 @@
 """Recommendation use cases on a model trained from real rows: chain, labels, filters, freshness."""
 
-# ruff: noqa: F811  (pytest fixtures imported from tests.domain.serving_fixtures are redefined as arguments)
+# ruff: noqa: F811  (pytest fixtures imported from tests.domain.serving.fixtures are redefined as arguments)
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from domain.serving.recommendations import (
     similar_products,
 )
 from domain.serving.training import train_model
-from tests.domain.serving_fixtures import (  # noqa: F401
+from tests.domain.serving.fixtures import (  # noqa: F401
     FakeClock,
     add_order,
     clock,

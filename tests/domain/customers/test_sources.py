@@ -12,8 +12,8 @@ import pytest
 from domain.customers.sources import read_order_lines
 from domain.errors import InvalidInput
 
-DATA = Path(__file__).resolve().parents[1] / "data"
-SAMPLE = Path(__file__).resolve().parents[2] / "data" / "online_retail_sample.csv.gz"
+DATA = Path(__file__).resolve().parents[2] / "data"
+SAMPLE = Path(__file__).resolve().parents[3] / "data" / "online_retail_sample.csv.gz"
 HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
 
 
