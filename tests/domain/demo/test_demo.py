@@ -24,11 +24,11 @@ from domain import schema
 from domain.access.users import authenticate
 from domain.customers.imports import import_orders
 from domain.db import Base, make_engine, make_session_factory, session_scope
+from domain.demo.people import OCCASION_CODES
 from domain.demo.seed import (
     DEMO_MANAGERS,
     DEMO_PASSWORD,
     DEMO_TODAY,
-    OCCASION_CODES,
     DemoSummary,
     seed_demo,
 )
