@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from config import Settings
 from domain.errors import Conflict, InvalidInput
 from domain.models import EVENT_KINDS, Customer, Event, Product
-from domain.models._types import utcnow
+from domain.models._types import naive_utc, utcnow
 
 #: Events may be stamped slightly ahead of the server clock (client clocks drift), never further.
 MAX_CLOCK_SKEW = dt.timedelta(hours=1)
@@ -55,10 +55,6 @@ def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
         yield values[start : start + _CHUNK]
 
 
-def _naive_utc(value: dt.datetime) -> dt.datetime:
-    return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo is not None else value
-
-
 def record_events(
     session: Session,
     settings: Settings,
@@ -94,7 +90,7 @@ def record_events(
             raise InvalidInput(f"{at}.customer_id", "either customer_id or anonymous_id is required")
         if ev.quantity < 1:
             raise InvalidInput(f"{at}.quantity", "must be at least 1")
-        if ev.occurred_at is not None and _naive_utc(ev.occurred_at) > now + MAX_CLOCK_SKEW:
+        if ev.occurred_at is not None and naive_utc(ev.occurred_at) > now + MAX_CLOCK_SKEW:
             raise InvalidInput(f"{at}.occurred_at", "is in the future")
 
     customer_ids = sorted({ev.customer_id for ev in events if ev.customer_id})
@@ -137,7 +133,7 @@ def record_events(
             source=ev.source,
             recommendation_id=ev.recommendation_id,
             quantity=ev.quantity,
-            occurred_at=_naive_utc(ev.occurred_at) if ev.occurred_at else now,
+            occurred_at=naive_utc(ev.occurred_at) if ev.occurred_at else now,
         )
         for ev in events
         if ev.idempotency_key not in existing

@@ -15,7 +15,7 @@ from config import Settings
 from domain.errors import Conflict, InvalidInput
 from domain.messaging.attribution import attribute_purchases
 from domain.models import ORDER_KINDS, Customer, Order, OrderLine, Product
-from domain.models._types import utcnow
+from domain.models._types import naive_utc, utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +95,7 @@ def record_order(session: Session, data: OrderInput, settings: Settings | None =
         return OrderResult(existing, created=False, customer_created=False)
 
     ordered_at = data.ordered_at or utcnow()
-    if ordered_at.tzinfo is not None:
-        ordered_at = ordered_at.astimezone(dt.UTC).replace(tzinfo=None)
+    ordered_at = naive_utc(ordered_at)
     try:
         with session.begin_nested():
             if customer is None:

@@ -37,6 +37,7 @@ from domain.models import (
     Product,
     SelectionPick,
 )
+from domain.models._types import naive_utc
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +78,6 @@ class _Match:
     order_line_id: int
     order_external_id: str
     ordered_at: dt.datetime
-
-
-def _naive_utc(now: dt.datetime) -> dt.datetime:
-    return now.astimezone(dt.UTC).replace(tzinfo=None) if now.tzinfo is not None else now
 
 
 def _matches(session: Session, now: dt.datetime, customer_ids: Sequence[int] | None) -> list[_Match]:
@@ -143,7 +140,7 @@ def attribute_purchases(
     (an order just posted). Idempotent; never commits.
     """
     started = time.perf_counter()
-    now = _naive_utc(now)
+    now = naive_utc(now)
     window = dt.timedelta(days=settings.reminders.attribution_days)
     summary = AttributionSummary()
     by_selection: dict[int, list[_Match]] = {}

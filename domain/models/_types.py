@@ -16,6 +16,11 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
+def naive_utc(value: dt.datetime) -> dt.datetime:
+    """``value`` as naive UTC: an aware time is converted, a naive one is taken to be UTC already."""
+    return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo is not None else value
+
+
 class UTCDateTime(TypeDecorator[dt.datetime]):
     """Naive UTC datetimes on every backend; aware values are converted to UTC on the way in."""
 
@@ -23,9 +28,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
-        if value is not None and value.tzinfo is not None:
-            value = value.astimezone(dt.UTC).replace(tzinfo=None)
-        return value
+        return None if value is None else naive_utc(value)
 
 
 Money = Annotated[Decimal, mapped_column(Numeric(12, 2))]

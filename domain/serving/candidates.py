@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from config import Settings
 from domain.models import ModelRun, Order, OrderLine, Product
+from domain.models._types import naive_utc
 from recommender.curation import SOURCES
 
 log = logging.getLogger(__name__)
@@ -368,7 +369,7 @@ def default_candidates(
     `window` bounds the occasion dates of the run (default: the next 60 days): seasonal sales are
     loaded for it once, in one query.
     """
-    now = now.astimezone(dt.UTC).replace(tzinfo=None) if now.tzinfo is not None else now
+    now = naive_utc(now)
     if window is None:
         window = (now.date(), now.date() + dt.timedelta(days=60))
     vectorizer: CountVectorizer | None = CountVectorizer(binary=True, token_pattern=_TOKEN_PATTERN)
