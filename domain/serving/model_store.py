@@ -27,25 +27,21 @@ within ``freshness_interval`` seconds.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.sparse import coo_matrix, csr_matrix
-from sqlalchemy import func, select
+from scipy.sparse import csr_matrix
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
 from domain.customers.interactions import (
-    InteractionRows,
-    SalesRows,
     Watermark,
     activity_watermark,
     build_matrix,
@@ -53,121 +49,25 @@ from domain.customers.interactions import (
     load_interactions,
     load_sales,
 )
-from domain.models import Customer, Event, ModelRun, Order
+from domain.models import Customer, ModelRun
 from domain.models._types import utcnow
+from domain.serving.data import (
+    EMPTY_IDS,
+    CustomerRows,
+    LoadedModel,
+    ServingData,
+    bought_matrix,
+    csr_row,
+    data_version,
+    similar_for,
+)
 from domain.serving.ranked import RankedCache
 from recommender.artifacts import load_artifact
-from recommender.base import Recommender
 from recommender.interactions import IdIndex
-from recommender.similar import SimilarItems
 
 __all__ = ["CustomerRows", "LoadedModel", "ModelStore", "ServingData"]
 
 log = logging.getLogger(__name__)
-
-_EMPTY_IDS = np.empty(0, dtype=np.int64)
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A verified artifact in memory, with what serving derives from it once."""
-
-    run_id: int
-    version: str
-    algorithm: str
-    model: Recommender
-    #: The model without the customer's own repeat term (hybrid), for picks that exclude bought items.
-    discovery: Recommender
-    user_index: IdIndex
-    item_index: IdIndex
-    similar: SimilarItems | None
-    trained_watermark: Watermark
-    loaded_at: dt.datetime
-
-    @property
-    def n_items(self) -> int:
-        return len(self.item_index)
-
-
-@dataclass(frozen=True)
-class CustomerRows:
-    """One customer's interactions as the request path uses them."""
-
-    customer_id: int
-    #: Training row of the customer in the model, -1 if the model never saw them.
-    user_idx: int
-    #: Interaction row aligned to the model's items, shape (1, n_items); None without a model.
-    row: csr_matrix | None
-    #: Products bought and not (entirely) returned.
-    bought_product_ids: np.ndarray
-    #: Activity since training: fold the customer in from ``row`` instead of the stored factors.
-    recalculate: bool
-
-
-@dataclass
-class ServingData:
-    """Everything the request path reads, for one model (or none yet)."""
-
-    model: LoadedModel | None
-    version: tuple[int, int, int, int]
-    users: IdIndex
-    user_items: csr_matrix | None
-    bought: csr_matrix  # users x (max product id + 1): 1 where bought net of returns
-    sales: SalesRows
-    customers: dict[str, int]
-    refold: frozenset[int]
-    built_at: dt.datetime
-    fresh: dict[int, CustomerRows] = field(default_factory=dict)
-    cache: dict[Any, Any] = field(default_factory=dict)
-    #: Customers' rankings made from this data (see domain.serving.ranked).
-    ranked: RankedCache = field(default_factory=lambda: RankedCache(0))
-    #: CustomerRows cut from ``user_items``/``bought`` on first use (slicing a CSR row costs more than the
-    #: rest of a recommendation); valid as long as this ServingData, as ``fresh`` overrides them.
-    rows: dict[int, CustomerRows] = field(default_factory=dict)
-
-
-def _data_version(session: Session) -> tuple[int, int, int, int]:
-    """Newest ids and row counts of orders and events: changes on insert and on delete."""
-    orders = session.execute(select(func.max(Order.id), func.count(Order.id))).one()
-    events = session.execute(select(func.max(Event.id), func.count(Event.id))).one()
-    return (int(orders[0] or 0), int(orders[1] or 0), int(events[0] or 0), int(events[1] or 0))
-
-
-def _bought_matrix(rows: InteractionRows, users: IdIndex) -> csr_matrix:
-    """Customers x product ids: 1 where purchases exceed returns."""
-    purchases = rows.only({"purchase", "return"})
-    u = users.index_of(purchases.customer_ids)
-    sign = np.where(purchases.kinds == "return", -1.0, 1.0)
-    keep = u >= 0
-    width = int(purchases.product_ids.max()) + 1 if len(purchases) else 1
-    m = coo_matrix(
-        (purchases.quantities[keep] * sign[keep], (u[keep], purchases.product_ids[keep])),
-        shape=(len(users), width),
-    ).tocsr()
-    m.data = (m.data > 0).astype(np.float32)
-    m.eliminate_zeros()
-    return m
-
-
-def _csr_row(matrix: csr_matrix, u: int) -> csr_matrix:
-    """``matrix[u]`` (shape (1, n)) sharing the matrix's arrays: a third of the cost of scipy's indexing."""
-    start, stop = int(matrix.indptr[u]), int(matrix.indptr[u + 1])
-    indptr = np.array([0, stop - start], dtype=matrix.indptr.dtype)
-    row = csr_matrix(
-        (matrix.data[start:stop], matrix.indices[start:stop], indptr), shape=(1, matrix.shape[1]), copy=False
-    )
-    return row
-
-
-def _similar_for(model: Recommender) -> SimilarItems | None:
-    for candidate in (model, getattr(model, "als", None)):
-        if candidate is None:
-            continue
-        try:
-            return SimilarItems.from_model(candidate)
-        except TypeError:
-            continue
-    return None
 
 
 class ModelStore:
@@ -242,7 +142,7 @@ class ModelStore:
     def _rows_of(self, data: ServingData, customer_id: int) -> CustomerRows:
         u = int(data.users.index_of(customer_id)[0])
         if u < 0:
-            return CustomerRows(customer_id, -1, self._empty_row(data), _EMPTY_IDS, False)
+            return CustomerRows(customer_id, -1, self._empty_row(data), EMPTY_IDS, False)
         bought = data.bought.indices[data.bought.indptr[u] : data.bought.indptr[u + 1]].astype(np.int64)
         model = data.model
         if model is None or data.user_items is None:
@@ -251,7 +151,7 @@ class ModelStore:
         return CustomerRows(
             customer_id,
             u if known else -1,
-            _csr_row(data.user_items, u),
+            csr_row(data.user_items, u),
             bought,
             (not known) or customer_id in data.refold,
         )
@@ -365,7 +265,7 @@ class ModelStore:
                 if not rebuilt and (force or now >= self._next_data_check):
                     self._next_data_check = now + self._data_interval
                     data = self._data
-                    if data is None or _data_version(session) != data.version:
+                    if data is None or data_version(session) != data.version:
                         self._data = self._build(session, None if data is None else data.model)
                         rebuilt = True
                 if force or now >= self._next_tail:
@@ -443,14 +343,14 @@ class ModelStore:
             discovery=discovery,
             user_index=artifact.user_index,
             item_index=artifact.item_index,
-            similar=_similar_for(model),
+            similar=similar_for(model),
             trained_watermark=Watermark(int(seen.get("order_id", 0)), int(seen.get("event_id", 0))),
             loaded_at=utcnow(),
         )
 
     def _build(self, session: Session, model: LoadedModel | None) -> ServingData:
         """Read every interaction, sale and customer id (bulk) into a new ServingData."""
-        version = _data_version(session)
+        version = data_version(session)
         rows = load_interactions(session)
         sales = load_sales(session)
         customers = {ext: cid for ext, cid in session.execute(select(Customer.external_id, Customer.id))}
@@ -468,7 +368,7 @@ class ModelStore:
             version=version,
             users=users,
             user_items=user_items,
-            bought=_bought_matrix(rows, users),
+            bought=bought_matrix(rows, users),
             sales=sales,
             customers=customers,
             refold=refold,
@@ -502,7 +402,7 @@ class ModelStore:
             matrix, _, _ = build_matrix(
                 rows, self.settings.interactions, user_index=index, item_index=model.item_index
             )
-        bought = _bought_matrix(rows, index)
+        bought = bought_matrix(rows, index)
         for pos, cid in enumerate(ids):
             pids = bought.indices[bought.indptr[pos] : bought.indptr[pos + 1]].astype(np.int64)
             if model is None or matrix is None:

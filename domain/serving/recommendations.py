@@ -31,7 +31,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from config import Settings
 from domain.catalog.snapshot import Catalog, CatalogSnapshot
 from domain.errors import InvalidInput, NotFound
-from domain.serving.model_store import CustomerRows, LoadedModel, ModelStore, ServingData
+from domain.serving.data import CustomerRows, LoadedModel, ServingData
+from domain.serving.model_store import ModelStore
 from domain.serving.ranked import CANDIDATES, Ranked
 from recommender.base import top_k
 from recommender.chain import recommend_with_fallback

@@ -1,0 +1,134 @@
+"""What a serving process holds in memory for one model: the model, every customer's rows, sales, index.
+
+Built by :class:`~domain.serving.model_store.ModelStore` and only read by requests.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.sparse import coo_matrix, csr_matrix
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from domain.customers.interactions import (
+    InteractionRows,
+    SalesRows,
+    Watermark,
+)
+from domain.models import Event, Order
+from domain.serving.ranked import RankedCache
+from recommender.base import Recommender
+from recommender.interactions import IdIndex
+from recommender.similar import SimilarItems
+
+__all__ = ["CustomerRows", "LoadedModel", "ServingData"]
+
+log = logging.getLogger(__name__)
+EMPTY_IDS = np.empty(0, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified artifact in memory, with what serving derives from it once."""
+
+    run_id: int
+    version: str
+    algorithm: str
+    model: Recommender
+    #: The model without the customer's own repeat term (hybrid), for picks that exclude bought items.
+    discovery: Recommender
+    user_index: IdIndex
+    item_index: IdIndex
+    similar: SimilarItems | None
+    trained_watermark: Watermark
+    loaded_at: dt.datetime
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_index)
+
+
+@dataclass(frozen=True)
+class CustomerRows:
+    """One customer's interactions as the request path uses them."""
+
+    customer_id: int
+    #: Training row of the customer in the model, -1 if the model never saw them.
+    user_idx: int
+    #: Interaction row aligned to the model's items, shape (1, n_items); None without a model.
+    row: csr_matrix | None
+    #: Products bought and not (entirely) returned.
+    bought_product_ids: np.ndarray
+    #: Activity since training: fold the customer in from ``row`` instead of the stored factors.
+    recalculate: bool
+
+
+@dataclass
+class ServingData:
+    """Everything the request path reads, for one model (or none yet)."""
+
+    model: LoadedModel | None
+    version: tuple[int, int, int, int]
+    users: IdIndex
+    user_items: csr_matrix | None
+    bought: csr_matrix  # users x (max product id + 1): 1 where bought net of returns
+    sales: SalesRows
+    customers: dict[str, int]
+    refold: frozenset[int]
+    built_at: dt.datetime
+    fresh: dict[int, CustomerRows] = field(default_factory=dict)
+    cache: dict[Any, Any] = field(default_factory=dict)
+    #: Customers' rankings made from this data (see domain.serving.ranked).
+    ranked: RankedCache = field(default_factory=lambda: RankedCache(0))
+    #: CustomerRows cut from ``user_items``/``bought`` on first use (slicing a CSR row costs more than the
+    #: rest of a recommendation); valid as long as this ServingData, as ``fresh`` overrides them.
+    rows: dict[int, CustomerRows] = field(default_factory=dict)
+
+
+def data_version(session: Session) -> tuple[int, int, int, int]:
+    """Newest ids and row counts of orders and events: changes on insert and on delete."""
+    orders = session.execute(select(func.max(Order.id), func.count(Order.id))).one()
+    events = session.execute(select(func.max(Event.id), func.count(Event.id))).one()
+    return (int(orders[0] or 0), int(orders[1] or 0), int(events[0] or 0), int(events[1] or 0))
+
+
+def bought_matrix(rows: InteractionRows, users: IdIndex) -> csr_matrix:
+    """Customers x product ids: 1 where purchases exceed returns."""
+    purchases = rows.only({"purchase", "return"})
+    u = users.index_of(purchases.customer_ids)
+    sign = np.where(purchases.kinds == "return", -1.0, 1.0)
+    keep = u >= 0
+    width = int(purchases.product_ids.max()) + 1 if len(purchases) else 1
+    m = coo_matrix(
+        (purchases.quantities[keep] * sign[keep], (u[keep], purchases.product_ids[keep])),
+        shape=(len(users), width),
+    ).tocsr()
+    m.data = (m.data > 0).astype(np.float32)
+    m.eliminate_zeros()
+    return m
+
+
+def csr_row(matrix: csr_matrix, u: int) -> csr_matrix:
+    """``matrix[u]`` (shape (1, n)) sharing the matrix's arrays: a third of the cost of scipy's indexing."""
+    start, stop = int(matrix.indptr[u]), int(matrix.indptr[u + 1])
+    indptr = np.array([0, stop - start], dtype=matrix.indptr.dtype)
+    row = csr_matrix(
+        (matrix.data[start:stop], matrix.indices[start:stop], indptr), shape=(1, matrix.shape[1]), copy=False
+    )
+    return row
+
+
+def similar_for(model: Recommender) -> SimilarItems | None:
+    for candidate in (model, getattr(model, "als", None)):
+        if candidate is None:
+            continue
+        try:
+            return SimilarItems.from_model(candidate)
+        except TypeError:
+            continue
+    return None
