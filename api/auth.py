@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import math
 import threading
@@ -21,6 +20,7 @@ from api.errors import problem
 from config import ConfigError
 from domain.access import api_keys
 from domain.access.api_keys import KeyInfo
+from domain.models._types import utcnow
 
 if TYPE_CHECKING:
     from api.context import AppContext
@@ -47,6 +47,8 @@ SECURITY_SCHEMES = {
 #: request.
 ENV_GUARD = "giftrec.guard"
 ENV_KEY = "giftrec.api_key"
+#: The key the presented secret opens (None: no secret, or one that opens nothing), verified once.
+ENV_VERIFIED = "giftrec.verified_key"
 ENV_WINDOW = "giftrec.rate_limit"
 
 ALLOWED_HEADERS = "Authorization, X-Api-Key, Content-Type, If-None-Match"
@@ -101,31 +103,61 @@ def _storage_uri(uri: str) -> str:
 
 
 class KeyCache:
-    """sha256(secret) -> (KeyInfo or None, expiry): one SELECT per key per few seconds, per process."""
+    """Every live key of the database in memory, by prefix: verifying a presented secret costs a hash and
+    a dict lookup, never a query.
 
-    def __init__(self, sessions: Callable[[], Any], ttl: float = KEY_CACHE_SECONDS) -> None:
-        self.sessions, self.ttl = sessions, ttl
-        self._entries: dict[str, tuple[KeyInfo | None, float]] = {}
+    The table is read again every ``ttl`` seconds, so a revoked key stops working within that time in every
+    worker; and at most once every ``min_reload`` seconds when a well-formed secret names a prefix the table
+    does not hold (a key created a moment ago by another process). Made-up secrets, however many, therefore
+    cost no query beyond that. ``last_used_at`` of the keys used since the last read is written at the
+    next read, in one statement.
+    """
+
+    def __init__(
+        self,
+        sessions: Callable[[], Any],
+        ttl: float = KEY_CACHE_SECONDS,
+        min_reload: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sessions, self.ttl, self.min_reload, self.clock = sessions, ttl, min_reload, clock
+        self._table: dict[str, api_keys.KeyEntry] | None = None
+        self._read_at = -math.inf
+        self._used: set[int] = set()
         self._lock = threading.Lock()
 
     def get(self, secret: str) -> KeyInfo | None:
-        digest = hashlib.sha256(secret.encode("utf-8")).hexdigest()
-        now = time.monotonic()
-        entry = self._entries.get(digest)
-        if entry is not None and entry[1] > now:
-            return entry[0]
-        with self.sessions() as session:
-            info = api_keys.verify_key(session, secret)
-            session.commit()  # last_used_at, at most once per ttl
-        with self._lock:
-            if len(self._entries) >= _CACHE_MAX:
-                self._entries.clear()
-            self._entries[digest] = (info, now + self.ttl)
+        prefix = api_keys.key_prefix(secret)
+        if prefix is None:
+            return None
+        now = self.clock()
+        table = self._table
+        if table is None or now >= self._read_at + self.ttl:
+            table = self._read(now)
+        entry = table.get(prefix)
+        if entry is None and now >= self._read_at + self.min_reload:
+            entry = self._read(now).get(prefix)
+        info = api_keys.check_secret(entry, secret)
+        if info is not None and info.id not in self._used:
+            self._used.add(info.id)
         return info
 
-    def clear(self) -> None:
+    def _read(self, now: float) -> dict[str, api_keys.KeyEntry]:
         with self._lock:
-            self._entries.clear()
+            if self._table is not None and self._read_at >= now:  # another thread just read it
+                return self._table
+            used, self._used = self._used, set()
+            with self.sessions() as session:
+                api_keys.mark_used(session, sorted(used), utcnow())
+                table = api_keys.key_table(session)
+                session.commit()
+            self._table, self._read_at = table, self.clock()
+            return table
+
+    def clear(self) -> None:
+        """Forget the table: the next request reads it again (tests; a revocation in this process)."""
+        with self._lock:
+            self._table = None
 
 
 # Headers are read from the WSGI environ: werkzeug's ``request.headers.get`` raises and catches an
@@ -179,14 +211,23 @@ def guard_of(environ: dict[str, Any]) -> Guard:
     return guard
 
 
+def verified_key(environ: dict[str, Any]) -> KeyInfo | None:
+    """The key the request's secret opens, or None; verified once per request (the rate limit asks first)."""
+    if ENV_VERIFIED in environ:
+        found: KeyInfo | None = environ[ENV_VERIFIED]
+        return found
+    secret = presented_key(environ)
+    key = guard_of(environ).keys.get(secret) if secret is not None else None
+    environ[ENV_VERIFIED] = key
+    return key
+
+
 def authenticate(environ: dict[str, Any], *scopes: str) -> Response | None:
     """Check the request's key against ``scopes``; returns an error response, or None and keeps the key
     for :func:`current_key`."""
-    guard = guard_of(environ)
-    secret = presented_key(environ)
-    if secret is None:
+    if presented_key(environ) is None:
         return _unauthorized("an API key is required: send 'Authorization: Bearer <key>' or 'X-Api-Key'")
-    key = guard.keys.get(secret)
+    key = verified_key(environ)
     if key is None:
         return _unauthorized("the API key is unknown or revoked")
     if key.scope != "admin" and key.scope not in scopes:
@@ -237,7 +278,8 @@ def app_context(environ: dict[str, Any]) -> AppContext:
 
 
 class KeyRateLimit:
-    """``api.rate_limit`` per API key (per client address without a key), on `limits`' fixed window.
+    """``api.rate_limit`` per verified API key (per client address without a valid key), on `limits`'
+    fixed window.
 
     `limits` is the engine under Flask-Limiter, with the same limit strings and storage URIs (memory,
     redis, memcached...). Its storage is called here directly, once per request of the protected
@@ -268,9 +310,10 @@ class KeyRateLimit:
         self._counters: dict[str, str] = {}  # who -> the storage key of their window (bounded below)
 
     def _counter(self, environ: dict[str, Any]) -> str:
-        secret = presented_key(environ)
-        prefix = api_keys.key_prefix(secret) if secret else None
-        who = f"key:{prefix}" if prefix else f"ip:{environ.get('REMOTE_ADDR') or 'unknown'}"
+        # Counted per key only once the secret is verified: made-up secrets under a real key's prefix are
+        # counted against the client's address, never against that key.
+        key = verified_key(environ) if ENV_GUARD in environ else None
+        who = f"key:{key.prefix}" if key is not None else f"ip:{environ.get('REMOTE_ADDR') or 'unknown'}"
         found = self._counters.get(who)
         if found is None:
             if len(self._counters) >= _CACHE_MAX:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import secrets
@@ -9,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from domain.errors import Conflict, InvalidInput, NotFound
@@ -161,6 +162,37 @@ def verify_key(session: Session, secret: str) -> KeyInfo | None:
         return None
     key.last_used_at = utcnow()
     return _info(key)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    """A live key as a serving process keeps it: what requests need, and the hash to check a secret."""
+
+    info: KeyInfo
+    key_hash: str
+
+
+def key_table(session: Session) -> dict[str, KeyEntry]:
+    """Every key not revoked, by prefix: one query, for a process to verify secrets without another."""
+    rows = session.scalars(select(ApiKey).where(ApiKey.revoked_at.is_(None)))
+    return {k.prefix: KeyEntry(_info(k), k.key_hash) for k in rows}
+
+
+def check_secret(entry: KeyEntry | None, secret: str) -> KeyInfo | None:
+    """The key ``secret`` opens, given the table's entry for its prefix (None: no such key).
+
+    The comparison runs in constant time, against a dummy hash when the prefix is unknown, so that timing
+    does not tell which prefixes exist.
+    """
+    expected = entry.key_hash if entry is not None else "0" * 64
+    matches = hmac.compare_digest(expected, hash_key(secret))
+    return entry.info if entry is not None and matches else None
+
+
+def mark_used(session: Session, key_ids: Sequence[int], at: dt.datetime) -> None:
+    """Record that these keys were used (``last_used_at``), in one statement."""
+    if key_ids:
+        session.execute(update(ApiKey).where(ApiKey.id.in_(list(key_ids))).values(last_used_at=at))
 
 
 def revoke_key(session: Session, prefix: str, *, actor: str = "cli") -> KeyInfo:

@@ -261,3 +261,73 @@ def test_an_unusable_rate_limit_storage_stops_start_up_naming_the_key(settings, 
     with pytest.raises(ConfigError) as info:
         KeyRateLimit("10/minute", uri)
     assert info.value.key == "api.rate_limit_storage"
+
+
+def _limited_app(settings, limit: str = "3/minute"):  # type: ignore[no-untyped-def]
+    from api import create_app
+
+    return create_app(
+        load_settings(
+            environ={},
+            database={"url": settings.database.url},
+            server={"instance_dir": settings.server.instance_dir, "secret_key": "test"},
+            api={"rate_limit": limit},
+        )
+    )
+
+
+def test_junk_secrets_under_a_keys_prefix_never_throttle_that_key(settings, sessions):
+    """Regression: the limit counted the presented prefix before the key was verified, so anyone who knew
+    a prefix (it is in `keys list` and the audit log) could get that key throttled with made-up secrets."""
+    app = _limited_app(settings)
+    try:
+        with app.extensions["giftrec"].sessions() as session:
+            info, real = api_keys.create_key(session, "server")
+            session.commit()
+        client = app.test_client()
+        junk = f"{info.prefix}.{'x' * 40}"
+        attacker = {"REMOTE_ADDR": "198.51.100.7"}
+        answers = [
+            client.delete("/v1/customers/X", headers=bearer(junk), environ_base=attacker).status_code
+            for _ in range(5)
+        ]
+        assert answers == [401, 401, 401, 429, 429], "junk is limited per client address"
+        assert [client.delete("/v1/customers/X", headers=bearer(real)).status_code for _ in range(3)] == [
+            404,
+            404,
+            404,
+        ], "the real key still has its whole window"
+    finally:
+        app.extensions["giftrec"].close()
+
+
+def test_made_up_secrets_cost_no_query_each(settings, sessions):
+    """Verification reads the key table into memory: a flood of made-up secrets (known or unknown
+    prefixes) costs no SELECT per request, only a re-read of the table at most once a second."""
+    from sqlalchemy import event
+
+    app = _limited_app(settings, "100000/minute")
+    try:
+        ctx = app.extensions["giftrec"]
+        with ctx.sessions() as session:
+            info, _ = api_keys.create_key(session, "server")
+            session.commit()
+        reads: list[str] = []
+
+        def count(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+            if "api_keys" in statement and statement.lstrip().upper().startswith("SELECT"):
+                reads.append(statement)
+
+        event.listen(ctx.engine, "before_cursor_execute", count)
+        client = app.test_client()
+        started = time.monotonic()
+        for i in range(200):
+            prefix = info.prefix if i % 2 else f"gr_{i:08x}"
+            client.get("/v1/bestsellers", headers=bearer(f"{prefix}.made-up-secret-{i:04d}-abcdefgh"))
+        elapsed = time.monotonic() - started
+        event.remove(ctx.engine, "before_cursor_execute", count)
+        assert len(reads) <= elapsed + 2, (
+            f"{len(reads)} key-table reads for 200 bad requests in {elapsed:.1f} s"
+        )
+    finally:
+        app.extensions["giftrec"].close()
