@@ -407,7 +407,7 @@ def _customer_changed(customer_id: int) -> None:
 
 def register(app: Any) -> None:
     """Mount the /v1 API, its OpenAPI security schemes and problem schemas, the limits and the widget."""
-    from api import next_purchase, selections, widget
+    from api import next_purchase, segments, selections, widget
 
     app.config["SECURITY_SCHEMES"] = auth.SECURITY_SCHEMES
     app.config["HTTP_ERROR_SCHEMA"] = PROBLEM_SCHEMA
@@ -419,6 +419,7 @@ def register(app: Any) -> None:
     if ctx.settings.api.fast_path:
         fastpath.route(app, f"{bp.url_prefix}/customers/", "/recommendations", _fast_recommendations(ctx))
     next_purchase.register(app)
+    segments.register(app)
     app.register_blueprint(widget.bp)
 
     def banner(base: str) -> list[str]:

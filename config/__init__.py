@@ -17,9 +17,12 @@ from config.settings import (
     MailSettings,
     ModelSettings,
     ReminderSettings,
+    RfmSettings,
     SchedulerSettings,
     ServerSettings,
     Settings,
+    parse_cuts,
+    parse_segments,
 )
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
     "MailSettings",
     "ModelSettings",
     "ReminderSettings",
+    "RfmSettings",
     "SchedulerSettings",
     "ServerSettings",
     "Settings",
@@ -46,6 +50,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "mail.smtp_security": ("none", "starttls", "ssl"),
     "reminders.vip_cutoff_policy": ("send", "skip"),
     "model.algorithm": ("hybrid", "als", "bpr", "item_bm25", "item_cosine", "popularity"),
+    "rfm.recency_scoring": ("fixed", "quantile"),
+    "rfm.frequency_scoring": ("fixed", "quantile"),
+    "rfm.monetary_scoring": ("fixed", "quantile"),
 }
 
 #: Keys that must be >= 0 (all other numbers must be > 0 unless listed here).
@@ -64,6 +71,7 @@ NON_NEGATIVE = {
     "api.cache_seconds",
     "api.picks_cache_customers",
     "server.port",
+    "rfm.clv_discount_rate",
 }
 
 
@@ -124,6 +132,11 @@ def _validate(key: str, value: Any) -> None:
             raise ConfigError(key, f"must be > 0, got {value!r}")
     if key == "database.url" and "://" not in value:
         raise ConfigError(key, f"not a database URL: {value!r}")
+    if key in ("rfm.recency_cuts", "rfm.frequency_cuts", "rfm.monetary_cuts", "rfm.segments"):
+        try:
+            parse_segments(value) if key == "rfm.segments" else parse_cuts(value)
+        except ValueError as exc:
+            raise ConfigError(key, str(exc)) from None
     if key == "api.rate_limit" and not _RATE_LIMIT.fullmatch(value):
         raise ConfigError(key, f"expected a limit like '1200/minute' or '20 per second', got {value!r}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 
@@ -143,6 +144,99 @@ class DemoSettings:
     seed: int = 20111209
 
 
+#: The default segment table: the widely used R x F grid (every one of the 25 recency x frequency cells is
+#: named, so nobody lands in "others"), with the segment names of the R package `rfm`; "lost" is the
+#: grid's oldest hibernating row (R 1). See docs/lifecycle.md for the source and the alternatives.
+DEFAULT_SEGMENTS = (
+    "champions: r 5, f 4-5; "
+    "loyal: r 3-4, f 4-5; "
+    "potential_loyalist: r 4-5, f 2-3; "
+    "new: r 5, f 1; "
+    "promising: r 4, f 1; "
+    "need_attention: r 3, f 3; "
+    "about_to_sleep: r 3, f 1-2; "
+    "cant_lose: r 1-2, f 5; "
+    "at_risk: r 1-2, f 3-4; "
+    "lost: r 1, f 1-2; "
+    "hibernating: r 2, f 1-2"
+)
+
+_RULE_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+_RANGE = re.compile(r"([rfm])\s*(\d)(?:\s*-\s*(\d))?")
+
+
+def parse_cuts(text: str) -> tuple[float, float, float, float]:
+    """Four non-decreasing numbers separated by commas: "30, 90, 180, 365"."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"expected four numbers separated by commas, got {text!r}") from None
+    if len(values) != 4 or any(b < a for a, b in zip(values, values[1:], strict=False)):
+        raise ValueError(f"expected four non-decreasing numbers separated by commas, got {text!r}")
+    return values[0], values[1], values[2], values[3]
+
+
+def parse_segments(text: str) -> tuple[tuple[str, tuple[int, int], tuple[int, int], tuple[int, int]], ...]:
+    """The ordered rule table "name: r 4-5, f 1, m 2-5; ...": (name, r, f, m) inclusive score ranges, 1-5
+    where a dimension is not named. Names are lower-case identifiers; the same name may appear twice (a
+    segment that is not a box)."""
+    rules = []
+    for part in text.split(";"):
+        if not part.strip():
+            continue
+        name, sep, conditions = part.partition(":")
+        name = name.strip()
+        if not sep or not _RULE_NAME.fullmatch(name):
+            raise ValueError(f"expected 'name: r 4-5, f 1' with a lower-case name, got {part.strip()!r}")
+        ranges = {"r": (1, 5), "f": (1, 5), "m": (1, 5)}
+        seen = set()
+        for condition in conditions.split(","):
+            if not condition.strip():
+                continue
+            match = _RANGE.fullmatch(condition.strip())
+            if match is None:
+                raise ValueError(f"segment {name}: expected 'r 4-5' or 'f 1', got {condition.strip()!r}")
+            dim, low, high = match.group(1), int(match.group(2)), int(match.group(3) or match.group(2))
+            if dim in seen or not 1 <= low <= high <= 5:
+                raise ValueError(f"segment {name}: {condition.strip()!r} repeats a score or leaves 1-5")
+            seen.add(dim)
+            ranges[dim] = (low, high)
+        rules.append((name, ranges["r"], ranges["f"], ranges["m"]))
+    if not rules:
+        raise ValueError("the segment table has no rule")
+    return tuple(rules)
+
+
+@dataclass(frozen=True)
+class RfmSettings:
+    #: fixed | quantile, per dimension. quantile: the data's quintiles (recency: the most recent fifth scores
+    #: 5); it collapses when many customers share a value, as frequency does where most bought once.
+    recency_scoring: str = "quantile"
+    #: Days since the last purchase: up to the first cut scores 5, ..., beyond the fourth 1 (when fixed).
+    recency_cuts: str = "30, 90, 180, 365"
+    frequency_scoring: str = "fixed"
+    #: Purchase days: up to the first cut scores 1, ..., above the fourth 5 (1, 2, 3, 4-5, 6+ purchases).
+    frequency_cuts: str = "1, 2, 3, 5"
+    monetary_scoring: str = "quantile"
+    #: Total spend in the shop's currency: up to the first cut scores 1, ..., above the fourth 5 (when fixed).
+    monetary_cuts: str = "100, 250, 500, 1000"
+    #: Ordered rules "name: r 4-5, f 1, m 2-5; ...": the first match wins, no match is "others".
+    segments: str = DEFAULT_SEGMENTS
+    #: Customer lifetime value: days ahead and the yearly discount rate of future spend.
+    clv_horizon_days: int = 365
+    clv_discount_rate: float = 0.1
+    #: Days of segment moves GET /v1/customers/{id}/segment returns.
+    history_days: int = 180
+
+    def cuts(self, dimension: str) -> tuple[float, float, float, float]:
+        """The fixed cut points of ``recency``, ``frequency`` or ``monetary``."""
+        value: str = getattr(self, f"{dimension}_cuts")
+        return parse_cuts(value)
+
+    def segment_rules(self) -> tuple[tuple[str, tuple[int, int], tuple[int, int], tuple[int, int]], ...]:
+        return parse_segments(self.segments)
+
+
 @dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -154,3 +248,4 @@ class Settings:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     demo: DemoSettings = field(default_factory=DemoSettings)
+    rfm: RfmSettings = field(default_factory=RfmSettings)

@@ -51,6 +51,13 @@ def test_every_environment_variable_overrides_its_key(section, key):
             "reminders.vip_cutoff_policy": "skip",
             "model.algorithm": "als",
             "api.rate_limit": "50 per second",
+            "rfm.recency_scoring": "fixed",
+            "rfm.frequency_scoring": "quantile",
+            "rfm.monetary_scoring": "fixed",
+            "rfm.recency_cuts": "7, 30, 60, 120",
+            "rfm.frequency_cuts": "1, 2, 4, 8",
+            "rfm.monetary_cuts": "1000, 2000, 5000, 10000",
+            "rfm.segments": "vip: r 4-5, f 3-5, m 5; everyone_else: r 1-5",
         }.get(f"{section}.{key}", "changed")
     raw = str(new).lower() if isinstance(new, bool) else str(new)
     settings = load_settings(environ={env_var(section, key): raw})
@@ -78,6 +85,11 @@ def test_file_then_environment_then_overrides(tmp_path):
         ({"GIFTREC_DATABASE_URL": "giftrec.db"}, "database.url"),
         ({"GIFTREC_REMINDERS_LEAD_DAYS": "-1"}, "reminders.lead_days"),
         ({"GIFTREC_API_RATE_LIMIT": "1200 a minute"}, "api.rate_limit"),
+        ({"GIFTREC_RFM_FREQUENCY_CUTS": "1, 2, 3"}, "rfm.frequency_cuts"),
+        ({"GIFTREC_RFM_RECENCY_CUTS": "90, 30, 180, 365"}, "rfm.recency_cuts"),
+        ({"GIFTREC_RFM_SEGMENTS": "champions: r 6"}, "rfm.segments"),
+        ({"GIFTREC_RFM_SEGMENTS": "Champions!: r 5"}, "rfm.segments"),
+        ({"GIFTREC_RFM_MONETARY_SCORING": "deciles"}, "rfm.monetary_scoring"),
     ],
 )
 def test_a_bad_value_names_the_key(environ, key):

@@ -19,6 +19,7 @@ from api.cli.imports import import_
 from api.cli.keys import keys
 from api.cli.model import evaluate, model, train
 from api.cli.outbox import outbox
+from api.cli.rfm import rfm
 from api.cli.serve import serve
 from api.cli.users import users
 from config import ConfigError
@@ -29,7 +30,7 @@ def cli() -> None:
     """giftrec: gift recommendations, important-date reminders and repeat-sales triggers."""
 
 
-for command in (db, import_, demo, users, train, model, evaluate, keys, outbox, serve):
+for command in (db, import_, demo, users, train, model, evaluate, keys, outbox, rfm, serve):
     cli.add_command(command)
 
 

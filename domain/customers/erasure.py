@@ -1,4 +1,4 @@
-"""Erasure of a customer: personal data, recipients, selections, emails and events gone, orders detached."""
+"""Erasure of a customer: personal data, recipients, selections, mail, events, snapshots gone; orders kept."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from domain.models import (
     Order,
     OutboundEmail,
     Recipient,
+    RfmSnapshot,
 )
 from domain.models._types import utcnow
 
@@ -69,6 +70,7 @@ def erase_customer(session: Session, external_id: str, *, actor: str) -> Erasure
     session.execute(delete(GiftSelection).where(GiftSelection.customer_id == cid))
     session.execute(delete(OccasionOptIn).where(OccasionOptIn.customer_id == cid))
     session.execute(delete(Event).where(Event.customer_id == cid))
+    session.execute(delete(RfmSnapshot).where(RfmSnapshot.customer_id == cid))
     session.execute(update(Order).where(Order.customer_id == cid).values(customer_id=None, recipient_id=None))
     if recipient_ids:
         session.execute(delete(GiftGiven).where(GiftGiven.recipient_id.in_(recipient_ids)))

@@ -1,6 +1,7 @@
 """SQLAlchemy models of the whole domain, importable from ``domain.models``."""
 
 from domain.models.catalog import EVENT_KINDS, ORDER_KINDS, Event, ImportRun, Order, OrderLine, Product
+from domain.models.lifecycle import RfmSnapshot
 from domain.models.ops import API_KEY_SCOPES, ApiKey, AuditLog, JobLock
 from domain.models.people import (
     DATE_KINDS,
@@ -43,6 +44,7 @@ __all__ = [
     "OutboundEmail",
     "Product",
     "Recipient",
+    "RfmSnapshot",
     "SelectionPick",
     "User",
 ]

@@ -44,6 +44,7 @@ __all__ = [
     "NextPurchaseItem",
     "NextPurchaseService",
     "PurchaseDays",
+    "day_number",
     "fit_next_purchase",
     "load_purchase_days",
     "next_purchase_for",
@@ -67,7 +68,7 @@ class PurchaseDays:
         return int(self.customer_ids.size)
 
 
-def _day_number(session: Session) -> Any:
+def day_number(session: Session) -> Any:
     """The order's UTC day as an integer number of days since 1970-01-01, on either database."""
     if session.get_bind().dialect.name == "sqlite":
         return cast(func.julianday(func.date(Order.ordered_at)) - 2440587.5, Integer)
@@ -79,7 +80,7 @@ def load_purchase_days(session: Session, *, until: dt.datetime | None = None) ->
 
     One query, grouped in the database: a customer's several lines of a product on one day are one row.
     """
-    day = _day_number(session).label("day")
+    day = day_number(session).label("day")
     statement = (
         select(Order.customer_id, OrderLine.product_id, day)
         .join(Order, Order.id == OrderLine.order_id)

@@ -15,6 +15,7 @@ ENDPOINTS = {
     ("/v1/customers/{customer_id}", "delete"),
     ("/v1/selections/{selection_id}", "get"),
     ("/v1/customers/{customer_id}/selections", "get"),
+    ("/v1/customers/{customer_id}/segment", "get"),
 }
 
 
