@@ -387,6 +387,9 @@ def delete_customer(customer_id: str) -> ResponseReturnValue:
     session = get_session()
     result = erasure.erase_customer(session, customer_id, actor=auth.actor())
     session.commit()
+    serving = _ctx().services.get("serving")
+    if serving is not None:  # other workers forget the id within the model store's freshness interval
+        recommendations.customer_erased(serving, customer_id)
     _customer_changed(result.customer_id)
     return "", 204
 

@@ -36,7 +36,11 @@ class Click:
 
 
 def record_click(session: Session, signer: LinkSigner, token: str, now: dt.datetime) -> Click:
-    """Record a click event for the email's selection and say where to redirect."""
+    """Record a click event for the email's selection and say where to redirect.
+
+    A click in an old email of an erased customer still opens the product's page (nothing personal in
+    that) but records nothing: no event, no selection change.
+    """
     payload = signer.load("click", token)
     customer_id, selection_id, product_id = (
         payload_int(payload, "c"),
@@ -47,6 +51,8 @@ def record_click(session: Session, signer: LinkSigner, token: str, now: dt.datet
     customer = session.get(Customer, customer_id)
     if product is None or customer is None:
         raise InvalidLink()
+    if customer.erased_at is not None:
+        return Click(product.url, product.title, "en")
     session.add(
         Event(
             customer_id=customer_id,
@@ -82,7 +88,7 @@ def describe_stop(session: Session, signer: LinkSigner, token: str) -> StopTarge
     customer_id = payload_int(payload, "c")
     occasion_key = payload.get("o")
     customer = session.get(Customer, customer_id)
-    if customer is None or not isinstance(occasion_key, str):
+    if customer is None or customer.erased_at is not None or not isinstance(occasion_key, str):
         raise InvalidLink()
     kind, _, ref = occasion_key.partition(":")
     if kind == "date" and ref.isdigit():
@@ -153,7 +159,7 @@ def stop_reminder(
 
 def customer_for_unsubscribe(session: Session, signer: LinkSigner, token: str) -> Customer:
     customer = session.get(Customer, payload_int(signer.load("unsubscribe", token), "c"))
-    if customer is None:
+    if customer is None or customer.erased_at is not None:  # nothing left to unsubscribe, nothing to show
         raise InvalidLink()
     return customer
 

@@ -27,6 +27,7 @@ within ``freshness_interval`` seconds.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -112,6 +113,10 @@ class ModelStore:
         self._dirty: set[int] = set()
         self._failed: dict[str, str] = {}
         self._extra_customers: dict[str, int] = {}
+        #: Shop ids erased since the data was built: never resolved again (this process at once, others
+        #: within ``freshness_interval`` through :meth:`_tail`).
+        self._erased: set[str] = set()
+        self._erasures_since: dt.datetime | None = None
         self.error: str | None = None
         self.note: str | None = None
 
@@ -158,12 +163,18 @@ class ModelStore:
 
     def find_customer(self, data: ServingData, external_id: str) -> int | None:
         """Database id of a customer by the shop's id: from memory, or one query for a newcomer."""
+        if external_id in self._erased:
+            return None
         found = data.customers.get(external_id)
         if found is None:
             found = self._extra_customers.get(external_id)
         if found is None:
             with self._sessions() as session:
-                found = session.scalar(select(Customer.id).where(Customer.external_id == external_id))
+                found = session.scalar(
+                    select(Customer.id).where(
+                        Customer.external_id == external_id, Customer.erased_at.is_(None)
+                    )
+                )
             if found is not None:
                 self._extra_customers[external_id] = int(found)
         return None if found is None else int(found)
@@ -171,6 +182,11 @@ class ModelStore:
     def customer_changed(self, customer_id: int) -> None:
         """This process committed an order, return or event of the customer: reload their rows on next use."""
         self._dirty.add(int(customer_id))
+
+    def customer_erased(self, external_id: str) -> None:
+        """This process committed the customer's erasure: the id no longer resolves, from now on."""
+        self._erased.add(external_id)
+        self._extra_customers.pop(external_id, None)
 
     def status(self) -> dict[str, Any]:
         """For /health/ready: the loaded version, or why nothing is loaded. ``ok`` is False only when a
@@ -353,7 +369,13 @@ class ModelStore:
         version = data_version(session)
         rows = load_interactions(session)
         sales = load_sales(session)
-        customers = {ext: cid for ext, cid in session.execute(select(Customer.external_id, Customer.id))}
+        erasures_since = self._erasure_clock()
+        customers = {
+            ext: cid
+            for ext, cid in session.execute(
+                select(Customer.external_id, Customer.id).where(Customer.erased_at.is_(None))
+            )
+        }
         present = np.unique(rows.customer_ids)
         users = IdIndex(present) if model is None else model.user_index.extend(present)
         user_items = None
@@ -376,11 +398,33 @@ class ModelStore:
             ranked=RankedCache(self.settings.api.picks_cache_customers),
         )
         self._extra_customers.clear()
+        self._erased.clear()
+        self._erasures_since = erasures_since
         return data
+
+    def _erasure_clock(self) -> dt.datetime:
+        """Where the next look for erasures starts: now (``erased_at`` is written from the web processes'
+        clocks), less the overlap, so an erasure committed a little late or on a host whose clock is a
+        few seconds behind is still seen."""
+        return utcnow() - dt.timedelta(seconds=self._overlap)
+
+    def _forget_erased(self, session: Session) -> None:
+        """Customers erased by any process since the last look: their ids stop resolving here too."""
+        since = self._erasures_since
+        if since is None:
+            return
+        next_since = self._erasure_clock()
+        erased = session.scalars(
+            select(Customer.external_id).where(Customer.erased_at.is_not(None), Customer.erased_at >= since)
+        ).all()
+        for external_id in erased:
+            self.customer_erased(external_id)
+        self._erasures_since = next_since
 
     def _tail(self, session: Session, now: float) -> None:
         """Reload the rows of customers with activity above the watermark seen ``overlap`` seconds ago."""
         data = self._data
+        self._forget_erased(session)
         mark = activity_watermark(session)
         self._marks.append((now, mark))
         while len(self._marks) > 1 and self._marks[1][0] <= now - self._overlap:

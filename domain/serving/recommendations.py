@@ -46,6 +46,7 @@ __all__ = [
     "build_serving",
     "catalog_changed",
     "customer_changed",
+    "customer_erased",
     "new_arrivals",
     "recommend_for_customer",
     "similar_products",
@@ -100,6 +101,11 @@ def build_serving(settings: Settings, sessions: sessionmaker[Session], **store_o
 def customer_changed(serving: Serving, customer_id: int) -> None:
     """Call after committing an order, return, event or erasure of a customer (database id)."""
     serving.store.customer_changed(customer_id)
+
+
+def customer_erased(serving: Serving, customer_external_id: str) -> None:
+    """Call after committing an erasure: the shop's id no longer resolves, in this process at once."""
+    serving.store.customer_erased(customer_external_id)
 
 
 def catalog_changed(serving: Serving) -> None:

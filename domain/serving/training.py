@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from config import Settings
@@ -30,7 +30,7 @@ from domain.customers.interactions import (
     load_sales,
 )
 from domain.errors import Conflict, InvalidInput, NotFound
-from domain.models import AuditLog, ModelRun
+from domain.models import AuditLog, Customer, ModelRun
 from domain.models._types import utcnow
 from recommender.artifacts import save_artifact
 from recommender.base import Recommender
@@ -225,6 +225,9 @@ def is_stale(session: Session, settings: Settings, *, now: dt.datetime | None = 
         return True, "no trained model yet"
     if run.algorithm != settings.model.algorithm:
         return True, f"serving {run.algorithm}, configured {settings.model.algorithm}"
+    erased = _last_erasure(session)
+    if erased is not None and run.started_at is not None and erased >= run.started_at:
+        return True, f"customers erased since model {run.version} was trained: its factors still hold them"
     seen = run.params.get("watermark") or {}
     trained = Watermark(int(seen.get("order_id", 0)), int(seen.get("event_id", 0)))
     newest = activity_watermark(session, until=now)
@@ -305,11 +308,19 @@ def rollback(session: Session, version: str | None = None, *, actor: str = "cli"
     return target
 
 
+def _last_erasure(session: Session) -> dt.datetime | None:
+    """When the most recent customer erasure happened (None: never)."""
+    value = session.scalar(select(func.max(Customer.erased_at)))
+    return value if isinstance(value, dt.datetime) else None
+
+
 def prune_artifacts(session: Session, settings: Settings) -> list[str]:
     """Delete artifact folders beyond the newest ``keep_runs`` usable runs; returns the versions pruned.
 
-    Rolled-back runs are never served again, so their artifacts go first. A pruned run keeps its row
-    (history) with ``artifact_path`` cleared.
+    Rolled-back runs are never served again, so their artifacts go first. Artifacts of runs started
+    before the latest customer erasure go too (they hold the erased customers' factors), except the
+    newest usable run while nothing newer exists: the next training replaces it (``is_stale`` says so)
+    and prunes it then. A pruned run keeps its row (history) with ``artifact_path`` cleared.
     """
     keep = max(1, settings.model.keep_runs)
     runs = session.scalars(
@@ -319,6 +330,9 @@ def prune_artifacts(session: Session, settings: Settings) -> list[str]:
     ).all()
     usable = [r for r in runs if not r.is_rolled_back]
     doomed = usable[keep:] + [r for r in runs if r.is_rolled_back]
+    erased = _last_erasure(session)
+    if erased is not None:
+        doomed += [r for r in usable[1:keep] if r.started_at is not None and r.started_at <= erased]
     root = Path(settings.model.artifact_dir)
     pruned: list[str] = []
     for run in doomed:

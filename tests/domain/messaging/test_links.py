@@ -117,3 +117,22 @@ def test_unsubscribe_stops_all_marketing(client, sessions, queued, app):
         new = make_selection(s, s.get(Customer, queued["customer_id"]), recipient_name="Bob")
         report = queue_reminders(s, app.extensions["giftrec"].settings, NOW)
         assert report.skipped == {new.id: "customer unsubscribed"}
+
+
+def test_links_in_an_erased_customers_old_emails_record_nothing(client, sessions, queued):
+    """Regression: click links in emails sent before an erasure still wrote events for the customer."""
+    from domain.customers.erasure import erase_customer
+
+    with session_scope(sessions) as s:
+        external_id = s.get(Customer, queued["customer_id"]).external_id
+        erase_customer(s, external_id, actor="test")
+    resp = client.get(_click_path(queued))
+    assert resp.status_code == 302, "the product page still opens: nothing personal in that"
+    assert resp.headers["Location"].startswith("https://shop.example.com/p/")
+    assert _count(sessions, Event) == 0
+    signer = queued["signer"]
+    for url in (
+        signer.unsubscribe_url(customer_id=queued["customer_id"]),
+        signer.stop_url(customer_id=queued["customer_id"], occasion_key=queued["occasion_key"]),
+    ):
+        assert client.get(url.removeprefix(BASE)).status_code == 404
