@@ -26,7 +26,7 @@ run: install
 	$(BIN)/giftrec demo seed
 	$(BIN)/giftrec train --if-stale
 	$(BIN)/giftrec keys demo --origin http://$(HOST):$(PORT) --origin http://localhost:$(PORT)
-	GIFTREC_SERVER_BASE_URL=http://$(HOST):$(PORT) \
+	GIFTREC_SERVER_BASE_URL=http://$(HOST):$(PORT) GIFTREC_DEMO_ENABLED=true \
 	  $(BIN)/giftrec serve --host $(HOST) --port $(PORT) --with-scheduler
 
 # The browser tests drive Debian's chromium; install it when we may (root with apt-get), else say how.

@@ -1,14 +1,22 @@
-"""Liveness and readiness probes for the operator and the load balancer."""
+"""Liveness and readiness probes for the operator and the load balancer.
+
+``/health/ready`` says ok or not per check to anyone (a load balancer has no key); what failed and why
+(versions, errors) only to an admin key, and to the log.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 
+from api import auth
 from domain import schema
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("health", __name__, url_prefix="/health")
 
@@ -42,5 +50,24 @@ def ready() -> ResponseReturnValue:
         checks[name] = status
         if isinstance(status, dict) and status.get("ok") is False:
             ok = False
+    if not ok:
+        log.warning("not ready: %s", checks)
+    if not _asked_by_an_operator(ctx):
+        checks = {name: _verdict(value) for name, value in checks.items()}
     body = {"status": "ok" if ok else "unavailable", "checks": checks}
     return jsonify(body), (200 if ok else 503)
+
+
+def _verdict(check: Any) -> str:
+    """One check as ok / failing, without versions or error text."""
+    if isinstance(check, dict):
+        return "failing" if check.get("ok") is False or "error" in check else "ok"
+    return "ok" if check == "ok" else "failing"
+
+
+def _asked_by_an_operator(ctx: Any) -> bool:
+    """Whether the request carries an admin API key (then the checks say what failed and why)."""
+    secret = auth.presented_key(request.environ)
+    keys = ctx.services.get("api_key_cache")
+    key = keys.get(secret) if secret is not None and keys is not None else None
+    return key is not None and key.scope == "admin"

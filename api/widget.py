@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, Response, current_app, render_template, request
+from flask import Blueprint, Response, abort, current_app, render_template, request
 from flask.typing import ResponseReturnValue
 
 from api.db import get_session
@@ -39,8 +39,12 @@ def widget_js() -> ResponseReturnValue:
 
 @bp.get("/demo")
 def demo() -> ResponseReturnValue:
-    """A stand-in storefront: ``?key=&customer=&product=`` (defaults: the demo key, the busiest customer)."""
+    """A stand-in storefront: ``?key=&customer=&product=`` (defaults: the demo key, the busiest customer).
+
+    Only in demo mode (``demo.enabled``, set by `make run`): it names a real customer of the shop."""
     settings = current_app.extensions["giftrec"].settings
+    if not settings.demo.enabled:
+        abort(404)
     key = request.args.get("key") or demo_key(settings)
     customer = request.args.get("customer")
     product = request.args.get("product")

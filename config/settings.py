@@ -138,6 +138,9 @@ class ServerSettings:
 
 @dataclass(frozen=True)
 class DemoSettings:
+    #: Serve the demo storefront page (/demo), which shows a real customer's picks: on for `make run`, off
+    #: in production.
+    enabled: bool = False
     #: API key that `make run` creates for the demo storefront ("" = generate one and keep it in instance/).
     api_key: str = ""
     #: Seed of the generated demo recipients and dates.

@@ -71,6 +71,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         database={"url": database_url},
         server={"instance_dir": str(tmp_path / "instance"), "secret_key": "test-secret"},
         model={"artifact_dir": str(tmp_path / "models"), "num_threads": 1},
+        demo={"enabled": True},
     )
 
 

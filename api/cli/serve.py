@@ -19,7 +19,7 @@ def _banner(host: str, port: int) -> None:
     base = f"http://{host}:{port}"
     lines = [
         f"giftrec is serving on {base}",
-        f"  storefront demo   {base}/demo",
+        *([f"  storefront demo   {base}/demo"] if ctx.settings.demo.enabled else []),
         f"  API docs          {base}/v1/docs   (spec: {base}/v1/openapi.json)",
         f"  health            {base}/health/ready",
         f"  database          {ctx.settings.database.url}",

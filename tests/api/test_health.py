@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from domain import schema
+from tests.api.helpers import bearer
 
 
 def test_live_answers_without_the_database(client):
@@ -11,22 +12,45 @@ def test_live_answers_without_the_database(client):
     assert resp.get_json() == {"status": "ok"}
 
 
-def test_ready_reports_database_and_migrations(client):
-    resp = client.get("/health/ready")
+def test_ready_reports_database_and_migrations(client, keys):
+    resp = client.get("/health/ready", headers=bearer(keys["admin"]))
     body = resp.get_json()
     assert resp.status_code == 200, body
     assert body["checks"]["database"] == "ok"
     assert body["checks"]["migrations"]["current"] == schema.head_revision()
 
 
-def test_ready_fails_when_the_database_is_behind(app, tmp_path):
+def test_ready_tells_anyone_ok_or_not_and_internals_only_to_an_admin_key(app, client, keys):
+    """Regression: /health/ready needed no key and returned versions and raw exception text."""
+    from sqlalchemy import text
+
+    anonymous = client.get("/health/ready").get_json()
+    assert set(anonymous["checks"].values()) <= {"ok", "failing"}
+    for scope in ("widget", "server"):
+        assert client.get("/health/ready", headers=bearer(keys[scope])).get_json() == anonymous
+    engine = app.extensions["giftrec"].engine
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'older'"))
+    try:
+        failing = client.get("/health/ready")
+        assert failing.status_code == 503
+        assert failing.get_json()["checks"]["migrations"] == "failing"
+        assert "older" not in failing.get_data(as_text=True) and "upgrade" not in failing.get_data(
+            as_text=True
+        )
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": schema.head_revision()})
+
+
+def test_ready_fails_when_the_database_is_behind(app, tmp_path, keys):
     from sqlalchemy import text
 
     engine = app.extensions["giftrec"].engine
     with engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = 'older'"))
     try:
-        resp = app.test_client().get("/health/ready")
+        resp = app.test_client().get("/health/ready", headers=bearer(keys["admin"]))
         assert resp.status_code == 503
         assert "giftrec db upgrade" in resp.get_json()["checks"]["migrations"]["error"]
     finally:

@@ -284,6 +284,20 @@ def test_email_keys_pull_selections(app, client, keys, shop):
     assert client.get(f"/v1/selections/{selection_id}", headers=bearer(keys["admin"])).status_code == 200
 
 
+def test_the_demo_page_is_served_only_in_demo_mode(settings, sessions):
+    """Regression: /demo (which names a real customer) was mounted in production too."""
+    from dataclasses import replace
+
+    from api import create_app
+
+    production = create_app(replace(settings, demo=replace(settings.demo, enabled=False)))
+    try:
+        assert production.test_client().get("/demo").status_code == 404
+        assert production.test_client().get("/widget.js").status_code == 200
+    finally:
+        production.extensions["giftrec"].close()
+
+
 def test_demo_page_and_widget_script_are_served(client, keys):
     script = client.get("/widget.js")
     assert script.status_code == 200 and script.mimetype == "text/javascript"

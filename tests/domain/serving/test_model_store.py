@@ -114,13 +114,18 @@ def test_readiness_fails_only_when_no_model_at_all_can_be_loaded(settings, sessi
 
 
 def test_health_ready_reports_the_served_model(app, client, sessions, imported):
+    from domain.access.api_keys import create_key
+
     settings = app.extensions["giftrec"].settings
-    body = client.get("/health/ready").get_json()
+    with sessions() as session:
+        admin = {"Authorization": f"Bearer {create_key(session, 'admin')[1]}"}
+        session.commit()
+    body = client.get("/health/ready", headers=admin).get_json()
     assert body["checks"]["model"]["ok"] is True and "note" in body["checks"]["model"]
     run = _train(sessions, settings)
     store = app.extensions["giftrec"].services["model_store"]
     store.refresh()
-    response = client.get("/health/ready")
+    response = client.get("/health/ready", headers=admin)
     assert response.status_code == 200
     assert response.get_json()["checks"]["model"]["version"] == run.version
 
