@@ -82,10 +82,11 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     app.extensions["giftrec"] = ctx
     _add_serving(ctx)
 
-    from api import db, errors, health, links
+    from api import db, errors, health, links, security
 
     db.init_app(app)
     errors.register_error_handlers(app)
+    security.register(app)
     app.register_blueprint(health.bp)
     from api import storefront
 

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 from werkzeug.wrappers import Response as BaseResponse
 
 from api.db import get_session
+from domain.catalog.products import is_web_url
 from domain.messaging.links import customer_for_unsubscribe as _customer
 from domain.messaging.links import (
     describe_stop,
@@ -73,7 +74,7 @@ def click(token: str) -> BaseResponse:
         target = record_click(get_session(), _signer(), token, utcnow())
     except InvalidLink:
         return _invalid()
-    if target.url:
+    if target.url and is_web_url(target.url):  # a catalog imported before the check may hold anything
         return redirect(target.url, code=302)
     locale = choose_locale(target.locale)
     return _page(locale, f"{target.product_title}: {TEXT[locale]['product']}", 404)

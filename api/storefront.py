@@ -13,7 +13,7 @@ from apiflask.schema_adapters.marshmallow import parser
 from flask import Response, current_app, request
 from flask.typing import ResponseReturnValue
 
-from api import auth, fastpath
+from api import auth, fastpath, security
 from api.db import get_session
 from api.errors import problem
 from api.item_json import ItemListJson
@@ -215,6 +215,7 @@ def _fast_recommendations(ctx: AppContext) -> fastpath.Handler:
             ("Content-Length", str(len(body))),
             ("Vary", "Origin"),
             *guard.headers(environ),
+            *security.api_headers(environ),
         ]
 
     return answer

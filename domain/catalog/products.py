@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -30,6 +31,16 @@ PRODUCT_FIELDS = (
     "delivery_days",
     "tags",
 )
+
+
+#: The only URL schemes a product's page or image may have: they are shown in emails and redirected to.
+WEB_SCHEMES = ("http", "https")
+
+
+def is_web_url(value: str) -> bool:
+    """An absolute http(s) URL with a host: never ``javascript:``, ``data:`` or a relative path."""
+    parts = urlsplit(value.strip())
+    return parts.scheme.lower() in WEB_SCHEMES and bool(parts.netloc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +76,10 @@ def upsert_product(session: Session, sku: str, data: ProductInput, *, actor: str
         raise InvalidInput("currency", "must be a three-letter ISO 4217 code")
     if data.delivery_days is not None and data.delivery_days < 0:
         raise InvalidInput("delivery_days", "must be 0 or more")
+    for name in ("url", "image_url"):
+        value = getattr(data, name)
+        if value is not None and not is_web_url(value):
+            raise InvalidInput(name, "must be an absolute http:// or https:// URL")
     product = session.scalar(select(Product).where(Product.sku == sku))
     created = product is None
     given = {f.name: getattr(data, f.name) for f in fields(data) if getattr(data, f.name) is not None}

@@ -144,6 +144,10 @@ def test_product_upsert_creates_updates_and_audits(app, client, keys):
         ({"price": "free"}, "price"),
         ({"is_active": "maybe"}, "is_active"),
         ({"colour": "red"}, "colour"),
+        # Regression: a product URL is shown in emails and redirected to; any scheme was accepted.
+        ({"url": "javascript:alert(1)"}, "url"),
+        ({"url": "/relative/page"}, "url"),
+        ({"image_url": "data:image/png;base64,AAAA"}, "image_url"),
     ):
         resp = client.put("/v1/products/NEW-1", json=body, headers=headers)
         assert resp.status_code == 422 and resp.json["errors"][0]["field"] == field
