@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from urllib.parse import urljoin
+
 from tests.api.helpers import ITEM_FIELDS
 
 ENDPOINTS = {
@@ -71,3 +74,22 @@ def test_the_docs_page_is_served(client):
     resp = client.get("/v1/docs")
     assert resp.status_code == 200
     assert b"openapi.json" in resp.data
+
+
+def test_the_docs_page_loads_swagger_ui_from_the_app(client):
+    """Regression: /v1/docs loaded Swagger UI from a CDN, and showed nothing offline (issue 12)."""
+    resp = client.get("/v1/docs")
+    html = resp.data.decode()
+    refs = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert {ref.rsplit("/", 1)[-1] for ref in refs} >= {
+        "swagger-ui.css",
+        "swagger-ui-bundle.js",
+        "swagger-ui-standalone-preset.js",
+    }
+    for ref in refs:
+        assert "//" not in ref, ref
+        with client.get(urljoin("/v1/docs", ref)) as asset:  # closes the file sent
+            assert asset.status_code == 200, ref
+            assert "immutable" in asset.headers["Cache-Control"]
+    policy = resp.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "script-src 'self' 'sha256-" in policy
