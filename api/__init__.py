@@ -105,11 +105,12 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     app.extensions["giftrec"] = ctx
     _add_serving(ctx)
 
-    from api import db, docs, errors, health, links
+    from api import db, docs, errors, health, links, openapi
 
     db.init_app(app)
     errors.register_error_handlers(app)
     docs.init_app(app)
+    openapi.init_app(app)
     app.register_blueprint(health.bp)
     from api import storefront
 

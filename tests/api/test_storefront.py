@@ -141,7 +141,10 @@ def test_product_upsert_creates_updates_and_audits(app, client, keys):
     )
     for body, field in (
         ({"price": 0}, "price"),
+        ({"price": 0.004}, "price"),  # rounds to 0.00
+        ({"price": 10**10}, "price"),  # above Numeric(12, 2)
         ({"price": "free"}, "price"),
+        ({"currency": "G1P"}, "currency"),
         ({"is_active": "maybe"}, "is_active"),
         ({"colour": "red"}, "colour"),
     ):
