@@ -10,11 +10,26 @@ from apiflask import APIFlask
 
 from api.errors import PROBLEM
 from api.schemas import PROBLEM_SCHEMA, SCHEMA_RULES
+from api.selections import MAX_SELECTION_ID
 
 OPENAPI_VERSION = "3.1.0"
 #: Responses without a body (RFC 9110): apiflask gives every status given by description a JSON placeholder.
 NO_BODY = ("204", "304")
 PROBLEM_REF = "#/components/schemas/Problem"
+#: Path parameters by name: apiflask writes only their type, from the URL rule's converter. Customer ids
+#: and SKUs are at most 64 characters (the columns they are stored in); a longer one is not found (422 for
+#: the SKU of a product being created).
+PATH_PARAMETERS: dict[str, dict[str, Any]] = {
+    "customer_id": {
+        "description": "the shop's customer id",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+    },
+    "sku": {
+        "description": "the product's SKU",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+    },
+    "selection_id": {"schema": {"type": "integer", "minimum": 1, "maximum": MAX_SELECTION_ID}},
+}
 #: Headers of error responses that a client acts on.
 ERROR_HEADERS: dict[str, dict[str, Any]] = {
     "401": {
@@ -31,11 +46,15 @@ ERROR_HEADERS: dict[str, dict[str, Any]] = {
 
 def finish(spec: dict[str, Any]) -> dict[str, Any]:
     """Every error response is a problem (``application/problem+json``, one ``Problem`` schema, as
-    :func:`api.errors.problem` sends it); 204 and 304 have no body; schemas get the rules across fields of
-    :data:`api.schemas.SCHEMA_RULES`; a tag shared by two blueprints is listed once."""
+    :func:`api.errors.problem` sends it); 204 and 304 have no body; path parameters get their bounds
+    (:data:`PATH_PARAMETERS`) and schemas the rules across fields of :data:`api.schemas.SCHEMA_RULES`; a
+    tag shared by two blueprints is listed once."""
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     for path_item in spec.get("paths", {}).values():
         for operation in path_item.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "path" and parameter["name"] in PATH_PARAMETERS:
+                    parameter.update(copy.deepcopy(PATH_PARAMETERS[parameter["name"]]))
             for status, response in operation.get("responses", {}).items():
                 status = str(status)
                 if status in NO_BODY:
