@@ -5,19 +5,33 @@ BIN    := $(VENV)/bin
 PORT   ?= 5000
 HOST   ?= 127.0.0.1
 SAMPLE ?= data/online_retail_sample.csv.gz
+# The lock: every dependency at an exact version, compiled from setup.cfg by `make lock`.
+LOCK   := requirements/dev.txt
 
-.PHONY: run test lint typecheck install system-deps clean
+.PHONY: run test lint typecheck install lock system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Re-install only when the dependency list changes.
-$(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+# The locked versions, then giftrec itself without resolving anything again; re-run when the lock changes.
+$(VENV)/.installed: $(LOCK) setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 install: $(VENV)/.installed
+
+# Re-compile the lock from setup.cfg after changing install_requires or the extras; pins that still fit
+# are kept. Upgrades are taken on purpose: `make lock UPGRADE=1` (all) or `make lock UPGRADE=flask` (one).
+# requirements/main.txt (runtime only) is compiled against dev.txt, so the two never disagree.
+PIP_COMPILE = $(BIN)/pip-compile --quiet --strip-extras --allow-unsafe \
+  --no-emit-index-url --no-emit-find-links --no-emit-trusted-host
+lock: | $(BIN)/python
+	@test -x $(BIN)/pip-compile || $(BIN)/python -m pip install --quiet pip-tools
+	$(PIP_COMPILE) $(if $(filter 1,$(UPGRADE)),--upgrade,$(addprefix --upgrade-package ,$(UPGRADE))) \
+	  --extra test --extra dev --output-file requirements/dev.txt setup.cfg
+	$(PIP_COMPILE) --upgrade --constraint requirements/dev.txt --output-file requirements/main.txt setup.cfg
 
 # Migrate, import the bundled sample, seed the generated demo dates, train, then serve web + scheduler.
 run: install

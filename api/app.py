@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
         version="1",
         spec_path="/v1/openapi.json",
         docs_path="/v1/docs",
+        docs_oauth2_redirect_path=None,  # no OAuth: the keys are API keys
         instance_path=os.path.abspath(settings.server.instance_dir),
     )
     app.config.update(
@@ -82,11 +83,13 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     app.extensions["giftrec"] = ctx
     _add_serving(ctx)
 
-    from api import db, errors, health, links, security
+    from api import db, docs, errors, health, links, openapi, security
 
     db.init_app(app)
     errors.register_error_handlers(app)
     security.register(app)
+    docs.init_app(app)
+    openapi.init_app(app)
     app.register_blueprint(health.bp)
     from api import storefront
 

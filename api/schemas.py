@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -10,12 +11,34 @@ from urllib.parse import unquote
 import werkzeug.urls  # noqa: F401 - registers the 'werkzeug.url_quote' error handler used below
 from apiflask import Schema
 from apiflask.fields import Boolean, DateTime, Decimal, Float, Integer, List, Nested, String
-from apiflask.validators import Length, OneOf, Range
+from apiflask.validators import Length, OneOf, Range, Regexp
 from marshmallow import ValidationError, validates_schema
 
 from domain.models import EVENT_KINDS, ORDER_KINDS
 
 SKU = Length(1, 64)
+#: ISO 4217: three letters (stored upper-case).
+CURRENCY = Regexp(r"^[A-Za-z]{3}$", error="must be a three-letter ISO 4217 code")
+#: Prices are stored as Numeric(12, 2): a positive amount in cents, below 10^10.
+MIN_PRICE = decimal.Decimal("0.01")
+MAX_PRICE = decimal.Decimal("9999999999.99")
+
+
+class Money(Decimal):
+    """An amount with two decimal places (more are rounded), read from a JSON number (or a numeric string)
+    into a :class:`decimal.Decimal`; written, and documented with its bounds, as a JSON number.
+
+    marshmallow's Decimal writes Decimals, which JSON sends as strings: the OpenAPI document said
+    ``minimum: "0.00"``, a string where a number belongs (regression: issue 12)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("places", 2)
+        kwargs.setdefault("validate", Range(min=MIN_PRICE, max=MAX_PRICE))
+        super().__init__(**kwargs)
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:  # float | None
+        number = super()._serialize(value, attr, obj, **kwargs)
+        return None if number is None else float(number)
 
 
 # --- problems ----------------------------------------------------------------------------------------------
@@ -25,7 +48,7 @@ class FieldError(Schema):
 
 
 class Problem(Schema):
-    """RFC 9457 problem details, served as application/problem+json."""
+    """RFC 9457 problem details, served as application/problem+json (documented by PROBLEM_SCHEMA)."""
 
     type = String(metadata={"example": "about:blank"})
     title = String(metadata={"example": "Invalid input"})
@@ -34,21 +57,29 @@ class Problem(Schema):
     errors = List(Nested(FieldError))
 
 
+#: The OpenAPI schema of every error response (api.errors.problem writes them); OpenAPI 3.1.
 PROBLEM_SCHEMA = {
+    "type": "object",
+    "description": "RFC 9457 problem details, served as application/problem+json",
     "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
+        "type": {"type": "string", "example": "about:blank"},
+        "title": {"type": "string", "example": "Invalid input"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599, "example": 422},
         "detail": {"type": "string"},
         "errors": {
             "type": "array",
+            "description": "the inputs at fault, each with what is wrong with it",
             "items": {
                 "type": "object",
-                "properties": {"field": {"type": "string", "nullable": True}, "message": {"type": "string"}},
+                "properties": {
+                    "field": {"type": ["string", "null"], "description": "e.g. events[3].sku"},
+                    "message": {"type": "string"},
+                },
+                "required": ["field", "message"],
             },
         },
     },
-    "type": "object",
+    "required": ["type", "title", "status"],
 }
 
 
@@ -56,7 +87,9 @@ PROBLEM_SCHEMA = {
 class PriceFilters(Schema):
     category = String(validate=Length(1, 100), metadata={"description": "only this category"})
     min_price = Float(validate=Range(min=0), metadata={"description": "lowest price, inclusive"})
-    max_price = Float(validate=Range(min=0), metadata={"description": "highest price, inclusive"})
+    max_price = Float(
+        validate=Range(min=0), metadata={"description": "highest price, inclusive; not below min_price"}
+    )
 
     @validates_schema
     def _bounds(self, data: dict[str, Any], **_: Any) -> None:
@@ -65,12 +98,18 @@ class PriceFilters(Schema):
             raise ValidationError("must not be below min_price", "max_price")
 
 
+#: Characters of ``exclude``: with every other parameter at its longest too, percent-encoded 4-byte
+#: characters throughout, the request line stays under the 8190 bytes web servers read (`giftrec serve`
+#: raises gunicorn's limit to that); 2000 let a request the document allowed end in gunicorn's HTML 414.
+MAX_EXCLUDE = 400
+
+
 class RecommendationsQuery(PriceFilters):
     n = Integer(load_default=10, validate=Range(1, 100), metadata={"description": "how many items"})
     exclude_skus = String(
         data_key="exclude",
         load_default="",
-        validate=Length(max=2000),
+        validate=Length(max=MAX_EXCLUDE),
         metadata={"description": "comma-separated SKUs to leave out (e.g. what is in the cart)"},
     )
 
@@ -130,7 +169,7 @@ def quick_recommendations_query(args: Mapping[str, str]) -> dict[str, Any] | Non
         out["category"] = category
     exclude = args.get("exclude")
     if exclude is not None:
-        if len(exclude) > 2000:
+        if len(exclude) > MAX_EXCLUDE:
             return None
         out["exclude_skus"] = exclude
     return out
@@ -188,8 +227,22 @@ class EventIn(Schema):
     anonymous_id = String(validate=Length(1, 100), metadata={"description": "browser id before sign-in"})
     recommendation_id = String(validate=Length(1, 64))
     quantity = Integer(load_default=1, validate=Range(1, 100_000))
-    occurred_at = DateTime(metadata={"description": "ISO 8601; default: when the server received it"})
+    occurred_at = DateTime(
+        metadata={"description": "ISO 8601, not in the future; default: when the server received it"}
+    )
     source = String(load_default="api", validate=Length(1, 30))
+
+    @validates_schema
+    def _who(self, data: dict[str, Any], **_: Any) -> None:
+        if not data.get("customer_id") and not data.get("anonymous_id"):
+            raise ValidationError("either customer_id or anonymous_id is required", "customer_id")
+
+
+#: What the OpenAPI document says of a schema beyond its fields: rules across fields, which apispec cannot
+#: derive from a ``validates_schema`` (api.openapi adds them).
+SCHEMA_RULES: dict[str, dict[str, Any]] = {
+    "EventIn": {"anyOf": [{"required": ["customer_id"]}, {"required": ["anonymous_id"]}]},  # EventIn._who
+}
 
 
 class EventBatchIn(Schema):
@@ -205,7 +258,7 @@ class EventBatchOut(Schema):
 class OrderLineIn(Schema):
     sku = String(required=True, validate=SKU)
     quantity = Integer(required=True, validate=Range(1, 100_000))
-    unit_price = Decimal(required=True, places=2, validate=Range(min=0, min_inclusive=False))
+    unit_price = Money(required=True)
 
 
 class OrderIn(Schema):
@@ -213,7 +266,7 @@ class OrderIn(Schema):
     customer_id = String(required=True, validate=Length(1, 64))
     ordered_at = DateTime()
     kind = String(load_default="sale", validate=OneOf(ORDER_KINDS))
-    currency = String(load_default="GBP", validate=Length(3, 3))
+    currency = String(load_default="GBP", validate=CURRENCY)
     country = String(validate=Length(1, 64))
     lines = List(Nested(OrderLineIn), required=True, validate=Length(1, 1000))
 
@@ -233,8 +286,8 @@ class ProductIn(Schema):
     description = String()
     category = String(validate=Length(1, 100))
     brand = String(validate=Length(1, 100))
-    price = Decimal(places=2, validate=Range(min=0, min_inclusive=False))
-    currency = String(validate=Length(3, 3))
+    price = Money()
+    currency = String(validate=CURRENCY)
     url = String(validate=Length(1, 500))
     image_url = String(validate=Length(1, 500))
     is_active = Boolean(metadata={"description": "false hides the product from every response at once"})

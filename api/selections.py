@@ -11,12 +11,17 @@ from flask import current_app
 
 from api import auth
 from api.db import get_session
+from domain.errors import NotFound
 from domain.messaging.signing import LinkSigner
 from domain.models import SELECTION_STATUSES
-from domain.reminders import selections
-from domain.reminders.feed import describe_selections
+from domain.reminders.queueing.queueing.queueing import selections
+from domain.reminders.queueing.queueing.queueing.feed import describe_selections
 
 bp = APIBlueprint("selections", __name__, url_prefix="/v1", tag="Selections (email)")
+
+#: Selection ids are 32-bit integers (the column's type on PostgreSQL): a larger one is not looked up. An id
+#: above 2**63 - 1 was a 500: SQLite's driver cannot send it.
+MAX_SELECTION_ID = 2**31 - 1
 
 ERRORS = {
     401: "No API key, or an unknown or revoked one",
@@ -91,6 +96,8 @@ def _signer() -> LinkSigner:
 @auth.require("email")
 @bp.output(SelectionOut)
 def get_selection(selection_id: int) -> Any:
+    if selection_id > MAX_SELECTION_ID:
+        raise NotFound("selection", selection_id)
     session = get_session()
     selection = selections.get_selection(session, selection_id)
     return describe_selections(session, _signer(), [selection])[0]

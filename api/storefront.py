@@ -60,6 +60,13 @@ ERRORS = {
 }
 
 
+def _same_body(schema: str, description: str) -> Any:
+    """A second success status of a view, documented with the body of its ``@bp.output`` schema (Any: a
+    ``responses`` dict of ``@bp.doc`` may mix descriptions and response objects, its type hint may not)."""
+    ref = {"$ref": f"#/components/schemas/{schema}"}
+    return {"description": description, "content": {"application/json": {"schema": ref}}}
+
+
 def _ctx() -> Any:
     return current_app.extensions["giftrec"]
 
@@ -317,7 +324,11 @@ def post_events(batch: dict[str, Any]) -> Any:
         "Idempotent by `order_id`: sending the same order again returns 200 with `created: false`; the "
         "same id with other contents is 409. A customer id not seen before creates the customer."
     ),
-    responses={**ERRORS, 200: "The same order was recorded before", 409: "Order id taken by another order"},
+    responses={
+        **ERRORS,
+        200: _same_body("OrderOut", "The same order was recorded before"),
+        409: "Order id taken by another order",
+    },
     security=auth.SECURITY,
 )
 @auth.require("server")
@@ -356,7 +367,7 @@ def post_order(order: dict[str, Any]) -> Any:
         "Upsert by SKU. Creating needs `title` and `price`; on update, omitted fields keep their value. "
         "`is_active: false` or `in_stock: false` hides the product from the next response on."
     ),
-    responses={**ERRORS, 201: "Created"},
+    responses={**ERRORS, 200: "Updated", 201: _same_body("ProductOut", "Created")},
     security=auth.SECURITY,
 )
 @auth.require("server")

@@ -13,6 +13,10 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+#: gunicorn's longest request line (its default is 4094 bytes): every request the OpenAPI document allows
+#: fits (api.schemas.MAX_EXCLUDE), else gunicorn answers an HTML 414 the document does not describe.
+MAX_REQUEST_LINE = 8190
+
 
 def _banner(host: str, port: int) -> None:
     ctx = current_app.extensions["giftrec"]
@@ -58,6 +62,8 @@ def serve(host: str | None, port: int | None, workers: int, with_scheduler: bool
             "-",
             "--graceful-timeout",
             "5",
+            "--limit-request-line",
+            str(MAX_REQUEST_LINE),
             "api.wsgi:app",
         ]
     else:

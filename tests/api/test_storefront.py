@@ -141,7 +141,10 @@ def test_product_upsert_creates_updates_and_audits(app, client, keys):
     )
     for body, field in (
         ({"price": 0}, "price"),
+        ({"price": 0.004}, "price"),  # rounds to 0.00
+        ({"price": 10**10}, "price"),  # above Numeric(12, 2)
         ({"price": "free"}, "price"),
+        ({"currency": "G1P"}, "currency"),
         ({"is_active": "maybe"}, "is_active"),
         ({"colour": "red"}, "colour"),
         # Regression: a product URL is shown in emails and redirected to; any scheme was accepted.
@@ -309,3 +312,10 @@ def test_demo_page_and_widget_script_are_served(client, keys):
     page = client.get(f"/demo?key={keys['widget']}&customer=C1")
     assert page.status_code == 200
     assert b'data-customer="C1"' in page.data and b"/widget.js" in page.data
+
+
+def test_a_selection_id_beyond_the_database_integers_is_not_found(client, keys):
+    """Regression: an id above 2**63 - 1 was a 500 on SQLite (its driver cannot send it)."""
+    for selection_id in (2**31, 2**63, 10**30):
+        resp = client.get(f"/v1/selections/{selection_id}", headers=bearer(keys["email"]))
+        assert resp.status_code == 404 and resp.mimetype == "application/problem+json"
