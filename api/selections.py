@@ -14,8 +14,8 @@ from api.db import get_session
 from domain.errors import NotFound
 from domain.messaging.signing import LinkSigner
 from domain.models import SELECTION_STATUSES
-from domain.reminders.queueing.queueing.queueing import selections
-from domain.reminders.queueing.queueing.queueing.feed import describe_selections
+from domain.reminders import selections
+from domain.reminders.feed import describe_selections
 
 bp = APIBlueprint("selections", __name__, url_prefix="/v1", tag="Selections (email)")
 

@@ -10,8 +10,8 @@ from apiflask.exceptions import HTTPError
 from apiflask.schema_adapters.marshmallow import parser
 from werkzeug.wrappers import Request
 
+from api.cli.serve import MAX_REQUEST_LINE
 from api.schemas import RecommendationsQuery, first_values, quick_recommendations_query
-from api.serve import MAX_REQUEST_LINE
 
 QUERY_STRINGS = [
     "",
