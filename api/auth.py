@@ -18,7 +18,7 @@ from limits.storage import MemoryStorage, Storage, storage_from_string
 
 from api.errors import problem
 from config import ConfigError
-from domain.access import api_keys
+from domain.access import api_keys, identity
 from domain.access.api_keys import KeyInfo
 from domain.models._types import utcnow
 
@@ -51,7 +51,7 @@ ENV_KEY = "giftrec.api_key"
 ENV_VERIFIED = "giftrec.verified_key"
 ENV_WINDOW = "giftrec.rate_limit"
 
-ALLOWED_HEADERS = "Authorization, X-Api-Key, Content-Type, If-None-Match"
+ALLOWED_HEADERS = "Authorization, X-Api-Key, Content-Type, If-None-Match, X-Customer-Signature"
 EXPOSED_HEADERS = "ETag, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset"
 
 
@@ -240,6 +240,44 @@ def authenticate(environ: dict[str, Any], *scopes: str) -> Response | None:
     return None
 
 
+#: The signed identity, as a WSGI environ key (header) and as a query parameter (for a plain link or <img>).
+ENV_SIGNATURE = "HTTP_" + identity.HEADER.upper().replace("-", "_")
+SIGNATURE_PARAM = "customer_signature"
+
+
+def presented_signature(environ: dict[str, Any]) -> str | None:
+    """The customer signature of a request: the header, else the ``customer_signature`` query parameter."""
+    found = environ.get(ENV_SIGNATURE)
+    if found:
+        return str(found)
+    query = environ.get("QUERY_STRING", "")
+    if SIGNATURE_PARAM in query:
+        for name, _, value in (part.partition("=") for part in query.split("&")):
+            if name == SIGNATURE_PARAM:
+                return value or None
+    return None
+
+
+def check_customer(environ: dict[str, Any], customer_id: str) -> Response | None:
+    """A personal request (a customer's picks, events in their name) by the accepted key: a widget key needs
+    the shop's signature of that very customer (:mod:`domain.access.identity`); server and admin keys are
+    the shop's own backend. Returns the 401/403 problem, or None."""
+    key: KeyInfo = environ[ENV_KEY]
+    if key.scope != "widget":
+        return None
+    try:
+        identity.verify_customer(
+            guard_of(environ).identity_secret(key.prefix),
+            customer_id,
+            presented_signature(environ),
+            time.time(),
+        )
+    except identity.IdentityError as exc:
+        title = "Unauthorized" if exc.status == 401 else "Forbidden"
+        return problem(exc.status, title, exc.message, [{"field": exc.field, "message": exc.message}])
+    return None
+
+
 def require(*scopes: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """View decorator: the key must have one of ``scopes`` (admin keys pass). Put it above ``@bp.input``
     so that a request without a valid key gets 401 before its body is looked at. The view's blueprint
@@ -415,8 +453,19 @@ class Guard:
     and none of these is there yet (``Vary`` excepted, which is joined to).
     """
 
-    def __init__(self, context: AppContext, limit: KeyRateLimit, keys: KeyCache) -> None:
+    def __init__(self, context: AppContext, limit: KeyRateLimit, keys: KeyCache, server_secret: str) -> None:
         self.context, self.limit, self.keys = context, limit, keys
+        self._server_secret = server_secret
+        self._identity_secrets: dict[str, str] = {}
+
+    def identity_secret(self, prefix: str) -> str:
+        """The identity secret of the widget key ``prefix`` (derived once per key and process)."""
+        found = self._identity_secrets.get(prefix)
+        if found is None:
+            if len(self._identity_secrets) >= _CACHE_MAX:
+                self._identity_secrets.clear()
+            found = self._identity_secrets[prefix] = identity.identity_secret(self._server_secret, prefix)
+        return found
 
     def before(self) -> Response | None:
         environ = request.environ
@@ -446,7 +495,7 @@ def protect(app: Flask, *blueprints: Blueprint) -> KeyRateLimit:
     if guard is None:
         keys = ctx.services.setdefault("api_key_cache", KeyCache(ctx.sessions))
         limit = KeyRateLimit(ctx.settings.api.rate_limit, ctx.settings.api.rate_limit_storage)
-        guard = ctx.services["api_guard"] = Guard(ctx, limit, keys)
+        guard = ctx.services["api_guard"] = Guard(ctx, limit, keys, str(app.secret_key))
         ctx.services["rate_limit"] = limit
     for bp in blueprints:
         # The hooks of a registered blueprint live in the app's per-blueprint lists.

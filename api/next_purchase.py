@@ -130,12 +130,13 @@ def _body(result: next_purchase.NextPurchase) -> dict[str, Any]:
     description=(
         "When the customer will probably buy again (BG/NBD: probability of being active, expected purchases "
         "in 30 and 90 days) and what: products they bought before, ranked by the chance of buying each "
-        "again within `horizon_days`, with the expected date. Only active, in-stock products."
+        "again within `horizon_days`, with the expected date. Only active, in-stock products. The "
+        "customer's purchase history: server keys only (a widget key is public)."
     ),
     responses=ERRORS,
     security=auth.SECURITY,
 )
-@auth.require("widget", "server")
+@auth.require("server")
 @bp.input(NextPurchaseQuery, location="query", arg_name="query")
 @bp.output(NextPurchaseOut)
 def customer_next_purchase(customer_id: str, query: dict[str, Any]) -> Any:

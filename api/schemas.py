@@ -104,8 +104,28 @@ class PriceFilters(Schema):
 MAX_EXCLUDE = 400
 
 
+class CustomerSignatureHeader(Schema):
+    """Documents the signed customer identity a widget key sends (checked by api.auth.check_customer)."""
+
+    customer_signature = String(
+        data_key="X-Customer-Signature",
+        validate=[Length(max=77), Regexp(r"^([0-9]{1,12}\.)?[0-9a-f]{64}$")],
+        metadata={
+            "description": "widget keys: the shop's signature of the customer, `<expires>.<hex>` "
+            "(HMAC-SHA256 of `<expires>:<customer_id>` with the key's identity secret; docs/api.md)"
+        },
+    )
+
+
 class RecommendationsQuery(PriceFilters):
     n = Integer(load_default=10, validate=Range(1, 100), metadata={"description": "how many items"})
+    customer_signature = String(
+        validate=[Length(max=77), Regexp(r"^([0-9]{1,12}\.)?[0-9a-f]{64}$")],
+        metadata={
+            "description": "widget keys: the shop's signature of this customer, `<expires>.<hex>` (or send "
+            "the X-Customer-Signature header); see docs/api.md"
+        },
+    )
     exclude_skus = String(
         data_key="exclude",
         load_default="",

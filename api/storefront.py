@@ -20,6 +20,7 @@ from api.item_json import ItemListJson
 from api.schemas import (
     PROBLEM_SCHEMA,
     BestsellersQuery,
+    CustomerSignatureHeader,
     EventBatchIn,
     EventBatchOut,
     ItemList,
@@ -159,7 +160,9 @@ def _cached(items: list[recommendations.RecommendedItem]) -> Any:
     summary="Personal picks for a customer",
     description=(
         "Collaborative filtering on purchases and events, filled along the chain similar -> bestsellers -> "
-        "new arrivals. Only active, in-stock products; never what the customer already bought."
+        "new arrivals. Only active, in-stock products; never what the customer already bought. A widget key "
+        "must also send the shop's signature of this customer (`X-Customer-Signature` or "
+        "`customer_signature`; see docs/api.md): without one it gets 401, with a wrong or expired one 403."
     ),
     responses={**ERRORS, 404: "Unknown customer"},
     security=auth.SECURITY,
@@ -169,9 +172,13 @@ def _cached(items: list[recommendations.RecommendedItem]) -> Any:
 # accept, with the same errors; a well-formed query string (nearly every request of this, the API's hot
 # path) skips marshmallow.
 @_documented(bp.input(RecommendationsQuery, location="query", validation=False))
+@_documented(bp.input(CustomerSignatureHeader, location="headers", validation=False))
 @_documented(bp.output(ItemList))
 def customer_recommendations(customer_id: str) -> Any:
     environ = request.environ
+    refused = auth.check_customer(environ, customer_id)
+    if refused is not None:
+        return refused
     values = first_values(environ.get("QUERY_STRING", ""))
     query = quick_recommendations_query(request.args if values is None else values)
     if query is None:
@@ -211,6 +218,8 @@ def _fast_recommendations(ctx: AppContext) -> fastpath.Handler:
         if guard.limit.check(environ) is not None:
             return None
         if auth.authenticate(environ, *PICKS_SCOPES) is not None:
+            return None
+        if auth.check_customer(environ, customer_id) is not None:
             return None
         try:
             items = _recommend(ctx, customer_id, query)
@@ -274,7 +283,9 @@ def get_new_arrivals(query: dict[str, Any]) -> Any:
     description=(
         "Up to `api.max_batch` (default 1,000) view, cart, purchase or click events, all-or-nothing. Each "
         "event carries a client-chosen `id`: a repeated batch records nothing new. Clicks should cite the "
-        "`recommendation_id` of the item clicked. Widget keys may send view and click events only."
+        "`recommendation_id` of the item clicked. Widget keys may send view and click events only, and "
+        "name a customer only with the shop's signature of that customer (`X-Customer-Signature`); "
+        "otherwise an `anonymous_id`."
     ),
     responses={
         **ERRORS,
@@ -285,11 +296,18 @@ def get_new_arrivals(query: dict[str, Any]) -> Any:
 )
 @auth.require("server", "widget")
 @_batch_size_guard
+@_documented(bp.input(CustomerSignatureHeader, location="headers", validation=False))
 @bp.input(EventBatchIn, arg_name="batch")
 @bp.output(EventBatchOut)
 def post_events(batch: dict[str, Any]) -> Any:
     key = auth.current_key()
     widget = key.scope == "widget"
+    if widget:  # a browser writes only for the customer the shop signed, or anonymously
+        named = sorted({ev["customer_id"] for ev in batch["events"] if ev.get("customer_id")})
+        for customer in named:
+            refused = auth.check_customer(request.environ, customer)
+            if refused is not None:
+                return refused
     items = [
         events.EventInput(
             idempotency_key=ev["id"],

@@ -9,6 +9,8 @@ from flask.typing import ResponseReturnValue
 
 from api.db import get_session
 from config import Settings
+from domain.access.api_keys import key_prefix
+from domain.access.identity import identity_secret, sign_customer
 from domain.demo.seed import demo_shopper
 
 bp = Blueprint("widget", __name__, template_folder="templates")
@@ -37,6 +39,15 @@ def widget_js() -> ResponseReturnValue:
     return resp.make_conditional(request)
 
 
+def _sign_as_the_shop(key: str, customer: str | None) -> str:
+    """What the shop's backend puts in its page for the logged-in customer (docs/api.md): the demo page
+    stands in for that backend, so it signs with the key's identity secret."""
+    prefix = key_prefix(key) if key else None
+    if not customer or prefix is None:
+        return ""
+    return sign_customer(identity_secret(str(current_app.secret_key), prefix), customer)
+
+
 @bp.get("/demo")
 def demo() -> ResponseReturnValue:
     """A stand-in storefront: ``?key=&customer=&product=`` (defaults: the demo key, the busiest customer).
@@ -54,6 +65,7 @@ def demo() -> ResponseReturnValue:
         "widget/demo.html",
         key=key,
         customer=customer,
+        signature=_sign_as_the_shop(key, customer),
         product=product,
         count=request.args.get("count", "8"),
         origin=request.host_url.rstrip("/"),

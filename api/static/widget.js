@@ -4,10 +4,12 @@
  *   <div data-giftrec-key="gr_..." data-customer="12345" data-count="8"></div>
  *   <script src="https://giftrec.example/widget.js" async></script>
  *
- * data-customer: personal picks for that customer (bestsellers while the API does not know the customer
- * yet); data-product: items similar to that SKU (the customer, if also given, is cited in events);
- * neither: bestsellers. Optional: data-title, data-category, data-min-price, data-max-price. The key must
- * be a widget key bound to this page's origin.
+ * data-customer + data-customer-signature: personal picks for that logged-in customer. The signature is
+ * computed by the shop's backend with the widget key's identity secret (docs/api.md): without a valid one,
+ * or while the API does not know the customer yet, the widget shows bestsellers and counts views and
+ * clicks anonymously. data-product: items similar to that SKU (the signed customer, if also given, is
+ * cited in events); neither: bestsellers. Optional: data-title, data-category, data-min-price,
+ * data-max-price. The key must be a widget key bound to this page's origin.
  * Shows a carousel of picks; sends a view event when it is seen and a click event (citing the item's
  * recommendation_id) when an item is clicked. On any error it renders nothing.
  */
@@ -75,14 +77,16 @@
     }
   }
 
-  function sendEvents(key, events) {
+  function sendEvents(key, signature, events) {
     if (!events.length) return Promise.resolve();
+    var headers = { "Content-Type": "application/json", "X-Api-Key": key };
+    if (signature) headers["X-Customer-Signature"] = signature;
     return window
       .fetch(API + "/v1/events", {
         method: "POST",
         keepalive: true,
         credentials: "omit",
-        headers: { "Content-Type": "application/json", "X-Api-Key": key },
+        headers: headers,
         body: JSON.stringify({ events: events })
       })
       .catch(function () {});
@@ -102,7 +106,9 @@
       style.textContent = CSS;
       document.head.appendChild(style);
     }
-    var who = opts.customer ? { customer_id: opts.customer } : { anonymous_id: anonymousId() };
+    // Events name the customer only with the shop's signature of them; anonymously otherwise.
+    var signature = opts.customer && opts.signature ? opts.signature : null;
+    var who = signature ? { customer_id: opts.customer } : { anonymous_id: anonymousId() };
     function event(type, item, id) {
       var ev = { id: id, type: type, sku: item.sku, source: "widget" };
       if (item.recommendation_id) ev.recommendation_id = item.recommendation_id;
@@ -138,7 +144,7 @@
       link.appendChild(el("span", "giftrec-price", formatPrice(item.price, item.currency)));
       if (item.explanation) link.title = item.explanation;
       link.addEventListener("click", function () {
-        sendEvents(opts.key, [event("click", item, "click-" + uuid())]);
+        sendEvents(opts.key, signature, [event("click", item, "click-" + uuid())]);
       });
       card.appendChild(link);
       track.appendChild(card);
@@ -167,7 +173,7 @@
       var batch = items.map(function (item) {
         return event("view", item, "view-" + (item.recommendation_id || uuid()) + "-" + item.sku);
       });
-      sendEvents(opts.key, batch).then(function () {
+      sendEvents(opts.key, signature, batch).then(function () {
         container.setAttribute("data-giftrec-viewed", "sent");
       });
     }
@@ -200,6 +206,7 @@
     try {
       var key = container.getAttribute("data-giftrec-key");
       var customer = container.getAttribute("data-customer");
+      var signature = container.getAttribute("data-customer-signature");
       var product = container.getAttribute("data-product");
       var count = parseInt(container.getAttribute("data-count") || "8", 10);
       if (!key) throw new Error("data-giftrec-key is missing");
@@ -208,7 +215,7 @@
       if (product) {
         path = "/v1/products/" + encodeURIComponent(product) + "/similar";
         title = "You may also like";
-      } else if (customer) {
+      } else if (customer && signature) {
         path = "/v1/customers/" + encodeURIComponent(customer) + "/recommendations";
         title = "Picked for you";
         [["data-category", "category"], ["data-min-price", "min_price"], ["data-max-price", "max_price"]].forEach(
@@ -223,17 +230,17 @@
       }
       var custom = container.getAttribute("data-title");
       var get = function (where) {
-        return window.fetch(API + where + "?" + params.toString(), {
-          headers: { "X-Api-Key": key },
-          credentials: "omit"
-        });
+        var headers = { "X-Api-Key": key };
+        if (signature && where === path && !product) headers["X-Customer-Signature"] = signature;
+        return window.fetch(API + where + "?" + params.toString(), { headers: headers, credentials: "omit" });
       };
       get(path)
         .then(function (resp) {
-          if (resp.status === 404 && customer && !product) {
-            // A customer the shop has not sent yet (e.g. signed up a minute ago): show bestsellers, and
-            // count their views and clicks anonymously until the customer exists.
+          if ((resp.status === 404 || resp.status === 401 || resp.status === 403) && customer && !product) {
+            // A customer the shop has not sent yet (e.g. signed up a minute ago), or a signature that is
+            // missing or expired: show bestsellers, and count views and clicks anonymously.
             customer = null;
+            signature = null;
             title = "Bestsellers";
             params.delete("min_price");
             params.delete("max_price");
@@ -247,7 +254,12 @@
         })
         .then(function (body) {
           if (!body || !body.items || !body.items.length) throw new Error("no items");
-          render(container, body.items, { key: key, customer: customer, title: custom || title });
+          render(container, body.items, {
+            key: key,
+            customer: customer,
+            signature: signature,
+            title: custom || title
+          });
         })
         .catch(function (error) {
           fail(container, error);

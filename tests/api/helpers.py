@@ -22,3 +22,14 @@ ITEM_FIELDS = {
     "explanation",
     "recommendation_id",
 }
+
+
+def signed(app, widget_key: str, customer_id: str, expires: int = 0) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The header the shop's backend computes for ``customer_id`` with the widget key's identity secret."""
+    from domain.access.api_keys import key_prefix
+    from domain.access.identity import HEADER, identity_secret, sign_customer
+
+    prefix = key_prefix(widget_key)
+    assert prefix is not None
+    secret = identity_secret(str(app.secret_key), prefix)
+    return {HEADER: sign_customer(secret, customer_id, expires)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from domain.models import Event
-from tests.api.helpers import SHOP, bearer
+from tests.api.helpers import SHOP, bearer, signed
 
 
 def _count(app) -> int:
@@ -123,7 +123,8 @@ def test_widget_keys_send_views_and_clicks_from_their_origin_only(app, client, k
     assert ok.status_code == 200, ok.json
     assert ok.headers["Access-Control-Allow-Origin"] == SHOP
     purchase = {"events": [{"id": "p-1", "type": "purchase", "sku": "VASE-2", "customer_id": "C1"}]}
-    assert client.post("/v1/events", json=purchase, headers=widget).status_code == 422
+    as_c1 = {**widget, **signed(app, keys["widget"], "C1")}
+    assert client.post("/v1/events", json=purchase, headers=as_c1).status_code == 422
     elsewhere = client.post("/v1/events", json=click, headers={**widget, "Origin": "https://evil.example"})
     assert elsewhere.status_code == 403
     assert elsewhere.json["errors"][0]["field"] == "Origin"
@@ -168,3 +169,26 @@ def test_concurrent_twin_batches_record_each_event_once(app, keys, shop):
         t.join()
     assert 200 in statuses and set(statuses) <= {200, 409}, statuses
     assert _count(app) == 200
+
+
+def test_a_widget_writes_for_the_signed_customer_only(app, client, keys, shop):
+    """Regression: a widget key (public, in the page source) posted view and click events for any customer,
+    which shifted their picks and the training data. Refused events record nothing."""
+    widget = {"X-Api-Key": keys["widget"], "Origin": SHOP}
+
+    def view(customer: str, n: int) -> dict:  # type: ignore[type-arg]
+        return {
+            "events": [{"id": f"v-{customer}-{n}", "type": "view", "sku": "VASE-2", "customer_id": customer}]
+        }
+
+    as_c1 = {**widget, **signed(app, keys["widget"], "C1")}
+    missing = client.post("/v1/events", json=view("C1", 1), headers=widget)
+    assert missing.status_code == 401 and missing.json["errors"][0]["field"] == "X-Customer-Signature"
+    other = client.post("/v1/events", json=view("C2", 2), headers=as_c1)
+    assert other.status_code == 403 and "C2" in other.json["detail"]
+    both = {"events": view("C1", 3)["events"] + view("C2", 4)["events"]}
+    assert client.post("/v1/events", json=both, headers=as_c1).status_code == 403
+    assert _count(app) == 0, "nothing recorded for a refused batch"
+    own = client.post("/v1/events", json=view("C1", 5), headers=as_c1)
+    assert own.status_code == 200 and own.json["recorded"] == 1
+    assert client.post("/v1/events", json=view("C2", 6), headers=bearer(keys["server"])).status_code == 200

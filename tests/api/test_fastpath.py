@@ -10,7 +10,7 @@ import pytest
 from flask import Response, request
 
 from api import create_app, fastpath
-from tests.api.helpers import SHOP, bearer
+from tests.api.helpers import SHOP, bearer, signed
 
 PICKS = "storefront.customer_recommendations"
 
@@ -40,7 +40,8 @@ def test_the_fast_path_answers_as_flask_does(app, settings, keys, trained):
     assert isinstance(app.wsgi_app, fastpath.FastPath)
     assert not isinstance(flask_only.wsgi_app, fastpath.FastPath)
     try:
-        server, widget = bearer(keys["server"]), {"X-Api-Key": keys["widget"], "Origin": SHOP}
+        server, unsigned = bearer(keys["server"]), {"X-Api-Key": keys["widget"], "Origin": SHOP}
+        widget = {**unsigned, **signed(app, keys["widget"], trained)}
         picks = f"/v1/customers/{trained}/recommendations"
         fast_client, flask_client = app.test_client(), flask_only.test_client()
         first = [
@@ -58,12 +59,18 @@ def test_the_fast_path_answers_as_flask_does(app, settings, keys, trained):
             ("GET", f"{picks}?n=3", bearer(keys["email"])),
             ("GET", f"{picks}?n=3", {}),
             ("GET", f"{picks}?n=3", bearer("gr_no_such_key")),
+            ("GET", f"{picks}?n=3", unsigned),
+            ("GET", f"{picks}?n=3", {**unsigned, **signed(app, keys["widget"], "SOMEONE-ELSE")}),
             ("GET", f"{picks}?n=0", server),
             ("GET", f"{picks}?n=abc", server),
             ("GET", f"{picks}?min_price=5&max_price=2", server),
             ("GET", f"{picks}?min_price=nan", server),
             ("GET", f"{picks}?category=%C3%A9t%C3%A9", server),
-            ("GET", "/v1/customers/NOBODY/recommendations?n=3", widget),
+            (
+                "GET",
+                "/v1/customers/NOBODY/recommendations?n=3",
+                {**unsigned, **signed(app, keys["widget"], "NOBODY")},
+            ),
             ("GET", "/v1/customers/Zo%C3%AB/recommendations", server),
             ("GET", "/v1/customers/a%2Fb/recommendations", server),
             ("GET", "/v1/customers//recommendations", server),
@@ -88,7 +95,7 @@ def test_the_fast_path_answers_as_flask_does(app, settings, keys, trained):
             if method == "GET":
                 assert _without_ids(ours) == _without_ids(theirs), where
             statuses.append(ours.status_code)
-        assert statuses == [200] * 6 + [403, 403, 401, 401] + [422] * 4 + [
+        assert statuses == [200] * 6 + [403, 403, 401, 401, 401, 403] + [422] * 4 + [
             200,
             404,
             404,
@@ -105,6 +112,8 @@ def test_the_fast_path_answers_as_flask_does(app, settings, keys, trained):
             f"{picks}?n=3",  # the email key
             f"{picks}?n=3",  # no key
             f"{picks}?n=3",  # an unknown key
+            f"{picks}?n=3",  # a widget without the customer's signature
+            f"{picks}?n=3",  # a widget with another customer's signature
             f"{picks}?n=0",
             f"{picks}?n=abc",
             f"{picks}?min_price=5&max_price=2",

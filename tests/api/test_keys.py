@@ -13,7 +13,7 @@ from config import ConfigError, load_settings
 from domain.access import api_keys
 from domain.errors import InvalidInput
 from domain.models import ApiKey, AuditLog
-from tests.api.helpers import SHOP, bearer
+from tests.api.helpers import SHOP, bearer, signed
 
 
 def test_only_a_hash_of_the_key_is_stored(session):
@@ -117,7 +117,7 @@ def test_rate_limit_per_key_is_429_problem(settings, sessions):
         app.extensions["giftrec"].close()
 
 
-def test_protected_responses_carry_each_header_once(client, keys, shop):
+def test_protected_responses_carry_each_header_once(app, client, keys, shop):
     """Vary, the key's window and (for a widget key at its own origin) CORS: once each, on successes,
     problems and preflights alike."""
 
@@ -131,7 +131,8 @@ def test_protected_responses_carry_each_header_once(client, keys, shop):
     once(server, "Vary", *window)
     assert server.headers["Vary"] == "Origin" and "Access-Control-Allow-Origin" not in server.headers
     widget = client.get(
-        "/v1/customers/NOBODY/recommendations", headers={"X-Api-Key": keys["widget"], "Origin": SHOP}
+        "/v1/customers/NOBODY/recommendations",
+        headers={"X-Api-Key": keys["widget"], "Origin": SHOP, **signed(app, keys["widget"], "NOBODY")},
     )
     assert widget.status_code == 404 and widget.mimetype == "application/problem+json"
     once(widget, "Vary", "Access-Control-Allow-Origin", "Access-Control-Expose-Headers", *window)

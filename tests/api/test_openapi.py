@@ -67,6 +67,7 @@ def test_the_hot_views_keep_their_documented_shapes(client):
     }
     assert {"401", "403", "404", "429"} <= set(op["responses"])
     assert {p["name"] for p in op["parameters"] if p["in"] == "query"} == {
+        "customer_signature",
         "n",
         "category",
         "min_price",

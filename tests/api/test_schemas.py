@@ -86,6 +86,8 @@ def test_every_recommendations_request_the_document_allows_fits_in_a_request_lin
     widest = "\U0010ffff"  # 4 bytes of UTF-8, 12 once percent-encoded
     path, query = template, []
     for param in spec["paths"][template]["get"]["parameters"]:
+        if param["in"] == "header":  # not in the request line
+            continue
         schema = param["schema"]
         # the longest value of each: a string at its maxLength, a float's longest text
         value = widest * schema["maxLength"] if schema["type"] == "string" else "-1.7976931348623157e+308"

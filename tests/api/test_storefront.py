@@ -20,7 +20,7 @@ from domain.models import (
     Recipient,
     SelectionPick,
 )
-from tests.api.helpers import ITEM_FIELDS, SHOP, bearer
+from tests.api.helpers import ITEM_FIELDS, SHOP, bearer, signed
 
 
 @pytest.mark.slow
@@ -75,7 +75,7 @@ def test_picks_on_the_real_sample(app, client, keys, trained):
     # A widget key reads picks from its own origin, and the response may be read by that page.
     widget = client.get(
         f"/v1/customers/{trained}/recommendations?n=3",
-        headers={"X-Api-Key": keys["widget"], "Origin": SHOP},
+        headers={"X-Api-Key": keys["widget"], "Origin": SHOP, **signed(app, keys["widget"], trained)},
     )
     assert widget.status_code == 200 and widget.headers["Access-Control-Allow-Origin"] == SHOP
 

@@ -12,6 +12,7 @@ from domain.customers.imports import import_orders
 from domain.db import session_scope
 from domain.models import Event
 from domain.serving.training import train_model
+from tests.api.helpers import signed
 from tests.browser.conftest import SCREENSHOTS
 from tests.conftest import SAMPLE
 
@@ -45,7 +46,7 @@ def test_the_widget_shows_picks_and_records_views_and_clicks(app, live_server, p
 
     expected = app.test_client().get(
         f"/v1/customers/{customer}/recommendations?n=6",
-        headers={"X-Api-Key": key, "Origin": live_server},
+        headers={"X-Api-Key": key, "Origin": live_server, **signed(app, key, customer)},
     )
     assert expected.status_code == 200, expected.json
     expected_skus = [item["sku"] for item in expected.json["items"]]
@@ -88,7 +89,10 @@ def test_a_customer_the_api_does_not_know_yet_sees_bestsellers(app, live_server,
         _, key = api_keys.create_key(session, "widget", origins=[live_server], name="browser test")
     headers = {"X-Api-Key": key, "Origin": live_server}
     client = app.test_client()
-    unknown = client.get("/v1/customers/SIGNED-UP-A-MINUTE-AGO/recommendations?n=4", headers=headers)
+    unknown = client.get(
+        "/v1/customers/SIGNED-UP-A-MINUTE-AGO/recommendations?n=4",
+        headers={**headers, **signed(app, key, "SIGNED-UP-A-MINUTE-AGO")},
+    )
     assert unknown.status_code == 404
     expected = [item["sku"] for item in client.get("/v1/bestsellers?n=4", headers=headers).json["items"]]
 
