@@ -294,6 +294,7 @@ def require(*scopes: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
                 return error
             return view(*args, **kwargs)
 
+        wrapper.giftrec_scopes = scopes  # type: ignore[attr-defined]  # who may call it (tests/api)
         return wrapper
 
     return decorator

@@ -11,7 +11,7 @@ from flask.cli import AppGroup
 
 from api.cli.common import transaction
 from api.widget import demo_key, demo_key_path
-from domain.access import api_keys
+from domain.access import api_keys, identity
 from domain.models import API_KEY_SCOPES
 
 
@@ -43,6 +43,12 @@ def keys_create(scope: str, origins: tuple[str, ...], name: str) -> None:
         + ": store the secret now, it cannot be shown again",
         err=True,
     )
+    if scope == "widget":
+        click.echo(
+            "the shop's backend signs its logged-in customers with the secret of "
+            f"`giftrec keys identity-secret {info.prefix}` (docs/api.md)",
+            err=True,
+        )
 
 
 @keys.command("list")
@@ -79,6 +85,22 @@ def _row(r: api_keys.KeyListing) -> dict[str, object]:
         "last_used_at": r.last_used_at,
         "revoked_at": r.revoked_at,
     }
+
+
+@keys.command("identity-secret")
+@click.argument("prefix")
+def keys_identity_secret(prefix: str) -> None:
+    """Print the identity secret of the widget key PREFIX, for the shop's backend only.
+
+    The backend signs the logged-in customer's id with it (HMAC-SHA256, docs/api.md); the widget sends
+    the signature with the public key. Derived from the server's secret key: the same in every process,
+    and changed only with a new widget key (or a new server.secret_key, which changes all of them).
+    """
+    with transaction() as session:
+        found = {k.prefix: k for k in api_keys.list_keys(session, include_revoked=False)}.get(prefix.strip())
+    if found is None or found.scope != "widget":
+        raise click.ClickException(f"no active widget key {prefix!r}: see `giftrec keys list`")
+    click.echo(identity.identity_secret(str(current_app.secret_key), found.prefix))
 
 
 @keys.command("revoke")

@@ -186,6 +186,12 @@ def test_cli_creates_lists_and_revokes_keys(runner, app):
     prefix = secret.split(".")[0]
     listed = runner.invoke(cli, args=["keys", "list"])
     assert prefix in listed.output and SHOP in listed.output and secret not in listed.output
+    shown = runner.invoke(cli, args=["keys", "identity-secret", prefix])
+    assert shown.exit_code == 0, shown.output
+    from domain.access.identity import sign_customer, verify_customer
+
+    verify_customer(shown.stdout.strip(), "C1", sign_customer(shown.stdout.strip(), "C1"), time.time())
+    assert signed(app, secret, "C1")["X-Customer-Signature"] == sign_customer(shown.stdout.strip(), "C1")
     assert runner.invoke(cli, args=["keys", "create", "--scope", "widget"]).exit_code != 0
     revoked = runner.invoke(cli, args=["keys", "revoke", prefix])
     assert revoked.exit_code == 0, revoked.output
@@ -193,6 +199,7 @@ def test_cli_creates_lists_and_revokes_keys(runner, app):
         assert api_keys.verify_key(session, secret) is None
     missing = runner.invoke(cli, args=["keys", "revoke", "gr_ffffffff"])
     assert missing.exit_code == 1 and "not found" in missing.output
+    assert runner.invoke(cli, args=["keys", "identity-secret", prefix]).exit_code == 1, "revoked"
 
 
 def test_cli_demo_key_is_created_once_and_reused(runner, app):
