@@ -12,8 +12,10 @@ from flask import current_app
 from api import auth
 from api.db import get_session
 from domain.errors import NotFound
+from domain.messaging.outbox import record_external_send
 from domain.messaging.signing import LinkSigner
-from domain.models import SELECTION_STATUSES
+from domain.models import SELECTION_STATUSES, Customer
+from domain.models._types import utcnow
 from domain.reminders import selections
 from domain.reminders.feed import describe_selections
 
@@ -63,6 +65,20 @@ class RecipientOut(Schema):
     relationship = String()
 
 
+class SendingOut(Schema):
+    allowed = Boolean(
+        metadata={
+            "description": "whether a marketing email may go to this customer now: consent given, not "
+            "unsubscribed or erased, outside the frequency cap"
+        }
+    )
+    reason = String(allow_none=True, metadata={"description": "why not, when not"})
+    not_before = String(
+        allow_none=True,
+        metadata={"description": "ISO 8601 UTC: when the frequency cap allows the next email"},
+    )
+
+
 class SelectionOut(Schema):
     id = Integer()
     customer_id = String()
@@ -73,6 +89,9 @@ class SelectionOut(Schema):
     stop_url = String(metadata={"description": "one-click 'stop this reminder' link"})
     unsubscribe_url = String()
     updated_at = String()
+    sending = Nested(
+        SendingOut, metadata={"description": "send only when allowed; then report it (POST .../sent)"}
+    )
 
 
 class SelectionListOut(Schema):
@@ -91,6 +110,13 @@ def _signer() -> LinkSigner:
     return signer
 
 
+def _describe(session: Any, found: list[Any]) -> list[dict[str, Any]]:
+    settings = current_app.extensions["giftrec"].settings
+    return describe_selections(
+        session, _signer(), found, now=utcnow(), cap_days=settings.mail.frequency_cap_days
+    )
+
+
 @bp.get("/selections/<int:selection_id>")
 @bp.doc(summary="One curated selection", responses=ERRORS, security=auth.SECURITY)
 @auth.require("email")
@@ -100,7 +126,7 @@ def get_selection(selection_id: int) -> Any:
         raise NotFound("selection", selection_id)
     session = get_session()
     selection = selections.get_selection(session, selection_id)
-    return describe_selections(session, _signer(), [selection])[0]
+    return _describe(session, [selection])[0]
 
 
 @bp.get("/customers/<customer_id>/selections")
@@ -116,4 +142,33 @@ def get_selection(selection_id: int) -> Any:
 def list_customer_selections(customer_id: str, query: dict[str, Any]) -> Any:
     session = get_session()
     found = selections.list_selections(session, customer_id, query.get("status"))
-    return {"selections": describe_selections(session, _signer(), found)}
+    return {"selections": _describe(session, found)}
+
+
+class SentOut(Schema):
+    recorded = Boolean(metadata={"description": "false when this selection had been reported before"})
+
+
+@bp.post("/selections/<int:selection_id>/sent")
+@bp.doc(
+    summary="Report that the shop's email platform sent a selection",
+    description=(
+        "The selection becomes sent and the message counts against the customer's frequency cap, like one "
+        "giftrec sent itself; anything giftrec had queued for it is cancelled. Reporting twice changes "
+        "nothing."
+    ),
+    responses=ERRORS,
+    security=auth.SECURITY,
+)
+@auth.require("email")
+@bp.output(SentOut)
+def report_sent(selection_id: int) -> Any:
+    if selection_id > MAX_SELECTION_ID:
+        raise NotFound("selection", selection_id)
+    session = get_session()
+    selection = selections.get_selection(session, selection_id)
+    customer = session.get(Customer, selection.customer_id)
+    assert customer is not None  # a selection's customer is never deleted (erasure deletes the selection)
+    recorded = record_external_send(session, selection, customer, utcnow(), auth.actor())
+    session.commit()
+    return {"recorded": recorded}

@@ -93,6 +93,46 @@ def next_marketing_slot(session: Session, customer_id: int, now: dt.datetime, ca
     return max(now, latest + dt.timedelta(days=cap_days))
 
 
+def record_external_send(
+    session: Session, selection: GiftSelection, customer: Customer, at: dt.datetime, actor: str
+) -> bool:
+    """The shop's own email platform reports that it sent ``selection``: the selection is sent and the
+    message counts against the customer's frequency cap like one of ours. Idempotent (one row per
+    selection); returns False when it had been reported already."""
+    key = f"external:selection:{selection.id}"
+    if session.scalar(select(OutboundEmail.id).where(OutboundEmail.dedupe_key == key)) is not None:
+        return False
+    cancel_queued(session, reason="sent by the shop's email platform", selection_ids=[selection.id])
+    session.add(
+        OutboundEmail(
+            dedupe_key=key,
+            customer_id=customer.id,
+            selection_id=selection.id,
+            kind="reminder",
+            to_address=customer.email or "",
+            subject="(sent by the shop's email platform)",
+            body_text="",
+            status="sent",
+            next_attempt_at=at,
+            claimed_at=at,
+            claimed_by=actor[:100],
+            sent_at=at,
+        )
+    )
+    _set_selection(session, selection.id, "sent", "sent by the shop's email platform")
+    session.add(
+        AuditLog(
+            actor=actor,
+            action="selection.sent_externally",
+            entity_type="gift_selection",
+            entity_id=str(selection.id),
+            at=at,
+        )
+    )
+    session.flush()
+    return True
+
+
 def cancel_queued(
     session: Session,
     *,

@@ -2,24 +2,45 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from domain.messaging.outbox import next_marketing_slot
 from domain.messaging.signing import LinkSigner
 from domain.models import Customer, GiftSelection, ImportantDate, Product, Recipient
+from domain.reminders.queueing import consent_problem
+
+
+def _sending(session: Session, customer: Customer, now: dt.datetime, cap_days: int) -> dict[str, Any]:
+    """May a marketing email go to the customer: never without consent (and the reason), else from when
+    the frequency cap allows (``not_before``; None when that is now)."""
+    problem = consent_problem(customer)
+    if problem is not None:
+        return {"allowed": False, "reason": problem, "not_before": None}
+    slot = next_marketing_slot(session, customer.id, now, cap_days)
+    if slot > now:
+        iso = slot.isoformat(timespec="seconds") + "Z"
+        return {"allowed": False, "reason": f"frequency cap: not before {iso}", "not_before": iso}
+    return {"allowed": True, "reason": None, "not_before": None}
 
 
 def describe_selections(
-    session: Session, signer: LinkSigner, selections: Sequence[GiftSelection]
+    session: Session,
+    signer: LinkSigner,
+    selections: Sequence[GiftSelection],
+    *,
+    now: dt.datetime,
+    cap_days: int,
 ) -> list[dict[str, Any]]:
-    """One dict per selection: occasion, recipient, tiers of picks with product cards and signed links.
+    """One dict per selection: occasion, recipient, tiers of picks with product cards and signed links,
+    and whether it may be emailed now (``sending``: consent, unsubscribe, erasure, the frequency cap).
 
     Product links are giftrec's signed click URLs (a click is recorded, then the shopper is redirected),
-    so clicks from the store's own emails are attributed like ours. Four queries for any number of
-    selections.
+    so clicks from the store's own emails are attributed like ours. A few queries per customer.
     """
     if not selections:
         return []
@@ -29,10 +50,10 @@ def describe_selections(
         if product_ids
         else {}
     )
-    rows = session.execute(
-        select(Customer.id, Customer.external_id).where(Customer.id.in_({s.customer_id for s in selections}))
-    )
-    customers = {cid: ext for cid, ext in rows}
+    wanted = {s.customer_id for s in selections}
+    people = {c.id: c for c in session.scalars(select(Customer).where(Customer.id.in_(wanted)))}
+    customers = {cid: c.external_id for cid, c in people.items()}
+    sending = {cid: _sending(session, c, now, cap_days) for cid, c in people.items()}
     recipient_ids = {s.recipient_id for s in selections if s.recipient_id is not None}
     recipients = (
         {r.id: r for r in session.scalars(select(Recipient).where(Recipient.id.in_(recipient_ids)))}
@@ -97,6 +118,11 @@ def describe_selections(
                 "stop_url": signer.stop_url(customer_id=sel.customer_id, occasion_key=sel.occasion_key),
                 "unsubscribe_url": signer.unsubscribe_url(customer_id=sel.customer_id),
                 "updated_at": sel.updated_at.isoformat(timespec="seconds") + "Z",
+                "sending": (
+                    sending[sel.customer_id]
+                    if sel.status not in ("sent", "clicked", "purchased")
+                    else {"allowed": False, "reason": "already sent", "not_before": None}
+                ),
             }
         )
     return out

@@ -238,7 +238,7 @@ def test_erasing_a_customer_removes_personal_data_and_interactions(app, client, 
     assert refused.status_code == 422 and "erased" in refused.json["errors"][0]["message"]
 
 
-def _selection(app) -> int:  # type: ignore[no-untyped-def]
+def _selection(app, code: str = "march_8") -> int:  # type: ignore[no-untyped-def]
     with session_scope(app.extensions["giftrec"].sessions) as session:
         customer = session.scalars(select(Customer).where(Customer.external_id == "C2")).one()
         recipient = Recipient(customer_id=customer.id, name="Mum", relationship_="mother")
@@ -248,8 +248,8 @@ def _selection(app) -> int:  # type: ignore[no-untyped-def]
         selection = GiftSelection(
             customer_id=customer.id,
             recipient_id=recipient.id,
-            occasion_key="occasion:march_8",
-            occasion_code="march_8",
+            occasion_key=f"occasion:{code}",
+            occasion_code=code,
             occasion_on=dt.date(2012, 3, 8),
             year=2012,
             status="ready",
@@ -289,6 +289,38 @@ def test_email_keys_pull_selections(app, client, keys, shop):
     assert client.get("/v1/customers/NOBODY/selections", headers=email).status_code == 404
     assert client.get(f"/v1/selections/{selection_id}", headers=bearer(keys["server"])).status_code == 403
     assert client.get(f"/v1/selections/{selection_id}", headers=bearer(keys["admin"])).status_code == 200
+
+
+def test_the_feed_says_what_may_be_emailed_and_a_reported_send_counts_against_the_cap(
+    app, client, keys, shop
+):
+    """Regression: the email-platform feed returned selections of customers who gave no email consent and
+    said nothing of consent or of the frequency cap; a platform that pulls the picks could not tell."""
+    selection_id = _selection(app)
+    email = bearer(keys["email"])
+    ctx = app.extensions["giftrec"]
+
+    def sending() -> dict:  # type: ignore[type-arg]
+        return client.get(f"/v1/selections/{selection_id}", headers=email).json["sending"]
+
+    assert sending() == {"allowed": False, "reason": "no email consent", "not_before": None}
+    with session_scope(ctx.sessions) as session:
+        session.scalars(select(Customer).where(Customer.external_id == "C2")).one().email_consent = True
+    assert sending() == {"allowed": True, "reason": None, "not_before": None}
+
+    reported = client.post(f"/v1/selections/{selection_id}/sent", headers=email)
+    assert reported.status_code == 200 and reported.json == {"recorded": True}
+    assert client.post(f"/v1/selections/{selection_id}/sent", headers=email).json == {"recorded": False}
+    body = client.get(f"/v1/selections/{selection_id}", headers=email).json
+    assert body["status"] == "sent" and body["sending"]["reason"] == "already sent"
+    # another selection of the same customer now waits for the frequency cap
+    second = _selection(app, "new_year")
+    later = client.get(f"/v1/selections/{second}", headers=email).json["sending"]
+    assert later["allowed"] is False and later["reason"].startswith("frequency cap")
+    assert later["not_before"] is not None
+    assert (
+        client.post(f"/v1/selections/{selection_id}/sent", headers=bearer(keys["widget"])).status_code == 403
+    )
 
 
 def test_the_demo_page_is_served_only_in_demo_mode(settings, sessions):
