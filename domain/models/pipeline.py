@@ -96,6 +96,13 @@ class GiftSelection(Base):
     review_cutoff_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     reviewed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    version: Mapped[int] = mapped_column(
+        Integer, default=1, server_default="1", comment="raised by every edit: approvals and saves name one"
+    )
+    approved_version: Mapped[int | None] = mapped_column(
+        Integer, comment="the version last approved; the email is rendered from it"
+    )
+    note: Mapped[str | None] = mapped_column(Text, comment="the account manager's personal note in the email")
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 

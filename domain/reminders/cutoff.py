@@ -58,6 +58,7 @@ def apply_review_cutoff(session: Session, settings: Settings, now: dt.datetime) 
             out.skipped += 1
         else:
             selection.status = "approved"
+            selection.approved_version = selection.version
             selection.status_reason = "not reviewed before the cut-off: sent as planned"
             action = "selection.cutoff_approved"
             out.approved += 1

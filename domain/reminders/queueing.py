@@ -1,8 +1,10 @@
-"""Reminder emails: render ready/approved selections in the customer's language and queue them once.
+"""Reminder emails: render ready/approved selections in the customer's language and queue each version once.
 
 Consent is honoured (no consent, unsubscribed or erased: the selection is skipped with the reason), a
 stopped date is never mailed, and the frequency cap across all marketing email defers a reminder (its
-outbox row waits) unless the wait would run past the occasion.
+outbox row waits) unless the wait would run past the occasion. An edit cancels the queued email of a
+selection (``domain.reminders.selections``); the next run queues the version then current, under its own
+outbox key (``selection:<id>`` for version 1, ``selection:<id>:v<n>`` after).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from sqlalchemy.orm import Session
 from config import Settings
 from domain.messaging.outbox import enqueue, next_marketing_slot
 from domain.messaging.signing import LinkSigner
-from domain.models import Customer, GiftSelection, ImportantDate, OutboundEmail, Product, Recipient
+from domain.models import Customer, GiftSelection, ImportantDate, OutboundEmail, Product, Recipient, User
 from domain.reminders.occasions import local_today
 
 log = logging.getLogger(__name__)
@@ -175,6 +177,10 @@ def reminder_context(
                 "explanation": explanation,
             }
         )
+    author = None
+    if selection.note and customer.account_manager_id is not None:
+        manager = session.get(User, customer.account_manager_id)
+        author = manager.name if manager is not None else None
     names = TIER_NAMES.get(locale, TIER_NAMES["en"])
     tier_list = [
         {"name": names[min(i, len(names) - 1)], "picks": picks}
@@ -186,6 +192,8 @@ def reminder_context(
         "occasion": occasion_label(selection.occasion_code, locale, date.title if date else None),
         "occasion_on": format_date(selection.occasion_on, locale),
         "tiers": tier_list,
+        "note": selection.note,
+        "note_author": author,
         "stop_url": signer.stop_url(customer_id=customer.id, occasion_key=selection.occasion_key),
         "unsubscribe_url": signer.unsubscribe_url(customer_id=customer.id),
     }
@@ -265,7 +273,7 @@ def _queue_one(
     email = render_email("reminder", locale, context)
     row = enqueue(
         session,
-        dedupe_key=f"selection:{selection.id}",
+        dedupe_key=outbox_key(selection),
         kind="reminder",
         to_address=str(customer.email),
         subject=email.subject,
@@ -283,19 +291,33 @@ def _queue_one(
         selection.status_reason = f"email deferred by the frequency cap until {slot:%Y-%m-%d %H:%M} UTC"
 
 
+def outbox_key(selection: GiftSelection) -> str:
+    """The outbox's dedupe key of this version of the selection's email."""
+    if selection.version <= 1:
+        return f"selection:{selection.id}"
+    return f"selection:{selection.id}:v{selection.version}"
+
+
 def queue_reminders(
-    session: Session, settings: Settings, now: dt.datetime, *, signer: LinkSigner | None = None
+    session: Session,
+    settings: Settings,
+    now: dt.datetime,
+    *,
+    signer: LinkSigner | None = None,
+    selection_ids: list[int] | None = None,
 ) -> QueueReport:
-    """Queue one reminder email per ready/approved selection that has none yet; never commits."""
+    """Queue one reminder email per ready/approved selection that has none but cancelled ones (all of
+    them, or those of ``selection_ids``); never commits."""
     signer = signer or LinkSigner.from_settings(settings)
     has_email = exists().where(
-        OutboundEmail.selection_id == GiftSelection.id, OutboundEmail.kind == "reminder"
+        OutboundEmail.selection_id == GiftSelection.id,
+        OutboundEmail.kind == "reminder",
+        OutboundEmail.status != "cancelled",
     )
-    selections = session.scalars(
-        select(GiftSelection)
-        .where(GiftSelection.status.in_(QUEUEABLE_STATUSES), ~has_email)
-        .order_by(GiftSelection.occasion_on, GiftSelection.id)
-    ).all()
+    stmt = select(GiftSelection).where(GiftSelection.status.in_(QUEUEABLE_STATUSES), ~has_email)
+    if selection_ids is not None:
+        stmt = stmt.where(GiftSelection.id.in_(selection_ids))
+    selections = session.scalars(stmt.order_by(GiftSelection.occasion_on, GiftSelection.id)).all()
     report = QueueReport()
     for selection in selections:
         try:

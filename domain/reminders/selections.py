@@ -5,6 +5,13 @@ The use cases serve the account managers' review pages and the selections API. E
 selection writes an :class:`~domain.models.AuditLog` entry naming the user, and raises
 :class:`~domain.errors.NotFound`, :class:`~domain.errors.InvalidInput` (with the field at fault) or
 :class:`~domain.errors.Conflict` (a selection that was already sent, skipped or failed cannot change).
+
+Approval is of a version. Every edit raises ``version``; given ``expected_version`` (the version the
+editor saw), a use case refuses with Conflict when someone saved in between. An edit to an approved
+selection returns it to review (``awaiting_review``; one approved without a review deadline, i.e. not a
+VIP's, goes back to ``ready``), and an email already queued for it is cancelled: the queueing job renders
+the email again from the version then current, under a new outbox key. While an email is being sent (or
+its outcome is unknown) the selection cannot change.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from domain.errors import Conflict, InvalidInput, NotFound
+from domain.messaging.outbox import cancel_queued
 from domain.models import (
     SELECTION_STATUSES,
     AuditLog,
@@ -24,6 +32,7 @@ from domain.models import (
     GiftSelection,
     Order,
     OrderLine,
+    OutboundEmail,
     Product,
     SelectionPick,
     User,
@@ -51,6 +60,8 @@ __all__ = [
     "plan_due_selections",
     "plan_selections",
     "remove_pick",
+    "set_note",
+    "skip_selection",
     "swap_pick",
 ]
 
@@ -58,6 +69,8 @@ __all__ = [
 EDITABLE_STATUSES = ("planned", "ready", "awaiting_review", "approved")
 #: Nothing changes a selection once it is in one of these.
 FINISHED_STATUSES = tuple(s for s in SELECTION_STATUSES if s not in EDITABLE_STATUSES)
+#: The longest personal note a manager may add to the email.
+MAX_NOTE_LENGTH = 1000
 
 
 def _load(session: Session, selection_id: int, *, for_update: bool = False) -> GiftSelection:
@@ -74,11 +87,44 @@ def _load(session: Session, selection_id: int, *, for_update: bool = False) -> G
     return selection
 
 
-def _editable(session: Session, selection_id: int) -> GiftSelection:
+def _editable(session: Session, selection_id: int, expected_version: int | None = None) -> GiftSelection:
     selection = _load(session, selection_id, for_update=True)
     if selection.status not in EDITABLE_STATUSES:
         raise Conflict(f"selection {selection_id} is {selection.status}: it can no longer be changed")
+    if expected_version is not None and expected_version != selection.version:
+        raise Conflict(
+            f"selection {selection_id} was changed by someone else since you opened it (you saw version "
+            f"{expected_version}, it is now version {selection.version}); nothing was saved: reload the page"
+        )
+    in_flight = session.scalar(
+        select(OutboundEmail.status).where(
+            OutboundEmail.selection_id == selection_id, OutboundEmail.status.in_(("sending", "unknown"))
+        )
+    )
+    if in_flight is not None:
+        raise Conflict(f"the email of selection {selection_id} is being sent: it can no longer be changed")
     return selection
+
+
+def _edited(session: Session, selection: GiftSelection, user: User) -> None:
+    """After an edit: a new version; an approval is withdrawn, a queued email cancelled (never stale)."""
+    selection.version += 1
+    reason = f"selection edited by {user.email}: re-queued from version {selection.version}"
+    cancelled = cancel_queued(session, reason=reason, selection_ids=[selection.id])
+    if selection.status == "approved":
+        selection.status = "awaiting_review" if selection.review_cutoff_at is not None else "ready"
+        selection.status_reason = f"edited after approval (version {selection.approved_version})"
+        _audit(
+            session,
+            user,
+            "selection.returned_to_review",
+            selection,
+            approved_version=selection.approved_version,
+            version=selection.version,
+            emails_cancelled=cancelled,
+        )
+    elif cancelled:
+        _audit(session, user, "selection.email_cancelled", selection, version=selection.version)
 
 
 def _audit(session: Session, user: User, action: str, selection: GiftSelection, **details: Any) -> None:
@@ -161,28 +207,39 @@ def list_selections(
     return list(session.execute(stmt).scalars())
 
 
-def approve_selection(session: Session, selection_id: int, user: User) -> GiftSelection:
-    """An account manager approves a selection for sending (approving twice changes nothing)."""
-    selection = _editable(session, selection_id)
-    if selection.status == "approved":
+def approve_selection(
+    session: Session, selection_id: int, user: User, *, expected_version: int | None = None
+) -> GiftSelection:
+    """An account manager approves the current version of a selection (approving twice changes nothing)."""
+    selection = _editable(session, selection_id, expected_version)
+    if selection.status == "approved" and selection.approved_version == selection.version:
         return selection
     if not selection.picks:
         raise InvalidInput("picks", "a selection needs at least one pick to be approved")
     previous = selection.status
     selection.status = "approved"
     selection.status_reason = None
+    selection.approved_version = selection.version
     selection.reviewed_by_id = user.id
     selection.reviewed_at = utcnow()
-    _audit(session, user, "selection.approved", selection, previous_status=previous)
+    _audit(
+        session, user, "selection.approved", selection, previous_status=previous, version=selection.version
+    )
     session.flush()
     return selection
 
 
 def swap_pick(
-    session: Session, selection_id: int, pick_id: int, product_sku: str, user: User
+    session: Session,
+    selection_id: int,
+    pick_id: int,
+    product_sku: str,
+    user: User,
+    *,
+    expected_version: int | None = None,
 ) -> SelectionPick:
     """Replace a pick's product, keeping its tier and position; the pick becomes manual."""
-    selection = _editable(session, selection_id)
+    selection = _editable(session, selection_id, expected_version)
     pick = _find_pick(selection, pick_id)
     product = _product_for(session, selection, product_sku)
     old_product_id = pick.product_id
@@ -203,13 +260,16 @@ def swap_pick(
         new_product_id=product.id,
         sku=product.sku,
     )
+    _edited(session, selection, user)
     session.flush()
     return pick
 
 
-def remove_pick(session: Session, selection_id: int, pick_id: int, user: User) -> None:
+def remove_pick(
+    session: Session, selection_id: int, pick_id: int, user: User, *, expected_version: int | None = None
+) -> None:
     """Take a pick out of a selection."""
-    selection = _editable(session, selection_id)
+    selection = _editable(session, selection_id, expected_version)
     pick = _find_pick(selection, pick_id)
     _audit(
         session,
@@ -221,6 +281,7 @@ def remove_pick(session: Session, selection_id: int, pick_id: int, user: User) -
         product_id=pick.product_id,
     )
     selection.picks.remove(pick)
+    _edited(session, selection, user)
     session.flush()
 
 
@@ -234,10 +295,16 @@ def _tier_for(selection: GiftSelection, price: Decimal) -> int:
 
 
 def add_pick(
-    session: Session, selection_id: int, product_sku: str, user: User, *, tier: int | None = None
+    session: Session,
+    selection_id: int,
+    product_sku: str,
+    user: User,
+    *,
+    tier: int | None = None,
+    expected_version: int | None = None,
 ) -> SelectionPick:
     """Add a product to a selection, in `tier` (1 = cheapest) or the tier its price falls in."""
-    selection = _editable(session, selection_id)
+    selection = _editable(session, selection_id, expected_version)
     n_tiers = max(len(selection.tier_bounds or []), max((p.tier for p in selection.picks), default=1))
     if tier is not None and not 1 <= tier <= n_tiers:
         raise InvalidInput("tier", f"must be between 1 and {n_tiers}")
@@ -266,5 +333,41 @@ def add_pick(
         product_id=product.id,
         sku=product.sku,
     )
+    _edited(session, selection, user)
     session.flush()
     return pick
+
+
+def set_note(
+    session: Session, selection_id: int, note: str, user: User, *, expected_version: int | None = None
+) -> GiftSelection:
+    """The manager's personal note in the email ("" removes it); an unchanged note changes nothing."""
+    text = (note or "").replace("\r\n", "\n").strip()
+    if len(text) > MAX_NOTE_LENGTH:
+        raise InvalidInput("note", f"must have at most {MAX_NOTE_LENGTH} characters (it has {len(text)})")
+    selection = _editable(session, selection_id, expected_version)
+    if (selection.note or "") == text:
+        return selection
+    _audit(session, user, "selection.note_set", selection, before=selection.note, after=text or None)
+    selection.note = text or None
+    _edited(session, selection, user)
+    session.flush()
+    return selection
+
+
+def skip_selection(
+    session: Session, selection_id: int, reason: str, user: User, *, expected_version: int | None = None
+) -> GiftSelection:
+    """The manager decides no email goes out for this occasion; the reason is required and recorded."""
+    why = (reason or "").strip()
+    if not why:
+        raise InvalidInput("reason", "say why this selection is skipped")
+    if len(why) > 200:
+        raise InvalidInput("reason", "must have at most 200 characters")
+    selection = _editable(session, selection_id, expected_version)
+    previous = selection.status
+    selection.status, selection.status_reason = "skipped", f"skipped by {user.name}: {why}"
+    cancel_queued(session, reason=f"selection skipped by {user.email}", selection_ids=[selection.id])
+    _audit(session, user, "selection.skipped", selection, previous_status=previous, reason=why)
+    session.flush()
+    return selection
