@@ -95,6 +95,9 @@ def create_app(settings: Settings | None = None) -> APIFlask:
 
     storefront.register(app)
     app.register_blueprint(links.bp)
+    from api import manage
+
+    manage.register(app)
     return app
 
 

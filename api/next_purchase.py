@@ -76,7 +76,7 @@ class NextPurchaseOut(Schema):
     note = String(allow_none=True, metadata={"description": "why estimates are missing, when they are"})
 
 
-def _service() -> next_purchase.NextPurchaseService:
+def next_purchase_service() -> next_purchase.NextPurchaseService:
     """The process's next-purchase model holder, built on first use next to the model store."""
     ctx = current_app.extensions["giftrec"]
     service = ctx.services.get("next_purchase")
@@ -140,7 +140,7 @@ def _body(result: next_purchase.NextPurchase) -> dict[str, Any]:
 @bp.input(NextPurchaseQuery, location="query", arg_name="query")
 @bp.output(NextPurchaseOut)
 def customer_next_purchase(customer_id: str, query: dict[str, Any]) -> Any:
-    return jsonify(_body(next_purchase.next_purchase_for(_service(), customer_id, query["n"])))
+    return jsonify(_body(next_purchase.next_purchase_for(next_purchase_service(), customer_id, query["n"])))
 
 
 def register(app: Any) -> None:

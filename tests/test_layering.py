@@ -22,6 +22,7 @@ PROJECT_LAYERS = (grimp.Layer("api", "jobs"), grimp.Layer("domain"), grimp.Layer
 #: layer (models, db, errors, locks, schema) is shared by all and may use itself.
 DOMAIN_LAYERS = (
     grimp.Layer("demo"),
+    grimp.Layer("review"),
     grimp.Layer("lifecycle"),
     grimp.Layer("reminders"),
     grimp.Layer("serving"),

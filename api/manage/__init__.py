@@ -1,0 +1,46 @@
+"""The account managers' pages under /manage: server-rendered, progressive enhancement, no SPA.
+
+Flask-Login sessions over the users' hashed passwords, Flask-WTF CSRF tokens on every form, secure cookie
+flags, login throttling per account and per address. Modules: blueprint (the blueprint, its clock and
+error pages), accounts (sign-in, throttle), pages (Today, the client page), review (a selection).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import Flask
+from flask_login import LoginManager
+
+from api.manage import accounts, pages, review
+from api.manage.blueprint import bp, csrf
+
+__all__ = ["register"]
+
+
+def register(app: Flask) -> None:
+    """The blueprint, sign-in, CSRF, secure cookie flags, and the /manage line of `giftrec serve`."""
+    ctx = app.extensions["giftrec"]
+    secure = ctx.settings.server.base_url.startswith("https://")
+    app.config.update(
+        WTF_CSRF_CHECK_DEFAULT=False,  # checked by this blueprint only: see _csrf
+        WTF_CSRF_TIME_LIMIT=8 * 3600,  # a working day on one page
+        SESSION_COOKIE_SECURE=secure,
+        REMEMBER_COOKIE_SECURE=secure,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=12),
+    )
+    csrf.init_app(app)
+    login = LoginManager()
+    login.login_view = "manage.login"
+    login.login_message = "Please sign in to see this page."
+    login.session_protection = "basic"
+    login.user_loader(accounts.load_account)
+    login.init_app(app)
+    accounts.init_throttle(app)
+    app.register_blueprint(bp)
+    ctx.services.setdefault("banner_hooks", []).append(accounts.banner_lines)
+
+
+_ROUTES = (pages, review)  # imported for the routes they add to the blueprint

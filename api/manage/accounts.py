@@ -1,0 +1,148 @@
+"""Sign-in and sign-out of the /manage pages, with login throttling per account and per client address."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from flask import Flask, current_app, flash, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import UserMixin, current_user, login_required, login_user, logout_user
+from limits import parse
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+from sqlalchemy import select
+
+from api.db import get_session
+from api.manage.blueprint import bp
+from api.manage.forms import LoginForm
+from domain.access.users import authenticate, normalize_email
+from domain.models import User
+
+#: Failed sign-ins allowed per account and per client address before they wait.
+PER_ACCOUNT = "5/15 minutes"
+PER_ADDRESS = "20/15 minutes"
+#: Roles that may sign in to these pages.
+ROLES = ("admin", "manager")
+
+
+class Account(UserMixin):
+    """The signed-in user for Flask-Login, wrapping the request's :class:`User` row."""
+
+    def __init__(self, user: User) -> None:
+        self.user = user
+        self.id = user.id
+
+    @property
+    def is_active(self) -> bool:
+        return bool(self.user.is_active)
+
+
+def load_account(user_id: str) -> Account | None:
+    if not user_id.isdigit():
+        return None
+    user = get_session().get(User, int(user_id))
+    if user is None or not user.is_active or user.role not in ROLES:
+        return None
+    return Account(user)
+
+
+def me() -> User:
+    """The signed-in user's row (the views are all ``login_required``)."""
+    user: User = current_user.user
+    return user
+
+
+class LoginThrottle:
+    """Failed sign-ins counted in a moving window per account and per address (limits' storage)."""
+
+    def __init__(self, storage_uri: str) -> None:
+        self.limiter = MovingWindowRateLimiter(storage_from_string(storage_uri))
+        self.account, self.address = parse(PER_ACCOUNT), parse(PER_ADDRESS)
+
+    def wait_seconds(self, email: str, address: str) -> int:
+        """0 when a sign-in may be tried, else seconds until it may."""
+        waits = []
+        for item, key in ((self.account, email), (self.address, address)):
+            if not self.limiter.test(item, "login", key):
+                reset, _ = self.limiter.get_window_stats(item, "login", key)
+                waits.append(max(1, math.ceil(reset - time.time())))
+        return max(waits, default=0)
+
+    def failed(self, email: str, address: str) -> None:
+        self.limiter.hit(self.account, "login", email)
+        self.limiter.hit(self.address, "login", address)
+
+
+def init_throttle(app: Flask) -> None:
+    ctx = app.extensions["giftrec"]
+    ctx.services["login_throttle"] = LoginThrottle(ctx.settings.api.rate_limit_storage)
+
+
+def _throttle() -> LoginThrottle:
+    throttle: LoginThrottle = current_app.extensions["giftrec"].services["login_throttle"]
+    return throttle
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path of these pages: never an open redirect to another site."""
+    parts = urlsplit(target or "")
+    if target and not parts.scheme and not parts.netloc and parts.path.startswith("/manage/"):
+        return target
+    return url_for("manage.today")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    form = LoginForm(next=request.args.get("next", ""))
+    status = 200
+    if form.validate_on_submit():
+        email = normalize_email(form.email.data or "")
+        address = request.remote_addr or "unknown"
+        wait = _throttle().wait_seconds(email, address)
+        if wait:
+            minutes = math.ceil(wait / 60)
+            form.password.errors = [f"Too many failed sign-ins: try again in {minutes} minute(s)."]
+            status = 429
+        else:
+            user = authenticate(get_session(), email, form.password.data or "")
+            if user is None or user.role not in ROLES:
+                _throttle().failed(email, address)
+                form.password.errors = ["Wrong email or password."]
+                status = 401
+            else:
+                session.clear()  # a fresh session for the signed-in user
+                login_user(Account(user))
+                session.permanent = True
+                return redirect(_safe_next(form.next.data))
+    elif request.method == "POST":
+        status = 422
+    headers = {"Retry-After": "60"} if status == 429 else {}
+    return render_template("manage/login.html", form=form), status, headers
+
+
+@bp.post("/logout")
+@login_required
+def logout() -> ResponseReturnValue:
+    logout_user()
+    session.clear()
+    flash("You are signed out.")
+    return redirect(url_for("manage.login"))
+
+
+def banner_lines(base: str) -> list[str]:
+    """`giftrec serve` prints where the pages are and the demo managers' logins (generated users only)."""
+    from domain.demo.seed import DEMO_MANAGERS, DEMO_PASSWORD
+
+    lines = [f"  account managers  {base}/manage"]
+    sessions: Callable[[], object] = current_app.extensions["giftrec"].sessions
+    with sessions() as s:  # type: ignore[attr-defined]
+        generated = set(
+            s.scalars(select(User.email).where(User.is_generated.is_(True), User.is_active.is_(True)))
+        )
+    for email, _name in DEMO_MANAGERS:
+        if email in generated:
+            lines.append(f"                    demo login {email}  password: {DEMO_PASSWORD}")
+    return lines

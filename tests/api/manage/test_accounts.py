@@ -1,0 +1,76 @@
+"""Signing in and out of /manage: hashed passwords, sessions, throttling, cookie flags, safe redirects."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from api import create_app
+from tests.api.manage.conftest import PASSWORD, sign_in, token
+
+
+def test_pages_need_a_signed_in_user(client, people):
+    resp = client.get("/manage/")
+    assert resp.status_code == 302 and "/manage/login" in resp.headers["Location"]
+
+
+def test_a_manager_signs_in_lands_on_today_and_signs_out(client, people):
+    resp = sign_in(client)
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/manage/")
+    assert "Anna Manager" in client.get("/manage/").text
+    out = client.post("/manage/logout", data={"csrf_token": token(client.get("/manage/").text)})
+    assert out.status_code == 302
+    assert client.get("/manage/").status_code == 302
+
+
+def test_a_wrong_password_is_refused_next_to_the_field(client, people):
+    resp = sign_in(client, password="wrong password")
+    assert resp.status_code == 401
+    assert 'id="password-error"' in resp.text and "Wrong email or password." in resp.text
+    assert client.get("/manage/").status_code == 302
+
+
+def test_wrong_passwords_are_throttled_per_account(client, people):
+    for _ in range(5):
+        assert sign_in(client, password="guess").status_code == 401
+    resp = sign_in(client)  # the right password now waits too
+    assert resp.status_code == 429 and "Too many failed sign-ins" in resp.text
+    assert resp.headers["Retry-After"]
+    assert client.get("/manage/").status_code == 302
+    assert sign_in(client, "bruno@example.com").status_code == 302  # another account is not held back
+
+
+def test_wrong_passwords_are_throttled_per_address(client, people):
+    for n in range(20):
+        assert sign_in(client, f"nobody{n}@example.com", "guess").status_code == 401
+    assert sign_in(client).status_code == 429
+
+
+def test_the_session_cookie_is_http_only_and_same_site(client, people):
+    resp = sign_in(client)
+    cookie = resp.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+
+
+def test_cookies_are_secure_behind_https(settings, sessions):
+    https = dataclasses.replace(
+        settings, server=dataclasses.replace(settings.server, base_url="https://x.example")
+    )
+    app = create_app(https)
+    try:
+        assert app.config["SESSION_COOKIE_SECURE"] and app.config["REMEMBER_COOKIE_SECURE"]
+    finally:
+        app.extensions["giftrec"].close()
+
+
+def test_sign_in_never_redirects_off_site(client, people):
+    page = client.get("/manage/login?next=https://evil.example/")
+    resp = client.post(
+        "/manage/login",
+        data={
+            "csrf_token": token(page.text),
+            "email": "anna@example.com",
+            "password": PASSWORD,
+            "next": "https://evil.example/",
+        },
+    )
+    assert resp.headers["Location"].endswith("/manage/")
