@@ -237,7 +237,7 @@ def make_selection(
         selection.picks.append(
             SelectionPick(
                 product_id=product.id,
-                tier=i // 2,
+                tier=i // 2 + 1,
                 position=i % 2,
                 score=1.0 - i / 10,
                 source="collaborative",
