@@ -6,6 +6,7 @@ from flask_wtf import FlaskForm
 from wtforms import HiddenField, IntegerField, PasswordField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange
+from wtforms.widgets import HiddenInput
 
 from domain.reminders.selections import MAX_NOTE_LENGTH
 
@@ -20,7 +21,8 @@ class VersionForm(FlaskForm):
     """Every edit names the version of the selection its author saw (optimistic check)."""
 
     version = IntegerField(
-        validators=[InputRequired("The page is out of date: reload it."), NumberRange(min=1)]
+        widget=HiddenInput(),
+        validators=[InputRequired("The page is out of date: reload it."), NumberRange(min=1)],
     )
 
 

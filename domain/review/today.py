@@ -150,7 +150,11 @@ def upcoming_dates(
     last_order = dict(
         session.execute(
             select(Order.customer_id, func.max(Order.ordered_at))
-            .where(Order.customer_id.in_({c.id for *_, c, _, _ in found}), Order.kind == "sale")
+            .where(
+                Order.customer_id.in_({c.id for *_, c, _, _ in found}),
+                Order.kind == "sale",
+                Order.ordered_at <= now,
+            )
             .group_by(Order.customer_id)
         ).all()
     )
