@@ -74,3 +74,18 @@ def test_sign_in_never_redirects_off_site(client, people):
         },
     )
     assert resp.headers["Location"].endswith("/manage/")
+
+
+def test_serve_prints_the_manage_url_and_the_demo_logins(app, people):
+    from domain.db import session_scope
+    from domain.demo.seed import DEMO_MANAGERS, DEMO_PASSWORD, seed_demo
+
+    with session_scope(app.extensions["giftrec"].sessions) as s:
+        seed_demo(s)
+    with app.app_context():
+        lines = [
+            line for hook in app.extensions["giftrec"].services["banner_hooks"] for line in hook("http://h:1")
+        ]
+    assert ["account", "managers", "http://h:1/manage"] in [line.split() for line in lines]
+    for email, _ in DEMO_MANAGERS:
+        assert any(email in line and DEMO_PASSWORD in line for line in lines)
