@@ -38,6 +38,10 @@ def register(app: Flask) -> None:
     login.session_protection = "basic"
     login.user_loader(accounts.load_account)
     login.init_app(app)
+    # Flask-Login's remember-cookie hook reads the session after every request of the app, which would make
+    # every API response vary on Cookie; only these pages have sessions, so it runs for them alone.
+    # (blueprint._remember_cookie calls it there).
+    app.after_request_funcs[None].remove(login._update_remember_cookie)
     accounts.init_throttle(app)
     app.register_blueprint(bp)
     ctx.services.setdefault("banner_hooks", []).append(accounts.banner_lines)

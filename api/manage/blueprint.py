@@ -21,6 +21,8 @@ bp = Blueprint(
     static_folder="static",
     static_url_path="/static",
 )
+#: Pages, not API: left out of the OpenAPI document (apiflask reads this attribute on every blueprint).
+bp.enable_openapi = False  # type: ignore[attr-defined]
 csrf = CSRFProtect()
 
 
@@ -36,6 +38,13 @@ def _csrf() -> None:
     authenticate otherwise and are not checked)."""
     if request.method not in ("GET", "HEAD", "OPTIONS"):
         csrf.protect()
+
+
+@bp.after_request
+def _remember_cookie(resp: Response) -> Response:
+    """Flask-Login's remember-cookie upkeep, for these pages only (see api.manage.register)."""
+    updated: Response = current_app.login_manager._update_remember_cookie(resp)  # type: ignore[attr-defined]
+    return updated
 
 
 @bp.after_request
