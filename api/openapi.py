@@ -29,6 +29,10 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "string", "minLength": 1, "maxLength": 64},
     },
     "selection_id": {"schema": {"type": "integer", "minimum": 1, "maximum": MAX_SELECTION_ID}},
+    "anonymous_id": {
+        "description": "the browser's id before sign-in, as sent in its events",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 100},
+    },
 }
 #: Headers of error responses that a client acts on.
 ERROR_HEADERS: dict[str, dict[str, Any]] = {

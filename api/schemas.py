@@ -117,20 +117,23 @@ class CustomerSignatureHeader(Schema):
     )
 
 
-class RecommendationsQuery(PriceFilters):
+class SessionRecommendationsQuery(PriceFilters):
     n = Integer(load_default=10, validate=Range(1, 100), metadata={"description": "how many items"})
+    exclude_skus = String(
+        data_key="exclude",
+        load_default="",
+        validate=Length(max=MAX_EXCLUDE),
+        metadata={"description": "comma-separated SKUs to leave out (e.g. what is in the cart)"},
+    )
+
+
+class RecommendationsQuery(SessionRecommendationsQuery):
     customer_signature = String(
         validate=[Length(max=77), Regexp(r"^([0-9]{1,12}\.)?[0-9a-f]{64}$")],
         metadata={
             "description": "widget keys: the shop's signature of this customer, `<expires>.<hex>` (or send "
             "the X-Customer-Signature header); see docs/api.md"
         },
-    )
-    exclude_skus = String(
-        data_key="exclude",
-        load_default="",
-        validate=Length(max=MAX_EXCLUDE),
-        metadata={"description": "comma-separated SKUs to leave out (e.g. what is in the cart)"},
     )
 
 

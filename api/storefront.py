@@ -30,6 +30,7 @@ from api.schemas import (
     ProductIn,
     ProductOut,
     RecommendationsQuery,
+    SessionRecommendationsQuery,
     SimilarQuery,
     first_values,
     quick_recommendations_query,
@@ -235,6 +236,35 @@ def _fast_recommendations(ctx: AppContext) -> fastpath.Handler:
         ]
 
     return answer
+
+
+@bp.get("/sessions/<anonymous_id>/recommendations")
+@bp.doc(
+    summary="Picks for an anonymous browser session",
+    description=(
+        "From the session's own view, click and cart events (sent with this `anonymous_id`), folded into "
+        "the model like a new customer, filled along similar -> bestsellers -> new arrivals; bestsellers "
+        "and new arrivals for a session with no events yet. Nothing about any customer: widget keys need "
+        "no signature."
+    ),
+    responses=ERRORS,
+    security=auth.SECURITY,
+)
+@auth.require(*PICKS_SCOPES)
+@bp.input(SessionRecommendationsQuery, location="query", arg_name="query")
+@bp.output(ItemList)
+def session_recommendations(anonymous_id: str, query: dict[str, Any]) -> Any:
+    exclude = [s.strip() for s in query["exclude_skus"].split(",") if s.strip()]
+    items = recommendations.recommend_for_session(
+        _serving(),
+        anonymous_id,
+        query["n"],
+        category=query.get("category"),
+        min_price=query.get("min_price"),
+        max_price=query.get("max_price"),
+        exclude=exclude,
+    )
+    return _items(items)
 
 
 @bp.get("/products/<sku>/similar")

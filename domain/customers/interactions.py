@@ -38,6 +38,7 @@ __all__ = [
     "changed_customers",
     "event_weights",
     "load_interactions",
+    "load_session",
     "load_sales",
 ]
 
@@ -191,6 +192,28 @@ def load_interactions(
     for statement in statements:
         records.extend(_fetch(session, statement))
     return _to_rows(records)
+
+
+#: Events of one anonymous session read for its picks: the newest, enough for a visit or several.
+SESSION_EVENTS = 200
+
+
+def load_session(session: Session, anonymous_id: str) -> InteractionRows:
+    """The newest events of one anonymous browser session (no customer), as interaction rows whose
+    customer id is -1. One indexed query."""
+    statement = (
+        select(
+            literal(-1).label("customer_id"),
+            Event.product_id,
+            Event.kind,
+            Event.quantity,
+            _epoch(session, Event.occurred_at).label("at"),
+        )
+        .where(Event.anonymous_id == anonymous_id, Event.customer_id.is_(None), Event.product_id.is_not(None))
+        .order_by(Event.id.desc())
+        .limit(SESSION_EVENTS)
+    )
+    return _to_rows(_fetch(session, statement))
 
 
 def load_sales(session: Session, *, until: dt.datetime | None = None) -> SalesRows:

@@ -122,6 +122,7 @@ class Event(Base):
     __table_args__ = (
         one_of("kind", EVENT_KINDS, "kind"),
         Index("ix_events_customer_id_occurred_at", "customer_id", "occurred_at"),
+        Index("ix_events_anonymous_id", "anonymous_id"),  # a session's picks read its events
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -120,6 +120,11 @@ class ModelStore:
         self.error: str | None = None
         self.note: str | None = None
 
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        """The database sessions the store reads with (for a request's own small read)."""
+        return self._sessions
+
     # ------------------------------------------------------------------------------------------ reading
     def current(self) -> ServingData:
         """The serving data; loaded synchronously on the first call, then refreshed in the background."""

@@ -30,12 +30,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
 from domain.catalog.snapshot import Catalog, CatalogSnapshot
+from domain.customers.interactions import build_matrix, load_session
 from domain.errors import InvalidInput, NotFound
 from domain.serving.data import CustomerRows, LoadedModel, ServingData
 from domain.serving.model_store import ModelStore
 from domain.serving.ranked import CANDIDATES, Ranked
 from recommender.base import top_k
 from recommender.chain import recommend_with_fallback
+from recommender.interactions import IdIndex
 from recommender.popularity import NewArrivals, PopularityRecommender
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
     "customer_erased",
     "new_arrivals",
     "recommend_for_customer",
+    "recommend_for_session",
     "similar_products",
 ]
 
@@ -436,6 +439,20 @@ def recommend_for_customer(
         taken = None if ranked is None else _take_ranked(cat, flt, n, loaded, rows, ranked)
         if taken is not None:
             return taken
+    return _picks_for(serving, data, cat, flt, n, rows, keep_repeats)
+
+
+def _picks_for(
+    serving: Serving,
+    data: ServingData,
+    cat: Catalog,
+    flt: _Filter,
+    n: int,
+    rows: CustomerRows,
+    keep_repeats: bool = False,
+) -> list[RecommendedItem]:
+    """Ranked under this request's filters: the chain collaborative -> similar, then the fallbacks."""
+    loaded = data.model
     picks = _Picks(cat, flt.mask(cat), n)
     bought_positions = cat.positions(rows.bought_product_ids)
     bought_positions = bought_positions[bought_positions >= 0]
@@ -446,6 +463,41 @@ def recommend_for_customer(
     _fill_bestsellers(picks, data, serving.settings.interactions.bestseller_days)
     _fill_new_arrivals(picks, data)
     return picks.result()
+
+
+def recommend_for_session(
+    serving: Serving,
+    anonymous_id: str,
+    n: int = 10,
+    *,
+    category: str | None = None,
+    min_price: Decimal | float | int | None = None,
+    max_price: Decimal | float | int | None = None,
+    exclude: Iterable[str] = (),
+) -> list[RecommendedItem]:
+    """Picks for an anonymous browser session from its own views, clicks and carts (folded into the model
+    like a new customer), filled along the same chain; bestsellers and new arrivals for a session the
+    API has no events of. Nothing about any customer: safe for a public widget key."""
+    _check_n(n)
+    if not 1 <= len(anonymous_id) <= 100:
+        raise InvalidInput("anonymous_id", "must be 1 to 100 characters")
+    cat = serving.catalog.current()
+    flt = _filter(cat, category=category, min_price=min_price, max_price=max_price, exclude=exclude)
+    data = serving.store.current()
+    row = None
+    if data.model is not None:
+        with serving.store.sessions() as session:
+            events = load_session(session, anonymous_id)
+        if len(events):
+            matrix, _, _ = build_matrix(
+                events,
+                serving.settings.interactions,
+                user_index=IdIndex(np.array([-1], dtype=np.int64)),
+                item_index=data.model.item_index,
+            )
+            row = matrix[0:1] if matrix[0:1].nnz else None
+    rows = CustomerRows(-1, -1, row, np.empty(0, dtype=np.int64), True)
+    return _picks_for(serving, data, cat, flt, n, rows)
 
 
 def similar_products(serving: Serving, sku: str, n: int = 10) -> list[RecommendedItem]:

@@ -19,6 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "GET /v1/products/{sku}/similar": ITEM_LIST,
     "GET /v1/bestsellers": ITEM_LIST,
     "GET /v1/new-arrivals": ITEM_LIST,
+    "GET /v1/sessions/{anonymous_id}/recommendations": ITEM_LIST,
     "POST /v1/events": {"recorded", "duplicates"},
 }
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "errors", "field", "message"}
@@ -105,3 +106,30 @@ def test_what_a_widget_key_gets_on_the_real_sample_is_on_the_list(app, client, k
         client.get(f"/v1/customers/{trained}/next-purchase", headers=bearer(keys["server"])).status_code
         == 200
     )
+
+
+def test_an_anonymous_session_gets_picks_from_its_own_views(app, client, keys, trained):
+    """A widget key needs no signature for a browser session's picks: they come from that session's own
+    events, never from a customer's."""
+    widget = {"X-Api-Key": keys["widget"], "Origin": SHOP}
+    fresh = client.get("/v1/sessions/browser-new/recommendations?n=5", headers=widget)
+    assert fresh.status_code == 200
+    assert {item["source"] for item in fresh.json["items"]} <= {"bestsellers", "new_arrivals"}
+    assert _keys(fresh.json) <= ALLOWED["GET /v1/sessions/{anonymous_id}/recommendations"]
+    server = bearer(keys["server"])
+    mine = client.get(f"/v1/customers/{trained}/recommendations?n=3", headers=server).json["items"]
+    viewed = [item["sku"] for item in mine]
+    events = [
+        {"id": f"s-{i}", "type": "view", "sku": sku, "anonymous_id": "browser-7"}
+        for i, sku in enumerate(viewed)
+    ]
+    assert client.post("/v1/events", json={"events": events}, headers=widget).status_code == 200
+    picks = client.get("/v1/sessions/browser-7/recommendations?n=5", headers=widget)
+    assert picks.status_code == 200, picks.json
+    items = picks.json["items"]
+    assert items[0]["source"] == "collaborative" and items[0]["explanation"].startswith(
+        "Because you looked at"
+    )
+    assert len(items) == 5
+    other = client.get("/v1/sessions/browser-8/recommendations?n=5", headers=widget).json["items"]
+    assert [i["sku"] for i in other] != [i["sku"] for i in items], "another session's views are not used"
