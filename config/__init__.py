@@ -21,7 +21,10 @@ from config.settings import (
     SchedulerSettings,
     ServerSettings,
     Settings,
+    TriggerSettings,
     parse_cuts,
+    parse_lifetimes,
+    parse_names,
     parse_segments,
 )
 
@@ -38,6 +41,7 @@ __all__ = [
     "SchedulerSettings",
     "ServerSettings",
     "Settings",
+    "TriggerSettings",
     "env_var",
     "load_settings",
 ]
@@ -72,6 +76,8 @@ NON_NEGATIVE = {
     "api.picks_cache_customers",
     "server.port",
     "rfm.clv_discount_rate",
+    "triggers.holdout_share",
+    "triggers.control_share",
 }
 
 
@@ -137,6 +143,13 @@ def _validate(key: str, value: Any) -> None:
             parse_segments(value) if key == "rfm.segments" else parse_cuts(value)
         except ValueError as exc:
             raise ConfigError(key, str(exc)) from None
+    if key == "triggers.replacement_lifetimes" or key.endswith("_audience"):
+        try:
+            parse_lifetimes(value) if key == "triggers.replacement_lifetimes" else parse_names(value)
+        except ValueError as exc:
+            raise ConfigError(key, str(exc)) from None
+    if key in ("triggers.holdout_share", "triggers.control_share") and value >= 1:
+        raise ConfigError(key, f"must be below 1, got {value!r}")
     if key == "api.rate_limit" and not _RATE_LIMIT.fullmatch(value):
         raise ConfigError(key, f"expected a limit like '1200/minute' or '20 per second', got {value!r}")
 

@@ -240,6 +240,105 @@ class RfmSettings:
         return parse_segments(self.segments)
 
 
+_LIFETIME = re.compile(r"([^:;]+?)\s*:\s*(\d+)\s*-\s*(\d+)")
+
+
+def parse_lifetimes(text: str) -> tuple[tuple[str, int, int], ...]:
+    """Product lifetimes per category "bags: 540-720; wallets: 365-540": (category, first day, last day) of
+    the window in which a replacement offer may go, in days after the purchase. Empty = none."""
+    out = []
+    for part in text.split(";"):
+        if not part.strip():
+            continue
+        match = _LIFETIME.fullmatch(part.strip())
+        if match is None:
+            raise ValueError(f"expected 'category: 540-720', got {part.strip()!r}")
+        low, high = int(match.group(2)), int(match.group(3))
+        if not 0 < low <= high:
+            raise ValueError(f"{match.group(1)}: the window must be 0 < first <= last days, got {low}-{high}")
+        out.append((match.group(1).strip(), low, high))
+    return tuple(out)
+
+
+def parse_names(text: str) -> tuple[str, ...]:
+    """Comma-separated lower-case names ("loyal, champions"); empty = none."""
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    for name in names:
+        if not _RULE_NAME.fullmatch(name):
+            raise ValueError(f"expected lower-case names separated by commas, got {name!r}")
+    return names
+
+
+#: The trigger rules, in the order they are evaluated; each has ``<name>_*`` keys in TriggerSettings.
+TRIGGERS = ("replacement", "running_out", "winback", "new_arrivals", "abandoned_cart")
+
+
+@dataclass(frozen=True)
+class TriggerSettings:
+    """Trigger emails (docs/triggers.md): one rule per trigger, each on/off, with its audience (RFM segments,
+    empty = everyone), timing, template and per-customer cooldown in days; then the control groups."""
+
+    #: Master switch: no trigger is evaluated when off.
+    enabled: bool = True
+    #: replacement: a category's lifetime reached since the customer's last purchase in it.
+    replacement_enabled: bool = True
+    replacement_audience: str = ""
+    #: "category: first-last; ..." days after the last purchase of the category (e.g. bags 540-720).
+    replacement_lifetimes: str = "bags: 540-720"
+    replacement_template: str = "replacement"
+    replacement_cooldown_days: int = 180
+    #: running out: the next-purchase model's expected repurchase date minus this many days.
+    running_out_enabled: bool = True
+    running_out_audience: str = ""
+    running_out_days_before: int = 5
+    #: Only products the customer has bought on at least this many days (consumables they rebuy).
+    running_out_min_purchases: int = 2
+    running_out_template: str = "running_out"
+    running_out_cooldown_days: int = 14
+    #: win-back: a customer moved into one of these segments since the previous snapshot.
+    winback_enabled: bool = True
+    winback_audience: str = "at_risk, cant_lose"
+    #: A discount code shown in the email ("" = none).
+    winback_discount_code: str = ""
+    winback_template: str = "winback"
+    winback_cooldown_days: int = 90
+    #: new arrivals: products first seen in the last this many days, personalised, for these segments.
+    new_arrivals_enabled: bool = True
+    new_arrivals_audience: str = "loyal, champions"
+    new_arrivals_days: int = 14
+    new_arrivals_template: str = "new_arrivals"
+    new_arrivals_cooldown_days: int = 30
+    #: abandoned cart: cart events with no purchase of those products for this many hours (and not older
+    #: than abandoned_cart_max_hours: an old cart is forgotten, not abandoned).
+    abandoned_cart_enabled: bool = True
+    abandoned_cart_audience: str = ""
+    abandoned_cart_hours: int = 24
+    abandoned_cart_max_hours: int = 96
+    abandoned_cart_template: str = "abandoned_cart"
+    abandoned_cart_cooldown_days: int = 7
+    #: Products in a trigger email (per tier for replacement).
+    picks: int = 3
+    #: VIP clients' trigger emails wait this many hours for their account manager (reminders.vip_cutoff_policy
+    #: then applies).
+    vip_review_hours: int = 48
+    #: Global holdout (no trigger email at all) and per-trigger control: shares of customers, drawn by a hash
+    #: of (customer, trigger, period), the period being the calendar quarter of eligibility.
+    holdout_share: float = 0.1
+    control_share: float = 0.1
+    #: The campaign report says "too few to tell" when the treated or the control group is smaller.
+    min_group_size: int = 30
+
+    def audience(self, trigger: str) -> tuple[str, ...]:
+        value: str = getattr(self, f"{trigger}_audience")
+        return parse_names(value)
+
+    def lifetimes(self) -> tuple[tuple[str, int, int], ...]:
+        return parse_lifetimes(self.replacement_lifetimes)
+
+    def is_on(self, trigger: str) -> bool:
+        return self.enabled and bool(getattr(self, f"{trigger}_enabled"))
+
+
 @dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -252,3 +351,4 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     demo: DemoSettings = field(default_factory=DemoSettings)
     rfm: RfmSettings = field(default_factory=RfmSettings)
+    triggers: TriggerSettings = field(default_factory=TriggerSettings)

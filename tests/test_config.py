@@ -58,6 +58,12 @@ def test_every_environment_variable_overrides_its_key(section, key):
             "rfm.frequency_cuts": "1, 2, 4, 8",
             "rfm.monetary_cuts": "1000, 2000, 5000, 10000",
             "rfm.segments": "vip: r 4-5, f 3-5, m 5; everyone_else: r 1-5",
+            "triggers.replacement_lifetimes": "shoes: 200-400; bags: 500-700",
+            "triggers.replacement_audience": "loyal",
+            "triggers.running_out_audience": "champions, loyal",
+            "triggers.winback_audience": "at_risk",
+            "triggers.new_arrivals_audience": "champions",
+            "triggers.abandoned_cart_audience": "new",
         }.get(f"{section}.{key}", "changed")
     raw = str(new).lower() if isinstance(new, bool) else str(new)
     settings = load_settings(environ={env_var(section, key): raw})
@@ -90,6 +96,10 @@ def test_file_then_environment_then_overrides(tmp_path):
         ({"GIFTREC_RFM_SEGMENTS": "champions: r 6"}, "rfm.segments"),
         ({"GIFTREC_RFM_SEGMENTS": "Champions!: r 5"}, "rfm.segments"),
         ({"GIFTREC_RFM_MONETARY_SCORING": "deciles"}, "rfm.monetary_scoring"),
+        ({"GIFTREC_TRIGGERS_REPLACEMENT_LIFETIMES": "bags 540"}, "triggers.replacement_lifetimes"),
+        ({"GIFTREC_TRIGGERS_REPLACEMENT_LIFETIMES": "bags: 720-540"}, "triggers.replacement_lifetimes"),
+        ({"GIFTREC_TRIGGERS_WINBACK_AUDIENCE": "At Risk"}, "triggers.winback_audience"),
+        ({"GIFTREC_TRIGGERS_CONTROL_SHARE": "1.5"}, "triggers.control_share"),
     ],
 )
 def test_a_bad_value_names_the_key(environ, key):

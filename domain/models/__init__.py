@@ -1,7 +1,7 @@
 """SQLAlchemy models of the whole domain, importable from ``domain.models``."""
 
 from domain.models.catalog import EVENT_KINDS, ORDER_KINDS, Event, ImportRun, Order, OrderLine, Product
-from domain.models.lifecycle import RfmSnapshot
+from domain.models.lifecycle import ARMS, RfmSnapshot, TriggerAssignment
 from domain.models.ops import API_KEY_SCOPES, ApiKey, AuditLog, JobLock
 from domain.models.people import (
     DATE_KINDS,
@@ -22,6 +22,7 @@ from domain.models.pipeline import (
 )
 
 __all__ = [
+    "ARMS",
     "API_KEY_SCOPES",
     "DATE_KINDS",
     "EMAIL_STATUSES",
@@ -46,5 +47,6 @@ __all__ = [
     "Recipient",
     "RfmSnapshot",
     "SelectionPick",
+    "TriggerAssignment",
     "User",
 ]

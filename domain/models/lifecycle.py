@@ -1,11 +1,13 @@
-"""Lifecycle tables: the daily RFM snapshot of every customer who has bought."""
+"""Lifecycle tables: the daily RFM snapshot of every customer who has bought, and trigger assignments."""
 
 from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Date,
     Float,
     ForeignKey,
@@ -19,6 +21,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.db import Base
+from domain.models._types import CreatedAt, UTCDateTime, one_of
+
+#: Who gets a trigger's email: the treated; the per-trigger control and the global holdout never do.
+ARMS = ("treatment", "control", "holdout")
 
 
 class RfmSnapshot(Base):
@@ -50,3 +56,36 @@ class RfmSnapshot(Base):
     clv: Mapped[Decimal | None] = mapped_column(
         Numeric(12, 2), comment="discounted expected purchases x Gamma-Gamma spend; NULL when unfitted"
     )
+
+
+class TriggerAssignment(Base):
+    """A customer became eligible for a trigger in one window, and the arm they were drawn into.
+
+    Recorded whether or not an email follows (intention to treat): the campaign report compares the arms
+    as assigned. One row per (customer, trigger, window): the trigger fires at most once per window.
+    """
+
+    __tablename__ = "trigger_assignments"
+    __table_args__ = (
+        UniqueConstraint("customer_id", "trigger", "window_key"),
+        one_of("arm", ARMS, "arm"),
+        Index("ix_trigger_assignments_trigger_eligible_on", "trigger", "eligible_on"),
+        Index("ix_trigger_assignments_customer_id_trigger", "customer_id", "trigger"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    trigger: Mapped[str] = mapped_column(String(30), comment="replacement, running_out, winback...")
+    window_key: Mapped[str] = mapped_column(
+        String(80), comment="what fired it: category and last purchase day, moved-on day, cart day..."
+    )
+    eligible_on: Mapped[dt.date] = mapped_column(Date)
+    eligible_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), comment="outcomes are counted from here")
+    period: Mapped[str] = mapped_column(String(10), comment="the hash's period: the quarter, e.g. 2011Q4")
+    arm: Mapped[str] = mapped_column(String(10), comment="treatment | control | holdout")
+    selection_id: Mapped[int | None] = mapped_column(
+        ForeignKey("gift_selections.id", ondelete="SET NULL"), comment="the email's selection (treatment)"
+    )
+    reason: Mapped[str | None] = mapped_column(String(300), comment="why a treated customer got no email")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, comment="the products that fired it")
+    created_at: Mapped[CreatedAt]
