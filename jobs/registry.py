@@ -37,6 +37,7 @@ JOBS: dict[str, JobSpec] = {
         JobSpec("train-model", "jobs.train_model", "train_cron"),
         JobSpec("plan-selections", "jobs.plan_selections", "plan_cron", catch_up=True),
         JobSpec("queue-reminders", "jobs.queue_reminders", "send_cron", catch_up=True),
+        JobSpec("queue-triggers", "jobs.queue_triggers", "send_cron", catch_up=True),
         JobSpec("send-outbox", "jobs.send_outbox", "send_cron", catch_up=True),
         JobSpec("lifecycle", "jobs.lifecycle", "lifecycle_cron"),
         # Nightly with the lifecycle work; orders posted through the API are attributed at once.

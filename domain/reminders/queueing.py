@@ -22,7 +22,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from config import Settings
-from domain.messaging.outbox import enqueue, next_marketing_slot
+from domain.messaging.outbox import cancel_queued, enqueue, next_marketing_slot
 from domain.messaging.signing import LinkSigner
 from domain.models import Customer, GiftSelection, ImportantDate, OutboundEmail, Product, Recipient, User
 from domain.reminders.occasions import local_today
@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 DEFAULT_LOCALE = "en"
 QUEUEABLE_STATUSES = ("ready", "approved")
+#: ``occasion_key`` prefix of the selections that are trigger emails (queued by ``domain.lifecycle``).
+TRIGGER_KEY = "trigger:"
 
 MONTHS = {
     "en": "January February March April May June July August September October November December".split(),
@@ -259,6 +261,7 @@ def _queue_one(
             return _skip(selection, "reminder stopped", report)
     if local_today(now, customer.time_zone) >= selection.occasion_on:
         return _skip(selection, "the occasion came before the email could be queued", report)
+    _give_way(session, customer.id)
     slot = next_marketing_slot(session, customer.id, now, settings.mail.frequency_cap_days)
     if slot > now and local_today(slot, customer.time_zone) >= selection.occasion_on:
         return _skip(
@@ -291,6 +294,26 @@ def _queue_one(
         selection.status_reason = f"email deferred by the frequency cap until {slot:%Y-%m-%d %H:%M} UTC"
 
 
+def _give_way(session: Session, customer_id: int) -> None:
+    """Reminders win: the customer's trigger emails not yet sent are skipped and their queued mail cancelled,
+    so that the frequency cap holds this reminder's place."""
+    reason = "a reminder wins: one is on its way to this customer"
+    open_triggers = list(
+        session.scalars(
+            select(GiftSelection.id).where(
+                GiftSelection.customer_id == customer_id,
+                GiftSelection.occasion_key.startswith(TRIGGER_KEY),
+                GiftSelection.status.in_(("planned", "ready", "awaiting_review", "approved")),
+            )
+        )
+    )
+    if not open_triggers:
+        return
+    cancel_queued(session, reason=reason, selection_ids=open_triggers)
+    for selection in session.scalars(select(GiftSelection).where(GiftSelection.id.in_(open_triggers))):
+        selection.status, selection.status_reason = "skipped", reason
+
+
 def outbox_key(selection: GiftSelection) -> str:
     """The outbox's dedupe key of this version of the selection's email."""
     if selection.version <= 1:
@@ -314,7 +337,11 @@ def queue_reminders(
         OutboundEmail.kind == "reminder",
         OutboundEmail.status != "cancelled",
     )
-    stmt = select(GiftSelection).where(GiftSelection.status.in_(QUEUEABLE_STATUSES), ~has_email)
+    stmt = select(GiftSelection).where(
+        GiftSelection.status.in_(QUEUEABLE_STATUSES),
+        ~GiftSelection.occasion_key.startswith(TRIGGER_KEY),  # trigger emails: domain.lifecycle
+        ~has_email,
+    )
     if selection_ids is not None:
         stmt = stmt.where(GiftSelection.id.in_(selection_ids))
     selections = session.scalars(stmt.order_by(GiftSelection.occasion_on, GiftSelection.id)).all()

@@ -1,0 +1,339 @@
+"""Triggers: each fires for the right customers, once per window across runs, never beside a reminder."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from domain.lifecycle.trigger_emails import queue_trigger_emails
+from domain.lifecycle.trigger_runs import run_triggers
+from domain.models import (
+    Event,
+    GiftSelection,
+    Order,
+    OrderLine,
+    OutboundEmail,
+    RfmSnapshot,
+    TriggerAssignment,
+    User,
+)
+from domain.models._types import utcnow
+from domain.reminders.queueing import queue_reminders
+from domain.reminders.selections import approve_selection
+from tests.delivery_fixtures import make_customer, make_product, make_selection
+
+NOW = dt.datetime(2011, 12, 1, 4, 0)
+_orders = iter(range(1, 10**9))
+
+
+def only(settings, *triggers, **extra):
+    """Settings with only ``triggers`` on and nobody in a control group (unless ``extra`` says so)."""
+    values = {
+        f"{t}_enabled": t in triggers for t in ("replacement", "running_out", "winback", "new_arrivals")
+    }
+    values["abandoned_cart_enabled"] = "abandoned_cart" in triggers
+    values |= {"holdout_share": 0.0, "control_share": 0.0} | extra
+    return dataclasses.replace(settings, triggers=dataclasses.replace(settings.triggers, **values))
+
+
+def buy(session, customer, product, at: dt.datetime, price: str | None = None) -> None:
+    order = Order(external_id=f"T{next(_orders)}", customer_id=customer.id, ordered_at=at)
+    order.lines.append(
+        OrderLine(line_no=1, product_id=product.id, quantity=1, unit_price=Decimal(price or product.price))
+    )
+    session.add(order)
+    session.flush()
+
+
+def snapshot(session, customer, on: dt.date, segment: str) -> None:
+    session.add(
+        RfmSnapshot(
+            customer_id=customer.id,
+            taken_on=on,
+            as_of=on,
+            r_score=1,
+            f_score=3,
+            m_score=3,
+            segment=segment,
+            recency_days=200,
+            frequency=3,
+            monetary=Decimal("300"),
+        )
+    )
+    session.flush()
+
+
+def assignments(session, trigger=None):
+    stmt = select(TriggerAssignment).order_by(TriggerAssignment.id)
+    if trigger:
+        stmt = stmt.where(TriggerAssignment.trigger == trigger)
+    return list(session.scalars(stmt))
+
+
+def emails(session):
+    return list(session.scalars(select(OutboundEmail).where(OutboundEmail.status != "cancelled")))
+
+
+# ------------------------------------------------------------------------------------------- replacement
+@pytest.fixture
+def bags(session):
+    return [
+        make_product(session, p, category="bags", title=f"Bag {p}")
+        for p in ("40", "70", "95", "110", "150", "260")
+    ]
+
+
+def test_replacement_fires_inside_the_lifetime_window_with_tiers_around_the_last_price(
+    session, settings, bags
+):
+    s = only(settings, "replacement", replacement_lifetimes="bags: 540-720")
+    due, early = make_customer(session), make_customer(session)
+    buy(session, due, bags[3], NOW - dt.timedelta(days=600), "100.00")
+    buy(session, early, bags[3], NOW - dt.timedelta(days=500), "100.00")
+    summary = run_triggers(session, s, NOW)
+    [a] = assignments(session)
+    assert (a.customer_id, a.trigger, a.arm) == (due.id, "replacement", "treatment")
+    assert a.details["last_price"] == 100.0
+    selection = session.get(GiftSelection, a.selection_id)
+    assert selection.status == "ready" and selection.occasion_code == "replacement"
+    low, mid, high = selection.tier_bounds
+    assert mid[0] < 100 < mid[1]
+    prices = {pk.tier: [] for pk in selection.picks}
+    for pick in selection.picks:
+        prices[pick.tier].append(float(pick.price_at_pick))
+    assert max(prices[1]) <= min(prices[2]) and max(prices[2]) <= min(prices[3])
+    [email] = emails(session)
+    assert email.kind == "replacement" and email.customer_id == due.id and "Bag" in email.body_text
+    assert summary.queued == 1
+
+
+def test_each_trigger_fires_once_per_window_across_repeated_runs(session, settings, bags):
+    s = only(settings, "replacement", "abandoned_cart")
+    customer = make_customer(session)
+    buy(session, customer, bags[2], NOW - dt.timedelta(days=600))
+    other = make_customer(session)
+    session.add(
+        Event(
+            customer_id=other.id, product_id=bags[0].id, kind="cart", occurred_at=NOW - dt.timedelta(hours=30)
+        )
+    )
+    for day in range(4):  # the same day twice, then the next days: cooldowns hold
+        run_triggers(session, s, NOW + dt.timedelta(days=day // 2))
+    assert sorted((a.trigger, a.customer_id) for a in assignments(session)) == sorted(
+        [("replacement", customer.id), ("abandoned_cart", other.id)]
+    )
+    assert len(emails(session)) == 2
+
+
+# ------------------------------------------------------------------------------------------- running out
+def test_running_out_fires_n_days_before_the_expected_repurchase(session, settings):
+    s = only(settings, "running_out", running_out_days_before=5)
+    tea = make_product(session, "8.00", category="tea", title="Breakfast tea")
+    regulars = [make_customer(session) for _ in range(6)]
+    start = dt.datetime(2011, 6, 1, 10)
+    for n, customer in enumerate(regulars):  # every 30 days, the last purchases at different days
+        for k in range(4):
+            buy(session, customer, tea, start + dt.timedelta(days=30 * k + 3 * n))
+    # Customer 0 last bought on 30 Aug: expected on 29 Sep; the email may go from 24 Sep (29 - 5) on.
+    last = start + dt.timedelta(days=90)
+    run_triggers(session, s, last + dt.timedelta(days=24))
+    assert assignments(session) == []
+    run_triggers(session, s, last + dt.timedelta(days=25, hours=2))
+    fired = assignments(session, "running_out")
+    assert regulars[0].id in {a.customer_id for a in fired}
+    mine = next(a for a in fired if a.customer_id == regulars[0].id)
+    assert mine.details["product_ids"] == [tea.id]
+    assert mine.eligible_on == dt.date(2011, 9, 24) == (last + dt.timedelta(days=25)).date()
+    # the interval learned is 30 days, so the expected day is 30 days after the last purchase
+    assert mine.details["expected_on"] == [(last + dt.timedelta(days=30)).date().isoformat()]
+
+
+# ---------------------------------------------------------------------------------------------- win-back
+def test_winback_fires_on_a_move_into_at_risk_once(session, settings):
+    s = only(settings, "winback")
+    moved, stayed, was_new = make_customer(session), make_customer(session), make_customer(session)
+    yesterday, today = NOW.date() - dt.timedelta(days=1), NOW.date()
+    for customer, before, after in ((moved, "loyal", "at_risk"), (stayed, "at_risk", "at_risk")):
+        snapshot(session, customer, yesterday, before)
+        snapshot(session, customer, today, after)
+    snapshot(session, was_new, today, "cant_lose")  # no earlier snapshot: not a move
+    run_triggers(session, s, NOW)
+    run_triggers(session, s, NOW + dt.timedelta(hours=5))
+    [a] = assignments(session, "winback")
+    assert a.customer_id == moved.id and a.details["from"] == "loyal" and a.details["to"] == "at_risk"
+
+
+# ------------------------------------------------------------------------------------------ new arrivals
+def test_new_arrivals_go_to_loyal_and_champions_only_with_new_products(session, settings):
+    s = only(settings, "new_arrivals", new_arrivals_days=14)
+    old = make_product(session, "20.00", created_at=NOW - dt.timedelta(days=90))
+    new = [make_product(session, p, created_at=NOW - dt.timedelta(days=3)) for p in ("15.00", "25.00")]
+    champion, lost = make_customer(session), make_customer(session)
+    snapshot(session, champion, NOW.date(), "champions")
+    snapshot(session, lost, NOW.date(), "lost")
+    run_triggers(session, s, NOW)
+    [a] = assignments(session, "new_arrivals")
+    assert a.customer_id == champion.id
+    picks = {pk.product_id for pk in session.get(GiftSelection, a.selection_id).picks}
+    assert picks <= {p.id for p in new} and old.id not in picks
+
+
+# ----------------------------------------------------------------------------------------- abandoned cart
+def test_abandoned_cart_only_when_the_product_was_not_bought_since(session, settings):
+    s = only(settings, "abandoned_cart", abandoned_cart_hours=24, abandoned_cart_max_hours=96)
+    product = make_product(session, "30.00")
+    left, bought, fresh, old = (make_customer(session) for _ in range(4))
+    for customer, hours in ((left, 30), (bought, 30), (fresh, 5), (old, 200)):
+        session.add(
+            Event(
+                customer_id=customer.id,
+                product_id=product.id,
+                kind="cart",
+                occurred_at=NOW - dt.timedelta(hours=hours),
+            )
+        )
+    buy(session, bought, product, NOW - dt.timedelta(hours=20))
+    run_triggers(session, s, NOW)
+    [a] = assignments(session, "abandoned_cart")
+    assert a.customer_id == left.id
+    [pick, *_] = session.get(GiftSelection, a.selection_id).picks
+    assert (pick.product_id, pick.source) == (product.id, "cart")
+
+
+# ------------------------------------------------------------------------------------- who is never eligible
+def test_never_for_erased_unsubscribed_or_unconsenting_customers(session, settings):
+    s = only(settings, "abandoned_cart")
+    product = make_product(session, "30.00")
+    erased = make_customer(session, erased_at=utcnow())
+    gone = make_customer(session, unsubscribed_at=utcnow())
+    silent = make_customer(session, email_consent=False)
+    for customer in (erased, gone, silent):
+        session.add(
+            Event(
+                customer_id=customer.id,
+                product_id=product.id,
+                kind="cart",
+                occurred_at=NOW - dt.timedelta(hours=30),
+            )
+        )
+    run_triggers(session, s, NOW)
+    assert assignments(session) == [] and emails(session) == []
+
+
+# ------------------------------------------------------------------------------------------ reminders win
+def test_a_reminder_on_its_way_wins_over_a_trigger(session, settings):
+    s = only(settings, "abandoned_cart")
+    product = make_product(session, "30.00")
+    customer = make_customer(session)
+    make_selection(session, customer, status="ready", occasion_on=NOW.date() + dt.timedelta(days=7))
+    session.add(
+        Event(
+            customer_id=customer.id,
+            product_id=product.id,
+            kind="cart",
+            occurred_at=NOW - dt.timedelta(hours=30),
+        )
+    )
+    run_triggers(session, s, NOW)
+    [a] = assignments(session)
+    assert a.arm == "treatment" and a.selection_id is None and a.reason.startswith("a reminder wins")
+    assert emails(session) == []
+
+
+def test_a_reminder_queued_later_cancels_the_queued_trigger_email(session, settings):
+    s = only(settings, "abandoned_cart")
+    product = make_product(session, "30.00")
+    customer = make_customer(session)
+    session.add(
+        Event(
+            customer_id=customer.id,
+            product_id=product.id,
+            kind="cart",
+            occurred_at=NOW - dt.timedelta(hours=30),
+        )
+    )
+    run_triggers(session, s, NOW)
+    [trigger_email] = emails(session)
+    reminder = make_selection(
+        session, customer, status="ready", occasion_on=NOW.date() + dt.timedelta(days=7)
+    )
+    report = queue_reminders(session, s, NOW + dt.timedelta(minutes=5))
+    assert report.queued == [reminder.id] and not report.deferred
+    session.refresh(trigger_email)
+    assert trigger_email.status == "cancelled"
+    assert session.get(GiftSelection, trigger_email.selection_id).status == "skipped"
+
+
+def test_the_frequency_cap_keeps_a_second_trigger_from_the_same_customer(session, settings, bags):
+    s = only(settings, "replacement", "abandoned_cart")
+    customer = make_customer(session)
+    buy(session, customer, bags[2], NOW - dt.timedelta(days=600))
+    session.add(
+        Event(
+            customer_id=customer.id,
+            product_id=bags[0].id,
+            kind="cart",
+            occurred_at=NOW - dt.timedelta(hours=30),
+        )
+    )
+    run_triggers(session, s, NOW)
+    assert [e.kind for e in emails(session)] == ["replacement"]
+    cart = assignments(session, "abandoned_cart")[0]
+    assert cart.reason.startswith("frequency cap")
+
+
+# ---------------------------------------------------------------------------------------------- VIP review
+def test_a_vip_trigger_email_waits_for_the_account_manager(session, settings):
+    s = only(settings, "abandoned_cart")
+    product = make_product(session, "30.00")
+    customer = make_customer(session, is_vip=True)
+    session.add(
+        Event(
+            customer_id=customer.id,
+            product_id=product.id,
+            kind="cart",
+            occurred_at=NOW - dt.timedelta(hours=30),
+        )
+    )
+    run_triggers(session, s, NOW)
+    [a] = assignments(session)
+    selection = session.get(GiftSelection, a.selection_id)
+    assert selection.status == "awaiting_review"
+    assert selection.review_cutoff_at == NOW + dt.timedelta(hours=s.triggers.vip_review_hours)
+    assert emails(session) == []
+    manager = User(email="m@example.com", name="Maria", password_hash="x", role="manager")
+    session.add(manager)
+    session.flush()
+    approve_selection(session, selection.id, manager)
+    report = queue_trigger_emails(session, s, NOW + dt.timedelta(hours=1))
+    assert report.queued == [selection.id]
+    assert queue_reminders(session, s, NOW + dt.timedelta(hours=1)).queued == []  # not a reminder
+
+
+def test_control_and_holdout_are_recorded_and_get_no_selection(session, settings):
+    s = only(settings, "abandoned_cart", holdout_share=0.3, control_share=0.3)
+    product = make_product(session, "30.00")
+    customers = [make_customer(session) for _ in range(60)]
+    for customer in customers:
+        session.add(
+            Event(
+                customer_id=customer.id,
+                product_id=product.id,
+                kind="cart",
+                occurred_at=NOW - dt.timedelta(hours=30),
+            )
+        )
+    run_triggers(session, s, NOW)
+    rows = assignments(session)
+    assert len(rows) == 60
+    arms = {arm for arm in (a.arm for a in rows)}
+    assert arms == {"treatment", "control", "holdout"}
+    for a in rows:
+        assert (a.selection_id is not None) == (a.arm == "treatment")
+    emailed = {e.customer_id for e in emails(session)}
+    assert emailed == {a.customer_id for a in rows if a.arm == "treatment"}
+    assert session.scalar(select(func.count()).select_from(GiftSelection)) == len(emailed)
