@@ -19,6 +19,7 @@ from api.cli.imports import import_
 from api.cli.keys import keys
 from api.cli.model import evaluate, model, train
 from api.cli.outbox import outbox
+from api.cli.report import report
 from api.cli.rfm import rfm
 from api.cli.serve import serve
 from api.cli.users import users
@@ -30,7 +31,7 @@ def cli() -> None:
     """giftrec: gift recommendations, important-date reminders and repeat-sales triggers."""
 
 
-for command in (db, import_, demo, users, train, model, evaluate, keys, outbox, rfm, serve):
+for command in (db, import_, demo, users, train, model, evaluate, keys, outbox, rfm, report, serve):
     cli.add_command(command)
 
 
