@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -104,9 +105,14 @@ def unit_hash(*parts: object) -> float:
 
 
 def assign_arms(
-    customer_ids: np.ndarray, trigger: str, period: str, holdout_share: float, control_share: float
+    customer_keys: Sequence[str | int] | np.ndarray,
+    trigger: str,
+    period: str,
+    holdout_share: float,
+    control_share: float,
 ) -> np.ndarray:
-    """Each customer's arm for a trigger in a period, deterministic by hash.
+    """Each customer's arm for a trigger in a period, deterministic by hash of the customer's key (the shop's
+    own customer id: the same arm on every database and after a re-import).
 
     The global holdout is drawn by ``(customer, "holdout", period)``, the same for every trigger, so a
     held-out customer gets no trigger email at all in that period; the per-trigger control is drawn from
@@ -116,9 +122,9 @@ def assign_arms(
     -------
     ndarray of int8, shape (n,): positions in :data:`ARM_CODES` (0 treatment, 1 control, 2 holdout).
     """
-    ids = np.asarray(customer_ids, dtype=np.int64).reshape(-1)
-    out = np.zeros(ids.size, dtype=np.int8)
-    for i, cid in enumerate(ids.tolist()):
+    keys = list(customer_keys.tolist() if isinstance(customer_keys, np.ndarray) else customer_keys)
+    out = np.zeros(len(keys), dtype=np.int8)
+    for i, cid in enumerate(keys):
         if unit_hash(cid, "holdout", period) < holdout_share:
             out[i] = 2
         elif unit_hash(cid, trigger, period) < control_share:

@@ -3,9 +3,9 @@
 A firing becomes a :class:`~domain.models.TriggerAssignment` when the customer is in the trigger's audience
 (RFM segments of the newest snapshot; an empty audience is everyone), has no assignment for the same window
 yet, and none for the trigger within its cooldown. The arm (treatment, per-trigger control, global
-holdout) is a hash of (customer, trigger, quarter) (:func:`recommender.triggers.assign_arms`), so a re-run
-draws the same. Control and holdout members are recorded and never emailed: the campaign report compares
-arms as assigned (intention to treat).
+holdout) is a hash of (the shop's customer id, trigger, quarter) (:func:`recommender.triggers.assign_arms`),
+so a re-run draws the same. Control and holdout members are recorded and never emailed: the campaign
+report compares arms as assigned (intention to treat).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from config import Settings
 from domain.lifecycle.triggers import Firing
-from domain.models import TriggerAssignment
+from domain.models import Customer, TriggerAssignment
 from recommender.triggers import ARM_CODES, assign_arms, cooldown_over, period_of
 
 __all__ = ["record_firings"]
@@ -86,8 +86,14 @@ def record_firings(
     if not fresh:
         return [], skipped
     period = period_of(today)
+    external: dict[int, str] = {}
+    for chunk in _chunks(sorted({f.customer_id for f in fresh})):
+        for cid, key in session.execute(
+            select(Customer.id, Customer.external_id).where(Customer.id.in_(chunk))
+        ):
+            external[cid] = key
     arms = assign_arms(
-        np.array([f.customer_id for f in fresh], dtype=np.int64),
+        [external[f.customer_id] for f in fresh],
         trigger,
         period,
         settings.triggers.holdout_share,
