@@ -42,3 +42,39 @@ def demo_seed(seed_value: int | None, today: object) -> None:
     click.echo("Demo manager logins (generated):")
     for login in summary.logins:
         click.echo(f"  {login.email}  password: {login.password}  ({login.name})")
+
+
+@demo.command("simulate-uplift")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), required=True, help="First eligibility day.")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), required=True, help="Last eligibility day.")
+@click.option(
+    "--extra", type=float, default=0.1, show_default=True, help="Extra purchase chance after an email."
+)
+@click.option(
+    "--base", type=float, default=0.05, show_default=True, help="Purchase chance of everyone eligible."
+)
+@click.option("--seed", "seed_value", type=int, default=20111209, show_default=True)
+def demo_simulate_uplift(since: object, until: object, extra: float, base: float, seed_value: int) -> None:
+    """Generate purchases after the trigger emails with a known extra probability (orders labelled
+    source 'simulation'), so that `giftrec report campaigns` has a planted uplift to find."""
+    import datetime as dt
+
+    from flask import current_app
+
+    from domain.demo.simulation import simulate_uplift
+
+    assert isinstance(since, dt.datetime) and isinstance(until, dt.datetime)
+    settings = current_app.extensions["giftrec"].settings
+    with transaction() as session:
+        result = simulate_uplift(
+            session,
+            settings,
+            since.date(),
+            until.date(),
+            extra_probability=extra,
+            base_probability=base,
+            seed=seed_value,
+        )
+    click.echo(f"generated {result.orders} order(s) (source 'simulation', ids SIM-...)")
+    for trigger, value in sorted(result.planted.items()):
+        click.echo(f"  {trigger:<16} planted conversion difference treated - control: {value:+.1%}")
