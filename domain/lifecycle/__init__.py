@@ -1,1 +1,1 @@
-"""The lifecycle engine: daily RFM snapshots and segments (triggers and control groups are to come)."""
+"""The lifecycle engine: daily RFM snapshots and segments, trigger emails, control groups, campaign report."""
