@@ -151,8 +151,13 @@ def authenticator(user: str, password: str) -> Any:
     return check
 
 
-def start_server(handler: RecordingHandler, **kwargs: Any) -> tuple[Controller, int]:
-    return _start(handler, **kwargs)
+def start_server(handler: RecordingHandler, port: int | None = None, **kwargs: Any) -> tuple[Controller, int]:
+    """Start a server (on ``port``, to bring a stopped one back on the same address)."""
+    if port is None:
+        return _start(handler, **kwargs)
+    controller = Controller(handler, hostname="127.0.0.1", port=port, ready_timeout=5, **kwargs)
+    controller.start()
+    return controller, port
 
 
 @pytest.fixture

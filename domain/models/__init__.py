@@ -2,7 +2,7 @@
 
 from domain.models.catalog import EVENT_KINDS, ORDER_KINDS, Event, ImportRun, Order, OrderLine, Product
 from domain.models.lifecycle import RfmSnapshot
-from domain.models.ops import API_KEY_SCOPES, ApiKey, AuditLog, JobLock
+from domain.models.ops import API_KEY_SCOPES, ApiKey, AuditLog, JobLock, MailPause
 from domain.models.people import (
     DATE_KINDS,
     Customer,
@@ -37,6 +37,7 @@ __all__ = [
     "ImportRun",
     "ImportantDate",
     "JobLock",
+    "MailPause",
     "ModelRun",
     "OccasionOptIn",
     "Order",
