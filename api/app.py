@@ -110,3 +110,11 @@ def _add_serving(ctx: AppContext) -> None:
     ctx.services["model_store"] = serving.store
     ctx.services["catalog"] = serving.catalog
     ctx.readiness_probes["model"] = serving.store.status
+    ctx.readiness_probes["mail_queue"] = lambda: _mail_queue_status(ctx)
+
+
+def _mail_queue_status(ctx: AppContext) -> dict[str, object]:
+    from domain.messaging.pause import queue_status
+
+    with ctx.sessions() as session:
+        return queue_status(session)

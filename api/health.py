@@ -1,7 +1,8 @@
 """Liveness and readiness probes for the operator and the load balancer.
 
 ``/health/ready`` says ok or not per check to anyone (a load balancer has no key); what failed and why
-(versions, errors) only to an admin key, and to the log.
+(versions, errors) only to an admin key, and to the log. A non-blocking check (the mail queue paused)
+fails without taking the web app out of service: 200 with status "degraded".
 """
 
 from __future__ import annotations
@@ -45,16 +46,23 @@ def ready() -> ResponseReturnValue:
     except Exception as exc:  # noqa: BLE001 - any failure means not ready; say which
         ok = False
         checks["database"] = f"error: {type(exc).__name__}: {exc}"
+    degraded = False
     for name, probe in ctx.readiness_probes.items():
-        status = probe()
+        try:
+            status = probe()
+        except Exception as exc:  # noqa: BLE001 - a probe that cannot answer is failing; say why
+            status = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         checks[name] = status
         if isinstance(status, dict) and status.get("ok") is False:
-            ok = False
-    if not ok:
-        log.warning("not ready: %s", checks)
+            if status.get("blocking", True):
+                ok = False
+            else:  # failing, but this process still serves (the mail queue is paused)
+                degraded = True
+    if not ok or degraded:
+        log.warning("not ready or degraded: %s", checks)
     if not _asked_by_an_operator(ctx):
         checks = {name: _verdict(value) for name, value in checks.items()}
-    body = {"status": "ok" if ok else "unavailable", "checks": checks}
+    body = {"status": ("degraded" if degraded else "ok") if ok else "unavailable", "checks": checks}
     return jsonify(body), (200 if ok else 503)
 
 

@@ -88,9 +88,15 @@ class MailSettings:
     smtp_password: str = ""
     smtp_timeout: float = 10.0
     from_address: str = "giftrec <reminders@example.com>"
+    #: Attempts of a message without a deadline; a reminder is retried until its deadline instead.
     max_attempts: int = 5
-    #: First retry delay in seconds; doubles each attempt.
+    #: First retry delay in seconds; doubles each attempt, up to backoff_max_seconds. The same back-off
+    #: spaces the probes of a paused queue.
     backoff_seconds: float = 60.0
+    backoff_max_seconds: float = 1800.0
+    #: A reminder's deadline is local midnight of its occasion minus this many hours: past it the email is
+    #: cancelled, never sent late.
+    deadline_margin_hours: float = 0.0
     #: At most one marketing email per customer in this many days (0 = no cap).
     frequency_cap_days: int = 3
 
@@ -123,6 +129,8 @@ class SchedulerSettings:
     #: Seconds a scheduler's database lock stays valid without renewal.
     lock_ttl: int = 120
     timezone: str = "UTC"
+    #: Seconds `giftrec serve` waits, after SIGTERM, for the scheduler to finish the message it is sending.
+    stop_timeout: float = 60.0
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,11 @@ def run_scheduler(settings: Settings, sessions: sessionmaker[Session] | None = N
     scheduler = build_scheduler(ctx)
 
     def stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %s: stopping the scheduler", signum)
-        scheduler.shutdown(wait=False)
+        # Running jobs stop between two units of work (the sender between two messages): the message on
+        # the wire is finished and recorded instead of being left 'sending' (later 'unknown').
+        log.info("signal %s: stopping the scheduler after the running jobs' current step", signum)
+        ctx.stop_requested.set()
+        scheduler.shutdown(wait=True)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import signal
 
 import click
 from flask import current_app
@@ -44,9 +45,20 @@ def _job_names() -> list[str]:
     help="Run as of this day (noon UTC) instead of now.",
 )
 def jobs_run(name: str, today: dt.datetime | None) -> None:
-    """Run job NAME once, now (or as of --today); safe to repeat."""
+    """Run job NAME once, now (or as of --today); safe to repeat.
+
+    --today moves the business date (what is due, deadlines, the frequency cap), never the clock of claims
+    and leases. SIGTERM or Ctrl-C stops the job after its current step (the message being sent).
+    """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     app_ctx = current_app.extensions["giftrec"]
     ctx = build_context(app_ctx.settings, app_ctx.sessions)
     ctx.today = today.date() if today else None
+
+    def stop(signum: int, _frame: object) -> None:
+        click.echo(f"{name}: signal {signum}, stopping after the current step", err=True)
+        ctx.stop_requested.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     click.echo(f"{name} (as of {ctx.now():%Y-%m-%d %H:%M} UTC): {JOBS[name].runner()(ctx)}")

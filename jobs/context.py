@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,8 +33,11 @@ class JobContext:
     at: dt.datetime | None = None
     model_store: Any = None
     worker_id: str = field(default_factory=worker_name)
+    #: Set on SIGTERM/SIGINT: long jobs stop between two units of work (the sender between two messages).
+    stop_requested: threading.Event = field(default_factory=threading.Event)
 
     def now(self) -> dt.datetime:
+        """The business instant: what is due, deadlines, the cap. Never used for claims or leases."""
         if self.at is not None:
             return self.at
         if self.today is not None:

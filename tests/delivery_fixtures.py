@@ -39,6 +39,8 @@ from domain.models import (
 )
 
 HANG = "hang"
+#: Answer DATA only after ``RecordingHandler.slow_seconds`` (then accept): a send caught mid-flight.
+SLOW = "slow"
 NOW = dt.datetime(2011, 12, 1, 9, 0)
 
 
@@ -54,6 +56,9 @@ class RecordingHandler:
         self.envelopes: list[tuple[str, list[str]]] = []
         self.data_replies: deque[str] = deque()
         self.rcpt_replies: dict[str, str] = {}
+        self.slow_seconds = 3.0
+        #: Set when a SLOW message has arrived (its sender is waiting for the verdict).
+        self.slow_started = threading.Event()
         self._lock = threading.Lock()
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
@@ -67,6 +72,10 @@ class RecordingHandler:
             reply = self.data_replies.popleft() if self.data_replies else None
         if reply == HANG:  # swallow the message, never answer (the controller cancels us at teardown)
             await asyncio.sleep(3600)
+        if reply == SLOW:  # keep the sender waiting, then accept as usual
+            self.slow_started.set()
+            await asyncio.sleep(self.slow_seconds)
+            reply = None
         if reply is not None:
             return reply
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
@@ -151,8 +160,13 @@ def authenticator(user: str, password: str) -> Any:
     return check
 
 
-def start_server(handler: RecordingHandler, **kwargs: Any) -> tuple[Controller, int]:
-    return _start(handler, **kwargs)
+def start_server(handler: RecordingHandler, port: int | None = None, **kwargs: Any) -> tuple[Controller, int]:
+    """Start a server (on ``port``, to bring a stopped one back on the same address)."""
+    if port is None:
+        return _start(handler, **kwargs)
+    controller = Controller(handler, hostname="127.0.0.1", port=port, ready_timeout=5, **kwargs)
+    controller.start()
+    return controller, port
 
 
 @pytest.fixture

@@ -110,7 +110,8 @@ def _check_reminder(session, smtp, signer, selection, customer, locale) -> Email
     """Arrived on the lead day, in the customer's language, three tiers, signed links."""
     row = _email(session, selection.id)
     assert row is not None and row.status == "sent" and row.sent_at is not None
-    assert row.sent_at.date() == LEAD_DAY == selection.occasion_on - dt.timedelta(days=7)
+    # sent on the lead day of the business calendar (--today); sent_at is the wall clock
+    assert row.counted_at.date() == LEAD_DAY == selection.occasion_on - dt.timedelta(days=7)
     messages = _to(smtp, customer.email)
     assert len(messages) == 1
     message = messages[0]

@@ -15,7 +15,7 @@ from domain.errors import DomainError
 @click.option("--if-stale", is_flag=True, help="Skip when the serving model already covers the newest data.")
 def train(if_stale: bool) -> None:
     """Train the configured model on the database, save its artifact and record the run."""
-    from domain.serving.training import is_stale, train_model
+    from domain.serving.training import is_stale, prune_artifacts, train_model
 
     settings = current_app.extensions["giftrec"].settings
     with transaction() as session:
@@ -34,6 +34,8 @@ def train(if_stale: bool) -> None:
         error = run.error
     if error is not None:
         raise click.ClickException(f"training failed: {error}")
+    with transaction() as session:  # only after the commit that recorded the new run
+        prune_artifacts(session, settings)
     click.echo(summary)
     click.echo(f"  {timing}")
 

@@ -1,7 +1,8 @@
-"""`giftrec outbox list|resolve`: the email outbox and the operator's decisions on unknown outcomes."""
+"""`giftrec outbox list|resolve|retry|resume`: the email outbox and the operator's decisions on it."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 
 import click
@@ -24,9 +25,17 @@ def outbox() -> None:
 def outbox_list(unknown: bool, failed: bool, statuses: tuple[str, ...], limit: int) -> None:
     """List outbox emails: id, status, attempts, recipient, subject, last error."""
     from domain.messaging.outbox import list_outbox
+    from domain.messaging.pause import current_pause
 
     wanted = set(statuses) | ({"unknown"} if unknown else set()) | ({"failed"} if failed else set())
     with transaction() as session:
+        paused = current_pause(session)
+        if paused is not None:
+            click.echo(
+                f"QUEUE PAUSED since {paused.paused_at:%Y-%m-%d %H:%M} UTC: {paused.reason}\n"
+                f"  next probe {paused.next_probe_at:%Y-%m-%d %H:%M} UTC ({paused.probes} failed); "
+                "`giftrec outbox resume` once the SMTP settings are fixed"
+            )
         rows = list_outbox(session, sorted(wanted), limit)
         if not rows:
             click.echo("no emails")
@@ -66,3 +75,34 @@ def outbox_resolve(email_id: int, outcome: str | None) -> None:
     with transaction() as session:
         row = resolve(session, email_id, outcome=outcome, now=utcnow(), actor="cli")
         click.echo(f"email {row.id}: {row.status}")
+
+
+_WHEN = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"])
+
+
+@outbox.command("retry")
+@click.option("--since", type=_WHEN, required=True, help="UTC; failed (last attempt) at or after this.")
+@click.option("--until", type=_WHEN, default=None, help="UTC, exclusive; default: now.")
+def outbox_retry(since: dt.datetime, until: dt.datetime | None) -> None:
+    """Queue again every email that failed for good in a period (after an outage, say)."""
+    from domain.messaging.outbox import retry_failed
+
+    now = utcnow()
+    with transaction() as session:
+        queued, expired = retry_failed(session, since=since, until=until or now, now=now, actor="cli")
+    click.echo(f"queued again {len(queued)}; left failed because their deadline has passed {len(expired)}")
+    if expired:
+        click.echo("  past their deadline: " + ", ".join(map(str, expired)))
+
+
+@outbox.command("resume")
+def outbox_resume() -> None:
+    """Lift the queue's pause (after an SMTP login or configuration error was fixed)."""
+    from domain.messaging.pause import resume
+
+    with transaction() as session:
+        state = resume(session, now=utcnow(), actor="cli", why="resumed by an operator")
+    if state is None:
+        click.echo("the mail queue was not paused")
+    else:
+        click.echo(f"mail queue resumed (paused since {state.paused_at:%Y-%m-%d %H:%M} UTC: {state.reason})")

@@ -94,9 +94,12 @@ def serve(host: str | None, port: int | None, workers: int, with_scheduler: bool
             time.sleep(0.5)
     finally:
         _stop()
+        # The scheduler finishes the message it is sending (SMTP may take a few timeouts) before it exits;
+        # killing it earlier would leave that message 'sending', later 'unknown'.
+        deadline = time.monotonic() + max(10.0, settings.scheduler.stop_timeout)
         for child in children:
             try:
-                child.wait(timeout=10)
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 child.kill()
     codes = [child.returncode for child in children]

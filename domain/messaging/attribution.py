@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -81,13 +81,18 @@ class _Match:
 
 
 def _matches(session: Session, now: dt.datetime, customer_ids: Sequence[int] | None) -> list[_Match]:
-    """Order lines of a selection's customer, for one of its picks, ordered after the email was sent."""
+    """Order lines of a selection's customer, for one of its picks, ordered after the email was sent.
+
+    "Sent" on the business calendar (``counted_at``, the business time of the send's claim): it equals
+    the wall-clock ``sent_at`` within seconds except in runs with ``--today``.
+    """
+    sent_at = func.coalesce(OutboundEmail.counted_at, OutboundEmail.sent_at)
     stmt = (
         select(
             GiftSelection.id,
             GiftSelection.status,
             GiftSelection.recipient_id,
-            OutboundEmail.sent_at,
+            sent_at,
             SelectionPick.product_id,
             Product.sku,
             OrderLine.id,
@@ -100,7 +105,7 @@ def _matches(session: Session, now: dt.datetime, customer_ids: Sequence[int] | N
             Order,
             (Order.customer_id == GiftSelection.customer_id)
             & (Order.kind == "sale")
-            & (Order.ordered_at >= OutboundEmail.sent_at)
+            & (Order.ordered_at >= sent_at)
             & (Order.ordered_at <= now),
         )
         .join(

@@ -29,8 +29,19 @@ class TemporaryMailError(MailError):
     temporary = True
 
 
+class ConfigurationMailError(TemporaryMailError):
+    """The server refused our login, TLS or configuration: every message would fail alike.
+
+    The message is kept; the outbox pauses the whole queue until a probe succeeds or an operator resumes.
+    """
+
+
 class PermanentMailError(MailError):
     """5xx replies to the sender, a recipient or the message: sending it again will not help."""
+
+
+class MessageBuildError(PermanentMailError):
+    """The message could not be built (a bad header, say): it never left, and it never will as it is."""
 
 
 class UnknownOutcomeError(MailError):
@@ -55,6 +66,10 @@ class OutgoingEmail:
 class Mailer(Protocol):
     def send(self, email: OutgoingEmail) -> str:
         """Send ``email``; return the server's acceptance reply. Raise :class:`MailError` on failure."""
+        ...
+
+    def probe(self) -> None:
+        """Connect and log in without sending anything; raise :class:`MailError` if that fails."""
         ...
 
 
@@ -136,8 +151,26 @@ class SmtpMailer:
             raise
         return client
 
+    def probe(self) -> None:
+        client: _SMTP | _SMTPSSL | None = None
+        try:
+            client = self._connect()
+            client.noop()
+        except smtplib.SMTPAuthenticationError as exc:
+            raise _login_error(exc) from exc
+        except (smtplib.SMTPNotSupportedError, ssl.SSLError) as exc:
+            raise ConfigurationMailError(f"{type(exc).__name__}: {exc}") from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            raise TemporaryMailError(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            if client is not None:
+                _close(client)
+
     def send(self, email: OutgoingEmail) -> str:
-        msg = build_message(email, self.settings.from_address)
+        try:
+            msg = build_message(email, self.settings.from_address)
+        except Exception as exc:  # noqa: BLE001 - nothing has left: whatever went wrong, it is for good
+            raise MessageBuildError(f"the message cannot be built: {type(exc).__name__}: {exc}") from exc
         client: _SMTP | _SMTPSSL | None = None
         try:
             client = self._connect()
@@ -148,10 +181,14 @@ class SmtpMailer:
             code, text = next(iter(exc.recipients.values()))
             raise _code_error(code, text, "recipient refused") from exc
         except smtplib.SMTPAuthenticationError as exc:
-            # A login problem is the configuration's, not the message's: keep the message for a later try.
-            raise TemporaryMailError(
-                f"login refused: {exc.smtp_code} {exc.smtp_error!r}", exc.smtp_code
-            ) from exc
+            # A login problem is the configuration's, not the message's: keep the message, pause the queue.
+            raise _login_error(exc) from exc
+        except (smtplib.SMTPNotSupportedError, ssl.SSLError) as exc:
+            if client is None:  # while connecting: no STARTTLS or AUTH, a certificate that does not verify
+                raise ConfigurationMailError(f"{type(exc).__name__}: {exc}") from exc
+            if client.payload_handed_over:
+                raise UnknownOutcomeError(f"no reply after the message was sent: {exc!r}") from exc
+            raise TemporaryMailError(f"{type(exc).__name__}: {exc}") from exc
         except smtplib.SMTPConnectError as exc:
             raise TemporaryMailError(f"connection refused: {exc.smtp_code}", exc.smtp_code) from exc
         except smtplib.SMTPResponseException as exc:
@@ -162,7 +199,15 @@ class SmtpMailer:
             raise TemporaryMailError(f"{type(exc).__name__}: {exc}") from exc
         finally:
             if client is not None:
-                try:
-                    client.quit()
-                except (smtplib.SMTPException, OSError):
-                    client.close()
+                _close(client)
+
+
+def _login_error(exc: smtplib.SMTPAuthenticationError) -> ConfigurationMailError:
+    return ConfigurationMailError(f"login refused: {exc.smtp_code} {exc.smtp_error!r}", exc.smtp_code)
+
+
+def _close(client: _SMTP | _SMTPSSL) -> None:
+    try:
+        client.quit()
+    except (smtplib.SMTPException, OSError):
+        client.close()

@@ -3,42 +3,34 @@
 Never twice: a unique ``dedupe_key`` per message; a claim is one conditional UPDATE committed before the
 message leaves; a row still 'sending' long after its claim (its sender died between claim and outcome) is
 not retried but set to 'unknown' for the operator (`giftrec outbox list --unknown`, `outbox resolve`).
+This module queues, lists and resolves; ``domain.messaging.sending`` sends.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
-import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, exists, func, select, update
+from sqlalchemy import Select, exists, func, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from config import Settings
-from domain.db import session_scope
 from domain.errors import Conflict, InvalidInput, NotFound
-from domain.messaging.mail import (
-    Mailer,
-    MailError,
-    OutgoingEmail,
-    TemporaryMailError,
-    UnknownOutcomeError,
-    message_id_for,
-)
-from domain.messaging.signing import LinkSigner
 from domain.models import AuditLog, Customer, GiftSelection, OutboundEmail
 
 log = logging.getLogger(__name__)
 
 #: Selection states an email may still move on to 'sent' (or 'failed').
 UNSENT_SELECTION_STATUSES = ("planned", "ready", "awaiting_review", "approved", "failed")
-#: Rows that count against the frequency cap: sent, about to be, or maybe sent.
+#: Rows that count against the frequency cap when queueing: sent, about to be, or maybe sent.
 CAPPED_STATUSES = ("queued", "sending", "sent", "unknown")
+#: What the cap is re-checked against when a message is about to leave: what left or may have left.
+SENT_OR_MAYBE = ("sending", "sent", "unknown")
+#: First key of PostgreSQL's two-key advisory locks taken for a customer's mail ("mail").
+_MAIL_LOCK_SPACE = 0x6D61696C
 
 
 def enqueue(
@@ -53,8 +45,13 @@ def enqueue(
     customer_id: int | None,
     selection_id: int | None = None,
     not_before: dt.datetime,
+    deadline_at: dt.datetime | None = None,
 ) -> OutboundEmail | None:
-    """Add a message to the outbox unless one with ``dedupe_key`` exists (then return None)."""
+    """Add a message to the outbox unless one with ``dedupe_key`` exists (then return None).
+
+    ``deadline_at``: the message is never sent from then on (cancelled instead); without one it is
+    retried ``mail.max_attempts`` times.
+    """
     if session.scalar(select(exists().where(OutboundEmail.dedupe_key == dedupe_key))):
         return None
     row = OutboundEmail(
@@ -69,6 +66,7 @@ def enqueue(
         status="queued",
         attempts=0,
         next_attempt_at=not_before,
+        deadline_at=deadline_at,
     )
     try:
         with session.begin_nested():
@@ -78,16 +76,43 @@ def enqueue(
     return row
 
 
-def next_marketing_slot(session: Session, customer_id: int, now: dt.datetime, cap_days: int) -> dt.datetime:
-    """Earliest time another marketing email may go to the customer under the frequency cap."""
+def lock_customer_mail(session: Session, customer_id: int) -> None:
+    """Serialise decisions about one customer's mail (queueing, the cap at send time) until commit.
+
+    PostgreSQL: a transaction-level advisory lock. SQLite: a writing transaction already holds the
+    database's only write lock, so nothing is needed.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:space, :customer)"),
+            {"space": _MAIL_LOCK_SPACE, "customer": customer_id},
+        )
+
+
+def next_marketing_slot(
+    session: Session,
+    customer_id: int,
+    now: dt.datetime,
+    cap_days: int,
+    *,
+    statuses: tuple[str, ...] = CAPPED_STATUSES,
+    exclude_id: int | None = None,
+) -> dt.datetime:
+    """Earliest time another marketing email may go to the customer under the frequency cap.
+
+    A message counts from its business time (``counted_at``, set at its claim), so a run ``--today``
+    another day measures the cap on the same calendar as the one that sent it.
+    """
     if cap_days <= 0:
         return now
-    when = func.coalesce(OutboundEmail.sent_at, OutboundEmail.claimed_at, OutboundEmail.next_attempt_at)
-    latest = session.scalar(
-        select(func.max(when)).where(
-            OutboundEmail.customer_id == customer_id, OutboundEmail.status.in_(CAPPED_STATUSES)
-        )
+    e = OutboundEmail
+    when = func.coalesce(e.counted_at, e.sent_at, e.claimed_at, e.next_attempt_at)
+    stmt = select(func.max(when)).where(
+        OutboundEmail.customer_id == customer_id, OutboundEmail.status.in_(statuses)
     )
+    if exclude_id is not None:
+        stmt = stmt.where(OutboundEmail.id != exclude_id)
+    latest = session.scalar(stmt)
     if latest is None:
         return now
     return max(now, latest + dt.timedelta(days=cap_days))
@@ -115,11 +140,12 @@ def record_external_send(
             status="sent",
             next_attempt_at=at,
             claimed_at=at,
+            counted_at=at,
             claimed_by=actor[:100],
             sent_at=at,
         )
     )
-    _set_selection(session, selection.id, "sent", "sent by the shop's email platform")
+    set_selection_status(session, selection.id, "sent", "sent by the shop's email platform")
     session.add(
         AuditLog(
             actor=actor,
@@ -159,134 +185,8 @@ def claim_timeout(settings: Settings) -> dt.timedelta:
     return dt.timedelta(seconds=max(300.0, 20 * settings.mail.smtp_timeout))
 
 
-@dataclass
-class OutboxReport:
-    sent: list[int] = field(default_factory=list)
-    retried: list[int] = field(default_factory=list)
-    failed: list[int] = field(default_factory=list)
-    unknown: list[int] = field(default_factory=list)
-    cancelled: list[int] = field(default_factory=list)
-    #: Rows found in 'sending' past the claim timeout and set to 'unknown' by this run.
-    abandoned: list[int] = field(default_factory=list)
-
-    def summary(self) -> str:
-        return (
-            f"sent {len(self.sent)}, retry later {len(self.retried)}, failed {len(self.failed)}, "
-            f"unknown {len(self.unknown)}, cancelled {len(self.cancelled)}, "
-            f"abandoned claims set to unknown {len(self.abandoned)}"
-        )
-
-
-@dataclass(frozen=True)
-class _Claimed:
-    id: int
-    attempts: int
-    selection_id: int | None
-    email: OutgoingEmail
-    customer_id: int | None = None
-    cancelled: bool = False
-
-
-class _Clock:
-    """``now`` as given, advanced by the time this run has taken: claims carry their true age."""
-
-    def __init__(self, now: dt.datetime) -> None:
-        self.start, self.t0 = now, time.monotonic()
-
-    def __call__(self) -> dt.datetime:
-        return self.start + dt.timedelta(seconds=time.monotonic() - self.t0)
-
-
-def _mark_abandoned(session: Session, now: dt.datetime, timeout: dt.timedelta) -> list[int]:
-    rows = session.execute(
-        update(OutboundEmail)
-        .where(OutboundEmail.status == "sending", OutboundEmail.claimed_at < now - timeout)
-        .values(
-            status="unknown",
-            last_error=(
-                f"still 'sending' {int(timeout.total_seconds())} s after its claim: the sender stopped "
-                "before recording an outcome; check the mail server's log, then "
-                "`giftrec outbox resolve ID --sent` or `--resend`"
-            ),
-        )
-        .returning(OutboundEmail.id, OutboundEmail.claimed_by)
-        .execution_options(synchronize_session=False)
-    ).all()
-    for row in rows:
-        log.warning("outbox: email %s claimed by %s has an unknown outcome; not resending", *row)
-    return [row.id for row in rows]
-
-
-def _claim_next(
-    session: Session, now: dt.datetime, worker_id: str, from_address: str
-) -> _Claimed | None | bool:
-    """Claim one due row. Returns it, None when nothing is due, False when a concurrent sender won it."""
-    due = (OutboundEmail.status == "queued", OutboundEmail.next_attempt_at <= now)
-    candidate = (
-        select(OutboundEmail.id)
-        .where(*due)
-        .order_by(OutboundEmail.next_attempt_at, OutboundEmail.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)  # PostgreSQL: concurrent senders take different rows
-        .scalar_subquery()
-    )
-    row = session.execute(
-        update(OutboundEmail)
-        .where(OutboundEmail.id == candidate, OutboundEmail.status == "queued")
-        .values(status="sending", claimed_at=now, claimed_by=worker_id, attempts=OutboundEmail.attempts + 1)
-        .returning(
-            OutboundEmail.id,
-            OutboundEmail.attempts,
-            OutboundEmail.selection_id,
-            OutboundEmail.customer_id,
-            OutboundEmail.dedupe_key,
-            OutboundEmail.to_address,
-            OutboundEmail.subject,
-            OutboundEmail.body_text,
-            OutboundEmail.body_html,
-        )
-        .execution_options(synchronize_session=False)
-    ).first()
-    if row is None:
-        still_due = session.scalar(select(exists().where(*due)))
-        return False if still_due else None
-    reason = _still_wanted(session, row)
-    if reason is not None:
-        session.execute(
-            update(OutboundEmail)
-            .where(OutboundEmail.id == row.id)
-            .values(status="cancelled", last_error=reason)
-            .execution_options(synchronize_session=False)
-        )
-    email = OutgoingEmail(
-        to_address=row.to_address,
-        subject=row.subject,
-        body_text=row.body_text,
-        body_html=row.body_html,
-        message_id=message_id_for(row.dedupe_key, from_address),
-    )
-    return _Claimed(row.id, row.attempts, row.selection_id, email, row.customer_id, reason is not None)
-
-
-def _still_wanted(session: Session, row: Any) -> str | None:
-    """Why a claimed marketing message must not go out any more, or None."""
-    if row.customer_id is None:
-        return None
-    customer = session.get(Customer, row.customer_id)
-    if customer is None or customer.erased_at is not None:
-        return "customer erased"
-    if customer.unsubscribed_at is not None:
-        return "customer unsubscribed"
-    if not customer.email_consent:
-        return "no email consent"
-    if row.selection_id is not None:
-        status = session.scalar(select(GiftSelection.status).where(GiftSelection.id == row.selection_id))
-        if status == "skipped":
-            return "selection skipped"
-    return None
-
-
-def _set_selection(session: Session, selection_id: int | None, status: str, reason: str | None) -> None:
+def set_selection_status(session: Session, selection_id: int | None, status: str, reason: str | None) -> None:
+    """Move a selection whose email has not gone out on to ``status`` (sent, failed, skipped)."""
     if selection_id is None:
         return
     session.execute(
@@ -295,108 +195,6 @@ def _set_selection(session: Session, selection_id: int | None, status: str, reas
         .values(status=status, status_reason=reason)
         .execution_options(synchronize_session=False)
     )
-
-
-def _record(
-    session: Session,
-    claimed: _Claimed,
-    worker_id: str,
-    settings: Settings,
-    now: dt.datetime,
-    error: MailError | None,
-    report: OutboxReport,
-) -> None:
-    mine = (OutboundEmail.id == claimed.id, OutboundEmail.claimed_by == worker_id)
-    if error is None:
-        # 'unknown' too: a slow send may have been declared abandoned meanwhile, but now we know it went out.
-        done = session.execute(
-            update(OutboundEmail)
-            .where(*mine, OutboundEmail.status.in_(("sending", "unknown")))
-            .values(status="sent", sent_at=now, message_id=claimed.email.message_id, last_error=None)
-            .execution_options(synchronize_session=False)
-        )
-        if not getattr(done, "rowcount", 1):
-            log.error("outbox: email %s was sent but its row changed meanwhile", claimed.id)
-        _set_selection(session, claimed.selection_id, "sent", None)
-        report.sent.append(claimed.id)
-        return
-    text = str(error)[:2000]
-    values: dict[str, Any]
-    if isinstance(error, UnknownOutcomeError):
-        values = {"status": "unknown"}
-        report.unknown.append(claimed.id)
-    elif isinstance(error, TemporaryMailError) and claimed.attempts < settings.mail.max_attempts:
-        delay = settings.mail.backoff_seconds * 2 ** (claimed.attempts - 1)
-        values = {
-            "status": "queued",
-            "next_attempt_at": now + dt.timedelta(seconds=delay),
-            "claimed_at": None,
-            "claimed_by": None,
-        }
-        report.retried.append(claimed.id)
-    else:
-        if isinstance(error, TemporaryMailError):
-            text = f"gave up after {claimed.attempts} attempts: {text}"
-        values = {"status": "failed"}
-        _set_selection(session, claimed.selection_id, "failed", f"email failed: {text}"[:300])
-        report.failed.append(claimed.id)
-    session.execute(
-        update(OutboundEmail)
-        .where(*mine, OutboundEmail.status == "sending")
-        .values(last_error=text, **values)
-        .execution_options(synchronize_session=False)
-    )
-    log.warning("outbox: email %s attempt %s: %s -> %s", claimed.id, claimed.attempts, text, values["status"])
-
-
-def send_outbox(
-    session_factory: sessionmaker[Session],
-    settings: Settings,
-    mailer: Mailer,
-    now: dt.datetime,
-    worker_id: str,
-    *,
-    limit: int | None = None,
-) -> OutboxReport:
-    """Send what is due, one row at a time: claim (committed), send, record the outcome (committed)."""
-    signer = LinkSigner.from_settings(settings)
-    clock = _Clock(now)
-    report = OutboxReport()
-    with session_scope(session_factory) as session:
-        report.abandoned = _mark_abandoned(session, clock(), claim_timeout(settings))
-    lost_races = 0
-    while limit is None or len(report.sent) + len(report.failed) + len(report.retried) < limit:
-        with session_scope(session_factory) as session:
-            claimed = _claim_next(session, clock(), worker_id, settings.mail.from_address)
-        if claimed is None:
-            break
-        if claimed is False:
-            lost_races += 1
-            if lost_races > 1000:  # pragma: no cover - a guard, not a path
-                break
-            continue
-        assert isinstance(claimed, _Claimed)
-        if claimed.cancelled:
-            report.cancelled.append(claimed.id)
-            continue
-        if claimed.customer_id is not None:  # RFC 8058 one-click unsubscribe for mail clients
-            url = signer.unsubscribe_url(customer_id=claimed.customer_id)
-            headers = (
-                ("List-Unsubscribe", f"<{url}>"),
-                ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
-            )
-            claimed = dataclasses.replace(claimed, email=dataclasses.replace(claimed.email, headers=headers))
-        error: MailError | None = None
-        try:
-            mailer.send(claimed.email)
-        except MailError as exc:
-            error = exc
-        except Exception as exc:  # a bug in a mailer: we cannot tell whether it sent, so never resend blindly
-            log.exception("outbox: mailer crashed on email %s", claimed.id)
-            error = UnknownOutcomeError(f"mailer error: {exc!r}")
-        with session_scope(session_factory) as session:
-            _record(session, claimed, worker_id, settings, clock(), error, report)
-    return report
 
 
 def list_outbox(session: Session, statuses: Iterable[str] = (), limit: int = 200) -> list[OutboundEmail]:
@@ -416,7 +214,7 @@ def resolve(session: Session, email_id: int, *, outcome: str, now: dt.datetime, 
         if row.status != "unknown":
             raise Conflict(f"email {email_id} is {row.status}; only an unknown outcome can be marked sent")
         row.status, row.sent_at = "sent", row.claimed_at or now
-        _set_selection(session, row.selection_id, "sent", None)
+        set_selection_status(session, row.selection_id, "sent", None)
     elif outcome == "resend":
         if row.status not in ("unknown", "failed"):
             raise Conflict(f"email {email_id} is {row.status}; only unknown or failed emails can be resent")
@@ -435,3 +233,43 @@ def resolve(session: Session, email_id: int, *, outcome: str, now: dt.datetime, 
         )
     )
     return row
+
+
+def retry_failed(
+    session: Session, *, since: dt.datetime, until: dt.datetime, now: dt.datetime, actor: str
+) -> tuple[list[int], list[int]]:
+    """Queue again every message that failed for good during [since, until) (its last attempt, UTC).
+
+    Returns (queued again, left alone because their deadline has passed). The frequency cap, consent and
+    the deadline are re-checked when each one leaves, as for any message.
+    """
+    rows = session.scalars(
+        select(OutboundEmail)
+        .where(
+            OutboundEmail.status == "failed",
+            OutboundEmail.claimed_at >= since,
+            OutboundEmail.claimed_at < until,
+        )
+        .order_by(OutboundEmail.id)
+        .with_for_update()
+    ).all()
+    queued, expired = [], []
+    for row in rows:
+        if row.deadline_at is not None and row.deadline_at <= now:
+            expired.append(row.id)
+            continue
+        row.status, row.next_attempt_at, row.attempts = "queued", now, 0
+        row.claimed_at = row.claimed_by = None
+        queued.append(row.id)
+    session.add(
+        AuditLog(
+            actor=actor,
+            action="outbox.retry_failed",
+            entity_type="outbound_email",
+            entity_id=f"{since:%Y-%m-%dT%H:%M}..{until:%Y-%m-%dT%H:%M}",
+            details={"queued": queued, "past_deadline": expired},
+            at=now,
+        )
+    )
+    session.flush()
+    return queued, expired

@@ -1,4 +1,4 @@
-"""Operational tables: API keys, the audit log, job locks."""
+"""Operational tables: API keys, the audit log, job locks, the mail queue's pause."""
 
 from __future__ import annotations
 
@@ -55,3 +55,20 @@ class JobLock(Base):
     holder: Mapped[str] = mapped_column(String(100))
     acquired_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class MailPause(Base):
+    """The outbox is paused (one row, ``name='smtp'``): SMTP refused our login or configuration.
+
+    Kept in the database so that every sender, the web app's /health/ready and `giftrec outbox` see it.
+    Deleted on resume (an operator's `giftrec outbox resume`, or a probe of the server that succeeded).
+    """
+
+    __tablename__ = "mail_pauses"
+
+    name: Mapped[str] = mapped_column(String(30), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(2000))
+    paused_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    paused_by: Mapped[str] = mapped_column(String(100))
+    probes: Mapped[int] = mapped_column(default=0, comment="failed probes since the pause")
+    next_probe_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), comment="wall clock, not --today")

@@ -159,4 +159,12 @@ class OutboundEmail(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     message_id: Mapped[str | None] = mapped_column(String(200))
     last_error: Mapped[str | None] = mapped_column(Text)
+    deadline_at: Mapped[dt.datetime | None] = mapped_column(
+        UTCDateTime(), comment="never sent from then on (the occasion minus mail.deadline_margin_hours)"
+    )
+    counted_at: Mapped[dt.datetime | None] = mapped_column(
+        UTCDateTime(),
+        comment="business time of its latest claim, for the frequency cap (differs from "
+        "claimed_at only in runs with --today)",
+    )
     created_at: Mapped[CreatedAt]

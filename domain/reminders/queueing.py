@@ -22,10 +22,10 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from config import Settings
-from domain.messaging.outbox import cancel_queued, enqueue, next_marketing_slot
+from domain.messaging.outbox import cancel_queued, enqueue, lock_customer_mail, next_marketing_slot
 from domain.messaging.signing import LinkSigner
 from domain.models import Customer, GiftSelection, ImportantDate, OutboundEmail, Product, Recipient, User
-from domain.reminders.occasions import local_today
+from domain.reminders.occasions import local_midnight_utc
 
 log = logging.getLogger(__name__)
 
@@ -259,11 +259,13 @@ def _queue_one(
         date = session.get(ImportantDate, selection.important_date_id)
         if date is None or date.is_stopped:
             return _skip(selection, "reminder stopped", report)
-    if local_today(now, customer.time_zone) >= selection.occasion_on:
+    deadline = email_deadline(selection.occasion_on, customer.time_zone, settings)
+    if now >= deadline:
         return _skip(selection, "the occasion came before the email could be queued", report)
+    lock_customer_mail(session, customer.id)  # two queueing runs side by side see each other's rows
     _give_way(session, customer.id)
     slot = next_marketing_slot(session, customer.id, now, settings.mail.frequency_cap_days)
-    if slot > now and local_today(slot, customer.time_zone) >= selection.occasion_on:
+    if slot > now and slot >= deadline:
         return _skip(
             selection,
             f"frequency cap: no marketing email allowed before {slot:%Y-%m-%d %H:%M} UTC, after the occasion",
@@ -285,6 +287,7 @@ def _queue_one(
         customer_id=customer.id,
         selection_id=selection.id,
         not_before=slot,
+        deadline_at=deadline,
     )
     if row is None:
         return
@@ -312,6 +315,12 @@ def _give_way(session: Session, customer_id: int) -> None:
     cancel_queued(session, reason=reason, selection_ids=open_triggers)
     for selection in session.scalars(select(GiftSelection).where(GiftSelection.id.in_(open_triggers))):
         selection.status, selection.status_reason = "skipped", reason
+
+
+def email_deadline(occasion_on: dt.date, time_zone: str, settings: Settings) -> dt.datetime:
+    """When a reminder must have left: local midnight of the occasion minus ``mail.deadline_margin_hours``."""
+    margin = dt.timedelta(hours=settings.mail.deadline_margin_hours)
+    return local_midnight_utc(occasion_on, time_zone) - margin
 
 
 def outbox_key(selection: GiftSelection) -> str:

@@ -121,8 +121,10 @@ def train_model(session: Session, settings: Settings, *, now: dt.datetime | None
     """Fit ``settings.model.algorithm`` on every interaction up to ``now`` and record a ModelRun.
 
     The artifact is written atomically as ``<artifact_dir>/<version>/``. On success the run is
-    ``succeeded`` and old artifacts beyond ``keep_runs`` are pruned; on any failure the run is recorded as
-    ``failed`` with the error and returned (no exception), so the caller can commit the record.
+    ``succeeded``; on any failure the run is recorded as ``failed`` with the error and returned (no
+    exception), so the caller can commit the record. Old artifacts are not touched here: the caller runs
+    :func:`prune_artifacts` only after the commit that records this run, so a failed commit never leaves
+    the database pointing at deleted artifacts.
 
     ``now`` (naive UTC; default the current time) bounds the data and anchors the time decay.
     """
@@ -199,8 +201,6 @@ def train_model(session: Session, settings: Settings, *, now: dt.datetime | None
     run.finished_at = utcnow()
     session.add(run)
     session.flush()
-    if run.status == "succeeded":
-        prune_artifacts(session, settings)
     return run
 
 

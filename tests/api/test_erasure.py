@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from domain.db import session_scope
 from domain.models import Customer, ModelRun
-from domain.serving.training import is_stale, train_model
+from domain.serving.training import is_stale, prune_artifacts, train_model
 from recommender.artifacts import load_artifact
 from tests.api.helpers import bearer
 
@@ -51,6 +51,8 @@ def test_the_next_training_forgets_an_erased_customer_and_prunes_older_artifacts
         new = train_model(session, ctx.settings)
         assert new.status == "succeeded", new.error
         new_path = new.artifact_path
+    with session_scope(ctx.sessions) as session:  # after the commit that recorded the new run
+        prune_artifacts(session, ctx.settings)
     assert new_path and cid not in load_artifact(Path(new_path)).user_index.ids.tolist()
     with ctx.sessions() as session:
         assert session.get(ModelRun, old.id).artifact_path is None, "trained before the erasure: pruned"

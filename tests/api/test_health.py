@@ -56,3 +56,36 @@ def test_ready_fails_when_the_database_is_behind(app, tmp_path, keys):
     finally:
         with engine.begin() as conn:
             conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": schema.head_revision()})
+
+
+def test_a_paused_mail_queue_is_failing_for_anyone_and_explained_to_an_admin_key(app, client, keys):
+    import datetime as dt
+
+    from domain.db import session_scope
+    from domain.messaging.pause import pause
+
+    settings = app.extensions["giftrec"].settings
+    with session_scope(app.extensions["giftrec"].sessions) as session:
+        pause(
+            session,
+            settings.mail,
+            reason="login refused: 535 bad credentials",
+            now=dt.datetime(2026, 1, 1),
+            by="w",
+        )
+    anyone = client.get("/health/ready")
+    assert anyone.status_code == 200  # the web app serves on: a paused queue does not take it out
+    assert anyone.get_json()["status"] == "degraded"
+    assert anyone.get_json()["checks"]["mail_queue"] == "failing"
+    assert "535" not in anyone.get_data(as_text=True)
+    admin = client.get("/health/ready", headers=bearer(keys["admin"])).get_json()
+    paused = admin["checks"]["mail_queue"]["paused"]
+    assert paused["reason"] == "login refused: 535 bad credentials" and paused["next_probe_at"]
+    from api.cli import cli
+
+    result = app.test_cli_runner().invoke(cli, args=["outbox", "resume"])
+    assert "mail queue resumed" in result.output, result.output
+    assert client.get("/health/ready").get_json() == {
+        "status": "ok",
+        "checks": anyone.get_json()["checks"] | {"mail_queue": "ok"},
+    }

@@ -15,7 +15,7 @@ from domain.db import session_scope
 from domain.demo.people import DEMO_TODAY
 from domain.demo.seed import DEMO_MANAGERS, DEMO_PASSWORD, seed_demo
 from domain.messaging.mail import SmtpMailer
-from domain.messaging.outbox import send_outbox
+from domain.messaging.sending import send_outbox
 from domain.models import Customer, GiftSelection, User
 from domain.reminders.planning import plan_due_selections
 from tests.browser.conftest import SCREENSHOTS

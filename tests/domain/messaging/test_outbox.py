@@ -10,7 +10,8 @@ from sqlalchemy import select, update
 from api.cli import cli
 from domain.db import session_scope
 from domain.messaging.mail import SmtpMailer
-from domain.messaging.outbox import _claim_next, enqueue, resolve, send_outbox
+from domain.messaging.outbox import enqueue, resolve
+from domain.messaging.sending import _claim_next, send_outbox
 from domain.models import Customer, GiftSelection, OutboundEmail
 from tests.delivery_fixtures import HANG, NOW, make_customer, make_selection, with_mail
 
@@ -128,15 +129,16 @@ def test_no_reply_after_data_is_unknown_and_not_resent(sessions, mail_settings, 
 def test_sender_killed_between_claim_and_send_does_not_resend(sessions, mail_settings, smtp_server, app):
     [email_id, other_id] = _queue(sessions, 2)
     with session_scope(sessions) as s:  # a sender claims a row and dies before sending it
-        claimed = _claim_next(s, NOW, "dead-worker", mail_settings.mail.from_address)
+        claimed = _claim_next(s, NOW, NOW, "dead-worker", mail_settings)
     assert claimed.id == email_id
     mailer = SmtpMailer(mail_settings.mail)
     # soon after, another sender leaves the claimed row alone
-    report = send_outbox(sessions, mail_settings, mailer, NOW + dt.timedelta(seconds=5), "w2")
+    soon, later = NOW + dt.timedelta(seconds=5), NOW + dt.timedelta(hours=1)
+    report = send_outbox(sessions, mail_settings, mailer, soon, "w2", clock=lambda: soon)
     assert report.sent == [other_id] and report.abandoned == []
     assert _row(sessions, email_id).status == "sending"
-    # much later: the claim is declared abandoned, the outcome unknown, and nothing is sent
-    report = send_outbox(sessions, mail_settings, mailer, NOW + dt.timedelta(hours=1), "w2")
+    # much later (by the wall clock): the claim is declared abandoned, the outcome unknown, nothing is sent
+    report = send_outbox(sessions, mail_settings, mailer, later, "w2", clock=lambda: later)
     assert report.abandoned == [email_id] and report.sent == []
     row = _row(sessions, email_id)
     assert (row.status, row.claimed_by) == ("unknown", "dead-worker")

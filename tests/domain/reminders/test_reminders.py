@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from domain.db import session_scope
 from domain.messaging.mail import SmtpMailer
-from domain.messaging.outbox import enqueue, send_outbox
+from domain.messaging.outbox import enqueue
+from domain.messaging.sending import send_outbox
 from domain.messaging.signing import LinkSigner
 from domain.models import Customer, ImportantDate, OutboundEmail
 from domain.reminders.queueing import choose_locale, queue_reminders, render_reminder

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from domain.db import session_scope
 from domain.errors import Conflict
 from domain.messaging.mail import SmtpMailer
-from domain.messaging.outbox import send_outbox
+from domain.messaging.sending import send_outbox
 from domain.models import GiftSelection, OutboundEmail, Product, User
 from domain.reminders.queueing import queue_reminders
 from domain.reminders.selections import approve_selection, remove_pick, set_note, swap_pick

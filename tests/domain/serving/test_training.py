@@ -16,7 +16,7 @@ from config import Settings
 from domain.customers.interactions import build_matrix, load_interactions
 from domain.errors import Conflict, NotFound
 from domain.models import AuditLog, ModelRun, Order
-from domain.serving.training import is_stale, list_runs, rollback, serving_run, train_model
+from domain.serving.training import is_stale, list_runs, prune_artifacts, rollback, serving_run, train_model
 from recommender.artifacts import load_artifact
 from tests.domain.serving.fixtures import (  # noqa: F401
     add_order,
@@ -28,8 +28,12 @@ from tests.domain.serving.fixtures import (  # noqa: F401
 
 
 def _train(sessions: sessionmaker[Session], settings: Settings, **kw: object) -> ModelRun:
+    """Train and commit, then prune (as the job and the CLI do)."""
     with sessions.begin() as session:
-        return train_model(session, settings, **kw)  # type: ignore[arg-type]
+        run = train_model(session, settings, **kw)  # type: ignore[arg-type]
+    with sessions.begin() as session:
+        prune_artifacts(session, settings)
+    return run
 
 
 def test_training_records_a_succeeded_run_with_its_artifact(sessions, settings, imported):
@@ -117,6 +121,19 @@ def test_old_artifacts_beyond_keep_runs_are_pruned(sessions, settings, imported)
     with sessions() as session:
         first = session.scalars(select(ModelRun).where(ModelRun.version == runs[0].version)).one()
         assert first.artifact_path is None and first.status == "succeeded"
+
+
+def test_a_training_whose_commit_fails_deletes_no_old_artifact(sessions, settings, imported):
+    """Regression: old artifacts were deleted before the commit recording the new run; a failed commit
+    left the database's serving run pointing at a deleted folder."""
+    settings = replace(settings, model=replace(settings.model, keep_runs=1))
+    old = _train(sessions, settings)
+    with pytest.raises(RuntimeError), sessions.begin() as session:
+        assert train_model(session, settings).status == "succeeded"
+        raise RuntimeError("the commit fails")
+    assert (Path(settings.model.artifact_dir) / old.version).is_dir()
+    with sessions() as session:
+        assert serving_run(session).version == old.version  # type: ignore[union-attr]
 
 
 def test_rollback_goes_back_to_the_previous_run_and_is_audited(sessions, settings, imported):
