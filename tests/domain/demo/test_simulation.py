@@ -12,7 +12,7 @@ from domain.demo.simulation import SOURCE, simulate_uplift
 from domain.lifecycle.campaigns import campaign_report
 from domain.lifecycle.trigger_runs import run_triggers
 from domain.messaging.mail import SmtpMailer
-from domain.messaging.outbox import send_outbox
+from domain.messaging.sending import send_outbox
 from domain.models import Event, Order
 from tests.delivery_fixtures import make_customer, make_product
 
