@@ -21,19 +21,18 @@ the caller's transaction, so a failure half-way (a constraint, a lost connection
   ``executemany`` in chunks: no per-row SELECT. See ``bench/bench_import.py`` and ``docs/performance.md``.
 
 The reject file defaults to ``<instance_dir>/rejects/<input file name>.rejects.csv`` (the input's folder may
-be read-only, like ``../shared/data/``); it is written only when there are rejects.
+be read-only, like ``../shared/data/``); it is written only when there are rejects, and appears only when
+the caller's transaction commits (:mod:`domain.customers.rejects`): a failed import leaves none.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
-import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -42,7 +41,8 @@ from typing import Any
 from sqlalchemy import Column, Table, insert, select, text
 from sqlalchemy.orm import Session
 
-from domain.customers.sources import Format, OrderLine, ParseResult, Reject, read_order_lines
+from domain.customers.rejects import default_reject_path, publish_rejects_on_commit
+from domain.customers.sources import Format, OrderLine, ParseResult, read_order_lines
 from domain.db import Base
 from domain.models import ImportRun
 from domain.models._types import utcnow
@@ -51,7 +51,6 @@ CHUNK = 20_000
 #: SQLite page cache during an import, in KiB (negative = KiB in PRAGMA cache_size).
 SQLITE_IMPORT_CACHE_KIB = -256_000
 CURRENCY = "GBP"
-REJECT_COLUMNS = ("line_no", "kind", "field", "reason", "raw")
 
 
 @dataclass(slots=True)
@@ -111,10 +110,6 @@ class ImportSummary:
         )
 
 
-def default_reject_path(path: str | Path, instance_dir: str | Path = "instance") -> Path:
-    return Path(instance_dir) / "rejects" / f"{Path(path).name}.rejects.csv"
-
-
 def import_orders(
     session: Session,
     path: str | Path,
@@ -153,26 +148,13 @@ def import_orders(
         rejected_by_kind=dict(counts.rejected_by_kind),
         non_product_by_code=dict(counts.non_product_by_code),
     )
+    _load(session, parsed, summary, show_progress=show_progress)
     if parsed.rejects:
         target = Path(reject_path) if reject_path is not None else default_reject_path(path, instance_dir)
-        write_rejects(target, parsed.rejects)
+        publish_rejects_on_commit(session, target, parsed.rejects)
         summary.reject_path = str(target)
-
-    _load(session, parsed, summary, show_progress=show_progress)
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-def write_rejects(target: Path, rejects: Sequence[Reject]) -> None:
-    """Write the reject CSV atomically (a reader never sees half a file)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    with partial.open("w", encoding="utf-8", newline="") as out:
-        writer = csv.writer(out)
-        writer.writerow(REJECT_COLUMNS)
-        for r in rejects:
-            writer.writerow((r.line_no, r.kind, r.field, r.reason, r.raw))
-    os.replace(partial, target)
 
 
 # --- loading ----------------------------------------------------------------------------------------
