@@ -61,6 +61,16 @@ class InteractionSettings:
 
 
 @dataclass(frozen=True)
+class ImportSettings:
+    #: Largest order file `giftrec import orders` reads, in bytes (as stored: compressed for a .gz file).
+    max_file_bytes: int = 536_870_912
+    #: Largest decompressed size of a gzip order file, in bytes: a "gzip bomb" is refused while it is read.
+    max_decompressed_bytes: int = 1_073_741_824
+    #: Most data rows in one order file (the whole file is held in memory while it is imported).
+    max_rows: int = 2_000_000
+
+
+@dataclass(frozen=True)
 class ApiSettings:
     #: Rate limit per API key, e.g. "1200/minute" or "20/second" (the `limits` library syntax).
     rate_limit: str = "1200/minute"
@@ -352,6 +362,7 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     interactions: InteractionSettings = field(default_factory=InteractionSettings)
+    imports: ImportSettings = field(default_factory=ImportSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     mail: MailSettings = field(default_factory=MailSettings)
     reminders: ReminderSettings = field(default_factory=ReminderSettings)

@@ -36,7 +36,9 @@ def import_() -> None:
 def import_orders_command(path: str, fmt: str, rejects: str | None, quiet: bool) -> None:
     """Import orders, returns and their customers and products from the CSV (or .csv.gz) file PATH.
 
-    One transaction: an unusable file changes nothing; re-importing a file adds nothing.
+    One transaction: an unusable file changes nothing; re-importing a file adds nothing. The reject file
+    appears once the import has committed. Files over the imports.* caps (size, decompressed size, rows)
+    are refused before anything is written.
     """
     from domain.customers.imports import import_orders
 
@@ -49,6 +51,7 @@ def import_orders_command(path: str, fmt: str, rejects: str | None, quiet: bool)
             reject_path=rejects,
             instance_dir=settings.server.instance_dir,
             progress=not quiet,
+            limits=settings.imports,
         )
     if not quiet:
         click.echo(summary.as_text())

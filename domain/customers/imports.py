@@ -41,6 +41,7 @@ from typing import Any
 from sqlalchemy import Column, Table, insert, select, text
 from sqlalchemy.orm import Session
 
+from config import ImportSettings
 from domain.customers.rejects import default_reject_path, publish_rejects_on_commit
 from domain.customers.sources import Format, OrderLine, ParseResult, read_order_lines
 from domain.db import Base
@@ -118,18 +119,22 @@ def import_orders(
     reject_path: str | Path | None = None,
     instance_dir: str | Path = "instance",
     progress: bool = False,
+    limits: ImportSettings | None = None,
 ) -> ImportSummary:
     """Import the order file at ``path`` in the session's transaction (the caller commits).
 
-    Raises InvalidInput (nothing written) when the file as a whole is unusable. ``progress`` shows a
-    tqdm bar, and only when stderr is a terminal.
+    Raises InvalidInput (nothing written) when the file as a whole is unusable or over one of the caps
+    in ``limits`` (``settings.imports``; the defaults when None). ``progress`` shows a tqdm bar, and only
+    when stderr is a terminal.
     """
     started = time.perf_counter()
     path = Path(path)
     show_progress = progress and sys.stderr.isatty()
     reading = _progress_bar("reading", "B") if show_progress else None
     try:
-        parsed = read_order_lines(path, fmt, progress=_track(reading) if reading is not None else None)
+        parsed = read_order_lines(
+            path, fmt, progress=_track(reading) if reading is not None else None, limits=limits
+        )
     finally:
         if reading is not None:
             reading.close()

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Literal, NamedTuple, get_args
 
+from config import env_var
 from domain.errors import InvalidInput
 
 Format = Literal["online-retail", "generic"]
@@ -116,6 +117,11 @@ class ParseResult:
     counts: ParseCounts
 
 
+def over_limit(key: str) -> str:
+    """The end of a cap's message: which setting sets it (``imports.<key>``) and its variable."""
+    return f"the limit set by imports.{key} ({env_var('imports', key)})"
+
+
 class RowError(Exception):
     def __init__(self, kind: str, field: str, reason: str) -> None:
         super().__init__(reason)
@@ -169,8 +175,16 @@ class RowParser:
         # order id -> (line number, reject kind) of the first malformed row that names it
         self._held: dict[str, tuple[int, str]] = {}
 
-    def run(self, reader: Iterator[list[str]], report: Callable[[], None] | None = None) -> ParseResult:
+    def run(
+        self,
+        reader: Iterator[list[str]],
+        report: Callable[[], None] | None = None,
+        *,
+        max_rows: int | None = None,
+        source: str = "the file",
+    ) -> ParseResult:
         counts = self.counts
+        row_cap = max_rows if max_rows is not None else -1
         lines = self.lines
         orders = self._orders
         held = self._held
@@ -182,6 +196,10 @@ class RowParser:
                 if not row:
                     continue  # a blank line is not a row
                 counts.rows += 1
+                if counts.rows == row_cap + 1:
+                    raise InvalidInput(
+                        "file", f"{source} has more than {row_cap:,} data rows, " + over_limit("max_rows")
+                    )
                 if report is not None and not counts.rows & 0x1FFF:
                     report()
                 if len(row) != self.width:

@@ -40,7 +40,10 @@ datetimes. UCI stock codes are upper-cased: the file spells 112 codes in both ca
 ``85123a``, the same product). UCI customer ids written as floats (``17850.0``) become ``17850``.
 
 Whole-file problems (unreadable, binary, empty, not UTF-8, wrong header) raise
-:class:`domain.errors.InvalidInput` with ``field="file"`` (or ``"format"`` / ``"header"``).
+:class:`domain.errors.InvalidInput` with ``field="file"`` (or ``"format"`` / ``"header"``). So does a file
+over one of the caps of :class:`config.ImportSettings` (``imports.*``): its size on disk (checked before
+reading), its decompressed size (counted while a gzip file is read, so a "gzip bomb" stops at the cap)
+and its number of data rows; the message names the limit and the setting.
 """
 
 from __future__ import annotations
@@ -53,9 +56,20 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from config import ImportSettings
 from domain.customers.formats import GenericParser, OnlineRetailParser
-from domain.customers.parsing import FORMATS, Format, OrderLine, ParseResult, Progress, Reject, RowParser
+from domain.customers.parsing import (
+    FORMATS,
+    Format,
+    OrderLine,
+    ParseResult,
+    Progress,
+    Reject,
+    RowParser,
+    over_limit,
+)
 from domain.errors import InvalidInput
 
 __all__ = ["FORMATS", "Format", "OrderLine", "ParseResult", "Progress", "Reject", "read_order_lines"]
@@ -63,15 +77,24 @@ __all__ = ["FORMATS", "Format", "OrderLine", "ParseResult", "Progress", "Reject"
 _SNIFF_BYTES = 8192
 
 
-def read_order_lines(path: str | Path, fmt: Format, *, progress: Progress | None = None) -> ParseResult:
-    """Parse and clean every row of ``path``; raise InvalidInput when the file as a whole is unusable.
+def read_order_lines(
+    path: str | Path,
+    fmt: Format,
+    *,
+    progress: Progress | None = None,
+    limits: ImportSettings | None = None,
+) -> ParseResult:
+    """Parse and clean every row of ``path``; raise InvalidInput when the file as a whole is unusable
+    or over one of the ``limits`` (default: the defaults of ``imports.*``).
 
     ``progress(done, total)`` is called every few thousand rows with bytes of the file read so far
     (compressed bytes for a gzip file) and its size.
     """
     if fmt not in FORMATS:
         raise InvalidInput("format", f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    with _open_text(Path(path)) as (text, raw):
+    limits = limits if limits is not None else ImportSettings()
+    path = Path(path)
+    with _open_text(path, limits) as (text, raw):
         reader = csv.reader(text)
         try:
             header = next(reader, None)
@@ -87,12 +110,12 @@ def read_order_lines(path: str | Path, fmt: Format, *, progress: Progress | None
         if progress is not None:
             size = os.fstat(raw.fileno()).st_size
             report = lambda: progress(raw.tell(), size)  # noqa: E731
-        result = parser.run(reader, report)
+        result = parser.run(reader, report, max_rows=limits.max_rows, source=path.name)
     dropped = parser.hold_back()
     raw_rows: dict[int, list[str]] = {}
     if dropped:
         # Second pass, only when an order was held back: fetch the raw rows of its other lines.
-        with _open_text(Path(path)) as (text, _):
+        with _open_text(path, limits) as (text, _):
             again = csv.reader(text)
             for row in again:
                 if again.line_num in dropped:
@@ -107,8 +130,9 @@ def read_order_lines(path: str | Path, fmt: Format, *, progress: Progress | None
 
 
 @contextmanager
-def _open_text(path: Path) -> Iterator[tuple[io.TextIOWrapper, io.BufferedReader]]:
-    """Open plain or gzip CSV as UTF-8 text after checking it is neither missing, empty nor binary.
+def _open_text(path: Path, limits: ImportSettings) -> Iterator[tuple[io.TextIOWrapper, io.BufferedReader]]:
+    """Open plain or gzip CSV as UTF-8 text after checking it is neither missing, empty, too large nor
+    binary; a gzip file's decompressed bytes are counted as they are read.
 
     Yields the text and the raw file under it (whose position tells how far the reading got).
     """
@@ -118,9 +142,19 @@ def _open_text(path: Path) -> Iterator[tuple[io.TextIOWrapper, io.BufferedReader
         raise InvalidInput("file", f"cannot open {path.name}: {exc.strerror or exc}") from exc
     # GzipFile does not close a file object it was given: ``raw`` is closed here, whatever happens.
     with raw:
+        size = os.fstat(raw.fileno()).st_size
+        if size > limits.max_file_bytes:
+            raise InvalidInput(
+                "file",
+                f"{path.name} is {size:,} bytes, more than {limits.max_file_bytes:,} bytes, "
+                + over_limit("max_file_bytes"),
+            )
         is_gzip = raw.read(2) == b"\x1f\x8b"
         raw.seek(0)
-        binary: io.BufferedReader | gzip.GzipFile = gzip.GzipFile(fileobj=raw, mode="rb") if is_gzip else raw
+        binary: io.BufferedReader = raw
+        if is_gzip:
+            capped = _Capped(gzip.GzipFile(fileobj=raw, mode="rb"), limits.max_decompressed_bytes, path.name)
+            binary = io.BufferedReader(capped)
         try:
             sniff = binary.peek(_SNIFF_BYTES)[:_SNIFF_BYTES]
         except (OSError, EOFError, zlib.error) as exc:
@@ -137,3 +171,30 @@ def _open_text(path: Path) -> Iterator[tuple[io.TextIOWrapper, io.BufferedReader
                 raise InvalidInput("file", f"{path.name} is not UTF-8 text") from exc
         with io.TextIOWrapper(binary, encoding="utf-8-sig", newline="") as text:
             yield text, raw
+
+
+class _Capped(io.RawIOBase):
+    """A gzip stream that counts the bytes it gives and refuses to give more than ``cap``."""
+
+    def __init__(self, inner: gzip.GzipFile, cap: int, name: str) -> None:
+        super().__init__()
+        self._inner = inner
+        self._cap = cap
+        self._name = name
+        self._given = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        # Never ask for more than one byte past the cap: the bomb is not inflated beyond it.
+        view = memoryview(buffer)[: max(1, min(len(buffer), self._cap + 1 - self._given))]
+        n = self._inner.readinto(view)
+        self._given += n
+        if self._given > self._cap:
+            raise InvalidInput(
+                "file",
+                f"{self._name} decompresses to more than {self._cap:,} bytes, "
+                + over_limit("max_decompressed_bytes"),
+            )
+        return n

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from config import ImportSettings
 from domain.customers.imports import ImportSummary, default_reject_path, import_orders
 from domain.customers.sources import Format
 from domain.db import session_scope
@@ -341,3 +342,23 @@ def test_an_import_leaves_planner_statistics_on_postgresql(sessions, tmp_path): 
     assert estimates["customers"] == pytest.approx(SAMPLE_CUSTOMERS, rel=0.05)
     assert estimates["products"] == pytest.approx(SAMPLE_PRODUCTS, rel=0.05)
     assert estimates["orders"] == pytest.approx(SAMPLE_ORDERS, rel=0.05)
+
+
+@pytest.mark.parametrize(
+    ("limits", "setting"),
+    [
+        (ImportSettings(max_rows=10), "imports.max_rows"),
+        (ImportSettings(max_file_bytes=500), "imports.max_file_bytes"),
+    ],
+)
+def test_a_file_over_a_cap_changes_nothing_and_writes_no_reject_file(
+    sessions: sessionmaker[Session], tmp_path: Path, limits: ImportSettings, setting: str
+) -> None:
+    before = table_counts(sessions)
+
+    with pytest.raises(InvalidInput) as raised:
+        run_import(sessions, DATA / "broken_rows.csv", instance_dir=tmp_path, limits=limits)
+
+    assert raised.value.field == "file" and setting in raised.value.detail
+    assert table_counts(sessions) == before
+    assert not tmp_path.joinpath("rejects").exists()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from config import ImportSettings
 from domain.customers.sources import read_order_lines
 from domain.errors import InvalidInput
 
@@ -102,3 +104,56 @@ def test_generic_order_mixing_sales_and_returns_is_held_back(tmp_path: Path) -> 
         (3, "inconsistent_order"),
     ]
     assert result.rejects[0].raw == "c1,o1,A,2,3.50,2011-01-01T10:00:00Z"
+
+
+# --- caps (issue 16): each refused with the limit and the setting named, before anything is written ---
+
+SMALL_CAPS = ImportSettings(max_file_bytes=1 << 20, max_decompressed_bytes=1 << 20, max_rows=5)
+
+
+def test_a_gzip_bomb_is_refused_while_it_is_read(tmp_path: Path) -> None:
+    # A valid header, then 8 MB of blank lines (which are not rows): about 8 KB compressed.
+    bomb = tmp_path / "bomb.csv.gz"
+    bomb.write_bytes(gzip.compress(HEADER.encode() + b"\n" * (8 << 20)))
+    assert bomb.stat().st_size < SMALL_CAPS.max_file_bytes
+
+    with pytest.raises(InvalidInput) as raised:
+        read_order_lines(bomb, "online-retail", limits=SMALL_CAPS)
+
+    assert raised.value.field == "file"
+    assert raised.value.detail == (
+        "bomb.csv.gz decompresses to more than 1,048,576 bytes, the limit set by "
+        "imports.max_decompressed_bytes (GIFTREC_IMPORTS_MAX_DECOMPRESSED_BYTES)"
+    )
+
+
+def test_a_gzip_file_of_zero_bytes_is_refused_as_binary(tmp_path: Path) -> None:
+    bomb = tmp_path / "zeros.csv.gz"
+    bomb.write_bytes(gzip.compress(bytes(4 << 20)))
+    with pytest.raises(InvalidInput) as raised:
+        read_order_lines(bomb, "online-retail", limits=SMALL_CAPS)
+    assert raised.value.detail == "zeros.csv.gz is a binary file, not CSV text"
+
+
+def test_a_file_with_too_many_rows_is_refused(tmp_path: Path) -> None:
+    row = "536365,85123A,HEART,6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n"
+    path = write(tmp_path, "six.csv", HEADER + row * 6)
+    assert len(read_order_lines(path, "online-retail", limits=replace(SMALL_CAPS, max_rows=6)).lines) == 6
+
+    with pytest.raises(InvalidInput) as raised:
+        read_order_lines(path, "online-retail", limits=SMALL_CAPS)
+
+    assert raised.value.field == "file"
+    assert raised.value.detail == (
+        "six.csv has more than 5 data rows, the limit set by imports.max_rows (GIFTREC_IMPORTS_MAX_ROWS)"
+    )
+
+
+def test_a_file_too_large_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    path = write(tmp_path, "big.csv", HEADER + "x" * 2000)
+    with pytest.raises(InvalidInput) as raised:
+        read_order_lines(path, "online-retail", limits=replace(SMALL_CAPS, max_file_bytes=1000))
+    assert raised.value.detail == (
+        "big.csv is 2,082 bytes, more than 1,000 bytes, the limit set by imports.max_file_bytes "
+        "(GIFTREC_IMPORTS_MAX_FILE_BYTES)"
+    )
