@@ -41,6 +41,9 @@ class ModelSettings:
     keep_runs: int = 5
     #: Seconds between checks for a newer model run in serving processes.
     reload_interval: float = 30.0
+    #: Seconds before a serving process tries again a model version that failed to load (a file system
+    #: hiccup heals; a corrupt artifact fails again, and the previous run keeps serving meanwhile).
+    load_retry_seconds: float = 300.0
 
 
 @dataclass(frozen=True)

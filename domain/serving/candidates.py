@@ -4,8 +4,9 @@
 selections at a time (:data:`CandidatesFn`). The default, :class:`BlendedCandidates`, blends four
 components, each scaled to [0, 1]:
 
-* ``collaborative``: the buyer's own picks from the trained model (the latest successful
-  :class:`~domain.models.ModelRun`), when there is one and it knows the customer;
+* ``collaborative``: the buyer's own picks from the trained model (the run serving would load: the
+  newest usable :class:`~domain.models.ModelRun` whose artifact loads, else the previous one; see
+  :mod:`domain.serving.model_runs`), when there is one and it knows the customer;
 * ``profile``: the recipient's interests (plus gender and age words) matched against product titles,
   categories and tags, with scikit-learn's ``CountVectorizer``;
 * ``seasonal``: what sold in the four weeks before this occasion's date in past years;
@@ -21,7 +22,6 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from scipy.sparse import csr_matrix
@@ -32,6 +32,8 @@ from sqlalchemy.orm import Session
 from config import Settings
 from domain.models import ModelRun, Order, OrderLine, Product
 from domain.models._types import naive_utc
+from domain.serving.model_runs import load_newest_usable, load_run_artifact
+from recommender.artifacts import Artifact
 from recommender.curation import SOURCES
 
 log = logging.getLogger(__name__)
@@ -299,32 +301,29 @@ def _bestsellers(session: Session, catalog: Catalog, now: dt.datetime, days: int
 
 
 def latest_model_scorer(session: Session, settings: Settings) -> tuple[CollaborativeFn | None, int | None]:
-    """The buyer's collaborative picks from the newest successful, not rolled back model run.
+    """The buyer's collaborative picks from the model run serving would load.
 
-    Returns ``(None, None)`` when there is no usable model (none trained, artifact missing): planning
-    then blends the other components only. The artifact's user index holds customer ids (integers)
-    or external ids (strings), its item index product ids or SKUs; both are handled.
+    The run is chosen by the rule serving follows (:func:`~domain.serving.model_runs.load_newest_usable`):
+    the newest usable run whose artifact loads, else the previous usable one. Returns ``(None, None)``
+    only when no usable run loads (none trained, every artifact missing or corrupt): planning then blends
+    the other components. The artifact's user index holds customer ids (integers) or external ids
+    (strings), its item index product ids or SKUs; both are handled.
     """
-    from recommender.artifacts import load_artifact
-    from recommender.base import RecommenderError
 
-    run = session.execute(
-        select(ModelRun)
-        .where(ModelRun.status == "succeeded", ModelRun.is_rolled_back.is_(False))
-        .where(ModelRun.artifact_path.is_not(None))
-        .order_by(ModelRun.finished_at.desc(), ModelRun.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
-    if run is None or not run.artifact_path:
+    def load(run: ModelRun) -> CollaborativeFn:
+        return _scorer(session, load_run_artifact(settings, run))
+
+    picked = load_newest_usable(session, settings, load)
+    if picked.errors:
+        log.warning("planning skipped unusable model runs: %s", "; ".join(picked.errors))
+    if picked.run is None or picked.loaded is None:
+        if picked.any_usable:
+            log.warning("no model run could be loaded for planning: blending without collaborative picks")
         return None, None
-    path = Path(run.artifact_path)
-    if not path.is_absolute() and not path.exists():
-        path = Path(settings.model.artifact_dir) / path
-    try:
-        artifact = load_artifact(path)
-    except (RecommenderError, OSError, ValueError) as exc:
-        log.warning("model run %s unusable for planning, blending without it: %s", run.version, exc)
-        return None, None
+    return picked.loaded, picked.run.id
+
+
+def _scorer(session: Session, artifact: Artifact) -> CollaborativeFn:
     users, items = artifact.user_index, artifact.item_index
     if items.ids.dtype.kind == "i":
         item_pids = items.ids.astype(np.int64)
@@ -353,7 +352,7 @@ def latest_model_scorer(session: Session, settings: Settings) -> tuple[Collabora
             out_s[known] = scores
         return out_p, out_s
 
-    return score, run.id
+    return score
 
 
 def default_candidates(

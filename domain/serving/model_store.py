@@ -10,7 +10,8 @@ Refreshing, in a background thread started by the request that finds a check due
 - **model**: every ``settings.model.reload_interval`` seconds, look for a different usable run; load and
   verify its artifact, rebuild the data, swap. A missing or corrupt artifact is logged and reported by
   :meth:`ModelStore.status`; the model in memory keeps answering (at start-up the next older usable run is
-  tried instead).
+  tried instead: the rule of :mod:`domain.serving.model_runs`, which planning follows too). A version that
+  failed is tried again after ``settings.model.load_retry_seconds``.
 - **data**: every ``data_refresh_interval`` seconds, if orders or events changed, rebuild the data (bulk
   reads; this is what refreshes bestsellers).
 - **customers** (freshness): every ``freshness_interval`` seconds, read which customers have orders or
@@ -33,7 +34,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,8 +62,8 @@ from domain.serving.data import (
     data_version,
     similar_for,
 )
+from domain.serving.model_runs import LoadFailures, load_newest_usable, load_run_artifact
 from domain.serving.ranked import RankedCache
-from recommender.artifacts import load_artifact
 from recommender.interactions import IdIndex
 
 __all__ = ["CustomerRows", "LoadedModel", "ModelStore", "ServingData"]
@@ -111,7 +111,8 @@ class ModelStore:
         self._next_model_check = self._next_data_check = self._next_tail = float("inf")
         self._marks: deque[tuple[float, Watermark]] = deque()
         self._dirty: set[int] = set()
-        self._failed: dict[str, str] = {}
+        #: Versions that failed to load, tried again after ``model.load_retry_seconds`` (on ``clock``).
+        self._failures = LoadFailures(settings.model.load_retry_seconds, clock)
         self._extra_customers: dict[str, int] = {}
         #: Shop ids erased since the data was built: never resolved again (this process at once, others
         #: within ``freshness_interval`` through :meth:`_tail`).
@@ -302,16 +303,21 @@ class ModelStore:
             self.error = f"refresh failed: {type(exc).__name__}: {exc}"
 
     def _check_model(self, session: Session) -> bool:
-        """Load the newest usable run if it is not the one in memory; True if the data was rebuilt."""
-        runs = session.scalars(
-            select(ModelRun)
-            .where(ModelRun.status == "succeeded", ModelRun.is_rolled_back.is_(False))
-            .order_by(ModelRun.id.desc())
-            .limit(max(2, self.settings.model.keep_runs + 1))
-        ).all()
+        """Load the newest usable run if it is not the one in memory; True if the data was rebuilt.
+
+        The rule (newest usable run that loads, else the previous one) is :func:`load_newest_usable`'s,
+        shared with planning; a version that failed is tried again after ``model.load_retry_seconds``.
+        """
         data = self._data
         loaded = None if data is None else data.model
-        if not runs:
+        picked = load_newest_usable(
+            session,
+            self.settings,
+            self._load_run,
+            failures=self._failures,
+            keep_run_id=None if loaded is None else loaded.run_id,
+        )
+        if not picked.any_usable:
             # No usable run (a fresh install): serve the fallbacks. A model already in memory keeps serving.
             if loaded is None:
                 self.note = "no trained model yet: serving bestsellers and new arrivals (run `giftrec train`)"
@@ -320,34 +326,19 @@ class ModelStore:
             self._data = self._build(session, None)
             return True
         self.note = None
-        errors: list[str] = []
-        for run in runs:
-            if loaded is not None and run.id == loaded.run_id:
-                break  # everything newer failed: keep the model in memory
-            if run.version in self._failed:
-                errors.append(self._failed[run.version])
-                continue
-            try:
-                model = self._load_run(run)
-            except Exception as exc:  # noqa: BLE001 - a bad artifact must not stop serving
-                message = f"model {run.version} could not be loaded: {type(exc).__name__}: {exc}"
-                log.error("%s; keeping the model in memory", message)
-                self._failed[run.version] = message
-                errors.append(message)
-                continue
+        self.error = "; ".join(picked.errors) or None
+        if picked.loaded is not None:
+            model = picked.loaded
             self._data = self._build(session, model)
             log.info("serving model %s (%s)", model.version, model.algorithm)
-            self.error = "; ".join(errors) or None
             return True
-        self.error = "; ".join(errors) or None
         if data is None:
             self._data = self._build(session, None)
             return True
         return False
 
     def _load_run(self, run: ModelRun) -> LoadedModel:
-        path = Path(self.settings.model.artifact_dir) / run.version
-        artifact = load_artifact(path)
+        artifact = load_run_artifact(self.settings, run)
         model = artifact.model
         discovery = model
         if getattr(model, "name", "") == "hybrid" and model.params.get("repeat"):
