@@ -11,8 +11,8 @@ its peak resident memory (``ru_maxrss`` from ``wait4``) is its own.
 1. **Real data** (the bundled sample, then the full UCI file): the file is imported once into a temporary
    SQLite database (not part of the figures), then ``domain.serving.training.train_model`` runs with the
    default settings, as ``giftrec train`` does, ``--repeat`` times. Phases come from the run's own metrics:
-   matrix build (read interactions + build the matrix), the hybrid model's recent-popularity prior (a
-   timer around ``domain.serving.training._recent_popularity``), model fit, artifact save; total is the
+   matrix build (read interactions + build the matrix), the hybrid model's recent-popularity prior (the
+   run's ``popularity_seconds``: reading the sales and counting), model fit, artifact save; total is the
    wall time of the whole call plus the commit; child CPU is the child process's user + system time, start-up
    included (less sensitive than wall time to other processes on the machine).
 2. **Synthetic**: a seeded users x items matrix with power-law (Zipf, s=1) item popularity and lognormal
@@ -90,17 +90,6 @@ def child_train(workdir: str) -> None:
     settings = _settings(workdir)
     engine = make_engine(settings.database.url)
     sessions = make_session_factory(engine)
-    popularity_seconds: list[float] = []
-    recent_popularity = training._recent_popularity
-
-    def timed_popularity(*args: Any, **kwargs: Any) -> Any:
-        t = time.perf_counter()
-        try:
-            return recent_popularity(*args, **kwargs)
-        finally:
-            popularity_seconds.append(time.perf_counter() - t)
-
-    training._recent_popularity = timed_popularity  # type: ignore[assignment]
     rss_before = rss_mib()
     started = time.perf_counter()
     with session_scope(sessions) as session:
@@ -111,7 +100,7 @@ def child_train(workdir: str) -> None:
     engine.dispose()
     if status != "succeeded":
         raise SystemExit(f"training failed: {error}")
-    popularity = sum(popularity_seconds)
+    popularity = metrics["popularity_seconds"]
     print(
         json.dumps(
             {

@@ -13,6 +13,9 @@ Two tasks are reported separately:
 
 Hyper-parameters are chosen on a validation window of the same length cut off the end of the training
 period (never on the test window); the chosen configuration is then refitted on the whole training period.
+
+The caller may add the configuration it serves (`ServedLists`, row `SERVED`): its own top-k lists for the
+test split, scored like the rest. ``giftrec evaluate`` passes what `giftrec train` would serve.
 """
 
 from __future__ import annotations
@@ -37,13 +40,16 @@ __all__ = [
     "DEFAULT_GRIDS",
     "DEFAULT_MODEL",
     "MODELS",
+    "SERVED",
     "TASKS",
     "Candidate",
     "EvaluationResult",
     "MatrixConfig",
     "Metrics",
     "OrderHistory",
+    "ServedLists",
     "Split",
+    "Task",
     "evaluate",
     "format_table",
     "make_split",
@@ -56,6 +62,8 @@ TASKS: tuple[Task, ...] = ("next_purchases", "discovery")
 BASELINES = ("popularity", "personal_top_frequency", "item_knn")
 MODELS = ("als", "bpr", "item_item", "hybrid")
 DEFAULT_MODEL = "hybrid"
+#: Row of the configuration the caller serves (see `ServedLists`).
+SERVED = "served (current settings)"
 POPULARITY_DAYS = 90.0
 #: Window of the hybrid's "recent bestsellers" term.
 RECENT_POPULARITY_DAYS = 30.0
@@ -528,6 +536,19 @@ def _variants(
     return [(dict(b), model.with_blend(**b)) for b in blends]
 
 
+@dataclass(frozen=True)
+class ServedLists:
+    """Top-k lists made outside the protocol (by the configuration that is served), for one split.
+
+    ``recs[task]`` has one row per customer of ``split.truth[task].user_idxs`` (same order): catalogue
+    positions of the split, best first, padded with -1, shape (n_customers, >= k). ``params[task]``
+    describes the configuration serving that task (shown with the chosen ones).
+    """
+
+    recs: Mapping[Task, np.ndarray]
+    params: Mapping[Task, Mapping[str, Any]]
+
+
 def _better(a: Metrics, b: Metrics | None) -> bool:
     return b is None or (a.recall, a.ndcg) > (b.recall, b.ndcg)
 
@@ -538,7 +559,8 @@ class EvaluationResult:
     """Test metrics of every baseline and tuned model, per task, with the chosen configurations.
 
     ``test[task][name]`` and ``validation[task][name]`` are `Metrics`; ``chosen[task][name]`` the
-    parameters picked on the validation window (models only).
+    parameters picked on the validation window (models only), and the served configuration's under
+    `SERVED`. ``default`` names the starred row: `SERVED` when the caller gave one, else `DEFAULT_MODEL`.
     """
 
     cut: np.datetime64
@@ -559,6 +581,7 @@ class EvaluationResult:
             "cut": _iso(self.cut),
             "k": self.k,
             "default": self.default,
+            "served": {t: self.chosen[t][SERVED] for t in TASKS} if self.default == SERVED else None,
             "tasks": {
                 task: {name: m.as_dict(self.k) for name, m in self.test[task].items()} for task in TASKS
             },
@@ -583,15 +606,18 @@ def format_table(result: EvaluationResult, dataset: str) -> str:
         rows = result.test[task]
         n = next(iter(rows.values())).customers if rows else 0
         lines += ["", f"{task} ({n} customers)"]
-        header = f"{'model':<26}" + "".join(f"{c + '@' + str(k):>14}" for c in cols)
+        header = f"{'model':<30}" + "".join(f"{c + '@' + str(k):>14}" for c in cols)
         lines += [header, "-" * len(header)]
         for name, m in rows.items():
             label = f"{name} *" if name == result.default else name
             values = [m.recall, m.precision, m.ndcg, m.map, m.hit_rate, m.coverage]
-            lines.append(f"{label:<26}" + "".join(f"{v:>14.4f}" for v in values))
+            lines.append(f"{label:<30}" + "".join(f"{v:>14.4f}" for v in values))
         for name, params in result.chosen[task].items():
             lines.append(f"  {name}: {params}")
-    lines += ["", f"* = the model giftrec serves ({result.default})"]
+    if result.default == SERVED:
+        lines += ["", "* = what `giftrec train` serves with the current settings, measured as served"]
+    else:
+        lines += ["", f"* = the default model family ({result.default}), tuned on the validation window"]
     return "\n".join(lines)
 
 
@@ -604,6 +630,7 @@ def evaluate(
     seed: int = 42,
     grids: Mapping[str, Sequence[Candidate]] | None = None,
     progress: Callable[[str], None] | None = None,
+    served: Callable[[Split, int], ServedLists] | None = None,
 ) -> EvaluationResult:
     """Run the whole protocol: tune every model on the validation window, refit, score on the test window.
 
@@ -621,6 +648,9 @@ def evaluate(
         Search space per model family (default `DEFAULT_GRIDS`); must contain ``DEFAULT_MODEL``.
     progress : callable, optional
         Receives one line of text per step.
+    served : callable (split, k) -> ServedLists, optional
+        The configuration that is served: called once with the test split; its lists are scored as row
+        `SERVED`, which becomes the result's ``default``. Never tuned here.
 
     Returns
     -------
@@ -675,12 +705,20 @@ def evaluate(
             recs = _recommend(model, full, full.matrix(candidate.matrix), task, k)
             test[task][family] = _score_task(recs, full, task, k)
         say(f"refitted and scored {family}")
+    default = DEFAULT_MODEL
+    if served is not None:
+        lists = served(full, k)
+        for task in TASKS:
+            test[task][SERVED] = _score_task(np.asarray(lists.recs[task]), full, task, k)
+            chosen[task][SERVED] = dict(lists.params[task])
+        default = SERVED
+        say("scored the served configuration")
     return EvaluationResult(
         cut=cut,
         validation_cut=validation_cut,
         test_days=test_days,
         k=k,
-        default=DEFAULT_MODEL,
+        default=default,
         test=test,
         validation=validation,
         chosen=chosen,

@@ -90,6 +90,7 @@ def model_rollback(version: str | None) -> None:
 
 @click.command("evaluate")
 @with_appcontext
+@with_appcontext
 @click.option(
     "--data",
     "data",
@@ -108,7 +109,7 @@ def model_rollback(version: str | None) -> None:
 @click.option("--k", type=int, default=10, show_default=True, help="Cut-off of the ranking metrics.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 def evaluate(data: str, fmt: str, test_days: int, k: int, as_json: bool) -> None:
-    """Offline evaluation: temporal split, the default model against the baselines, two tasks."""
+    """Offline evaluation: temporal split, what `giftrec train` serves against the baselines, two tasks."""
     import json
 
     from domain.serving.evaluation import evaluate_command
@@ -121,6 +122,7 @@ def evaluate(data: str, fmt: str, test_days: int, k: int, as_json: bool) -> None
             k,
             as_json,
             progress=lambda msg: click.echo(msg, err=True),
+            settings=current_app.extensions["giftrec"].settings,
         )
     except DomainError as exc:
         raise click.ClickException(exc.message) from None

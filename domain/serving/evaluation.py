@@ -1,18 +1,58 @@
-"""Offline evaluation of a data file: read it with the import's cleaning rules, run recommender.evaluation."""
+"""Offline evaluation of a data file: read it with the import's cleaning rules, run recommender.evaluation.
+
+Beside the baselines and the tuned models, the row "served (current settings)" measures what `giftrec
+train` would serve with the given settings, as serving answers a customer with no request filters:
+
+- the model, its matrix (weights, damping, half-life ending at the newest line before the cut) and the
+  hybrid's recent-bestsellers prior come from :func:`domain.serving.served.fit_served`, which training
+  calls; the discovery picks use :func:`~domain.serving.served.discovery_model`, as the model store does;
+- next purchases are the picks with ``keep_repeats`` (the repeat-mode model, bought items allowed),
+  discovery the default picks (the discovery blend, items bought net of returns blocked);
+- each list is filled along serving's chain: the model's positive scores, items similar to the
+  customer's purchases, then bestsellers of ``interactions.bestseller_days`` (distinct buyers, guests
+  included, to the newest sale), then new arrivals (first sale). The catalogue is every item sold before
+  the cut, all of it available (the file has no stock).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from config import Settings
+from domain.customers.interactions import InteractionRows, SalesRows
 from domain.customers.sources import Format, OrderLine, read_order_lines
 from domain.errors import InvalidInput
-from recommender.evaluation import Candidate, EvaluationResult, OrderHistory, evaluate, format_table
+from domain.serving.data import bought_matrix, csr_row, similar_for
+from domain.serving.served import ServedModel, decay_anchor, fit_served
+from recommender.chain import recommend_with_fallback
+from recommender.evaluation import (
+    TASKS,
+    Candidate,
+    EvaluationResult,
+    OrderHistory,
+    ServedLists,
+    Split,
+    Task,
+    evaluate,
+    format_table,
+)
+from recommender.interactions import IdIndex
+from recommender.popularity import NewArrivals, PopularityRecommender
 
-__all__ = ["evaluate_command", "evaluate_file", "history_from_lines"]
+__all__ = [
+    "evaluate_command",
+    "evaluate_file",
+    "fit_served_on",
+    "history_from_lines",
+    "served_lists",
+    "training_rows",
+]
 
 
 def history_from_lines(lines: Sequence[OrderLine]) -> OrderHistory:
@@ -28,6 +68,122 @@ def history_from_lines(lines: Sequence[OrderLine]) -> OrderHistory:
     )
 
 
+def training_rows(train: OrderHistory) -> tuple[InteractionRows, SalesRows, IdIndex, IdIndex]:
+    """Order lines as the database gives them to training: (interactions, sales, customers, products).
+
+    Customers and products get integer ids (their positions in the returned indexes) as database keys
+    would be; guest lines are sales only (customer -1), returns are ``return`` rows with positive
+    quantities.
+    """
+    customers = IdIndex(np.unique(train.user_ids[train.user_ids != ""]))
+    products = IdIndex(np.unique(train.item_ids))
+    cust = customers.index_of(train.user_ids)  # -1 for guests: "" is never a customer id
+    prod = products.index_of(train.item_ids)
+    mine = cust >= 0
+    kinds = np.where(train.is_return[mine], "return", "purchase").astype("U8")
+    rows = InteractionRows(cust[mine], prod[mine], kinds, train.quantities[mine], train.timestamps[mine])
+    sale = ~train.is_return
+    sales = SalesRows(cust[sale], prod[sale], train.quantities[sale], train.timestamps[sale])
+    return rows, sales, customers, products
+
+
+def fit_served_on(train: OrderHistory, cut: dt.datetime, settings: Settings) -> ServedModel:
+    """What `giftrec train` would fit at `cut` on a database holding the lines of `train`."""
+    rows, sales, _, _ = training_rows(train)
+    if not len(rows):
+        raise InvalidInput("data", "no customer order lines before the cut")
+    return fit_served(rows, settings, anchor=decay_anchor(rows, cut), sales=lambda: sales)
+
+
+def served_lists(settings: Settings) -> Callable[[Split, int], ServedLists]:
+    """The ``served`` argument of `recommender.evaluation.evaluate`: fits the served configuration on the
+    split's training lines and makes each evaluated customer's list as serving would (module docstring)."""
+
+    def lists(split: Split, k: int) -> ServedLists:
+        cut: dt.datetime = split.cut.astype("datetime64[s]").item()
+        rows, sales, customers, products = training_rows(split.train)
+        served = fit_served(rows, settings, anchor=decay_anchor(rows, cut), sales=lambda: sales)
+        n = len(split.items)
+        # Model columns -> split catalogue positions; split customers -> model rows and customer keys.
+        product_at = split.items.index_of(products.ids)  # product key -> split position (-1: none)
+        to_split = product_at[served.items.ids]
+        keys = customers.index_of(split.users.ids)
+        model_row = served.users.index_of(keys)
+        bought = bought_matrix(rows, IdIndex(np.arange(len(customers))))
+        sale_pos = product_at[sales.product_ids]
+        ok = sale_pos >= 0
+        bestsellers = PopularityRecommender(
+            window_days=float(settings.interactions.bestseller_days), count="buyers"
+        ).fit_events(sales.customer_ids[ok], sale_pos[ok], sales.timestamps[ok], n_items=n)
+        first_sale = np.full(n, np.datetime64("NaT"), dtype="datetime64[s]")
+        order = np.argsort(sales.timestamps[ok], kind="stable")[::-1]  # the earliest written last
+        first_sale[sale_pos[ok][order]] = sales.timestamps[ok][order]
+        fallbacks = (similar_for(served.model), bestsellers, NewArrivals(first_sale))
+        recs: dict[Task, np.ndarray] = {}
+        params: dict[Task, dict[str, Any]] = {}
+        for task in TASKS:
+            users = split.truth[task].user_idxs
+            out = np.full((users.size, k), -1, dtype=np.int64)
+            for r, u in enumerate(users.tolist()):
+                own = product_at[bought[int(keys[u])].indices] if task == "discovery" else None
+                picks = _served_picks(served, int(model_row[u]), to_split, own, n, k, fallbacks)
+                out[r, : len(picks)] = picks
+            recs[task] = out
+            model = served.discovery if task == "discovery" else served.model
+            params[task] = {
+                "algorithm": settings.model.algorithm,
+                **model.params,
+                "interactions": dataclasses.asdict(settings.interactions),
+                "anchor": served.anchor.isoformat(sep=" "),
+            }
+        return ServedLists(recs, params)
+
+    return lists
+
+
+def _served_picks(
+    served: ServedModel,
+    user_idx: int,
+    to_split: np.ndarray,
+    bought: np.ndarray | None,
+    n_items: int,
+    k: int,
+    fallbacks: tuple[Any, PopularityRecommender, NewArrivals],
+) -> list[int]:
+    """One customer's k picks as `domain.serving.recommendations` fills them, in split positions.
+
+    `bought` (split positions of the products bought net of returns) is given for discovery picks: they
+    are blocked. `user_idx` is the customer's model row (-1: the model never saw them).
+    """
+    similar, bestsellers, new_arrivals = fallbacks
+    blocked = np.zeros(n_items, dtype=bool)
+    if bought is not None:
+        blocked[bought[bought >= 0]] = True
+    picks: list[int] = []
+    if user_idx >= 0:
+        row = csr_row(served.user_items, user_idx)
+        allowed = np.append(~blocked, False)[to_split]  # -1 (not in the catalogue) picks the False
+        chain = recommend_with_fallback(
+            k,
+            model=served.model if bought is None else served.discovery,
+            user_idx=user_idx,
+            user_items_row=row,
+            allowed=allowed,
+            exclude_seen=False,
+            similar=similar,
+            explain_n=0,  # explanations do not change the order
+        )
+        for pick in chain:
+            picks.append(int(to_split[pick.item_idx]))
+            blocked[picks[-1]] = True
+    for source in (bestsellers, new_arrivals):
+        if len(picks) < k:
+            ids, _ = source.top(k - len(picks), allowed=~blocked)
+            picks += ids.tolist()
+            blocked[ids] = True
+    return picks
+
+
 def evaluate_file(
     data: str | Path,
     fmt: Format,
@@ -37,10 +193,12 @@ def evaluate_file(
     seed: int = 42,
     grids: Mapping[str, Sequence[Candidate]] | None = None,
     progress: Callable[[str], None] | None = None,
+    settings: Settings | None = None,
 ) -> EvaluationResult:
     """Read `data` (raises `domain.errors.InvalidInput` for an unusable file) and evaluate every model.
 
-    Rejected rows are left out exactly as `giftrec import` leaves them out.
+    Rejected rows are left out exactly as `giftrec import` leaves them out. With `settings`, what
+    `giftrec train` would serve with them is measured too (row "served (current settings)").
     """
     parsed = read_order_lines(data, fmt)
     if progress is not None:
@@ -49,7 +207,13 @@ def evaluate_file(
             f"read {counts.lines} lines ({counts.rejected} rejected, {counts.non_product_rows} non-product)"
         )
     return evaluate(
-        history_from_lines(parsed.lines), test_days=test_days, k=k, seed=seed, grids=grids, progress=progress
+        history_from_lines(parsed.lines),
+        test_days=test_days,
+        k=k,
+        seed=seed,
+        grids=grids,
+        progress=progress,
+        served=None if settings is None else served_lists(settings),
     )
 
 
@@ -62,17 +226,21 @@ def evaluate_command(
     *,
     grids: Mapping[str, Sequence[Candidate]] | None = None,
     progress: Callable[[str], None] | None = None,
+    settings: Settings | None = None,
 ) -> str | dict[str, Any]:
     """What ``giftrec evaluate`` prints: the text table, or the JSON object when `as_json`.
 
-    JSON shape: ``{"dataset", "cut", "k", "default", "tasks": {"next_purchases": {name: {"recall@k", ...,
-    "customers"}}, "discovery": {...}}}``; the dataset is the file's name. `grids` narrows the search
-    space (tests); the default is `recommender.evaluation.DEFAULT_GRIDS`.
+    JSON shape: ``{"dataset", "cut", "k", "default", "served", "tasks": {"next_purchases": {name:
+    {"recall@k", ..., "customers"}}, "discovery": {...}}}``; the dataset is the file's name; ``served``
+    holds the served configuration per task (None without `settings`). `grids` narrows the search space
+    (tests); the default is `recommender.evaluation.DEFAULT_GRIDS`.
     """
     if test_days <= 0:
         raise InvalidInput("test_days", f"must be a positive number of days, got {test_days}")
     if k <= 0:
         raise InvalidInput("k", f"must be a positive list length, got {k}")
-    result = evaluate_file(data, fmt, test_days=test_days, k=k, grids=grids, progress=progress)
+    result = evaluate_file(
+        data, fmt, test_days=test_days, k=k, grids=grids, progress=progress, settings=settings
+    )
     dataset = Path(data).name
     return result.to_json(dataset) if as_json else format_table(result, dataset)

@@ -64,6 +64,7 @@ from domain.serving.data import (
 )
 from domain.serving.model_runs import LoadFailures, load_newest_usable, load_run_artifact
 from domain.serving.ranked import RankedCache
+from domain.serving.served import discovery_model
 from recommender.interactions import IdIndex
 
 __all__ = ["CustomerRows", "LoadedModel", "ModelStore", "ServingData"]
@@ -340,12 +341,7 @@ class ModelStore:
     def _load_run(self, run: ModelRun) -> LoadedModel:
         artifact = load_run_artifact(self.settings, run)
         model = artifact.model
-        discovery = model
-        if getattr(model, "name", "") == "hybrid" and model.params.get("repeat"):
-            m = self.settings.model
-            discovery = model.with_blend(  # type: ignore[attr-defined]
-                repeat=False, cf_weight=m.discovery_cf_weight, popularity_weight=m.discovery_popularity_weight
-            )
+        discovery = discovery_model(model, self.settings)
         seen = run.params.get("watermark") or {}
         return LoadedModel(
             run_id=run.id,

@@ -1,5 +1,8 @@
 """Model lifecycle: train from the database, save a versioned artifact, record the ModelRun, list, roll back.
 
+What is fitted (model, matrix, prior) is built by :func:`domain.serving.served.fit_served`, which
+`giftrec evaluate` calls too.
+
 Serving picks the newest run that ``succeeded`` and is not ``is_rolled_back`` (see
 :mod:`domain.serving.model_store`). Nothing here commits: the caller's transaction records the run.
 
@@ -17,31 +20,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from config import Settings
-from domain.customers.interactions import (
-    Watermark,
-    activity_watermark,
-    build_matrix,
-    load_interactions,
-    load_sales,
-)
+from domain.customers.interactions import Watermark, activity_watermark, load_interactions, load_sales
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.models import AuditLog, Customer, ModelRun
 from domain.models._types import utcnow
+from domain.serving.served import decay_anchor, fit_served
 from recommender.artifacts import save_artifact
-from recommender.base import Recommender
-from recommender.interactions import IdIndex
-from recommender.popularity import PopularityRecommender
 
 __all__ = [
-    "HYBRID_POPULARITY_DAYS",
     "is_stale",
     "list_runs",
-    "make_recommender",
     "prune_artifacts",
     "rollback",
     "serving_run",
@@ -50,71 +42,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Window of the "recent bestsellers" prior the hybrid model blends in (distinct buyers, guests included).
-HYBRID_POPULARITY_DAYS = 30.0
-
-
-def make_recommender(settings: Settings) -> Recommender:
-    """An unfitted recommender for ``settings.model.algorithm``, with the configured parameters."""
-    m = settings.model
-    als_like: dict[str, Any] = {
-        "factors": m.factors,
-        "regularization": m.regularization,
-        "alpha": m.alpha,
-        "iterations": m.iterations,
-        "random_state": m.random_state,
-        "num_threads": m.num_threads,
-        "use_gpu": m.use_gpu,
-    }
-    if m.algorithm == "hybrid":
-        from recommender.hybrid import HybridRecommender
-
-        return HybridRecommender(
-            **als_like,
-            repeat_weight=m.repeat_weight,
-            cf_weight=m.cf_weight,
-            popularity_weight=m.popularity_weight,
-        )
-    if m.algorithm == "als":
-        from recommender.collaborative import ALSRecommender
-
-        return ALSRecommender(**als_like)
-    if m.algorithm == "bpr":
-        from recommender.collaborative import BPRRecommender
-
-        return BPRRecommender(
-            factors=m.factors,
-            regularization=m.regularization,
-            iterations=m.iterations,
-            random_state=m.random_state,
-            num_threads=m.num_threads,
-        )
-    if m.algorithm in ("item_bm25", "item_cosine"):
-        from recommender.collaborative import ItemItemRecommender
-
-        if m.algorithm == "item_bm25":
-            return ItemItemRecommender(kind="bm25", num_threads=m.num_threads)
-        return ItemItemRecommender(kind="cosine", num_threads=m.num_threads)
-    if m.algorithm == "popularity":
-        return PopularityRecommender(window_days=float(settings.interactions.bestseller_days))
-    raise InvalidInput("model.algorithm", f"unknown algorithm {m.algorithm!r}")
-
 
 def _new_version(algorithm: str) -> str:
     """Sortable, unique, at most 40 characters: wall-clock time, algorithm, random suffix."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
     return f"{stamp}-{algorithm}-{secrets.token_hex(2)}"
-
-
-def _recent_popularity(session: Session, items: IdIndex, now: dt.datetime) -> np.ndarray:
-    sales = load_sales(session, until=now)
-    pos = items.index_of(sales.product_ids)
-    keep = pos >= 0
-    pop = PopularityRecommender(window_days=HYBRID_POPULARITY_DAYS, count="buyers").fit_events(
-        sales.customer_ids[keep], pos[keep], sales.timestamps[keep], n_items=len(items), now=now
-    )
-    assert pop.popularity is not None
-    return pop.popularity
 
 
 def train_model(session: Session, settings: Settings, *, now: dt.datetime | None = None) -> ModelRun:
@@ -145,22 +77,11 @@ def train_model(session: Session, settings: Settings, *, now: dt.datetime | None
         watermark = activity_watermark(session, until=cut)
         if not len(rows):
             raise InvalidInput("data", "no interactions to train on: import orders first")
-        # Time decay and the recent-bestsellers window end at the newest interaction, as serving's
-        # bestsellers do: on a live shop that is now; on historical data (the UCI sample ends in 2011) a
-        # wall-clock anchor would decay every row to ~0 and leave no recent bestsellers at all.
-        anchor = min(cut, rows.latest) if rows.latest is not None else cut
-        user_items, users, items = build_matrix(rows, settings.interactions, now=anchor)
-        if user_items.nnz == 0:
-            raise InvalidInput("data", "every interaction was cancelled by returns: nothing to train on")
-        model = make_recommender(settings)
         load_seconds = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        if algorithm == "hybrid":
-            popularity = _recent_popularity(session, items, anchor)
-            model.fit(user_items, item_popularity=popularity)  # type: ignore[call-arg]
-        else:
-            model.fit(user_items)
-        fit_seconds = time.perf_counter() - t1
+        anchor = decay_anchor(rows, cut)
+        served = fit_served(rows, settings, anchor=anchor, sales=lambda: load_sales(session, until=anchor))
+        model, user_items = served.model, served.user_items
+        steps = served.seconds
         run.params = {
             "model": model.params,
             "interactions": {
@@ -184,11 +105,20 @@ def train_model(session: Session, settings: Settings, *, now: dt.datetime | None
         metrics: dict[str, Any] = {
             "rows": len(rows),
             "density": round(user_items.nnz / max(1, user_items.shape[0] * user_items.shape[1]), 6),
-            "load_seconds": round(load_seconds, 3),
-            "fit_seconds": round(fit_seconds, 3),
+            # load: reading the interactions and building the matrix; fit: the prior (sales read
+            # included, also given alone as popularity) and the model fit.
+            "load_seconds": round(load_seconds + steps["build"], 3),
+            "popularity_seconds": round(steps["popularity"], 3),
+            "fit_seconds": round(steps["popularity"] + steps["fit"], 3),
         }
         path = save_artifact(
-            Path(settings.model.artifact_dir), run.version, model, users, items, run.params, metrics
+            Path(settings.model.artifact_dir),
+            run.version,
+            model,
+            served.users,
+            served.items,
+            run.params,
+            metrics,
         )
         metrics["save_seconds"] = round(time.perf_counter() - t2, 3)
         run.metrics = metrics

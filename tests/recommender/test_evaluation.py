@@ -200,8 +200,9 @@ def test_default_model_beats_popularity_on_the_sample(sample_result: EvaluationR
 
 def test_result_json_shape(sample_result: EvaluationResult) -> None:
     out = sample_result.to_json("sample.csv.gz")
-    assert set(out) == {"dataset", "cut", "k", "default", "tasks"}
+    assert set(out) == {"dataset", "cut", "k", "default", "served", "tasks"}
     assert out["dataset"] == "sample.csv.gz" and out["k"] == 10 and out["default"] == "hybrid"
+    assert out["served"] is None  # no served configuration was given
     assert out["cut"] == "2011-11-09 00:00:00"
     assert set(out["tasks"]) == {"next_purchases", "discovery"}
     assert set(out["tasks"]["next_purchases"]) == set(BASELINES) | set(SMALL_GRIDS)

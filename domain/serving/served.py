@@ -1,0 +1,163 @@
+"""The served configuration, built in one place: the model, its matrix and its prior as training fits them.
+
+`giftrec train` (:func:`domain.serving.training.train_model`) and `giftrec evaluate`'s "served (current
+settings)" row (:mod:`domain.serving.evaluation`) both call :func:`fit_served`, and serving derives the
+discovery blend with :func:`discovery_model`, so what is measured offline is what `make run` serves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.sparse import csr_matrix
+
+from config import Settings
+from domain.customers.interactions import InteractionRows, SalesRows, build_matrix
+from domain.errors import InvalidInput
+from recommender.base import Recommender
+from recommender.interactions import IdIndex
+from recommender.popularity import PopularityRecommender
+
+__all__ = [
+    "HYBRID_POPULARITY_DAYS",
+    "ServedModel",
+    "decay_anchor",
+    "discovery_model",
+    "fit_served",
+    "make_recommender",
+    "recent_popularity",
+]
+
+#: Window of the "recent bestsellers" prior the hybrid model blends in (distinct buyers, guests included).
+HYBRID_POPULARITY_DAYS = 30.0
+
+
+def make_recommender(settings: Settings) -> Recommender:
+    """An unfitted recommender for ``settings.model.algorithm``, with the configured parameters."""
+    m = settings.model
+    als_like: dict[str, Any] = {
+        "factors": m.factors,
+        "regularization": m.regularization,
+        "alpha": m.alpha,
+        "iterations": m.iterations,
+        "random_state": m.random_state,
+        "num_threads": m.num_threads,
+        "use_gpu": m.use_gpu,
+    }
+    if m.algorithm == "hybrid":
+        from recommender.hybrid import HybridRecommender
+
+        return HybridRecommender(
+            **als_like,
+            repeat_weight=m.repeat_weight,
+            cf_weight=m.cf_weight,
+            popularity_weight=m.popularity_weight,
+        )
+    if m.algorithm == "als":
+        from recommender.collaborative import ALSRecommender
+
+        return ALSRecommender(**als_like)
+    if m.algorithm == "bpr":
+        from recommender.collaborative import BPRRecommender
+
+        return BPRRecommender(
+            factors=m.factors,
+            regularization=m.regularization,
+            iterations=m.iterations,
+            random_state=m.random_state,
+            num_threads=m.num_threads,
+        )
+    if m.algorithm in ("item_bm25", "item_cosine"):
+        from recommender.collaborative import ItemItemRecommender
+
+        if m.algorithm == "item_bm25":
+            return ItemItemRecommender(kind="bm25", num_threads=m.num_threads)
+        return ItemItemRecommender(kind="cosine", num_threads=m.num_threads)
+    if m.algorithm == "popularity":
+        return PopularityRecommender(window_days=float(settings.interactions.bestseller_days))
+    raise InvalidInput("model.algorithm", f"unknown algorithm {m.algorithm!r}")
+
+
+def discovery_model(model: Recommender, settings: Settings) -> Recommender:
+    """The model that serves picks excluding bought items: a repeat-mode hybrid with its own repeat term
+    off and the discovery blend of ``settings.model``; any other model as it is."""
+    if getattr(model, "name", "") == "hybrid" and model.params.get("repeat"):
+        m = settings.model
+        return model.with_blend(  # type: ignore[attr-defined]
+            repeat=False, cf_weight=m.discovery_cf_weight, popularity_weight=m.discovery_popularity_weight
+        )
+    return model
+
+
+def decay_anchor(rows: InteractionRows, cut: dt.datetime) -> dt.datetime:
+    """Where the time decay and the recent-bestsellers window end: the newest interaction up to `cut`.
+
+    On a live shop that is now; on historical data (the UCI sample ends in 2011) a wall-clock anchor would
+    decay every row to ~0 and leave no recent bestsellers at all.
+    """
+    return min(cut, rows.latest) if rows.latest is not None else cut
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A fitted served configuration and the matrix it was fitted on.
+
+    ``model`` serves picks that may repeat past purchases (next purchases); ``discovery`` the picks that
+    exclude them. ``users``/``items`` map the matrix rows/columns to customer/product ids; ``seconds``
+    times the steps (``build``: the matrix, ``popularity``: reading sales and the prior, ``fit``).
+    """
+
+    model: Recommender
+    discovery: Recommender
+    user_items: csr_matrix
+    users: IdIndex
+    items: IdIndex
+    anchor: dt.datetime
+    seconds: dict[str, float]
+
+
+def recent_popularity(sales: SalesRows, items: IdIndex, anchor: dt.datetime) -> np.ndarray:
+    """The hybrid's prior: distinct buyers per matrix column over the `HYBRID_POPULARITY_DAYS` to `anchor`."""
+    pos = items.index_of(sales.product_ids)
+    keep = pos >= 0
+    pop = PopularityRecommender(window_days=HYBRID_POPULARITY_DAYS, count="buyers").fit_events(
+        sales.customer_ids[keep], pos[keep], sales.timestamps[keep], n_items=len(items), now=anchor
+    )
+    assert pop.popularity is not None
+    return pop.popularity
+
+
+def fit_served(
+    rows: InteractionRows,
+    settings: Settings,
+    *,
+    anchor: dt.datetime,
+    sales: Callable[[], SalesRows],
+) -> ServedModel:
+    """Build the matrix of `rows` as ``settings.interactions`` says (weights, damping, half-life ending at
+    `anchor`) and fit ``settings.model`` on it.
+
+    `sales` is called only when the model needs the recent-bestsellers prior (hybrid): sale lines up to
+    `anchor`, guests included. Raises InvalidInput when nothing is left to train on.
+    """
+    t0 = time.perf_counter()
+    user_items, users, items = build_matrix(rows, settings.interactions, now=anchor)
+    if user_items.nnz == 0:
+        raise InvalidInput("data", "every interaction was cancelled by returns: nothing to train on")
+    model = make_recommender(settings)
+    t1 = time.perf_counter()
+    popularity = None
+    if settings.model.algorithm == "hybrid":
+        popularity = recent_popularity(sales(), items, anchor)
+    t2 = time.perf_counter()
+    if popularity is not None:
+        model.fit(user_items, item_popularity=popularity)  # type: ignore[call-arg]
+    else:
+        model.fit(user_items)
+    seconds = {"build": t1 - t0, "popularity": t2 - t1, "fit": time.perf_counter() - t2}
+    return ServedModel(model, discovery_model(model, settings), user_items, users, items, anchor, seconds)

@@ -1,0 +1,114 @@
+"""One truth for what is served: `giftrec evaluate`'s served row fits what `giftrec train` fits."""
+
+# ruff: noqa: F811  (pytest fixtures imported from tests.domain.serving.fixtures are redefined as arguments)
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from config import Settings
+from domain.customers.interactions import build_matrix, load_interactions
+from domain.customers.sources import read_order_lines
+from domain.models import Customer, Product
+from domain.serving.evaluation import evaluate_command, fit_served_on, history_from_lines, training_rows
+from domain.serving.served import discovery_model
+from domain.serving.training import train_model
+from recommender.artifacts import load_artifact
+from recommender.evaluation import SERVED, Candidate, MatrixConfig
+from recommender.interactions import IdIndex
+from tests.domain.serving.fixtures import imported, imported_rows, sample_slice, settings  # noqa: F401
+
+
+def test_evaluation_serves_the_model_and_matrix_training_fits(
+    sessions: sessionmaker[Session], settings: Settings, imported: None, sample_slice: Path
+) -> None:
+    with sessions.begin() as session:
+        run = train_model(session, settings)
+        assert run.status == "succeeded", run.error
+        rows = load_interactions(session)
+        trained, users, items = build_matrix(
+            rows, settings.interactions, now=dt.datetime.fromisoformat(run.params["anchor"])
+        )
+        external = dict(session.execute(select(Customer.id, Customer.external_id)).all())
+        skus = dict(session.execute(select(Product.id, Product.sku)).all())
+    artifact = load_artifact(Path(run.artifact_path or ""))
+    assert artifact.user_index == users and artifact.item_index == items
+
+    # The same file, read as `giftrec evaluate` reads it, with the cut after its last line.
+    history = history_from_lines(read_order_lines(sample_slice, "online-retail").lines)
+    cut = dt.datetime.fromisoformat(str(history.timestamps.max())) + dt.timedelta(days=1)
+    served = fit_served_on(history, cut, settings)
+    _, _, customers, products = training_rows(history)
+
+    # Same model, same discovery blend, same decay anchor.
+    assert served.model.params == run.params["model"] == artifact.model.params
+    assert served.discovery.params == discovery_model(artifact.model, settings).params
+    assert served.anchor.isoformat() == run.params["anchor"]
+
+    # Same matrix, cell for cell, once rows and columns are matched by customer id and SKU.
+    assert (
+        served.user_items.shape == (run.n_users, run.n_items) and served.user_items.nnz == run.n_interactions
+    )
+    train_ids = IdIndex(np.array([external[int(c)] for c in users.ids]))
+    train_skus = IdIndex(np.array([skus[int(p)] for p in items.ids]))
+    row_at = train_ids.index_of(customers.id_of(served.users.ids))
+    col_at = train_skus.index_of(products.id_of(served.items.ids))
+    assert (row_at >= 0).all() and (col_at >= 0).all()
+    aligned = trained[row_at][:, col_at]
+    assert abs(aligned - served.user_items).max() < 1e-6
+
+    # Same recent-bestsellers prior.
+    trained_pop = artifact.model.popularity  # type: ignore[attr-defined]
+    np.testing.assert_allclose(served.model.popularity[...], trained_pop[col_at])  # type: ignore[attr-defined]
+
+
+def _orders_file(tmp_path: Path) -> Path:
+    """Three customers of a generic file: "a" repeats x and discovers y after the cut, "b" repeats x."""
+    rows = [
+        ("a", "o1", "x", "2011-01-01T10:00:00"),
+        ("a", "o2", "x", "2011-01-15T10:00:00"),
+        ("b", "o3", "x", "2011-01-16T10:00:00"),
+        ("b", "o4", "y", "2011-01-17T10:00:00"),
+        ("c", "o5", "y", "2011-01-20T10:00:00"),
+        ("c", "o6", "x", "2011-01-21T10:00:00"),
+        ("a", "o7", "x", "2011-02-20T10:00:00"),
+        ("a", "o8", "y", "2011-03-01T10:00:00"),
+        ("b", "o9", "x", "2011-03-02T10:00:00"),
+    ]
+    path = tmp_path / "orders.csv"
+    lines = ["customer_id,order_id,sku,quantity,unit_price,ordered_at"]
+    lines += [f"{c},{o},{s},1,9.99,{t}" for c, o, s, t in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_evaluate_reports_the_served_configuration(tmp_path: Path, settings: Settings) -> None:
+    path = _orders_file(tmp_path)
+    grids = {"hybrid": [Candidate("hybrid", {"factors": 2, "num_threads": 1}, MatrixConfig(None), {})]}
+    out = evaluate_command(path, "generic", 15, 2, True, grids=grids, settings=settings)
+    assert isinstance(out, dict)
+    assert out["default"] == SERVED
+    assert out["served"]["next_purchases"]["repeat"] is True
+    assert out["served"]["discovery"]["repeat"] is False
+    assert out["served"]["next_purchases"]["interactions"]["half_life_days"] == 365.0
+    nxt = out["tasks"]["next_purchases"][SERVED]
+    # a and b each bought x before the cut and again after it: served with repeats, x comes first.
+    assert nxt["customers"] == 2 and nxt["hit_rate@2"] == 1.0
+    # a's only new item is y, the one other item sold before the cut: the served discovery list has it.
+    assert out["tasks"]["discovery"][SERVED]["hit_rate@2"] == 1.0
+    table = evaluate_command(path, "generic", 15, 2, False, grids=grids, settings=settings)
+    assert f"{SERVED} *" in str(table)
+
+
+def test_giftrec_evaluate_prints_the_served_row(tmp_path: Path, runner) -> None:  # type: ignore[no-untyped-def]
+    from api.cli import cli
+
+    args = ["evaluate", "--data", str(_orders_file(tmp_path)), "--format", "generic", "--test-days", "15"]
+    result = runner.invoke(cli, [*args, "--k", "2"])
+    assert result.exit_code == 0, result.output
+    assert f"{SERVED} *" in result.output
