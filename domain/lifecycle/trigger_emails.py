@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from config import Settings
 from domain.messaging.outbox import enqueue, next_marketing_slot
 from domain.messaging.signing import LinkSigner
-from domain.models import Customer, GiftSelection, OutboundEmail, Product, TriggerAssignment, User
+from domain.models import Customer, GiftSelection, OutboundEmail, TriggerAssignment
 from domain.reminders.queueing import (
     QUEUEABLE_STATUSES,
     TIER_NAMES,
@@ -29,8 +29,10 @@ from domain.reminders.queueing import (
     choose_locale,
     consent_problem,
     format_money,
+    manager_name,
     outbox_key,
     render_email,
+    sold_picks,
 )
 
 __all__ = ["TRIGGER_KEY", "TriggerQueueReport", "queue_trigger_emails", "reminder_blocks"]
@@ -96,17 +98,8 @@ def _context(
         select(TriggerAssignment).where(TriggerAssignment.selection_id == selection.id)
     )
     details = dict(assignment.details) if assignment is not None else {}
-    products = {
-        p.id: p
-        for p in session.scalars(
-            select(Product).where(Product.id.in_([pk.product_id for pk in selection.picks]))
-        )
-    }
     tiers: dict[int, list[dict[str, Any]]] = {}
-    for pick in sorted(selection.picks, key=lambda p: (p.tier, p.position)):
-        product = products.get(pick.product_id)
-        if product is None or not product.is_active or not product.in_stock:
-            continue
+    for pick, product in sold_picks(session, selection):
         tiers.setdefault(pick.tier, []).append(
             {
                 "title": product.title,
@@ -124,10 +117,7 @@ def _context(
         {"name": names[min(i, len(names) - 1)], "picks": picks}
         for i, (_, picks) in enumerate(sorted(tiers.items()))
     ]
-    author = None
-    if selection.note and customer.account_manager_id is not None:
-        manager = session.get(User, customer.account_manager_id)
-        author = manager.name if manager is not None else None
+    author = manager_name(session, selection, customer)
     return {
         "customer_name": customer.name,
         "sections": sections,

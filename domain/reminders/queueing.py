@@ -24,7 +24,16 @@ from sqlalchemy.orm import Session
 from config import Settings
 from domain.messaging.outbox import cancel_queued, enqueue, lock_customer_mail, next_marketing_slot
 from domain.messaging.signing import LinkSigner
-from domain.models import Customer, GiftSelection, ImportantDate, OutboundEmail, Product, Recipient, User
+from domain.models import (
+    Customer,
+    GiftSelection,
+    ImportantDate,
+    OutboundEmail,
+    Product,
+    Recipient,
+    SelectionPick,
+    User,
+)
 from domain.reminders.occasions import local_midnight_utc
 
 log = logging.getLogger(__name__)
@@ -148,23 +157,35 @@ def occasion_label(code: str, locale: str, title: str | None = None) -> str:
     return OCCASIONS.get(locale, {}).get(code) or OCCASIONS["en"].get(code) or code.replace("_", " ")
 
 
+def sold_picks(session: Session, selection: GiftSelection) -> list[tuple[SelectionPick, Product]]:
+    """The selection's picks in tier and position order, with their products, leaving out products no
+    longer sold (inactive or out of stock): what an email may show. One query."""
+    ids = [pk.product_id for pk in selection.picks]
+    products = {p.id: p for p in session.scalars(select(Product).where(Product.id.in_(ids)))}
+    out = []
+    for pick in sorted(selection.picks, key=lambda p: (p.tier, p.position)):
+        product = products.get(pick.product_id)
+        if product is not None and product.is_active and product.in_stock:
+            out.append((pick, product))
+    return out
+
+
+def manager_name(session: Session, selection: GiftSelection, customer: Customer) -> str | None:
+    """Who signs the selection's personal note: the customer's account manager, when there is a note."""
+    if not selection.note or customer.account_manager_id is None:
+        return None
+    manager = session.get(User, customer.account_manager_id)
+    return manager.name if manager is not None else None
+
+
 def reminder_context(
     session: Session, selection: GiftSelection, customer: Customer, signer: LinkSigner, locale: str
 ) -> dict[str, Any]:
     """Everything the reminder templates show; picks of products no longer sold are left out."""
     recipient = session.get(Recipient, selection.recipient_id) if selection.recipient_id else None
     date = session.get(ImportantDate, selection.important_date_id) if selection.important_date_id else None
-    products = {
-        p.id: p
-        for p in session.scalars(
-            select(Product).where(Product.id.in_([pk.product_id for pk in selection.picks]))
-        )
-    }
     tiers: dict[int, list[dict[str, Any]]] = {}
-    for pick in sorted(selection.picks, key=lambda p: (p.tier, p.position)):
-        product = products.get(pick.product_id)
-        if product is None or not product.is_active or not product.in_stock:
-            continue
+    for pick, product in sold_picks(session, selection):
         explanation = EXPLANATIONS.get(locale, {}).get(pick.explanation)
         if explanation is None and locale == DEFAULT_LOCALE and " " in pick.explanation:
             explanation = pick.explanation  # a manager's own words
@@ -179,10 +200,7 @@ def reminder_context(
                 "explanation": explanation,
             }
         )
-    author = None
-    if selection.note and customer.account_manager_id is not None:
-        manager = session.get(User, customer.account_manager_id)
-        author = manager.name if manager is not None else None
+    author = manager_name(session, selection, customer)
     names = TIER_NAMES.get(locale, TIER_NAMES["en"])
     tier_list = [
         {"name": names[min(i, len(names) - 1)], "picks": picks}
