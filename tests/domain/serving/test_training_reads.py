@@ -1,0 +1,116 @@
+"""Training's faster reads give what the plain reads gave: the rows, the matrix and the bestsellers prior.
+
+Guards the speed work of issue 17 (plain nightly training <= 5 s on the full UCI file): interaction rows
+are read from the driver's cursor, and the prior reads only the sales of its window.
+"""
+
+# ruff: noqa: F811  (pytest fixtures imported from tests.domain.serving.fixtures are redefined as arguments)
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import and_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from config import Settings
+from domain.customers.interactions import (
+    InteractionRows,
+    build_matrix,
+    load_interactions,
+    load_sales,
+)
+from domain.models import Event, Order, OrderLine
+from domain.serving.served import HYBRID_POPULARITY_DAYS, decay_anchor, recent_popularity
+from domain.serving.training import train_model
+from recommender.artifacts import load_artifact
+from tests.domain.serving.fixtures import add_order, imported, imported_rows, sample_slice, settings  # noqa: F401
+
+
+def _orm_rows(session: Session) -> InteractionRows:
+    """The interaction rows as the ORM reads them (SQLAlchemy rows, Python datetimes): the reference."""
+    lines = session.execute(
+        select(Order.customer_id, OrderLine.product_id, Order.kind, OrderLine.quantity, Order.ordered_at)
+        .join(Order, Order.id == OrderLine.order_id)
+        .where(Order.customer_id.is_not(None))
+    ).all()
+    events = session.execute(
+        select(Event.customer_id, Event.product_id, Event.kind, Event.quantity, Event.occurred_at).where(
+            and_(Event.customer_id.is_not(None), Event.product_id.is_not(None))
+        )
+    ).all()
+    records = [tuple(r) for r in [*lines, *events]]
+    kinds = np.array(["purchase" if r[2] == "sale" else r[2] for r in records], dtype="U8")
+    return InteractionRows(
+        np.array([r[0] for r in records], dtype=np.int64),
+        np.array([r[1] for r in records], dtype=np.int64),
+        kinds,
+        np.array([r[3] for r in records], dtype=np.float64),
+        np.array([r[4] for r in records], dtype="datetime64[s]"),
+    )
+
+
+def _sorted(rows: InteractionRows) -> list[tuple[object, ...]]:
+    return sorted(
+        zip(
+            rows.customer_ids.tolist(),
+            rows.product_ids.tolist(),
+            rows.kinds.tolist(),
+            rows.quantities.tolist(),
+            rows.timestamps.tolist(),
+            strict=True,
+        )
+    )
+
+
+def test_interaction_rows_from_the_cursor_equal_the_orm_rows(
+    sessions: sessionmaker[Session], settings: Settings, imported: None
+) -> None:
+    with sessions.begin() as session:
+        fast = load_interactions(session)
+        reference = _orm_rows(session)
+    assert len(fast) == len(reference) > 10_000
+    assert _sorted(fast) == _sorted(reference)
+    # ... and, in the same order, the same matrix, cell for cell.
+    fast_matrix, fast_users, fast_items = build_matrix(fast, settings.interactions, now=fast.latest)
+    ref_matrix, ref_users, ref_items = build_matrix(reference, settings.interactions, now=reference.latest)
+    assert fast_users == ref_users and fast_items == ref_items
+    assert (fast_matrix != ref_matrix).nnz == 0 and fast_matrix.nnz == ref_matrix.nnz
+
+
+def test_prior_from_the_window_equals_the_prior_from_every_sale(
+    sessions: sessionmaker[Session], settings: Settings, imported: None
+) -> None:
+    with sessions.begin() as session:
+        rows = load_interactions(session)
+        anchor = decay_anchor(rows, dt.datetime(2030, 1, 1))
+        start = anchor - dt.timedelta(days=HYBRID_POPULARITY_DAYS)
+        # Sales on and around the window's start, where seconds are cut: inside, on the edge, outside.
+        for i, offset in enumerate((-1.0, -0.4, 0.0, 0.4, 0.6, 1.0, 1.5)):
+            add_order(
+                session, f"edge-{i}", ["22423"], order_id=f"EDGE-{i}", at=start + dt.timedelta(seconds=offset)
+            )
+        rows = load_interactions(session)
+        _, _, items = build_matrix(rows, settings.interactions, now=anchor)
+        every_sale = load_sales(session, until=anchor)
+        window = load_sales(session, since=start, until=anchor)
+    assert len(window) < len(every_sale) / 2
+    full_prior = recent_popularity(every_sale, items, anchor)
+    assert full_prior.sum() > 0
+    np.testing.assert_array_equal(recent_popularity(window, items, anchor), full_prior)
+
+
+def test_trained_prior_equals_the_prior_from_every_sale(
+    sessions: sessionmaker[Session], settings: Settings, imported: None
+) -> None:
+    with sessions.begin() as session:
+        run = train_model(session, settings)
+        assert run.status == "succeeded", run.error
+        rows = load_interactions(session)
+        anchor = dt.datetime.fromisoformat(run.params["anchor"])
+        _, _, items = build_matrix(rows, settings.interactions, now=anchor)
+        full_prior = recent_popularity(load_sales(session, until=anchor), items, anchor)
+    model = load_artifact(Path(run.artifact_path or "")).model
+    np.testing.assert_array_equal(model.popularity, full_prior)  # type: ignore[attr-defined]
