@@ -202,7 +202,7 @@ class CompleteJourneyParser(RowParser):
         if quantity == 0:
             raise RowError(ZERO_QUANTITY, "quantity", "quantity is 0")
         price = (abs(paid) / abs(quantity)).quantize(PENNY, rounding=ROUND_HALF_UP)
-        if paid <= 0 or price <= 0:
+        if price <= 0 or (paid < 0) != (quantity < 0):
             raise RowError(
                 NON_POSITIVE_PRICE,
                 "sales_value",

@@ -21,8 +21,8 @@ def test_a_complete_journey_file_imports_from_the_command_line(  # type: ignore[
     result = runner.invoke(cli, [*args, "--rejects", str(rejects)])
     assert result.exit_code == 0, result.output
     with sessions() as session:
-        assert session.scalar(select(func.count()).select_from(OrderLine)) == 7
-        assert session.scalar(select(func.count()).select_from(Order)) == 6
+        assert session.scalar(select(func.count()).select_from(OrderLine)) == 8
+        assert session.scalar(select(func.count()).select_from(Order)) == 7
         assert sorted(session.scalars(select(Customer.external_id))) == ["900", "906"]
     assert len(rejects.read_text("utf-8").splitlines()) == 1 + 2  # header, the two rejected lines
 
