@@ -2,19 +2,21 @@
 
 Run from the repository root (by hand, never by the test suite)::
 
-    .venv/bin/python -m bench.bench_train [UCI_PATH] [--repeat 3] [--pairs 2]
+    .venv/bin/python -m bench.bench_train [UCI_PATH] [--repeat 3] [--pairs 2] [--database DB_PATH]
         [--skip-sample] [--skip-uci] [--skip-synthetic] [--synthetic-scale 1.0]
 
 UCI_PATH defaults to ../shared/data/online_retail.csv.gz. Every measured run is a fresh child process, so
 its peak resident memory (``ru_maxrss`` from ``wait4``) is its own.
 
 1. **Real data** (the bundled sample, then the full UCI file): the file is imported once into a temporary
-   SQLite database (not part of the figures), then ``domain.serving.training.train_model`` runs with the
-   default settings, as ``giftrec train`` does, ``--repeat`` times. Phases come from the run's own metrics:
-   matrix build (read interactions + build the matrix), the hybrid model's recent-popularity prior (the
-   run's ``popularity_seconds``: reading the sales and counting), model fit, artifact save; total is the
-   wall time of the whole call plus the commit; child CPU is the child process's user + system time, start-up
-   included (less sensitive than wall time to other processes on the machine).
+   SQLite database (not part of the figures; with ``--database``, an SQLite file already made by
+   ``giftrec import orders`` stands in for the full UCI file), then ``domain.serving.training.train_model``
+   runs with the default settings, as ``giftrec train`` does, ``--repeat`` times. Phases come from the
+   run's own metrics: matrix build (read interactions + build the matrix), the hybrid model's
+   recent-popularity prior (the run's ``popularity_seconds``: reading the sales and counting), model
+   fit, artifact save; total is the wall time of the whole call plus the commit (total CPU: its CPU
+   time, every thread); child CPU is the child process's user + system time, start-up included (less
+   sensitive than wall time to other processes on the machine).
 2. **Synthetic**: a seeded users x items matrix with power-law (Zipf, s=1) item popularity and lognormal
    user activity, built once in numpy and saved to the temporary directory. Each child loads it, then runs
    either bare ``implicit.cpu.als.AlternatingLeastSquares.fit`` or giftrec's ``ALSRecommender.fit`` +
@@ -54,13 +56,14 @@ ALS_PARAMS: dict[str, Any] = {
 
 
 # ------------------------------------------------------------------------------------------ real data
-def _settings(workdir: str) -> Any:
+def _settings(workdir: str, database: str | None = None) -> Any:
     from config import load_settings
 
     # environ={}: the default settings, whatever GIFTREC_* variables the shell has.
+    db_path = Path(database).resolve() if database else Path(workdir) / "bench.db"
     return load_settings(
         environ={},
-        database={"url": f"sqlite:///{Path(workdir) / 'bench.db'}"},
+        database={"url": f"sqlite:///{db_path}"},
         server={"instance_dir": str(Path(workdir) / "instance")},
         model={"artifact_dir": str(Path(workdir) / "models")},
     )
@@ -82,21 +85,22 @@ def child_import(path: str, workdir: str) -> None:
     print(json.dumps({"rows": summary.rows, "seconds": time.perf_counter() - started}))
 
 
-def child_train(workdir: str) -> None:
-    """One ``train_model`` with the default settings on the database in `workdir`; prints its phases."""
+def child_train(workdir: str, database: str = "") -> None:
+    """One ``train_model`` with the default settings on the database in `workdir` (or `database`); prints
+    its phases."""
     import domain.serving.training as training
     from domain.db import make_engine, make_session_factory, session_scope
 
-    settings = _settings(workdir)
+    settings = _settings(workdir, database or None)
     engine = make_engine(settings.database.url)
     sessions = make_session_factory(engine)
     rss_before = rss_mib()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     with session_scope(sessions) as session:
         run = training.train_model(session, settings)
         status, error = run.status, run.error
         metrics, shape = dict(run.metrics), (run.n_users, run.n_items, run.n_interactions)
-    total = time.perf_counter() - started
+    total, train_cpu = time.perf_counter() - started, time.process_time() - cpu_started
     engine.dispose()
     if status != "succeeded":
         raise SystemExit(f"training failed: {error}")
@@ -114,21 +118,33 @@ def child_train(workdir: str) -> None:
                 "fit": metrics["fit_seconds"] - popularity,
                 "save": metrics["save_seconds"],
                 "total": total,
+                "train_cpu": train_cpu,
                 "rss_before_mib": rss_before,
             }
         )
     )
 
 
-def bench_real(label: str, path: str, repeat: int) -> list[Any]:
+def bench_real(label: str, path: str, repeat: int, database: str = "") -> list[Any]:
+    """`repeat` trainings on `path` imported into a new database, or on the existing SQLite `database`
+    (each run adds its model run there; artifacts go to a temporary directory)."""
     with tempfile.TemporaryDirectory(prefix="giftrec-bench-train-") as workdir:
-        imported = run_child(["-m", "bench.bench_train", "--child", "import", path, workdir])
-        print(f"{label}: imported {imported['rows']:,} rows in {imported['seconds']:.1f} s (not included)")
-        runs = [run_child(["-m", "bench.bench_train", "--child", "train", workdir]) for _ in range(repeat)]
+        if database:
+            print(f"{label}: the existing database {database} (not imported again)")
+        else:
+            imported = run_child(["-m", "bench.bench_train", "--child", "import", path, workdir])
+            print(
+                f"{label}: imported {imported['rows']:,} rows in {imported['seconds']:.1f} s (not included)"
+            )
+        runs = [
+            run_child(["-m", "bench.bench_train", "--child", "train", workdir, database])
+            for _ in range(repeat)
+        ]
     for i, r in enumerate(runs, 1):
         print(
             f"  run {i}: build {r['build']:.2f} s, popularity {r['popularity']:.2f} s, fit {r['fit']:.2f} s, "
-            f"save {r['save']:.2f} s, total {r['total']:.2f} s, child CPU {r['cpu_seconds']:.2f} s, "
+            f"save {r['save']:.2f} s, total {r['total']:.2f} s (CPU {r['train_cpu']:.2f} s), "
+            f"child CPU {r['cpu_seconds']:.2f} s, "
             f"peak {r['peak_rss_mib']:.0f} MiB"
         )
     first = runs[0]
@@ -139,7 +155,7 @@ def bench_real(label: str, path: str, repeat: int) -> list[Any]:
         first["nnz"],
         *(
             median([r[k] for r in runs])
-            for k in ("build", "popularity", "fit", "save", "total", "cpu_seconds")
+            for k in ("build", "popularity", "fit", "save", "total", "train_cpu", "cpu_seconds")
         ),
         round(median([r["peak_rss_mib"] for r in runs])),
     ]
@@ -329,6 +345,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("path", nargs="?", default=DEFAULT_UCI, help="the full UCI Online Retail file")
     parser.add_argument("--repeat", type=int, default=3, help="training runs per real data set")
     parser.add_argument("--pairs", type=int, default=2, help="bare/giftrec pairs on the synthetic matrix")
+    parser.add_argument(
+        "--database",
+        default="",
+        help="train on this SQLite file (made by `giftrec import orders`) instead of importing UCI_PATH",
+    )
     parser.add_argument("--skip-sample", action="store_true")
     parser.add_argument("--skip-uci", action="store_true")
     parser.add_argument("--skip-synthetic", action="store_true")
@@ -348,7 +369,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_sample:
         rows.append(bench_real("sample", SAMPLE, args.repeat))
     if not args.skip_uci:
-        rows.append(bench_real("full UCI", args.path, args.repeat))
+        rows.append(bench_real("full UCI", args.path, args.repeat, args.database))
     if rows:
         print()
         print(f"train_model with the default settings, median of {args.repeat} runs (import excluded)")
@@ -363,6 +384,7 @@ def main(argv: list[str] | None = None) -> None:
                 "fit s",
                 "save s",
                 "total s",
+                "total CPU s",
                 "child CPU s",
                 "peak RSS MiB",
             ],

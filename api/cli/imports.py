@@ -7,6 +7,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from api.cli.common import transaction
+from domain.customers.parsing import FORMATS
 
 
 @click.group("import", cls=AppGroup)
@@ -19,11 +20,12 @@ def import_() -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["online-retail", "generic"]),
+    type=click.Choice(FORMATS),
     default="online-retail",
     show_default=True,
     help="online-retail: the UCI Online Retail columns; generic: customer_id, order_id, sku, quantity, "
-    "unit_price, ordered_at [, title, category, country].",
+    "unit_price, ordered_at [, title, category, country]; complete-journey: The Complete Journey's "
+    "transactions (household_id, basket_id, product_id, quantity, sales_value, transaction_timestamp).",
 )
 @click.option(
     "--rejects",

@@ -7,6 +7,7 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
 from api.cli.common import transaction
+from domain.customers.parsing import FORMATS
 from domain.errors import DomainError
 
 
@@ -101,7 +102,7 @@ def model_rollback(version: str | None) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["online-retail", "generic"]),
+    type=click.Choice(FORMATS),
     default="online-retail",
     show_default=True,
 )

