@@ -52,6 +52,10 @@ class InteractionSettings:
     weight_cart: float = 0.5
     weight_click: float = 0.25
     weight_view: float = 0.1
+    #: Negative feedback: a pick an account manager removed or replaced takes this much (in purchases) off
+    #: the customer-product cell in training; below zero the cell means "not wanted" to ALS (docs/quality.md).
+    #: 0 turns it off.
+    weight_rejected: float = 5.0
     #: lines | none | log1p | sqrt: lines counts each order line once whatever its quantity (what the
     #: offline evaluation chose: wholesalers' quantities drown the signal); the others damp quantities.
     quantity_damping: str = "lines"
