@@ -81,6 +81,8 @@ NON_NEGATIVE = {
     "rfm.clv_discount_rate",
     "triggers.holdout_share",
     "triggers.control_share",
+    "triggers.review_request_delay_days",
+    "triggers.replacement_min_intervals",
 }
 
 

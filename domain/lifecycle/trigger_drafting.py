@@ -9,7 +9,8 @@ raise its version, and the outbox sends it at most once. Picks per trigger:
 * running out: the products running out;
 * win-back: the customer's best personalised picks;
 * new arrivals: the new products ranked for the customer;
-* abandoned cart: the cart's products, then a few personalised picks.
+* abandoned cart: the cart's products, then a few personalised picks;
+* review request: the order's products.
 
 Scores are the reminders' blended candidates (collaborative, bestsellers...), computed in batches.
 """
@@ -38,6 +39,7 @@ BATCH = 256
 TRIGGER_SOURCES = {
     "running_out": ("repurchase", "running_out"),
     "abandoned_cart": ("cart", "left_in_cart"),
+    "review_request": ("order", "review_this_product"),
 }
 
 
