@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from config import Settings
+from domain.lifecycle.lifetimes import category_lifetimes
 from domain.models import Customer, Event, Order, OrderLine, Product, RfmSnapshot
 from domain.serving.next_purchase import fit_next_purchase
 from recommender.triggers import replacement_due, review_request_due, running_out_due
@@ -75,10 +76,15 @@ def latest_segments(session: Session, today: dt.date) -> tuple[dt.date | None, d
 def find_replacement(
     session: Session, settings: Settings, now: dt.datetime, allowed: set[int]
 ) -> list[Firing]:
-    """A category's lifetime reached since the customer's last purchase in it (one firing per category)."""
-    lifetimes = {name: (first, last) for name, first, last in settings.triggers.lifetimes()}
-    if not lifetimes:
+    """A category's lifetime reached since the customer's last purchase in it (one firing per category).
+
+    The lifetime is learned from the data where there is enough, else the configured one
+    (:mod:`domain.lifecycle.lifetimes`)."""
+    if not settings.triggers.lifetimes():
         return []
+    known = [lt for lt in category_lifetimes(session, settings, now) if lt.window is not None]
+    lifetimes = {lt.category: lt.window for lt in known if lt.window is not None}
+    sources = {lt.category: lt.source for lt in known}
     rows = session.execute(
         select(Order.customer_id, Product.category, Order.ordered_at, OrderLine.unit_price, Product.id)
         .join(OrderLine, OrderLine.order_id == Order.id)
@@ -106,7 +112,13 @@ def find_replacement(
                 "replacement",
                 f"{category[:50]}:{at.date().isoformat()}",
                 (pid,),
-                {"category": category, "last_on": at.date().isoformat(), "last_price": paid},
+                {
+                    "category": category,
+                    "last_on": at.date().isoformat(),
+                    "last_price": paid,
+                    "lifetime": list(lifetimes[category]),
+                    "lifetime_source": sources[category],
+                },
             )
         )
     return out
