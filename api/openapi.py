@@ -28,6 +28,10 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
         "description": "the product's SKU",
         "schema": {"type": "string", "minLength": 1, "maxLength": 64},
     },
+    "order_id": {
+        "description": "the shop's order id",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+    },
     "selection_id": {"schema": {"type": "integer", "minimum": 1, "maximum": MAX_SELECTION_ID}},
     "anonymous_id": {
         "description": "the browser's id before sign-in, as sent in its events",

@@ -288,6 +288,9 @@ class OrderIn(Schema):
     order_id = String(required=True, validate=Length(1, 64))
     customer_id = String(required=True, validate=Length(1, 64))
     ordered_at = DateTime()
+    delivered_at = DateTime(
+        metadata={"description": "when the order arrived (a sale only); may also come later by PATCH"}
+    )
     kind = String(load_default="sale", validate=OneOf(ORDER_KINDS))
     currency = String(load_default="GBP", validate=CURRENCY)
     country = String(validate=Length(1, 64))
@@ -301,6 +304,20 @@ class OrderOut(Schema):
     lines = Integer(metadata={"description": "number of lines"})
     created = Boolean(metadata={"description": "false when the same order had been recorded before"})
     customer_created = Boolean()
+    delivered_at = DateTime(allow_none=True)
+
+
+class OrderDeliveryIn(Schema):
+    delivered_at = DateTime(
+        required=True,
+        metadata={"description": "when the order arrived; not before the order, not in the future"},
+    )
+
+
+class OrderDeliveryOut(Schema):
+    order_id = String()
+    ordered_at = DateTime()
+    delivered_at = DateTime()
 
 
 # --- catalog -----------------------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ from api.schemas import (
     EventBatchOut,
     ItemList,
     NewArrivalsQuery,
+    OrderDeliveryIn,
+    OrderDeliveryOut,
     OrderIn,
     OrderOut,
     ProductIn,
@@ -391,6 +393,7 @@ def post_order(order: dict[str, Any]) -> Any:
         kind=order["kind"],
         currency=order["currency"],
         country=order.get("country"),
+        delivered_at=order.get("delivered_at"),
     )
     session = get_session()
     result = orders.record_order(session, data, _ctx().settings)
@@ -404,8 +407,33 @@ def post_order(order: dict[str, Any]) -> Any:
         "lines": len(result.order.lines),
         "created": result.created,
         "customer_created": result.customer_created,
+        "delivered_at": result.order.delivered_at,
     }
     return body, (201 if result.created else 200)
+
+
+@bp.patch("/orders/<order_id>")
+@bp.doc(
+    summary="Record when an order arrived",
+    description=(
+        "The shop posts the delivery time of a sale; sending it again corrects it. A review request goes "
+        "only after an order that arrived within `triggers.review_request_max_delivery_days` of ordering."
+    ),
+    responses={**ERRORS, 404: "No order with this id"},
+    security=auth.SECURITY,
+)
+@auth.require("server")
+@bp.input(OrderDeliveryIn, arg_name="delivery")
+@bp.output(OrderDeliveryOut)
+def patch_order(order_id: str, delivery: dict[str, Any]) -> Any:
+    session = get_session()
+    order = orders.record_delivery(session, order_id, delivery["delivered_at"])
+    session.commit()
+    return {
+        "order_id": order.external_id,
+        "ordered_at": order.ordered_at,
+        "delivered_at": order.delivered_at,
+    }
 
 
 @bp.put("/products/<sku>")

@@ -71,6 +71,7 @@ NON_NEGATIVE = {
     "model.discovery_cf_weight",
     "model.discovery_popularity_weight",
     "interactions.half_life_days",
+    "interactions.weight_rejected",
     "mail.frequency_cap_days",
     "reminders.catch_up_min_days",
     "reminders.vip_cutoff_days",
@@ -80,6 +81,8 @@ NON_NEGATIVE = {
     "rfm.clv_discount_rate",
     "triggers.holdout_share",
     "triggers.control_share",
+    "triggers.review_request_delay_days",
+    "triggers.replacement_min_intervals",
 }
 
 

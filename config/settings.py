@@ -52,6 +52,10 @@ class InteractionSettings:
     weight_cart: float = 0.5
     weight_click: float = 0.25
     weight_view: float = 0.1
+    #: Negative feedback: a pick an account manager removed or replaced takes this much (in purchases) off
+    #: the customer-product cell in training; below zero the cell means "not wanted" to ALS (docs/quality.md).
+    #: 0 turns it off.
+    weight_rejected: float = 5.0
     #: lines | none | log1p | sqrt: lines counts each order line once whatever its quantity (what the
     #: offline evaluation chose: wholesalers' quantities drown the signal); the others damp quantities.
     quantity_damping: str = "lines"
@@ -291,7 +295,7 @@ def parse_names(text: str) -> tuple[str, ...]:
 
 
 #: The trigger rules, in the order they are evaluated; each has ``<name>_*`` keys in TriggerSettings.
-TRIGGERS = ("replacement", "running_out", "winback", "new_arrivals", "abandoned_cart")
+TRIGGERS = ("replacement", "running_out", "winback", "new_arrivals", "abandoned_cart", "review_request")
 
 
 @dataclass(frozen=True)
@@ -306,6 +310,10 @@ class TriggerSettings:
     replacement_audience: str = ""
     #: "category: first-last; ..." days after the last purchase of the category (e.g. bags 540-720).
     replacement_lifetimes: str = "bags: 540-720"
+    #: Lifetimes learned from the data: per category, the customers' repurchase intervals within it (the
+    #: middle half, quartile to quartile) when at least this many were observed; else the configured one.
+    #: 0 = never learn.
+    replacement_min_intervals: int = 20
     replacement_template: str = "replacement"
     replacement_cooldown_days: int = 180
     #: running out: the next-purchase model's expected repurchase date minus this many days.
@@ -337,6 +345,16 @@ class TriggerSettings:
     abandoned_cart_max_hours: int = 96
     abandoned_cart_template: str = "abandoned_cart"
     abandoned_cart_cooldown_days: int = 7
+    #: review request: an order the shop marked delivered at most review_request_max_delivery_days after it
+    #: was ordered (a late one gets no request), review_request_delay_days after the delivery, and no later
+    #: than review_request_window_days after that (a delivery posted long after the fact asks nothing).
+    review_request_enabled: bool = True
+    review_request_audience: str = ""
+    review_request_max_delivery_days: int = 5
+    review_request_delay_days: int = 3
+    review_request_window_days: int = 7
+    review_request_template: str = "review_request"
+    review_request_cooldown_days: int = 14
     #: Products in a trigger email (per tier for replacement).
     picks: int = 3
     #: VIP clients' trigger emails wait this many hours for their account manager (reminders.vip_cutoff_policy

@@ -47,7 +47,12 @@ _REGISTRY: dict[str, type[Recommender]] = {}
 
 
 def check_user_items(
-    user_items: Any, *, n_items: int | None = None, what: str = "user_items", copy: bool = False
+    user_items: Any,
+    *,
+    n_items: int | None = None,
+    what: str = "user_items",
+    copy: bool = False,
+    allow_negative: bool = False,
 ) -> csr_matrix:
     """Validate and normalise an interaction matrix.
 
@@ -62,6 +67,8 @@ def check_user_items(
     copy : bool
         Always return a new matrix. Otherwise a float32 CSR input that needs no repair is returned
         as is (the serving fast path); the input is never modified either way.
+    allow_negative : bool
+        Keep negative values (negative feedback, for models whose ``accepts_negative`` is True).
 
     Returns
     -------
@@ -86,7 +93,7 @@ def check_user_items(
     if data.size and not np.isfinite(data).all():
         raise ValueError(f"{what} contains NaN or infinite values")
     canonical = m.has_canonical_format
-    negative = int((data < 0).sum()) if data.size else 0
+    negative = int((data < 0).sum()) if data.size and not allow_negative else 0
     zeros = bool(data.size) and not data.all()
     if canonical and not negative and not zeros:
         return m
@@ -99,7 +106,7 @@ def check_user_items(
             warnings.warn(
                 f"{what}: {before - m.nnz} duplicate entries were summed", UserWarning, stacklevel=3
             )
-    if m.nnz and (m.data < 0).any():
+    if m.nnz and not allow_negative and (m.data < 0).any():
         warnings.warn(
             f"{what}: {int((m.data < 0).sum())} negative values were clipped to 0", UserWarning, stacklevel=3
         )
@@ -172,6 +179,9 @@ class Recommender(ABC):
     """
 
     name: ClassVar[str]
+    #: Whether `fit` takes negative cells as negative feedback ("not wanted"); other models get them
+    #: clipped to 0 (with a warning).
+    accepts_negative: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         self._params: dict[str, Any] = dict(params)
@@ -203,7 +213,8 @@ class Recommender(ABC):
         ----------
         user_items : csr_matrix, shape (n_users, n_items)
             Users are rows; values are positive confidences. Duplicates are summed and negative values
-            clipped, each with a warning.
+            clipped, each with a warning, unless the model ``accepts_negative`` (then a negative value is
+            negative feedback: see that model).
 
         Returns
         -------
@@ -212,7 +223,7 @@ class Recommender(ABC):
         from recommender.threads import pin_blas_threads
 
         pin_blas_threads()
-        m = check_user_items(user_items, copy=True)
+        m = check_user_items(user_items, copy=True, allow_negative=self.accepts_negative)
         if m.shape[0] == 0 or m.shape[1] == 0:
             raise ValueError(f"user_items is empty (shape {m.shape})")
         self._fit(m)

@@ -87,9 +87,17 @@ class ALSRecommender(_FactorModel):
         implicit's own threads (0 = all cores). BLAS is pinned to one thread separately.
     use_gpu : bool
         Train with implicit's CUDA build (the fitted factors are copied back to the CPU for serving).
+
+    Notes
+    -----
+    Negative feedback: a cell of ``-x`` (x > 0) in the matrix given to `fit` means "not wanted" with
+    confidence ``1 + alpha * x``, i.e. preference 0 held more firmly than an empty cell's confidence of 1
+    (implicit reads a negative value ``v`` as preference 0 with confidence ``alpha * |v|``; `fit` passes
+    ``-(1 / alpha + x)``). ``x`` is in the units of the matrix: 1 weighs as much as one purchase.
     """
 
     name = "als"
+    accepts_negative = True
 
     def __init__(
         self,
@@ -137,6 +145,10 @@ class ALSRecommender(_FactorModel):
 
     def _fit(self, user_items: csr_matrix) -> None:
         model = self._new_model()
+        negative = user_items.data < 0
+        if negative.any():  # "not wanted" more firmly than an empty cell: see the class notes
+            user_items = user_items.copy()
+            user_items.data[negative] -= np.float32(1.0 / self._params["alpha"])
         model.fit(user_items, show_progress=False)
         if self._params["use_gpu"]:
             model = model.to_cpu()

@@ -52,6 +52,9 @@ class HybridRecommender(Recommender):
     """
 
     name = "hybrid"
+    #: Negative cells reach ALS as negative feedback (`ALSRecommender`); the popularity default counts only
+    #: positive cells.
+    accepts_negative = True
 
     def __init__(
         self,
@@ -125,7 +128,7 @@ class HybridRecommender(Recommender):
         pop = self._pending_popularity
         self._pending_popularity = None
         if pop is None:
-            pop = np.diff(user_items.tocsc().indptr).astype(np.float32)
+            pop = np.asarray((user_items > 0).sum(axis=0), dtype=np.float32).reshape(-1)
         self.als = ALSRecommender(**self._als_params()).fit(user_items)
         self.popularity = pop
 

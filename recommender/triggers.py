@@ -21,6 +21,7 @@ __all__ = [
     "cooldown_over",
     "period_of",
     "replacement_due",
+    "review_request_due",
     "running_out_due",
     "unit_hash",
 ]
@@ -69,6 +70,44 @@ def running_out_due(last_days: np.ndarray, intervals: np.ndarray, today: int, da
     """
     expected = np.asarray(last_days, dtype=np.int64) + np.rint(np.asarray(intervals, dtype=np.float64))
     return (today >= expected - days_before) & (today <= expected)
+
+
+def review_request_due(
+    ordered_at: np.ndarray,
+    delivered_at: np.ndarray,
+    today: int,
+    *,
+    max_delivery_days: float,
+    delay_days: int,
+    window_days: int,
+) -> np.ndarray:
+    """Which delivered orders get a review request today.
+
+    Only an order that arrived quickly (``delivered_at - ordered_at <= max_delivery_days``, in days to the
+    second; a delivery stamped before the order is an error, never fast) is asked, from `delay_days` after
+    the day of delivery for `window_days` more days (inclusive): a run missed for a day still asks, a
+    delivery posted long after the fact does not.
+
+    Parameters
+    ----------
+    ordered_at, delivered_at : ndarray of datetime64, shape (n,)
+        When each order was placed and when it arrived (naive UTC).
+    today : int
+        Day number (days since 1970-01-01).
+    max_delivery_days : float
+    delay_days, window_days : int
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+    """
+    ordered = np.asarray(ordered_at, dtype="datetime64[s]")
+    delivered = np.asarray(delivered_at, dtype="datetime64[s]")
+    took = (delivered - ordered).astype(np.float64) / 86400.0
+    fast = (took >= 0) & (took <= max_delivery_days)
+    delivered_day = delivered.astype("datetime64[D]").astype(np.int64)
+    age = today - delivered_day
+    return fast & (age >= delay_days) & (age <= delay_days + window_days)
 
 
 def cooldown_over(last_fired: np.ndarray, today: int, cooldown_days: int) -> np.ndarray:

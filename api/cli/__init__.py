@@ -17,6 +17,7 @@ from api.cli.db import db
 from api.cli.demo import demo
 from api.cli.imports import import_
 from api.cli.keys import keys
+from api.cli.lifecycle import lifecycle
 from api.cli.model import evaluate, model, train
 from api.cli.outbox import outbox
 from api.cli.report import report
@@ -31,7 +32,21 @@ def cli() -> None:
     """giftrec: gift recommendations, important-date reminders and repeat-sales triggers."""
 
 
-for command in (db, import_, demo, users, train, model, evaluate, keys, outbox, rfm, report, serve):
+for command in (
+    db,
+    import_,
+    demo,
+    users,
+    train,
+    model,
+    evaluate,
+    keys,
+    outbox,
+    rfm,
+    report,
+    lifecycle,
+    serve,
+):
     cli.add_command(command)
 
 

@@ -109,7 +109,26 @@ def model_rollback(version: str | None) -> None:
 @click.option("--test-days", type=int, default=30, show_default=True, help="Length of the test window.")
 @click.option("--k", type=int, default=10, show_default=True, help="Cut-off of the ranking metrics.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
-def evaluate(data: str, fmt: str, test_days: int, k: int, as_json: bool) -> None:
+@click.option(
+    "--simulate-rejections",
+    "reject_share",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Share of customers whose reviewed selection lost a pick (simulated, deterministic): the served "
+    "row is trained with these as negative feedback.",
+)
+@click.option(
+    "--rejections-per-customer",
+    "reject_per_customer",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Picks removed in each simulated review.",
+)
+def evaluate(
+    data: str, fmt: str, test_days: int, k: int, as_json: bool, reject_share: float, reject_per_customer: int
+) -> None:
     """Offline evaluation: temporal split, what `giftrec train` serves against the baselines, two tasks."""
     import json
 
@@ -124,6 +143,8 @@ def evaluate(data: str, fmt: str, test_days: int, k: int, as_json: bool) -> None
             as_json,
             progress=lambda msg: click.echo(msg, err=True),
             settings=current_app.extensions["giftrec"].settings,
+            reject_share=reject_share,
+            reject_per_customer=reject_per_customer,
         )
     except DomainError as exc:
         raise click.ClickException(exc.message) from None

@@ -1,4 +1,5 @@
-"""Record an order (or a return) sent by the storefront: idempotent by the shop's order id, all-or-nothing."""
+"""Record an order (or a return) sent by the storefront: idempotent by the shop's order id, all-or-nothing;
+and its delivery, when the shop posts it (the review-request trigger reads it)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from config import Settings
-from domain.errors import Conflict, InvalidInput
+from domain.errors import Conflict, InvalidInput, NotFound
 from domain.messaging.attribution import attribute_purchases
 from domain.models import ORDER_KINDS, Customer, Order, OrderLine, Product
 from domain.models._types import naive_utc, utcnow
@@ -34,6 +35,7 @@ class OrderInput:
     kind: str = "sale"
     currency: str = "GBP"
     country: str | None = None
+    delivered_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,38 @@ def _same(order: Order, customer_id: int, data: OrderInput, product_ids: dict[st
         (product_ids[ln.sku], ln.quantity, ln.unit_price.quantize(Decimal("0.01"))) for ln in data.lines
     )
     return order.customer_id == customer_id and order.kind == data.kind and mine == theirs
+
+
+#: A delivery stamped this far after the server's clock is refused (clocks differ a little, not by hours).
+DELIVERY_CLOCK_SKEW = dt.timedelta(minutes=10)
+
+
+def _check_delivery(kind: str, ordered_at: dt.datetime, delivered_at: dt.datetime) -> dt.datetime:
+    """The delivery time as naive UTC, or InvalidInput naming ``delivered_at``."""
+    delivered_at = naive_utc(delivered_at)
+    if kind != "sale":
+        raise InvalidInput("delivered_at", "a return is not delivered: only a sale has a delivery time")
+    if delivered_at < ordered_at:
+        raise InvalidInput(
+            "delivered_at", f"{delivered_at:%Y-%m-%d %H:%M} is before the order ({ordered_at:%Y-%m-%d %H:%M})"
+        )
+    if delivered_at > naive_utc(utcnow()) + DELIVERY_CLOCK_SKEW:
+        raise InvalidInput("delivered_at", f"{delivered_at:%Y-%m-%d %H:%M} UTC is in the future")
+    return delivered_at
+
+
+def record_delivery(session: Session, order_id: str, delivered_at: dt.datetime) -> Order:
+    """The shop says order ``order_id`` arrived at ``delivered_at`` (a correction replaces the time).
+
+    NotFound for an unknown order; InvalidInput (``delivered_at``) for a return, a time before the order
+    or in the future. Nothing is changed on error.
+    """
+    order = session.scalar(select(Order).where(Order.external_id == order_id))
+    if order is None:
+        raise NotFound("order", order_id)
+    order.delivered_at = _check_delivery(order.kind, order.ordered_at, delivered_at)
+    session.flush()
+    return order
 
 
 def record_order(session: Session, data: OrderInput, settings: Settings | None = None) -> OrderResult:
@@ -92,10 +126,15 @@ def record_order(session: Session, data: OrderInput, settings: Settings | None =
     if existing is not None:
         if customer is None or not _same(existing, customer.id, data, product_ids):
             raise Conflict(f"order {data.order_id} already exists with other contents")
+        if data.delivered_at is not None:  # the same order sent again, now with its delivery
+            existing.delivered_at = _check_delivery(existing.kind, existing.ordered_at, data.delivered_at)
         return OrderResult(existing, created=False, customer_created=False)
 
     ordered_at = data.ordered_at or utcnow()
     ordered_at = naive_utc(ordered_at)
+    delivered_at = (
+        None if data.delivered_at is None else _check_delivery(data.kind, ordered_at, data.delivered_at)
+    )
     try:
         with session.begin_nested():
             if customer is None:
@@ -108,6 +147,7 @@ def record_order(session: Session, data: OrderInput, settings: Settings | None =
                 customer_id=customer.id,
                 kind=data.kind,
                 ordered_at=ordered_at,
+                delivered_at=delivered_at,
                 country=data.country,
                 currency=data.currency.upper(),
                 source="api",

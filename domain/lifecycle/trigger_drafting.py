@@ -9,7 +9,8 @@ raise its version, and the outbox sends it at most once. Picks per trigger:
 * running out: the products running out;
 * win-back: the customer's best personalised picks;
 * new arrivals: the new products ranked for the customer;
-* abandoned cart: the cart's products, then a few personalised picks.
+* abandoned cart: the cart's products, then a few personalised picks;
+* review request: the order's products.
 
 Scores are the reminders' blended candidates (collaborative, bestsellers...), computed in batches.
 """
@@ -24,6 +25,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from config import Settings
+from domain.customers.rejections import OWN, load_rejections
 from domain.lifecycle.triggers import Firing
 from domain.models import GiftSelection, SelectionPick, TriggerAssignment
 from domain.serving.candidates import CandidateRows, Candidates, CandidatesFn, Catalog
@@ -37,6 +39,7 @@ BATCH = 256
 TRIGGER_SOURCES = {
     "running_out": ("repurchase", "running_out"),
     "abandoned_cart": ("cart", "left_in_cart"),
+    "review_request": ("order", "review_this_product"),
 }
 
 
@@ -76,11 +79,20 @@ def _scored(
 
 
 def _picks(
-    settings: Settings, catalog: Catalog, cands: Candidates, row: int, firing: Firing
+    settings: Settings,
+    catalog: Catalog,
+    cands: Candidates,
+    row: int,
+    firing: Firing,
+    rejected: Sequence[int] = (),
 ) -> tuple[list[dict[str, Any]], list[list[float]]]:
+    """The picks of one firing; `rejected` (product ids a manager took out of the customer's own
+    selections) are never offered, not even when the trigger names them."""
     k = settings.triggers.picks
     scores = cands.scores[row].astype(np.float64)
-    available = catalog.available
+    available = catalog.available.copy()
+    blocked = catalog.index_of(list(rejected))
+    available[blocked[blocked >= 0]] = False
     own = catalog.index_of(list(firing.product_ids))
     own = own[own >= 0]
     if firing.trigger == "replacement":
@@ -144,9 +156,12 @@ def draft_trigger_selections(
             occasion_on=[now.date()] * len(batch),
         )
         cands = candidates_fn(catalog, rows)
+        rejected = load_rejections(session, customer_ids=rows.customer_ids.tolist()).by_key()
         for row, (assignment, firing, is_vip) in enumerate(batch):
             try:
-                picks, bounds = _picks(settings, catalog, cands, row, firing)
+                picks, bounds = _picks(
+                    settings, catalog, cands, row, firing, rejected.get((assignment.customer_id, OWN), [])
+                )
             except (CurationError, ValueError) as exc:
                 assignment.reason = f"no picks: {exc}"[:300]
                 counts["nothing to offer"] += 1

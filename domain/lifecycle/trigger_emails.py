@@ -50,12 +50,14 @@ EXPLANATIONS = {
     "chosen_by_account_manager": "Chosen for you by your account manager",
     "running_out": "You may be running low",
     "left_in_cart": "Still in your basket",
+    "review_this_product": "How do you like it?",
 }
 SECTION_NAMES = {
     "abandoned_cart": ["Still in your basket", "You may also like"],
     "running_out": ["Time to restock"],
     "new_arrivals": ["Just arrived, picked for you"],
     "winback": ["Picked for you"],
+    "review_request": ["Your order"],
 }
 
 
@@ -122,6 +124,7 @@ def _context(
         "customer_name": customer.name,
         "sections": sections,
         "category": details.get("category"),
+        "order_id": details.get("order_id"),
         "discount_code": settings.triggers.winback_discount_code or None,
         "note": selection.note,
         "note_author": author,

@@ -1,4 +1,5 @@
-"""Who is eligible for each trigger today: replacement, running out, win-back, new arrivals, abandoned cart.
+"""Who is eligible for each trigger today: replacement, running out, win-back, new arrivals, abandoned cart,
+review request.
 
 Each finder reads what it needs in a few bulk queries, applies the pure rules of ``recommender.triggers``
 and returns :class:`Firing` rows: a customer, the trigger, the window that fired it (its key makes a
@@ -20,9 +21,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from config import Settings
+from domain.lifecycle.lifetimes import category_lifetimes
 from domain.models import Customer, Event, Order, OrderLine, Product, RfmSnapshot
 from domain.serving.next_purchase import fit_next_purchase
-from recommender.triggers import replacement_due, running_out_due
+from recommender.triggers import replacement_due, review_request_due, running_out_due
 
 __all__ = ["FINDERS", "Firing", "emailable_customers", "latest_segments"]
 
@@ -74,10 +76,15 @@ def latest_segments(session: Session, today: dt.date) -> tuple[dt.date | None, d
 def find_replacement(
     session: Session, settings: Settings, now: dt.datetime, allowed: set[int]
 ) -> list[Firing]:
-    """A category's lifetime reached since the customer's last purchase in it (one firing per category)."""
-    lifetimes = {name: (first, last) for name, first, last in settings.triggers.lifetimes()}
-    if not lifetimes:
+    """A category's lifetime reached since the customer's last purchase in it (one firing per category).
+
+    The lifetime is learned from the data where there is enough, else the configured one
+    (:mod:`domain.lifecycle.lifetimes`)."""
+    if not settings.triggers.lifetimes():
         return []
+    known = [lt for lt in category_lifetimes(session, settings, now) if lt.window is not None]
+    lifetimes = {lt.category: lt.window for lt in known if lt.window is not None}
+    sources = {lt.category: lt.source for lt in known}
     rows = session.execute(
         select(Order.customer_id, Product.category, Order.ordered_at, OrderLine.unit_price, Product.id)
         .join(OrderLine, OrderLine.order_id == Order.id)
@@ -105,7 +112,13 @@ def find_replacement(
                 "replacement",
                 f"{category[:50]}:{at.date().isoformat()}",
                 (pid,),
-                {"category": category, "last_on": at.date().isoformat(), "last_price": paid},
+                {
+                    "category": category,
+                    "last_on": at.date().isoformat(),
+                    "last_price": paid,
+                    "lifetime": list(lifetimes[category]),
+                    "lifetime_source": sources[category],
+                },
             )
         )
     return out
@@ -251,6 +264,67 @@ def find_abandoned_cart(
     return out
 
 
+def find_review_request(
+    session: Session, settings: Settings, now: dt.datetime, allowed: set[int]
+) -> list[Firing]:
+    """Orders that arrived quickly (the shop posted ``delivered_at``), the configured delay after delivery:
+    one firing per order (its window is the order), with the order's products."""
+    ts = settings.triggers
+    today = now.date()
+    # delivered on a day from (today - delay - window) to (today - delay): the SQL narrows, the rule decides
+    first = dt.datetime.combine(
+        today - dt.timedelta(days=ts.review_request_delay_days + ts.review_request_window_days), dt.time()
+    )
+    last = dt.datetime.combine(today - dt.timedelta(days=ts.review_request_delay_days - 1), dt.time())
+    orders = session.execute(
+        select(Order.id, Order.external_id, Order.customer_id, Order.ordered_at, Order.delivered_at)
+        .where(
+            Order.kind == "sale",
+            Order.customer_id.is_not(None),
+            Order.delivered_at >= first,
+            Order.delivered_at < last,
+            Order.delivered_at <= now,
+        )
+        .order_by(Order.id)
+    ).all()
+    orders = [o for o in orders if o.customer_id in allowed]
+    if not orders:
+        return []
+    due = review_request_due(
+        np.array([o.ordered_at for o in orders], dtype="datetime64[s]"),
+        np.array([o.delivered_at for o in orders], dtype="datetime64[s]"),
+        _day(today),
+        max_delivery_days=ts.review_request_max_delivery_days,
+        delay_days=ts.review_request_delay_days,
+        window_days=ts.review_request_window_days,
+    )
+    fired = [orders[i] for i in np.flatnonzero(due).tolist()]
+    products: dict[int, list[int]] = {}
+    ids = [o.id for o in fired]
+    for start in range(0, len(ids), IN_CHUNK):
+        for oid, pid in session.execute(
+            select(OrderLine.order_id, OrderLine.product_id)
+            .where(OrderLine.order_id.in_(ids[start : start + IN_CHUNK]))
+            .order_by(OrderLine.order_id, OrderLine.line_no)
+        ):
+            if pid not in products.setdefault(oid, []):
+                products[oid].append(pid)
+    return [
+        Firing(
+            int(o.customer_id),
+            "review_request",
+            f"order:{o.external_id}"[:80],
+            tuple(products.get(o.id, [])),
+            {
+                "order_id": o.external_id,
+                "ordered_at": o.ordered_at.isoformat(timespec="minutes"),
+                "delivered_at": o.delivered_at.isoformat(timespec="minutes"),
+            },
+        )
+        for o in fired
+    ]
+
+
 Finder = Callable[[Session, Settings, dt.datetime, set[int]], list[Firing]]
 
 #: The finder of each trigger, in the order they are evaluated.
@@ -260,4 +334,5 @@ FINDERS: dict[str, Finder] = {
     "winback": find_winback,
     "new_arrivals": find_new_arrivals,
     "abandoned_cart": find_abandoned_cart,
+    "review_request": find_review_request,
 }

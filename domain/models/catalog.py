@@ -83,6 +83,9 @@ class Order(Base):
     )
     kind: Mapped[str] = mapped_column(String(10), default="sale")
     ordered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(
+        UTCDateTime(), index=True, comment="when the order arrived, as the shop posted it; NULL = not known"
+    )
     country: Mapped[str | None] = mapped_column(String(64))
     currency: Mapped[str] = mapped_column(String(3), default="GBP")
     source: Mapped[str] = mapped_column(String(30), default="import", comment="import | api")

@@ -17,6 +17,7 @@ from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from config import Settings
+from domain.customers.rejections import OWN, load_rejections
 from domain.errors import DomainError
 from domain.models import (
     GiftGiven,
@@ -135,6 +136,8 @@ def draft_selections(
             select(GiftGiven.recipient_id, GiftGiven.product_id).where(GiftGiven.recipient_id.in_(ids))
         ):
             given[rid].append(pid)
+    # what a manager took out of a selection for the same recipient is never offered to them again
+    rejected = load_rejections(session, customer_ids=customers).by_key()
     available = catalog.available
     catalog_tiers = tier_bounds(None, catalog_prices=catalog.prices[available]) if available.any() else None
 
@@ -166,7 +169,9 @@ def draft_selections(
                 else:  # the same for everyone without a history: computed once
                     bounds = catalog_tiers
                 exclude = catalog.index_of(
-                    given.get(d.recipient_id or -1, []) + recent.get(d.customer_id, [])
+                    given.get(d.recipient_id or -1, [])
+                    + recent.get(d.customer_id, [])
+                    + rejected.get((d.customer_id, d.recipient_id or OWN), [])
                 )
                 picks = curate(
                     cands.scores[i],

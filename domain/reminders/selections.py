@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from domain.customers.rejections import load_rejections
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.messaging.outbox import cancel_queued
 from domain.models import (
@@ -159,6 +160,12 @@ def _product_for(session: Session, selection: GiftSelection, sku: str) -> Produc
         raise InvalidInput("product_sku", f"product {sku!r} is not active and in stock")
     if any(p.product_id == product.id for p in selection.picks):
         raise InvalidInput("product_sku", f"product {sku!r} is already in this selection")
+    rejected = load_rejections(session, customer_ids=[selection.customer_id])
+    if product.id in rejected.products_for(selection.customer_id, selection.recipient_id):
+        raise InvalidInput(
+            "product_sku",
+            f"product {sku!r} was removed from a selection for this recipient: it is not offered again",
+        )
     if selection.recipient_id is not None:
         given = session.execute(
             select(func.count())

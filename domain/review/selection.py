@@ -12,6 +12,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from config import Settings
+from domain.customers.rejections import load_rejections
 from domain.messaging.signing import LinkSigner
 from domain.models import (
     AuditLog,
@@ -168,8 +169,14 @@ def preview_email(session: Session, settings: Settings, selection: GiftSelection
 
 
 def _never_offer(session: Session, selection: GiftSelection) -> set[int]:
-    """Products this selection may not take: its own picks, and what its recipient was already given."""
+    """Products this selection may not take: its own picks, what its recipient was already given, and
+    what a manager took out of a selection for the same recipient."""
     out = {p.product_id for p in selection.picks}
+    out.update(
+        load_rejections(session, customer_ids=[selection.customer_id]).products_for(
+            selection.customer_id, selection.recipient_id
+        )
+    )
     if selection.recipient_id is not None:
         out.update(
             session.scalars(
@@ -191,7 +198,7 @@ def alternatives(
 ) -> list[ProductCard]:
     """What the recommender proposes for a slot in ``tier``: the same blended candidates planning uses, for
     this customer and recipient, within the tier's price bounds, deliverable before the date, never a
-    product the recipient was given or the selection holds."""
+    product the recipient was given, a manager took out for them, or the selection holds."""
     now = naive_utc(now)
     catalog = Catalog.load(session)
     if catalog.n_items == 0:

@@ -12,6 +12,12 @@ train` would serve with the given settings, as serving answers a customer with n
   customer's purchases, then bestsellers of ``interactions.bestseller_days`` (distinct buyers, guests
   included, to the newest sale), then new arrivals (first sale). The catalogue is every item sold before
   the cut, all of it available (the file has no stock).
+
+Data files have no manager edits. With ``reject_share`` > 0 the served row is fitted with *simulated*
+rejections (:func:`simulated_rejections`): the served model is fitted once, a deterministic share of the
+training customers had `SHOWN_PICKS` of its discovery picks reviewed and one (or ``reject_per_customer``)
+removed, chosen by hash (edits that say nothing about what the customer buys next), and the served model
+is fitted again with those as negative feedback. Compare the row with and without: docs/quality.md.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import numpy as np
 
 from config import Settings
 from domain.customers.interactions import InteractionRows, SalesRows
+from domain.customers.rejections import OWN, Rejections
 from domain.customers.sources import Format, OrderLine, read_order_lines
 from domain.errors import InvalidInput
 from domain.serving.data import bought_matrix, csr_row, similar_for
@@ -42,6 +49,7 @@ from recommender.evaluation import (
     evaluate,
     format_table,
 )
+from recommender.feedback import simulate_rejections
 from recommender.interactions import IdIndex
 from recommender.popularity import NewArrivals, PopularityRecommender
 
@@ -51,6 +59,7 @@ __all__ = [
     "fit_served_on",
     "history_from_lines",
     "served_lists",
+    "simulated_rejections",
     "training_rows",
 ]
 
@@ -95,14 +104,56 @@ def fit_served_on(train: OrderHistory, cut: dt.datetime, settings: Settings) -> 
     return fit_served(rows, settings, anchor=decay_anchor(rows, cut), sales=lambda: sales)
 
 
-def served_lists(settings: Settings) -> Callable[[Split, int], ServedLists]:
+#: Picks a manager sees in a reviewed selection (three tiers of three), for the simulated rejections.
+SHOWN_PICKS = 9
+
+
+def simulated_rejections(
+    served: ServedModel, at: dt.datetime, *, share: float, per_customer: int = 1, seed: int = 0
+) -> Rejections:
+    """Rejections standing in for manager edits on a data file: a `share` of the model's customers (by a
+    hash of their key) saw their top `SHOWN_PICKS` discovery picks and removed `per_customer` of them,
+    chosen by hash (:func:`recommender.feedback.simulate_rejections`); all made at `at`."""
+    user_rows = np.arange(len(served.users), dtype=np.int64)
+    picks, _ = served.discovery.recommend_batch(user_rows, served.user_items, SHOWN_PICKS)
+    keys = served.users.ids
+    rows, cols = simulate_rejections(picks, keys, share=share, per_user=per_customer, seed=seed)
+    n = rows.size
+    return Rejections(
+        customer_ids=np.asarray(keys[rows], dtype=np.int64),
+        recipient_ids=np.full(n, OWN, dtype=np.int64),
+        product_ids=np.asarray(served.items.ids[cols], dtype=np.int64),
+        timestamps=np.full(n, np.datetime64(at, "s")),
+    )
+
+
+def served_lists(
+    settings: Settings,
+    *,
+    reject_share: float = 0.0,
+    reject_per_customer: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> Callable[[Split, int], ServedLists]:
     """The ``served`` argument of `recommender.evaluation.evaluate`: fits the served configuration on the
-    split's training lines and makes each evaluated customer's list as serving would (module docstring)."""
+    split's training lines and makes each evaluated customer's list as serving would (module docstring);
+    with `reject_share`, refitted with simulated rejections first."""
 
     def lists(split: Split, k: int) -> ServedLists:
         cut: dt.datetime = split.cut.astype("datetime64[s]").item()
         rows, sales, customers, products = training_rows(split.train)
-        served = fit_served(rows, settings, anchor=decay_anchor(rows, cut), sales=lambda: sales)
+        anchor = decay_anchor(rows, cut)
+        served = fit_served(rows, settings, anchor=anchor, sales=lambda: sales)
+        rejections: Rejections | None = None
+        if reject_share > 0:
+            rejections = simulated_rejections(
+                served, anchor, share=reject_share, per_customer=reject_per_customer
+            )
+            if progress is not None:
+                progress(
+                    f"simulated {len(rejections)} rejections for "
+                    f"{np.unique(rejections.customer_ids).size} of {len(served.users)} customers"
+                )
+            served = fit_served(rows, settings, anchor=anchor, sales=lambda: sales, rejections=rejections)
         n = len(split.items)
         # Model columns -> split catalogue positions; split customers -> model rows and customer keys.
         product_at = split.items.index_of(products.ids)  # product key -> split position (-1: none)
@@ -135,6 +186,7 @@ def served_lists(settings: Settings) -> Callable[[Split, int], ServedLists]:
                 **model.params,
                 "interactions": dataclasses.asdict(settings.interactions),
                 "anchor": served.anchor.isoformat(sep=" "),
+                "simulated_rejections": 0 if rejections is None else len(rejections),
             }
         return ServedLists(recs, params)
 
@@ -194,6 +246,8 @@ def evaluate_file(
     grids: Mapping[str, Sequence[Candidate]] | None = None,
     progress: Callable[[str], None] | None = None,
     settings: Settings | None = None,
+    reject_share: float = 0.0,
+    reject_per_customer: int = 1,
 ) -> EvaluationResult:
     """Read `data` (raises `domain.errors.InvalidInput` for an unusable file) and evaluate every model.
 
@@ -213,7 +267,11 @@ def evaluate_file(
         seed=seed,
         grids=grids,
         progress=progress,
-        served=None if settings is None else served_lists(settings),
+        served=None
+        if settings is None
+        else served_lists(
+            settings, reject_share=reject_share, reject_per_customer=reject_per_customer, progress=progress
+        ),
     )
 
 
@@ -227,6 +285,8 @@ def evaluate_command(
     grids: Mapping[str, Sequence[Candidate]] | None = None,
     progress: Callable[[str], None] | None = None,
     settings: Settings | None = None,
+    reject_share: float = 0.0,
+    reject_per_customer: int = 1,
 ) -> str | dict[str, Any]:
     """What ``giftrec evaluate`` prints: the text table, or the JSON object when `as_json`.
 
@@ -239,8 +299,20 @@ def evaluate_command(
         raise InvalidInput("test_days", f"must be a positive number of days, got {test_days}")
     if k <= 0:
         raise InvalidInput("k", f"must be a positive list length, got {k}")
+    if not 0.0 <= reject_share <= 1.0:
+        raise InvalidInput("simulate_rejections", f"must be a share between 0 and 1, got {reject_share}")
+    if reject_per_customer < 1:
+        raise InvalidInput("rejections_per_customer", f"must be at least 1, got {reject_per_customer}")
     result = evaluate_file(
-        data, fmt, test_days=test_days, k=k, grids=grids, progress=progress, settings=settings
+        data,
+        fmt,
+        test_days=test_days,
+        k=k,
+        grids=grids,
+        progress=progress,
+        settings=settings,
+        reject_share=reject_share,
+        reject_per_customer=reject_per_customer,
     )
     dataset = Path(data).name
     return result.to_json(dataset) if as_json else format_table(result, dataset)

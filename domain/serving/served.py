@@ -18,8 +18,10 @@ from scipy.sparse import csr_matrix
 
 from config import Settings
 from domain.customers.interactions import InteractionRows, SalesRows, build_matrix
+from domain.customers.rejections import Rejections
 from domain.errors import InvalidInput
 from recommender.base import Recommender
+from recommender.feedback import positive_part, rejection_amounts, subtract_rejections
 from recommender.interactions import IdIndex
 from recommender.popularity import PopularityRecommender
 
@@ -138,9 +140,15 @@ def fit_served(
     *,
     anchor: dt.datetime,
     sales: Callable[[], SalesRows],
+    rejections: Rejections | None = None,
 ) -> ServedModel:
     """Build the matrix of `rows` as ``settings.interactions`` says (weights, damping, half-life ending at
     `anchor`) and fit ``settings.model`` on it.
+
+    `rejections` (picks account managers removed or replaced) are negative feedback: each takes
+    ``interactions.weight_rejected`` (decayed like the rows) off its customer-product cell
+    (:mod:`recommender.feedback`). A model that accepts negative feedback is fitted on the signed matrix;
+    ``user_items`` (what serving reads) is its positive part.
 
     `sales` is called only when the model needs the recent-bestsellers prior (hybrid): sale lines up to
     `anchor`, guests included; lines before the prior's window may be left out (training reads only the
@@ -148,17 +156,34 @@ def fit_served(
     """
     t0 = time.perf_counter()
     user_items, users, items = build_matrix(rows, settings.interactions, now=anchor)
+    model = make_recommender(settings)
+    fit_on = user_items
+    weight = settings.interactions.weight_rejected
+    if rejections is not None and len(rejections) and weight > 0:
+        amounts = rejection_amounts(
+            rejections.timestamps,
+            weight,
+            half_life_days=settings.interactions.half_life_days or None,
+            now=anchor,
+        )
+        signed = subtract_rejections(
+            user_items,
+            users.index_of(rejections.customer_ids),
+            items.index_of(rejections.product_ids),
+            amounts,
+        )
+        user_items = positive_part(signed)
+        fit_on = signed if model.accepts_negative else user_items
     if user_items.nnz == 0:
         raise InvalidInput("data", "every interaction was cancelled by returns: nothing to train on")
-    model = make_recommender(settings)
     t1 = time.perf_counter()
     popularity = None
     if settings.model.algorithm == "hybrid":
         popularity = recent_popularity(sales(), items, anchor)
     t2 = time.perf_counter()
     if popularity is not None:
-        model.fit(user_items, item_popularity=popularity)  # type: ignore[call-arg]
+        model.fit(fit_on, item_popularity=popularity)  # type: ignore[call-arg]
     else:
-        model.fit(user_items)
+        model.fit(fit_on)
     seconds = {"build": t1 - t0, "popularity": t2 - t1, "fit": time.perf_counter() - t2}
     return ServedModel(model, discovery_model(model, settings), user_items, users, items, anchor, seconds)

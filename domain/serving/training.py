@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from config import Settings
 from domain.customers.interactions import Watermark, activity_watermark, load_interactions, load_sales
+from domain.customers.rejections import load_rejections
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.models import AuditLog, Customer, ModelRun
 from domain.models._types import utcnow
@@ -81,8 +82,13 @@ def train_model(session: Session, settings: Settings, *, now: dt.datetime | None
         anchor = decay_anchor(rows, cut)
         # The prior counts the last HYBRID_POPULARITY_DAYS only: read those sales, not all of them.
         since = anchor - dt.timedelta(days=HYBRID_POPULARITY_DAYS)
+        rejections = load_rejections(session, until=cut)
         served = fit_served(
-            rows, settings, anchor=anchor, sales=lambda: load_sales(session, since=since, until=anchor)
+            rows,
+            settings,
+            anchor=anchor,
+            sales=lambda: load_sales(session, since=since, until=anchor),
+            rejections=rejections,
         )
         model, user_items = served.model, served.user_items
         steps = served.seconds
@@ -94,7 +100,9 @@ def train_model(session: Session, settings: Settings, *, now: dt.datetime | None
                     "cart": settings.interactions.weight_cart,
                     "click": settings.interactions.weight_click,
                     "view": settings.interactions.weight_view,
+                    "rejected": settings.interactions.weight_rejected,
                 },
+                "rejections": len(rejections),
                 "quantity_damping": settings.interactions.quantity_damping,
                 "half_life_days": settings.interactions.half_life_days,
             },

@@ -18,6 +18,7 @@ ENDPOINTS = {
     ("/v1/new-arrivals", "get"),
     ("/v1/events", "post"),
     ("/v1/orders", "post"),
+    ("/v1/orders/{order_id}", "patch"),
     ("/v1/products/{sku}", "put"),
     ("/v1/customers/{customer_id}", "delete"),
     ("/v1/selections/{selection_id}", "get"),

@@ -87,3 +87,21 @@ def test_holdout_is_the_same_for_every_trigger_and_controls_differ():
 
 def test_no_groups_with_zero_shares():
     assert not assign_arms(np.arange(100), "winback", "2011Q4", 0.0, 0.0).any()
+
+
+def test_review_request_due_known_answers():
+    from recommender.triggers import review_request_due
+
+    day = (dt.date(2011, 12, 1) - dt.date(1970, 1, 1)).days
+    ordered = np.array(
+        ["2011-11-20T10:00", "2011-11-20T10:00", "2011-11-26T10:00", "2011-11-27T09:00", "2011-11-15T00:00",
+         "2011-11-20T10:00"], dtype="datetime64[s]",
+    )  # fmt: skip
+    delivered = np.array(
+        ["2011-11-25T10:00", "2011-11-25T10:01", "2011-11-28T23:59", "2011-11-29T08:00", "2011-11-17T00:00",
+         "2011-11-19T10:00"], dtype="datetime64[s]",
+    )  # fmt: skip
+    due = review_request_due(ordered, delivered, day, max_delivery_days=5, delay_days=3, window_days=7)
+    # 5 days exactly: fast; a minute more: late; 3 days after delivery: due; 2: not yet; 14 days after: past
+    # the window (3 + 7); delivered before it was ordered: an error, never asked
+    assert due.tolist() == [True, False, True, False, False, False]

@@ -8,12 +8,14 @@ import datetime as dt
 from pathlib import Path
 
 import numpy as np
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
 from domain.customers.interactions import build_matrix, load_interactions
 from domain.customers.sources import read_order_lines
+from domain.errors import InvalidInput
 from domain.models import Customer, Product
 from domain.serving.evaluation import evaluate_command, fit_served_on, history_from_lines, training_rows
 from domain.serving.served import discovery_model
@@ -112,3 +114,33 @@ def test_giftrec_evaluate_prints_the_served_row(tmp_path: Path, runner) -> None:
     result = runner.invoke(cli, [*args, "--k", "2"])
     assert result.exit_code == 0, result.output
     assert f"{SERVED} *" in result.output
+
+
+def test_evaluate_can_train_the_served_row_with_simulated_rejections(
+    tmp_path: Path, settings: Settings
+) -> None:
+    path = _orders_file(tmp_path)
+    grids = {"hybrid": [Candidate("hybrid", {"factors": 2, "num_threads": 1}, MatrixConfig(None), {})]}
+    messages: list[str] = []
+    out = evaluate_command(
+        path,
+        "generic",
+        15,
+        2,
+        True,
+        grids=grids,
+        settings=settings,
+        reject_share=1.0,
+        progress=messages.append,
+    )
+    assert isinstance(out, dict)
+    # only "a" has a product left to be shown before the cut (y); with share 1 it is removed
+    assert out["served"]["discovery"]["simulated_rejections"] == 1
+    assert "simulated 1 rejections for 1 of 3 customers" in messages
+    plain = evaluate_command(path, "generic", 15, 2, True, grids=grids, settings=settings)
+    assert isinstance(plain, dict) and plain["served"]["discovery"]["simulated_rejections"] == 0
+    for share, per, field in ((1.5, 1, "simulate_rejections"), (0.1, 0, "rejections_per_customer")):
+        with pytest.raises(InvalidInput) as err:
+            evaluate_command(path, "generic", 15, 2, True, settings=settings, reject_share=share,
+                             reject_per_customer=per)  # fmt: skip
+        assert err.value.field == field
