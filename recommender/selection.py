@@ -135,7 +135,7 @@ def _lists(
     np.copyto(key, np.broadcast_to(fill, key.shape), where=scores <= 0)
     key[blocked] = -np.inf
     k = min(k, key.shape[1])
-    # The k best of each row at once (a per-row top-k took most of a tuning), sorted by value, then item.
+    # The k best of each row at once (a per-row top-k was the slowest step), sorted by value, then item.
     part = np.argpartition(-key, k - 1, axis=1)[:, :k]
     values = np.take_along_axis(key, part, axis=1)
     order = np.lexsort((part, -values), axis=-1)
