@@ -142,6 +142,7 @@ def train_model(
         }
         if tuning is not None:
             metrics["tuning"] = tuning
+        if tune and tuning is not None:
             metrics["tune_seconds"] = tuning.get("seconds", 0.0)
         path = save_artifact(
             Path(settings.model.artifact_dir),
@@ -208,7 +209,8 @@ def _served_blends(
         return {"source": "default", "blends": None, "tuned_in": version}, record
     current = serving_run(session)
     served = (current.params.get("served") or {}) if current is not None else {}
-    if current is not None and served.get("source") in ("tuned", "default") and current.algorithm == "hybrid":
+    reusable = settings.model.algorithm == "hybrid" and served.get("source") in ("tuned", "default")
+    if current is not None and reusable and current.algorithm == "hybrid":
         # The weekly choice (or its safe default) stays until the next tuning.
         record = dict(current.metrics.get("tuning") or {})
         return dict(served), {**record, "refit_of": served.get("tuned_in")}
