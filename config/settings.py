@@ -44,6 +44,12 @@ class ModelSettings:
     #: Seconds before a serving process tries again a model version that failed to load (a file system
     #: hiccup heals; a corrupt artifact fails again, and the previous run keeps serving meanwhile).
     load_retry_seconds: float = 300.0
+    #: `giftrec train --tune`: the validation window (days before the newest interaction) the served
+    #: blends are chosen on, the fewest customers buying in it for a choice (else the configured blends
+    #: serve, and `giftrec model list` says so), and the item-kNN part's neighbours per item.
+    tune_validation_days: int = 30
+    tune_min_customers: int = 50
+    tune_knn_k: int = 100
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,8 @@ class ReminderSettings:
 @dataclass(frozen=True)
 class SchedulerSettings:
     train_cron: str = "0 3 * * *"
+    #: Choosing the served blends (`giftrec train --tune`): weekly; the nightly training re-fits the choice.
+    tune_cron: str = "0 2 * * 0"
     plan_cron: str = "0 6 * * *"
     send_cron: str = "*/5 * * * *"
     lifecycle_cron: str = "30 3 * * *"

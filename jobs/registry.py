@@ -34,7 +34,9 @@ class JobSpec:
 JOBS: dict[str, JobSpec] = {
     spec.name: spec
     for spec in (
+        # Nightly re-fit of the chosen blends; the weekly tuning chooses them again.
         JobSpec("train-model", "jobs.train_model", "train_cron"),
+        JobSpec("tune-model", "jobs.tune_model", "tune_cron"),
         JobSpec("plan-selections", "jobs.plan_selections", "plan_cron", catch_up=True),
         JobSpec("queue-reminders", "jobs.queue_reminders", "send_cron", catch_up=True),
         JobSpec("queue-triggers", "jobs.queue_triggers", "send_cron", catch_up=True),

@@ -32,6 +32,7 @@ from recommender.base import Recommender, top_k_rows
 from recommender.collaborative import ALSRecommender, BPRRecommender, ItemItemRecommender
 from recommender.hybrid import HybridRecommender
 from recommender.interactions import IdIndex, build_user_items
+from recommender.intervals import paired_difference
 from recommender.popularity import PopularityRecommender
 from recommender.threads import pin_blas_threads
 
@@ -54,6 +55,7 @@ __all__ = [
     "format_table",
     "make_split",
     "ranking_metrics",
+    "task_truth",
     "temporal_cut",
 ]
 
@@ -257,16 +259,18 @@ def make_split(history: OrderHistory, cut: np.datetime64, end: np.datetime64 | N
     tu, titems = tu[known], test.item_ids[known]
     end_value = _seconds(end) if end is not None else history.timestamps.max() + np.timedelta64(1, "s")
     truth: dict[Task, TaskTruth] = {
-        "next_purchases": _task_truth(tu, titems, items, counts, new_only=False),
-        "discovery": _task_truth(tu, titems, items, counts, new_only=True),
+        "next_purchases": task_truth(tu, titems, items, counts, new_only=False),
+        "discovery": task_truth(tu, titems, items, counts, new_only=True),
     }
     return Split(cut, end_value, train, users, items, counts, last_day, truth)
 
 
-def _task_truth(
+def task_truth(
     tu: np.ndarray, titems: np.ndarray, items: IdIndex, counts: csr_matrix, *, new_only: bool
 ) -> TaskTruth:
-    """Distinct (customer, item) pairs of the test window; items the catalogue lacks count but never hit."""
+    """Distinct (customer, item) pairs of a window (`tu`: customers' rows, `titems`: item ids); items the
+    catalogue lacks count but never hit. With `new_only`, pairs where `counts` (customers x items) is
+    positive (bought before) are left out."""
     names, code = np.unique(titems, return_inverse=True)
     if tu.size:
         pairs = np.unique(np.stack([tu, code.reshape(-1)]), axis=1)
@@ -307,6 +311,8 @@ class Metrics:
     hit_rate: float
     coverage: float
     customers: int
+    #: recall@k of each evaluated customer (in the truth's row order), for paired comparisons.
+    per_customer_recall: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def as_dict(self, k: int) -> dict[str, float | int]:
         return {
@@ -378,6 +384,7 @@ def ranking_metrics(
         hit_rate=float(np.mean(n_hits > 0)),
         coverage=float(shown.size / n_items) if n_items else 0.0,
         customers=int(n_users),
+        per_customer_recall=n_hits / denom,
     )
 
 
@@ -547,6 +554,9 @@ class ServedLists:
 
     recs: Mapping[Task, np.ndarray]
     params: Mapping[Task, Mapping[str, Any]]
+    #: How the configuration was chosen (JSON, e.g. a tuning record) and lines that say so.
+    tuning: Mapping[str, Any] | None = None
+    notes: Sequence[str] = ()
 
 
 def _better(a: Metrics, b: Metrics | None) -> bool:
@@ -573,6 +583,10 @@ class EvaluationResult:
     chosen: dict[Task, dict[str, dict[str, Any]]]
     catalog_items: int
     train_customers: int
+    #: Per task: the served row minus the best baseline on the test window (recall@k, paired bootstrap).
+    intervals: dict[Task, dict[str, Any]] = field(default_factory=dict)
+    tuning: Mapping[str, Any] | None = None
+    notes: Sequence[str] = ()
 
     def to_json(self, dataset: str) -> dict[str, Any]:
         """The ``giftrec evaluate --json`` object."""
@@ -585,6 +599,9 @@ class EvaluationResult:
             "tasks": {
                 task: {name: m.as_dict(self.k) for name, m in self.test[task].items()} for task in TASKS
             },
+            "intervals": self.intervals,
+            "tuning": self.tuning,
+            "notes": list(self.notes),
         }
 
 
@@ -614,6 +631,15 @@ def format_table(result: EvaluationResult, dataset: str) -> str:
             lines.append(f"{label:<30}" + "".join(f"{v:>14.4f}" for v in values))
         for name, params in result.chosen[task].items():
             lines.append(f"  {name}: {params}")
+        ci = result.intervals.get(task)
+        if ci is not None:
+            lines.append(
+                f"  {result.default} - best baseline ({ci['baseline']}): recall@{k} {ci['difference']:+.4f}, "
+                f"{ci['confidence']:.0%} CI [{ci['low']:+.4f}, {ci['high']:+.4f}] (paired bootstrap over "
+                f"{ci['customers']} customers{'' if ci['beyond_noise'] else '; not beyond noise'})"
+            )
+    if result.notes:
+        lines += ["", *result.notes]
     if result.default == SERVED:
         lines += ["", "* = what `giftrec train` serves with the current settings, measured as served"]
     else:
@@ -706,13 +732,17 @@ def evaluate(
             test[task][family] = _score_task(recs, full, task, k)
         say(f"refitted and scored {family}")
     default = DEFAULT_MODEL
+    tuning: Mapping[str, Any] | None = None
+    notes: Sequence[str] = ()
     if served is not None:
         lists = served(full, k)
         for task in TASKS:
             test[task][SERVED] = _score_task(np.asarray(lists.recs[task]), full, task, k)
             chosen[task][SERVED] = dict(lists.params[task])
         default = SERVED
+        tuning, notes = lists.tuning, lists.notes
         say("scored the served configuration")
+    intervals = {task: _interval(test[task], default, seed) for task in TASKS}
     return EvaluationResult(
         cut=cut,
         validation_cut=validation_cut,
@@ -724,4 +754,24 @@ def evaluate(
         chosen=chosen,
         catalog_items=len(full.items),
         train_customers=len(full.users),
+        intervals={t: ci for t, ci in intervals.items() if ci is not None},
+        tuning=tuning,
+        notes=notes,
     )
+
+
+def _interval(rows: Mapping[str, Metrics], name: str, seed: int) -> dict[str, Any] | None:
+    """`name` minus the best baseline (by recall@k on this window): paired bootstrap 95% CI of recall@k."""
+    ours = rows.get(name)
+    baselines = [(b, rows[b]) for b in BASELINES if b in rows]
+    if ours is None or not baselines or ours.customers < 2:
+        return None
+    base_name, base = max(baselines, key=lambda nb: (nb[1].recall, nb[1].ndcg))
+    assert ours.per_customer_recall is not None and base.per_customer_recall is not None
+    diff = paired_difference(ours.per_customer_recall, base.per_customer_recall, seed=seed)
+    return {
+        "baseline": base_name,
+        "confidence": diff.confidence,
+        "beyond_noise": diff.beyond_noise,
+        **diff.as_dict(),
+    }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
@@ -14,9 +16,17 @@ from domain.errors import DomainError
 @click.command("train")
 @with_appcontext
 @click.option("--if-stale", is_flag=True, help="Skip when the serving model already covers the newest data.")
-def train(if_stale: bool) -> None:
-    """Train the configured model on the database, save its artifact and record the run."""
+@click.option(
+    "--tune",
+    is_flag=True,
+    help="First choose the served blends on a validation window of the shop's data (docs/quality.md).",
+)
+def train(if_stale: bool, tune: bool) -> None:
+    """Train the configured model on the database, save its artifact and record the run.
+
+    Without --tune the blends chosen by the last tuning that serves are re-fitted."""
     from domain.serving.training import is_stale, prune_artifacts, train_model
+    from domain.serving.tuning import report_lines
 
     settings = current_app.extensions["giftrec"].settings
     with transaction() as session:
@@ -26,7 +36,11 @@ def train(if_stale: bool) -> None:
                 click.echo(f"skipped: {reason}")
                 return
             click.echo(f"training: {reason}")
-        run = train_model(session, settings)
+        try:
+            run = train_model(session, settings, tune=tune)
+        except DomainError as exc:
+            raise click.ClickException(exc.message) from None
+        tuning = run.metrics.get("tuning") if tune else None
         summary = (
             f"{run.status}: model {run.version} ({run.algorithm}) on {run.n_users:,} customers x "
             f"{run.n_items:,} products, {run.n_interactions:,} interactions; data until {run.data_until}"
@@ -39,6 +53,8 @@ def train(if_stale: bool) -> None:
         prune_artifacts(session, settings)
     click.echo(summary)
     click.echo(f"  {timing}")
+    for line in report_lines(tuning) if tuning is not None else []:
+        click.echo(f"  {line}")
 
 
 @click.group(cls=AppGroup)
@@ -64,14 +80,71 @@ def model_list(limit: int) -> None:
                 f"{r.n_users}x{r.n_items}",
                 str(r.data_until or ""),
                 r.error or "",
+                _served_summary(r.params, r.metrics),
             )
             for r in list_runs(session, limit=limit)
         ]
     if not rows:
         click.echo("no model runs: run `giftrec train`")
-    for mark, version, algorithm, status, pruned, shape, until, error in rows:
+    for mark, version, algorithm, status, pruned, shape, until, error, served in rows:
         line = f"{mark} {version:<40} {algorithm:<11} {status:<11} {shape:<12} {until:<19} {pruned}{error}"
         click.echo(line.rstrip())
+        if served:
+            click.echo(f"    {served}")
+
+
+def _served_summary(params: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """How the run's blends were chosen, in a few words, with the validation recall of each task."""
+    from domain.serving.tuning import TUNE_K
+
+    served = params.get("served") or {}
+    tuning = metrics.get("tuning") or {}
+    refit = f" (re-fit of the tuning in {tuning['refit_of']})" if tuning.get("refit_of") else ""
+    if served.get("source") == "default":
+        return (
+            f"blends: safe default (configured), too little data to tune: {tuning.get('reason', '')}{refit}"
+        )
+    if served.get("source") != "tuned":
+        return "blends: configured (not tuned)" if params.get("model", {}).get("repeat") is not None else ""
+    k = tuning.get("k", TUNE_K)
+    parts = []
+    for task, entry in (tuning.get("tasks") or {}).items():
+        chosen, runner = entry["chosen"], entry.get("runner_up")
+        text = f"{task} {chosen['name']} {chosen[f'recall@{k}']:.4f}"
+        if runner is not None:
+            text += f" vs runner-up {runner['name']} {runner[f'recall@{k}']:.4f}"
+        parts.append(text)
+    return f"blends: tuned{refit}; validation recall@{k}: " + "; ".join(parts)
+
+
+@model.command("show")
+@click.argument("version")
+def model_show(version: str) -> None:
+    """One run: parameters, timings and, for a tuned run, the validation figures per task."""
+    import json
+
+    from domain.serving.training import find_run
+    from domain.serving.tuning import report_lines
+
+    with transaction() as session:
+        try:
+            run = find_run(session, version)
+        except DomainError as exc:
+            raise click.ClickException(exc.message) from None
+        head = f"{run.version} ({run.algorithm}) {run.status}; data until {run.data_until}"
+        params, metrics = dict(run.params), dict(run.metrics)
+    click.echo(head)
+    summary = _served_summary(params, metrics)
+    if summary:
+        click.echo(summary)
+    tuning = metrics.pop("tuning", None)
+    if tuning is not None:
+        for line in report_lines(tuning):
+            click.echo(f"  {line}")
+    click.echo("params: " + json.dumps(params, indent=2, sort_keys=True))
+    click.echo("metrics: " + json.dumps(metrics, indent=2, sort_keys=True))
+    if tuning is not None:
+        click.echo("tuning: " + json.dumps(tuning, indent=2, sort_keys=True))
 
 
 @model.command("rollback")
@@ -126,8 +199,20 @@ def model_rollback(version: str | None) -> None:
     show_default=True,
     help="Picks removed in each simulated review.",
 )
+@click.option(
+    "--tune",
+    is_flag=True,
+    help="Measure what `giftrec train --tune` would serve: blends chosen on the window before the test.",
+)
 def evaluate(
-    data: str, fmt: str, test_days: int, k: int, as_json: bool, reject_share: float, reject_per_customer: int
+    data: str,
+    fmt: str,
+    test_days: int,
+    k: int,
+    as_json: bool,
+    reject_share: float,
+    reject_per_customer: int,
+    tune: bool,
 ) -> None:
     """Offline evaluation: temporal split, what `giftrec train` serves against the baselines, two tasks."""
     import json
@@ -145,6 +230,7 @@ def evaluate(
             settings=current_app.extensions["giftrec"].settings,
             reject_share=reject_share,
             reject_per_customer=reject_per_customer,
+            tune=tune,
         )
     except DomainError as exc:
         raise click.ClickException(exc.message) from None

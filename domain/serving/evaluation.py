@@ -36,8 +36,9 @@ from domain.customers.rejections import OWN, Rejections
 from domain.customers.sources import Format, OrderLine, read_order_lines
 from domain.errors import InvalidInput
 from domain.serving.data import bought_matrix, csr_row, similar_for
+from domain.serving.filling import fill_picks
 from domain.serving.served import ServedModel, decay_anchor, fit_served
-from recommender.chain import recommend_with_fallback
+from domain.serving.tuning import report_lines, tune_blends
 from recommender.evaluation import (
     TASKS,
     Candidate,
@@ -66,13 +67,22 @@ __all__ = [
 
 def history_from_lines(lines: Sequence[OrderLine]) -> OrderHistory:
     """Order lines (from `domain.customers.sources.read_order_lines`) as arrays; guests get the empty
-    customer id."""
+    customer id.
+
+    Each line is dated as `giftrec import` dates its order: at the order's earliest line (an invoice of
+    the UCI file can straddle a minute), so the time decay is the one training computes.
+    """
     n = len(lines)
+    placed: dict[str, dt.datetime] = {}
+    for line in lines:
+        known = placed.get(line.order_id)
+        if known is None or line.ordered_at < known:
+            placed[line.order_id] = line.ordered_at
     return OrderHistory(
         user_ids=np.array([line.customer_id or "" for line in lines], dtype=str) if n else np.array([], str),
         item_ids=np.array([line.sku for line in lines], dtype=str) if n else np.array([], str),
         quantities=np.fromiter((line.quantity for line in lines), dtype=np.float64, count=n),
-        timestamps=np.array([line.ordered_at for line in lines], dtype="datetime64[s]"),
+        timestamps=np.array([placed[line.order_id] for line in lines], dtype="datetime64[s]"),
         is_return=np.fromiter((line.is_return for line in lines), dtype=bool, count=n),
     )
 
@@ -81,10 +91,15 @@ def training_rows(train: OrderHistory) -> tuple[InteractionRows, SalesRows, IdIn
     """Order lines as the database gives them to training: (interactions, sales, customers, products).
 
     Customers and products get integer ids (their positions in the returned indexes) as database keys
-    would be; guest lines are sales only (customer -1), returns are ``return`` rows with positive
-    quantities.
+    would be, in the same order; guest lines are sales only (customer -1), returns are ``return`` rows
+    with positive quantities.
     """
-    customers = IdIndex(np.unique(train.user_ids[train.user_ids != ""]))
+    # Numbered as `giftrec import` numbers them (customers in order of first appearance, products by
+    # SKU): the matrix then has the database's row and column order, and ALS (whose start depends on the
+    # order) fits the very factors `giftrec train` fits on the imported file.
+    named = train.user_ids[train.user_ids != ""]
+    unique, first = np.unique(named, return_index=True)
+    customers = IdIndex(unique[np.argsort(first, kind="stable")])
     products = IdIndex(np.unique(train.item_ids))
     cust = customers.index_of(train.user_ids)  # -1 for guests: "" is never a customer id
     prod = products.index_of(train.item_ids)
@@ -132,17 +147,27 @@ def served_lists(
     *,
     reject_share: float = 0.0,
     reject_per_customer: int = 1,
+    tune: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> Callable[[Split, int], ServedLists]:
     """The ``served`` argument of `recommender.evaluation.evaluate`: fits the served configuration on the
     split's training lines and makes each evaluated customer's list as serving would (module docstring);
-    with `reject_share`, refitted with simulated rejections first."""
+    with `reject_share`, refitted with simulated rejections first.
+
+    With `tune` the blends are chosen first as `giftrec train --tune` chooses them at the cut (on the
+    validation window just before it: nothing of the test window is seen)."""
 
     def lists(split: Split, k: int) -> ServedLists:
         cut: dt.datetime = split.cut.astype("datetime64[s]").item()
         rows, sales, customers, products = training_rows(split.train)
         anchor = decay_anchor(rows, cut)
-        served = fit_served(rows, settings, anchor=anchor, sales=lambda: sales)
+        record: dict[str, Any] | None = None
+        blends = None
+        if tune:
+            tuning = tune_blends(rows, sales, settings, anchor=anchor)
+            record = tuning.record()
+            blends = tuning.blends if tuning.status == "tuned" else None
+        served = fit_served(rows, settings, anchor=anchor, sales=lambda: sales, blends=blends)
         rejections: Rejections | None = None
         if reject_share > 0:
             rejections = simulated_rejections(
@@ -153,7 +178,9 @@ def served_lists(
                     f"simulated {len(rejections)} rejections for "
                     f"{np.unique(rejections.customer_ids).size} of {len(served.users)} customers"
                 )
-            served = fit_served(rows, settings, anchor=anchor, sales=lambda: sales, rejections=rejections)
+            served = fit_served(
+                rows, settings, anchor=anchor, sales=lambda: sales, rejections=rejections, blends=blends
+            )
         n = len(split.items)
         # Model columns -> split catalogue positions; split customers -> model rows and customer keys.
         product_at = split.items.index_of(products.ids)  # product key -> split position (-1: none)
@@ -169,18 +196,35 @@ def served_lists(
         first_sale = np.full(n, np.datetime64("NaT"), dtype="datetime64[s]")
         order = np.argsort(sales.timestamps[ok], kind="stable")[::-1]  # the earliest written last
         first_sale[sale_pos[ok][order]] = sales.timestamps[ok][order]
-        fallbacks = (similar_for(served.model), bestsellers, NewArrivals(first_sale))
+        similar, new_arrivals = similar_for(served.model), NewArrivals(first_sale)
+        popularity = bestsellers.popularity
+        assert popularity is not None
         recs: dict[Task, np.ndarray] = {}
         params: dict[Task, dict[str, Any]] = {}
         for task in TASKS:
             users = split.truth[task].user_idxs
             out = np.full((users.size, k), -1, dtype=np.int64)
-            for r, u in enumerate(users.tolist()):
-                own = product_at[bought[int(keys[u])].indices] if task == "discovery" else None
-                picks = _served_picks(served, int(model_row[u]), to_split, own, n, k, fallbacks)
-                out[r, : len(picks)] = picks
-            recs[task] = out
             model = served.discovery if task == "discovery" else served.model
+            for r, u in enumerate(users.tolist()):
+                blocked = np.zeros(n, dtype=bool)
+                if task == "discovery":
+                    own = product_at[bought[int(keys[u])].indices]
+                    blocked[own[own >= 0]] = True
+                user_idx = int(model_row[u])
+                picks = fill_picks(
+                    k,
+                    blocked,
+                    model=model,
+                    user_idx=user_idx,
+                    row=csr_row(served.user_items, user_idx) if user_idx >= 0 else None,
+                    to_pos=to_split,
+                    similar=similar,
+                    bestsellers=popularity,
+                    new_arrivals=new_arrivals,
+                    explain_n=0,  # explanations do not change the order
+                )
+                out[r, : len(picks)] = [p.position for p in picks]
+            recs[task] = out
             params[task] = {
                 "algorithm": settings.model.algorithm,
                 **model.params,
@@ -188,52 +232,10 @@ def served_lists(
                 "anchor": served.anchor.isoformat(sep=" "),
                 "simulated_rejections": 0 if rejections is None else len(rejections),
             }
-        return ServedLists(recs, params)
+        notes = report_lines(record) if record is not None else ()
+        return ServedLists(recs, params, tuning=record, notes=notes)
 
     return lists
-
-
-def _served_picks(
-    served: ServedModel,
-    user_idx: int,
-    to_split: np.ndarray,
-    bought: np.ndarray | None,
-    n_items: int,
-    k: int,
-    fallbacks: tuple[Any, PopularityRecommender, NewArrivals],
-) -> list[int]:
-    """One customer's k picks as `domain.serving.recommendations` fills them, in split positions.
-
-    `bought` (split positions of the products bought net of returns) is given for discovery picks: they
-    are blocked. `user_idx` is the customer's model row (-1: the model never saw them).
-    """
-    similar, bestsellers, new_arrivals = fallbacks
-    blocked = np.zeros(n_items, dtype=bool)
-    if bought is not None:
-        blocked[bought[bought >= 0]] = True
-    picks: list[int] = []
-    if user_idx >= 0:
-        row = csr_row(served.user_items, user_idx)
-        allowed = np.append(~blocked, False)[to_split]  # -1 (not in the catalogue) picks the False
-        chain = recommend_with_fallback(
-            k,
-            model=served.model if bought is None else served.discovery,
-            user_idx=user_idx,
-            user_items_row=row,
-            allowed=allowed,
-            exclude_seen=False,
-            similar=similar,
-            explain_n=0,  # explanations do not change the order
-        )
-        for pick in chain:
-            picks.append(int(to_split[pick.item_idx]))
-            blocked[picks[-1]] = True
-    for source in (bestsellers, new_arrivals):
-        if len(picks) < k:
-            ids, _ = source.top(k - len(picks), allowed=~blocked)
-            picks += ids.tolist()
-            blocked[ids] = True
-    return picks
 
 
 def evaluate_file(
@@ -248,6 +250,7 @@ def evaluate_file(
     settings: Settings | None = None,
     reject_share: float = 0.0,
     reject_per_customer: int = 1,
+    tune: bool = False,
 ) -> EvaluationResult:
     """Read `data` (raises `domain.errors.InvalidInput` for an unusable file) and evaluate every model.
 
@@ -270,7 +273,11 @@ def evaluate_file(
         served=None
         if settings is None
         else served_lists(
-            settings, reject_share=reject_share, reject_per_customer=reject_per_customer, progress=progress
+            settings,
+            reject_share=reject_share,
+            reject_per_customer=reject_per_customer,
+            tune=tune,
+            progress=progress,
         ),
     )
 
@@ -287,12 +294,16 @@ def evaluate_command(
     settings: Settings | None = None,
     reject_share: float = 0.0,
     reject_per_customer: int = 1,
+    tune: bool = False,
 ) -> str | dict[str, Any]:
     """What ``giftrec evaluate`` prints: the text table, or the JSON object when `as_json`.
 
     JSON shape: ``{"dataset", "cut", "k", "default", "served", "tasks": {"next_purchases": {name:
-    {"recall@k", ..., "customers"}}, "discovery": {...}}}``; the dataset is the file's name; ``served``
-    holds the served configuration per task (None without `settings`). `grids` narrows the search space
+    {"recall@k", ..., "customers"}}, "discovery": {...}}, "intervals": {task: {"baseline", "difference",
+    "low", "high", "confidence", "beyond_noise", "customers"}}, "tuning", "notes"}``; the dataset is the
+    file's name; ``served`` holds the served configuration per task (None without `settings`);
+    ``intervals`` the served row minus the best baseline (recall@k, paired bootstrap 95% CI); ``tuning``
+    the validation record when `tune` chose the served blends. `grids` narrows the search space
     (tests); the default is `recommender.evaluation.DEFAULT_GRIDS`.
     """
     if test_days <= 0:
@@ -313,6 +324,7 @@ def evaluate_command(
         settings=settings,
         reject_share=reject_share,
         reject_per_customer=reject_per_customer,
+        tune=tune,
     )
     dataset = Path(data).name
     return result.to_json(dataset) if as_json else format_table(result, dataset)

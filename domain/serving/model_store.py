@@ -341,7 +341,9 @@ class ModelStore:
     def _load_run(self, run: ModelRun) -> LoadedModel:
         artifact = load_run_artifact(self.settings, run)
         model = artifact.model
-        discovery = discovery_model(model, self.settings)
+        served = artifact.params.get("served") or {}
+        blends = served.get("blends") or {}
+        discovery = discovery_model(model, self.settings, blends.get("discovery"))
         seen = run.params.get("watermark") or {}
         return LoadedModel(
             run_id=run.id,

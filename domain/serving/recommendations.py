@@ -33,10 +33,9 @@ from domain.catalog.snapshot import Catalog, CatalogSnapshot
 from domain.customers.interactions import build_matrix, load_session
 from domain.errors import InvalidInput, NotFound
 from domain.serving.data import CustomerRows, LoadedModel, ServingData
+from domain.serving.filling import bestseller_picks, fill_picks
 from domain.serving.model_store import ModelStore
 from domain.serving.ranked import CANDIDATES, Ranked
-from recommender.base import top_k
-from recommender.chain import recommend_with_fallback
 from recommender.interactions import IdIndex
 from recommender.popularity import NewArrivals, PopularityRecommender
 
@@ -248,15 +247,12 @@ def _newest(data: ServingData, cat: Catalog) -> NewArrivals:
 def _fill_bestsellers(picks: _Picks, data: ServingData, days: int, category: str | None = None) -> None:
     if picks.missing <= 0:
         return
-    scores = _popularity(data, picks.cat, days).copy()
-    scores[scores <= 0] = -np.inf
-    scores[picks.blocked] = -np.inf
+    blocked = picks.blocked.copy()
     if category is not None:
-        scores[picks.cat.categories != category] = -np.inf
+        blocked |= picks.cat.categories != category
     where = f" in {category}" if category else ""
-    ids, values = top_k(scores, picks.missing)
-    for position, score in zip(ids.tolist(), values.tolist(), strict=True):
-        picks.add(position, score, "bestsellers", f"Bestseller{where} of the last {days} days")
+    for pick in bestseller_picks(_popularity(data, picks.cat, days), blocked, picks.missing):
+        picks.add(pick.position, pick.score, "bestsellers", f"Bestseller{where} of the last {days} days")
 
 
 def _fill_new_arrivals(picks: _Picks, data: ServingData) -> None:
@@ -281,28 +277,6 @@ def _explanation(
         verb = "bought" if any(p in bought for p in positions) else "looked at"
         return f"Because you {verb} {_titles(cat, positions)}" if positions else "Picked for you"
     return f"Similar to {_titles(cat, positions)}" if positions else "Similar to your purchases"
-
-
-def _fill_chain(
-    picks: _Picks, loaded: LoadedModel, rows: CustomerRows, keep_repeats: bool, bought_positions: np.ndarray
-) -> None:
-    """Collaborative picks then similar items, ranked under this request's filters."""
-    cat = picks.cat
-    to_cat = cat.aligned(loaded.item_index)
-    chain = recommend_with_fallback(
-        picks.missing,
-        model=loaded.model if keep_repeats else loaded.discovery,
-        user_idx=rows.user_idx,
-        user_items_row=rows.row,
-        allowed=cat.to_model(loaded.item_index, ~picks.blocked),
-        exclude_seen=False,  # bought items are blocked; viewed ones may be shown
-        recalculate_user=rows.recalculate,
-        similar=loaded.similar,
-    )
-    bought = set(bought_positions.tolist())
-    for pick in chain:
-        text = _explanation(cat, to_cat, pick.source, pick.because, bought)
-        picks.add(int(to_cat[pick.item_idx]), pick.score, pick.source, text)
 
 
 def _ranked(data: ServingData, loaded: LoadedModel, rows: CustomerRows) -> Ranked | None:
@@ -458,10 +432,30 @@ def _picks_for(
     bought_positions = bought_positions[bought_positions >= 0]
     if not keep_repeats:
         picks.blocked[bought_positions] = True
-    if loaded is not None and rows.row is not None:
-        _fill_chain(picks, loaded, rows, keep_repeats, bought_positions)
-    _fill_bestsellers(picks, data, serving.settings.interactions.bestseller_days)
-    _fill_new_arrivals(picks, data)
+    days = serving.settings.interactions.bestseller_days
+    to_cat = cat.aligned(loaded.item_index) if loaded is not None else np.empty(0, dtype=np.int64)
+    model = None if loaded is None else loaded.model if keep_repeats else loaded.discovery
+    filled = fill_picks(
+        n,
+        picks.blocked,
+        model=model,
+        user_idx=rows.user_idx,
+        row=rows.row,
+        to_pos=to_cat,
+        similar=loaded.similar if loaded is not None else None,
+        bestsellers=_popularity(data, cat, days),
+        new_arrivals=_newest(data, cat),
+        recalculate=rows.recalculate,
+    )
+    bought = set(bought_positions.tolist())
+    for pick in filled:
+        if pick.source == "bestsellers":
+            text = f"Bestseller of the last {days} days"
+        elif pick.source == "new_arrivals":
+            text = "New arrival"
+        else:
+            text = _explanation(cat, to_cat, pick.source, pick.because, bought)
+        picks.items.append((pick.position, pick.score, pick.source, text))
     return picks.result()
 
 

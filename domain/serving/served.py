@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ __all__ = [
     "fit_served",
     "make_recommender",
     "recent_popularity",
+    "settings_blends",
 ]
 
 #: Window of the "recent bestsellers" prior the hybrid model blends in (distinct buyers, guests included).
@@ -85,15 +86,42 @@ def make_recommender(settings: Settings) -> Recommender:
     raise InvalidInput("model.algorithm", f"unknown algorithm {m.algorithm!r}")
 
 
-def discovery_model(model: Recommender, settings: Settings) -> Recommender:
+def discovery_model(
+    model: Recommender, settings: Settings, blend: Mapping[str, Any] | None = None
+) -> Recommender:
     """The model that serves picks excluding bought items: a repeat-mode hybrid with its own repeat term
-    off and the discovery blend of ``settings.model``; any other model as it is."""
+    off and the discovery `blend` (a tuned run's, recorded with it), else that of ``settings.model``; any
+    other model as it is."""
     if getattr(model, "name", "") == "hybrid" and model.params.get("repeat"):
+        if blend is not None:
+            return model.with_blend(**{**blend, "repeat": False})  # type: ignore[attr-defined]
         m = settings.model
         return model.with_blend(  # type: ignore[attr-defined]
             repeat=False, cf_weight=m.discovery_cf_weight, popularity_weight=m.discovery_popularity_weight
         )
     return model
+
+
+def settings_blends(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The hybrid's blends per task as ``settings.model`` configures them (what serves untuned)."""
+    m = settings.model
+    common = {"knn_weight": 0.0, "popularity_days": HYBRID_POPULARITY_DAYS}
+    return {
+        "next_purchases": {
+            "repeat": True,
+            "repeat_weight": m.repeat_weight,
+            "cf_weight": m.cf_weight,
+            "popularity_weight": m.popularity_weight,
+            **common,
+        },
+        "discovery": {
+            "repeat": False,
+            "repeat_weight": 0.0,
+            "cf_weight": m.discovery_cf_weight,
+            "popularity_weight": m.discovery_popularity_weight,
+            **common,
+        },
+    }
 
 
 def decay_anchor(rows: InteractionRows, cut: dt.datetime) -> dt.datetime:
@@ -123,11 +151,14 @@ class ServedModel:
     seconds: dict[str, float]
 
 
-def recent_popularity(sales: SalesRows, items: IdIndex, anchor: dt.datetime) -> np.ndarray:
-    """The hybrid's prior: distinct buyers per matrix column over the `HYBRID_POPULARITY_DAYS` to `anchor`."""
+def recent_popularity(
+    sales: SalesRows, items: IdIndex, anchor: dt.datetime, days: float = HYBRID_POPULARITY_DAYS
+) -> np.ndarray:
+    """The hybrid's prior: distinct buyers per matrix column over the `days` (default
+    `HYBRID_POPULARITY_DAYS`) to `anchor`."""
     pos = items.index_of(sales.product_ids)
     keep = pos >= 0
-    pop = PopularityRecommender(window_days=HYBRID_POPULARITY_DAYS, count="buyers").fit_events(
+    pop = PopularityRecommender(window_days=float(days), count="buyers").fit_events(
         sales.customer_ids[keep], pos[keep], sales.timestamps[keep], n_items=len(items), now=anchor
     )
     assert pop.popularity is not None
@@ -141,6 +172,7 @@ def fit_served(
     anchor: dt.datetime,
     sales: Callable[[], SalesRows],
     rejections: Rejections | None = None,
+    blends: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ServedModel:
     """Build the matrix of `rows` as ``settings.interactions`` says (weights, damping, half-life ending at
     `anchor`) and fit ``settings.model`` on it.
@@ -151,8 +183,10 @@ def fit_served(
     ``user_items`` (what serving reads) is its positive part.
 
     `sales` is called only when the model needs the recent-bestsellers prior (hybrid): sale lines up to
-    `anchor`, guests included; lines before the prior's window may be left out (training reads only the
-    window), they do not count. Raises InvalidInput when nothing is left to train on.
+    `anchor`, guests included; lines before the longest prior's window may be left out (training reads
+    only the window), they do not count. `blends` (hybrid only: the blend per task, "next_purchases" and
+    "discovery", as `giftrec train --tune` chose them) replace the configured weights; the item-kNN part
+    and the priors they name are fitted. Raises InvalidInput when nothing is left to train on.
     """
     t0 = time.perf_counter()
     user_items, users, items = build_matrix(rows, settings.interactions, now=anchor)
@@ -176,14 +210,23 @@ def fit_served(
         fit_on = signed if model.accepts_negative else user_items
     if user_items.nnz == 0:
         raise InvalidInput("data", "every interaction was cancelled by returns: nothing to train on")
+    windows = [HYBRID_POPULARITY_DAYS]
+    if blends is not None and settings.model.algorithm == "hybrid":
+        chosen = blends["next_purchases"]
+        needs_knn = any(b.get("knn_weight", 0.0) > 0 for b in blends.values())
+        knn_k = settings.model.tune_knn_k if needs_knn else 0
+        model = type(model)(**{**model.params, **chosen, "knn_k": knn_k})
+        windows = sorted({float(b.get("popularity_days", HYBRID_POPULARITY_DAYS)) for b in blends.values()})
     t1 = time.perf_counter()
     popularity = None
     if settings.model.algorithm == "hybrid":
-        popularity = recent_popularity(sales(), items, anchor)
+        batch = sales()
+        popularity = {d: recent_popularity(batch, items, anchor, d) for d in windows}
     t2 = time.perf_counter()
     if popularity is not None:
         model.fit(fit_on, item_popularity=popularity)  # type: ignore[call-arg]
     else:
         model.fit(fit_on)
     seconds = {"build": t1 - t0, "popularity": t2 - t1, "fit": time.perf_counter() - t2}
-    return ServedModel(model, discovery_model(model, settings), user_items, users, items, anchor, seconds)
+    discovery = discovery_model(model, settings, None if blends is None else blends["discovery"])
+    return ServedModel(model, discovery, user_items, users, items, anchor, seconds)

@@ -17,6 +17,7 @@ import logging
 import secrets
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +25,24 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from config import Settings
-from domain.customers.interactions import Watermark, activity_watermark, load_interactions, load_sales
+from domain.customers.interactions import (
+    InteractionRows,
+    SalesRows,
+    Watermark,
+    activity_watermark,
+    load_interactions,
+    load_sales,
+)
 from domain.customers.rejections import load_rejections
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.models import AuditLog, Customer, ModelRun
 from domain.models._types import utcnow
 from domain.serving.served import HYBRID_POPULARITY_DAYS, decay_anchor, fit_served
+from domain.serving.tuning import tune_blends
 from recommender.artifacts import save_artifact
 
 __all__ = [
+    "find_run",
     "is_stale",
     "list_runs",
     "prune_artifacts",
@@ -50,8 +60,15 @@ def _new_version(algorithm: str) -> str:
     return f"{stamp}-{algorithm}-{secrets.token_hex(2)}"
 
 
-def train_model(session: Session, settings: Settings, *, now: dt.datetime | None = None) -> ModelRun:
+def train_model(
+    session: Session, settings: Settings, *, now: dt.datetime | None = None, tune: bool = False
+) -> ModelRun:
     """Fit ``settings.model.algorithm`` on every interaction up to ``now`` and record a ModelRun.
+
+    With `tune` the hybrid's blends are first chosen on a validation window (:mod:`domain.serving.tuning`)
+    and the choice and its validation figures are recorded (``params["served"]``, ``metrics["tuning"]``);
+    without it, the blends the serving run was tuned to are re-fitted (a plain nightly training keeps
+    the weekly choice), else the configured ones.
 
     The artifact is written atomically as ``<artifact_dir>/<version>/``. On success the run is
     ``succeeded``; on any failure the run is recorded as ``failed`` with the error and returned (no
@@ -61,9 +78,11 @@ def train_model(session: Session, settings: Settings, *, now: dt.datetime | None
 
     ``now`` (naive UTC; default the current time) bounds the data and anchors the time decay.
     """
+    algorithm = settings.model.algorithm
+    if tune and algorithm != "hybrid":
+        raise InvalidInput("model.algorithm", f"--tune chooses the hybrid's blends; {algorithm!r} has none")
     started = utcnow()
     cut = now or started
-    algorithm = settings.model.algorithm
     run = ModelRun(
         version=_new_version(algorithm),
         algorithm=algorithm,
@@ -80,15 +99,17 @@ def train_model(session: Session, settings: Settings, *, now: dt.datetime | None
             raise InvalidInput("data", "no interactions to train on: import orders first")
         load_seconds = time.perf_counter() - t0
         anchor = decay_anchor(rows, cut)
-        # The prior counts the last HYBRID_POPULARITY_DAYS only: read those sales, not all of them.
-        since = anchor - dt.timedelta(days=HYBRID_POPULARITY_DAYS)
         rejections = load_rejections(session, until=cut)
+        chosen, tuning = _served_blends(
+            session, settings, rows, _sales_reader(session, anchor), anchor, tune, run.version
+        )
         served = fit_served(
             rows,
             settings,
             anchor=anchor,
-            sales=lambda: load_sales(session, since=since, until=anchor),
+            sales=_sales_reader(session, anchor, _longest_window(chosen["blends"])),
             rejections=rejections,
+            blends=chosen["blends"],
         )
         model, user_items = served.model, served.user_items
         steps = served.seconds
@@ -109,6 +130,7 @@ def train_model(session: Session, settings: Settings, *, now: dt.datetime | None
             "now": cut.isoformat(),
             "anchor": anchor.isoformat(),
             "watermark": {"order_id": watermark.order_id, "event_id": watermark.event_id},
+            "served": chosen,
         }
         run.n_users, run.n_items = int(user_items.shape[0]), int(user_items.shape[1])
         run.n_interactions = int(user_items.nnz)
@@ -123,6 +145,10 @@ def train_model(session: Session, settings: Settings, *, now: dt.datetime | None
             "popularity_seconds": round(steps["popularity"], 3),
             "fit_seconds": round(steps["popularity"] + steps["fit"], 3),
         }
+        if tuning is not None:
+            metrics["tuning"] = tuning
+        if tune and tuning is not None:
+            metrics["tune_seconds"] = tuning.get("seconds", 0.0)
         path = save_artifact(
             Path(settings.model.artifact_dir),
             run.version,
@@ -144,6 +170,56 @@ def train_model(session: Session, settings: Settings, *, now: dt.datetime | None
     session.add(run)
     session.flush()
     return run
+
+
+def _sales_reader(
+    session: Session, anchor: dt.datetime, days: float | None = None
+) -> Callable[[], SalesRows]:
+    """Reads the sales up to `anchor` when called, at most once; only the last `days` when given (the
+    priors count nothing older: reading less is most of a plain training's prior)."""
+    kept: list[SalesRows] = []
+    since = None if days is None else anchor - dt.timedelta(days=days)
+
+    def get() -> SalesRows:
+        if not kept:
+            kept.append(load_sales(session, since=since, until=anchor))
+        return kept[0]
+
+    return get
+
+
+def _longest_window(blends: dict[str, Any] | None) -> float:
+    """The longest popularity prior the served blends use (days)."""
+    if not blends:
+        return HYBRID_POPULARITY_DAYS
+    return max(float(b.get("popularity_days", HYBRID_POPULARITY_DAYS)) for b in blends.values())
+
+
+def _served_blends(
+    session: Session,
+    settings: Settings,
+    rows: InteractionRows,
+    sales: Callable[[], SalesRows],
+    anchor: dt.datetime,
+    tune: bool,
+    version: str,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """What the run serves (``params["served"]``: source, blends, the run that tuned them) and the
+    tuning record for its metrics (None: nothing tuned, nothing carried over)."""
+    if tune:
+        tuning = tune_blends(rows, sales(), settings, anchor=anchor)
+        record = tuning.record()
+        if tuning.status == "tuned":
+            return {"source": "tuned", "blends": tuning.blends, "tuned_in": version}, record
+        return {"source": "default", "blends": None, "tuned_in": version}, record
+    current = serving_run(session)
+    served = (current.params.get("served") or {}) if current is not None else {}
+    reusable = settings.model.algorithm == "hybrid" and served.get("source") in ("tuned", "default")
+    if current is not None and reusable and current.algorithm == "hybrid":
+        # The weekly choice (or its safe default) stays until the next tuning.
+        record = dict(current.metrics.get("tuning") or {})
+        return dict(served), {**record, "refit_of": served.get("tuned_in")}
+    return {"source": "settings", "blends": None, "tuned_in": None}, None
 
 
 def serving_run(session: Session) -> ModelRun | None:
@@ -179,6 +255,14 @@ def is_stale(session: Session, settings: Settings, *, now: dt.datetime | None = 
         f"new data since model {run.version}: order {trained.order_id} -> {newest.order_id}, "
         f"event {trained.event_id} -> {newest.event_id}"
     )
+
+
+def find_run(session: Session, version: str) -> ModelRun:
+    """The run of `version`; raises NotFound."""
+    run = session.scalars(select(ModelRun).where(ModelRun.version == version)).first()
+    if run is None:
+        raise NotFound("model version", version)
+    return run
 
 
 def list_runs(session: Session, *, limit: int = 20) -> list[ModelRun]:

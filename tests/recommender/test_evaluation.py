@@ -200,7 +200,11 @@ def test_default_model_beats_popularity_on_the_sample(sample_result: EvaluationR
 
 def test_result_json_shape(sample_result: EvaluationResult) -> None:
     out = sample_result.to_json("sample.csv.gz")
-    assert set(out) == {"dataset", "cut", "k", "default", "served", "tasks"}
+    assert set(out) == {"dataset", "cut", "k", "default", "served", "tasks", "intervals", "tuning", "notes"}
+    # Without a served row the starred default model is compared with the best baseline.
+    ci = out["intervals"]["next_purchases"]
+    assert ci["baseline"] in BASELINES and ci["low"] <= ci["difference"] <= ci["high"]
+    assert out["tuning"] is None and out["notes"] == []
     assert out["dataset"] == "sample.csv.gz" and out["k"] == 10 and out["default"] == "hybrid"
     assert out["served"] is None  # no served configuration was given
     assert out["cut"] == "2011-11-09 00:00:00"

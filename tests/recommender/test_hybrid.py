@@ -109,3 +109,38 @@ def test_a_fresh_process_loads_a_saved_hybrid_without_warnings(tmp_path, user_it
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["hybrid", str(user_items.shape[1])]
+
+
+def test_one_term_alone_is_a_baseline_and_the_parts_survive_save_and_load(
+    user_items: csr_matrix, tmp_path: Path
+) -> None:
+    from recommender.hybrid import blend_scores
+
+    n = user_items.shape[1]
+    recent, older = np.arange(n, dtype=np.float32), np.arange(n, 0, -1).astype(np.float32)
+    model = _model(knn_k=5, popularity_days=7.0).fit(user_items, item_popularity={7.0: recent, 90.0: older})
+    users = np.arange(user_items.shape[0])
+    # Popularity alone, over either window: every customer gets the window's bestsellers.
+    for days, pop in ((7.0, recent), (90.0, older)):
+        only = model.with_blend(repeat_weight=0.0, cf_weight=0.0, popularity_weight=1.0, popularity_days=days)
+        ids, _ = only.recommend(0, user_items[[0]], 3, exclude_seen=False)
+        assert ids.tolist() == np.argsort(-pop, kind="stable")[:3].tolist()
+    # item-kNN alone ranks as the kNN part does; blend_scores is what the model scores with.
+    knn = model.with_blend(repeat_weight=0.0, cf_weight=0.0, popularity_weight=0.0, knn_weight=1.0)
+    terms = model.blend_terms(users, user_items)
+    scores = knn._score_users(users, user_items, False)
+    np.testing.assert_array_equal(scores, blend_scores(terms, knn.params))
+    assert model.knn is not None
+    np.testing.assert_allclose(
+        terms.knn,
+        model.knn._score_users(users, user_items, False)
+        / np.maximum(model.knn._score_users(users, user_items, False).max(axis=1, keepdims=True), 1e-12),
+    )
+    knn.save(tmp_path / "m")
+    again = Recommender.load(tmp_path / "m")
+    np.testing.assert_array_equal(again._score_users(users, user_items, False), scores)
+    assert again.with_blend(popularity_days=90.0).popularity.tolist() == older.tolist()  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="knn_k > 0"):
+        _model(knn_weight=0.5)
+    with pytest.raises(ValueError, match="popularity_days=30.0"):
+        _model().fit(user_items, item_popularity={7.0: recent})

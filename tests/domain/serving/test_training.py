@@ -176,13 +176,15 @@ def test_cli_train_model_list_and_rollback(app, runner, sessions, imported):
     assert runner.invoke(cli, args=["train"]).exit_code == 0
     listing = runner.invoke(cli, args=["model", "list"])
     assert listing.exit_code == 0
-    lines = listing.output.splitlines()
+    # One line per run, each followed by how its blends were chosen.
+    lines = [line for line in listing.output.splitlines() if not line.startswith("    blends: ")]
     assert len(lines) == 2 and lines[0].startswith("* ")
+    assert listing.output.count("    blends: configured (not tuned)") == 2
     newest, older = lines[0].split()[1], lines[1].split()[0]
     result = runner.invoke(cli, args=["model", "rollback"])
     assert result.exit_code == 0, result.output
     assert f"serving model {older}" in result.output
-    listing = runner.invoke(cli, args=["model", "list"]).output.splitlines()
+    listing = runner.invoke(cli, args=["model", "list"]).output.splitlines()[::2]
     assert "rolled back" in listing[0] and newest in listing[0] and listing[1].startswith("* ")
     result = runner.invoke(cli, args=["model", "rollback"])
     assert result.exit_code == 1 and "nothing to roll back to" in result.output
