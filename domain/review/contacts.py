@@ -78,12 +78,11 @@ def lapsing_clients(
     Two grouped queries (last sale, last contact per client): no per-client SQL.
     """
     now = naive_utc(now)
-    clients = session.execute(
-        select(Customer.id, Customer.name, Customer.external_id).where(
-            visible(user), or_(Customer.is_vip.is_(True), Customer.account_manager_id.is_not(None))
-        )
-    ).all()
-    ids = [cid for cid, _, _ in clients]
+    mine = select(Customer.id, Customer.name, Customer.external_id).where(
+        visible(user), or_(Customer.is_vip.is_(True), Customer.account_manager_id.is_not(None))
+    )
+    clients = session.execute(mine).all()
+    ids = select(mine.subquery().c.id)  # in SQL: no parameter per client, however many an admin sees
     last_sale = dict(
         session.execute(
             select(Order.customer_id, func.max(Order.ordered_at))
