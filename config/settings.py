@@ -133,6 +133,10 @@ class ReminderSettings:
     vip_cutoff_days: int = 3
     #: send | skip: what happens to a VIP selection nobody reviewed by the cut-off.
     vip_cutoff_policy: str = "send"
+    #: The managers' Today page lists a client as lapsing after this many days without a purchase, or
+    #: without a logged contact (call, message, meeting).
+    lapsing_purchase_days: int = 90
+    lapsing_contact_days: int = 30
     #: Days during which something the customer bought is not suggested again.
     recent_purchase_days: int = 90
     picks_per_tier: int = 3

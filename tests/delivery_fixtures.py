@@ -35,6 +35,7 @@ from domain.models import (
     ImportantDate,
     Product,
     Recipient,
+    RfmSnapshot,
     SelectionPick,
 )
 
@@ -196,6 +197,21 @@ def make_customer(session: Session, **kw: Any) -> Customer:
     session.add(customer)
     session.flush()
     return customer
+
+
+def make_snapshot(session: Session, customer_id: int, on: dt.date, segment: str, **kw: Any) -> RfmSnapshot:
+    """A customer's RFM snapshot on one day (scores and value are placeholders unless given)."""
+    values: dict[str, Any] = {
+        "r_score": 1,
+        "f_score": 3,
+        "m_score": 3,
+        "recency_days": 200,
+        "frequency": 3,
+        "monetary": Decimal("300"),
+    }
+    snapshot = RfmSnapshot(customer_id=customer_id, taken_on=on, as_of=on, segment=segment, **(values | kw))
+    session.add(snapshot)
+    return snapshot
 
 
 def make_product(session: Session, price: str, **kw: Any) -> Product:

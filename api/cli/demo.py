@@ -39,7 +39,7 @@ def demo_seed(seed_value: int | None, today: object) -> None:
         click.echo(f"  {name.replace('_', ' '):<28} {value:>7,}")
     if not summary.created_anything:
         click.echo("Nothing to seed: every imported customer was seeded before (or has real data).")
-    click.echo("Demo manager logins (generated):")
+    click.echo("Demo logins of the /manage pages (generated):")
     for login in summary.logins:
         click.echo(f"  {login.email}  password: {login.password}  ({login.name})")
 

@@ -2,7 +2,8 @@
 
 Flask-Login sessions over the users' hashed passwords, Flask-WTF CSRF tokens on every form, secure cookie
 flags, login throttling per account and per address. Modules: blueprint (the blueprint, its clock and
-error pages), accounts (sign-in, throttle), pages (Today, the client page), review (a selection).
+error pages), accounts (sign-in, throttle), pages (Today, the client page and its forms), review (a
+selection), batch (batch approval), admin (users, client assignments, the campaign report).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import datetime as dt
 from flask import Flask
 from flask_login import LoginManager
 
-from api.manage import accounts, pages, review
+from api.manage import accounts, admin, batch, pages, review
 from api.manage.blueprint import bp, csrf
 
 __all__ = ["register"]
@@ -51,4 +52,4 @@ def register(app: Flask) -> None:
     ctx.services.setdefault("banner_hooks", []).append(accounts.banner_lines)
 
 
-_ROUTES = (pages, review)  # imported for the routes they add to the blueprint
+_ROUTES = (pages, review, batch, admin)  # imported for the routes they add to the blueprint

@@ -134,7 +134,7 @@ def logout() -> ResponseReturnValue:
 
 def banner_lines(base: str) -> list[str]:
     """`giftrec serve` prints where the pages are and the demo managers' logins (generated users only)."""
-    from domain.demo.seed import DEMO_MANAGERS, DEMO_PASSWORD
+    from domain.demo.seed import DEMO_ADMIN, DEMO_MANAGERS, DEMO_PASSWORD
 
     lines = [f"  account managers  {base}/manage"]
     sessions: Callable[[], object] = current_app.extensions["giftrec"].sessions
@@ -142,7 +142,8 @@ def banner_lines(base: str) -> list[str]:
         generated = set(
             s.scalars(select(User.email).where(User.is_generated.is_(True), User.is_active.is_(True)))
         )
-    for email, _name in DEMO_MANAGERS:
+    for email, _name in (*DEMO_MANAGERS, DEMO_ADMIN):
         if email in generated:
-            lines.append(f"                    demo login {email}  password: {DEMO_PASSWORD}")
+            role = "admin" if email == DEMO_ADMIN[0] else "manager"
+            lines.append(f"                    demo {role} {email}  password: {DEMO_PASSWORD}")
     return lines

@@ -14,13 +14,14 @@ from sqlalchemy.orm import Session
 from api.db import get_session
 from api.manage.accounts import me
 from api.manage.blueprint import bp, now
-from api.manage.forms import AddForm, NoteForm, ReplaceForm, SkipForm, VersionForm
+from api.manage.forms import AddForm, MoveForm, NoteForm, ReplaceForm, SkipForm, VersionForm
 from domain.errors import Conflict, InvalidInput
 from domain.models import GiftSelection, User
 from domain.reminders.queueing import RenderedEmail, queue_reminders
 from domain.reminders.selections import (
     add_pick,
     approve_selection,
+    move_pick,
     remove_pick,
     set_note,
     skip_selection,
@@ -36,7 +37,7 @@ from domain.review.selection import (
 )
 
 #: Domain error fields -> the form field they are shown next to.
-FIELDS = {"product_sku": "sku", "note": "note", "reason": "reason", "tier": "tier"}
+FIELDS = {"product_sku": "sku", "note": "note", "reason": "reason", "tier": "tier", "step": "step"}
 #: Outbox states whose stored body is what the customer gets (or got).
 LIVE_EMAIL = ("queued", "sending", "sent", "unknown")
 
@@ -145,6 +146,18 @@ def remove(selection_id: int, pick_id: int) -> ResponseReturnValue:
     return _edit(selection_id, "version", VersionForm(), act)
 
 
+@bp.post("/selections/<int:selection_id>/picks/<int:pick_id>/move")
+@login_required
+def move(selection_id: int, pick_id: int) -> ResponseReturnValue:
+    def act(session: Session, s: GiftSelection, user: User, form: MoveForm) -> str:
+        pick = move_pick(
+            session, s.id, pick_id, form.step.data or 0, user, expected_version=form.version.data
+        )
+        return f"Moved {'up' if (form.step.data or 0) < 0 else 'down'} in tier {pick.tier}."
+
+    return _edit(selection_id, "version", MoveForm(), act)
+
+
 @bp.post("/selections/<int:selection_id>/picks")
 @login_required
 def add(selection_id: int) -> ResponseReturnValue:
@@ -183,16 +196,21 @@ def approve(selection_id: int) -> ResponseReturnValue:
     def act(session: Session, s: GiftSelection, user: User, form: VersionForm) -> str:
         approve_selection(session, s.id, user, expected_version=form.version.data)
         report = queue_reminders(session, _settings(), now(), selection_ids=[s.id])
-        if s.id in report.deferred:
-            until = report.deferred[s.id]
-            return f"Approved: the email waits for the frequency cap until {until:%d %b %H:%M} UTC."
-        if s.id in report.queued:
-            return "Approved: the email is queued and goes out within minutes."
-        if s.id in report.skipped:
-            return f"Approved, but no email can go out: {report.skipped[s.id]}."
-        return f"Approved (version {s.approved_version})."
+        return queued_message(report, s)
 
     return _edit(selection_id, "version", VersionForm(), act)
+
+
+def queued_message(report: Any, s: GiftSelection) -> str:
+    """What happened to an approved selection's email, in words (from queue_reminders' report)."""
+    if s.id in report.deferred:
+        until = report.deferred[s.id]
+        return f"Approved: the email waits for the frequency cap until {until:%d %b %H:%M} UTC."
+    if s.id in report.queued:
+        return "Approved: the email is queued and goes out within minutes."
+    if s.id in report.skipped:
+        return f"Approved, but no email can go out: {report.skipped[s.id]}."
+    return f"Approved (version {s.approved_version})."
 
 
 def email_as_sent(view: SelectionView) -> tuple[RenderedEmail, str]:

@@ -10,8 +10,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from domain.errors import Conflict, InvalidInput
-from domain.models import User
+from domain.errors import Conflict, InvalidInput, NotFound
+from domain.models import AuditLog, User
 from domain.models.people import USER_ROLES
 
 MIN_PASSWORD_LENGTH = 8
@@ -39,8 +39,10 @@ def create_user(
     role: str = "manager",
     *,
     is_generated: bool = False,
+    by: User | None = None,
 ) -> User:
-    """Create a user; only a salted hash of ``password`` is stored.
+    """Create a user; only a salted hash of ``password`` is stored. Created ``by`` an admin on the pages,
+    the audit log names them.
 
     Raises :class:`InvalidInput` naming ``email``, ``name``, ``role`` or ``password``, and
     :class:`Conflict` when a user with this email exists.
@@ -55,10 +57,7 @@ def create_user(
         raise InvalidInput("name", "is longer than 200 characters")
     if role not in USER_ROLES:
         raise InvalidInput("role", f"must be one of {', '.join(USER_ROLES)}")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidInput("password", f"must have at least {MIN_PASSWORD_LENGTH} characters")
-    if len(password) > MAX_PASSWORD_LENGTH:
-        raise InvalidInput("password", f"must have at most {MAX_PASSWORD_LENGTH} characters")
+    _check_password(password)
     if find_user(session, email) is not None:
         raise Conflict(f"a user with email {email} already exists")
     user = User(
@@ -76,6 +75,50 @@ def create_user(
             session.flush()
     except IntegrityError:
         raise Conflict(f"a user with email {email} already exists") from None
+    if by is not None:
+        _audit(session, by, "user.created", user, role=role)
+    return user
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput("password", f"must have at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise InvalidInput("password", f"must have at most {MAX_PASSWORD_LENGTH} characters")
+
+
+def _audit(session: Session, by: User, action: str, user: User, **details: object) -> None:
+    session.add(AuditLog.by_user(by, action, "user", user.id, email=user.email, **details))
+    session.flush()
+
+
+def get_user(session: Session, user_id: int) -> User:
+    """The user with this id; NotFound when there is none."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("user", user_id)
+    return user
+
+
+def set_active(session: Session, user_id: int, active: bool, *, by: User) -> User:
+    """Disable (no sign-in; a signed-in session ends at its next request) or enable a user. Nobody
+    disables themselves: an admin cannot lock the last door behind them."""
+    user = get_user(session, user_id)
+    if user.id == by.id and not active:
+        raise InvalidInput("is_active", "you cannot disable your own account")
+    if bool(user.is_active) == active:
+        return user
+    user.is_active = active
+    _audit(session, by, "user.enabled" if active else "user.disabled", user)
+    return user
+
+
+def reset_password(session: Session, user_id: int, password: str, *, by: User) -> User:
+    """Set a new password (stored as a salted hash only); InvalidInput naming ``password``."""
+    _check_password(password)
+    user = get_user(session, user_id)
+    user.password_hash = generate_password_hash(password)
+    _audit(session, by, "user.password_reset", user)
     return user
 
 

@@ -1,4 +1,5 @@
-"""Erasure of a customer: personal data, recipients, selections, mail, events, snapshots gone; orders kept."""
+"""Erasure of a customer: personal data, recipients, selections, mail, events, snapshots, contacts gone;
+orders kept."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session
 from domain.errors import NotFound
 from domain.models import (
     AuditLog,
+    ClientContact,
     Customer,
     Event,
     GiftGiven,
@@ -71,6 +73,7 @@ def erase_customer(session: Session, external_id: str, *, actor: str) -> Erasure
     session.execute(delete(OccasionOptIn).where(OccasionOptIn.customer_id == cid))
     session.execute(delete(Event).where(Event.customer_id == cid))
     session.execute(delete(RfmSnapshot).where(RfmSnapshot.customer_id == cid))
+    session.execute(delete(ClientContact).where(ClientContact.customer_id == cid))  # managers' notes
     session.execute(update(Order).where(Order.customer_id == cid).values(customer_id=None, recipient_id=None))
     if recipient_ids:
         session.execute(delete(GiftGiven).where(GiftGiven.recipient_id.in_(recipient_ids)))

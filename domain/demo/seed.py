@@ -65,6 +65,8 @@ DEMO_MANAGERS = (
     ("anna.manager@example.com", "Anna Manager (demo)"),
     ("bruno.manager@example.com", "Bruno Manager (demo)"),
 )
+#: The demo's admin: assigns clients, manages users, sees the campaign report (manages no client).
+DEMO_ADMIN = ("ada.admin@example.com", "Ada Admin (demo)")
 VIP_SHARE = 0.05
 LEAD_DAYS = 7
 INTEREST_VOCABULARY = 60
@@ -111,14 +113,17 @@ def seed_demo(
     the counts when it created anything.
     """
     today = today or dt.date.today()
-    summary = DemoSummary(logins=tuple(DemoLogin(e, DEMO_PASSWORD, n) for e, n in DEMO_MANAGERS))
+    logins = (*DEMO_MANAGERS, DEMO_ADMIN)
+    summary = DemoSummary(logins=tuple(DemoLogin(e, DEMO_PASSWORD, n) for e, n in logins))
     managers: list[User] = []
-    for email, name in DEMO_MANAGERS:
+    for email, name in logins:
+        role = "admin" if (email, name) == DEMO_ADMIN else "manager"
         user = find_user(session, email)
         if user is None:
-            user = create_user(session, email, name, DEMO_PASSWORD, "manager", is_generated=True)
+            user = create_user(session, email, name, DEMO_PASSWORD, role, is_generated=True)
             summary.managers += 1
-        managers.append(user)
+        if role == "manager":
+            managers.append(user)
 
     candidates = sorted(
         session.scalars(

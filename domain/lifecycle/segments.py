@@ -21,6 +21,7 @@ __all__ = [
     "SegmentRow",
     "customer_segment",
     "segment_report",
+    "segment_sizes",
 ]
 
 #: The "from" of a customer who had no snapshot on the earlier day (a first purchase since).
@@ -227,3 +228,22 @@ def segment_report(session: Session, on: dt.date | None = None) -> SegmentReport
         moves_week=_moves(session, week_on, taken_on),
         moves_month=_moves(session, month_on, taken_on),
     )
+
+
+def segment_sizes(session: Session, days: int = 120) -> tuple[list[dt.date], dict[str, list[int]]]:
+    """Segment sizes on each snapshot day of the last ``days`` before the newest one: the days, oldest
+    first, and per segment its size on each of them (0 where it had nobody). One grouped query."""
+    newest = session.scalar(select(func.max(RfmSnapshot.taken_on)))
+    if newest is None:
+        return [], {}
+    rows = session.execute(
+        select(RfmSnapshot.taken_on, RfmSnapshot.segment, func.count())
+        .where(RfmSnapshot.taken_on > newest - dt.timedelta(days=days))
+        .group_by(RfmSnapshot.taken_on, RfmSnapshot.segment)
+    ).all()
+    on = sorted({day for day, _, _ in rows})
+    at = {day: i for i, day in enumerate(on)}
+    sizes: dict[str, list[int]] = {}
+    for day, segment, n in rows:
+        sizes.setdefault(segment, [0] * len(on))[at[day]] = int(n)
+    return on, dict(sorted(sizes.items()))

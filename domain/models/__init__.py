@@ -4,7 +4,9 @@ from domain.models.catalog import EVENT_KINDS, ORDER_KINDS, Event, ImportRun, Or
 from domain.models.lifecycle import ARMS, RfmSnapshot, TriggerAssignment
 from domain.models.ops import API_KEY_SCOPES, ApiKey, AuditLog, JobLock, MailPause
 from domain.models.people import (
+    CONTACT_KINDS,
     DATE_KINDS,
+    ClientContact,
     Customer,
     GiftGiven,
     ImportantDate,
@@ -24,6 +26,7 @@ from domain.models.pipeline import (
 __all__ = [
     "ARMS",
     "API_KEY_SCOPES",
+    "CONTACT_KINDS",
     "DATE_KINDS",
     "EMAIL_STATUSES",
     "EVENT_KINDS",
@@ -31,6 +34,7 @@ __all__ = [
     "SELECTION_STATUSES",
     "ApiKey",
     "AuditLog",
+    "ClientContact",
     "Customer",
     "Event",
     "GiftGiven",

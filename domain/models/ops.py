@@ -45,6 +45,18 @@ class AuditLog(Base):
     entity_id: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
+    @classmethod
+    def by_user(cls, user: Any, action: str, entity_type: str, entity_id: object, **details: Any) -> AuditLog:
+        """An entry for a change a signed-in :class:`~domain.models.User` made (``user:<email>``)."""
+        return cls(
+            actor_user_id=user.id,
+            actor=f"user:{user.email}",
+            action=action,
+            entity_type=entity_type,
+            entity_id=str(entity_id),
+            details=details,
+        )
+
 
 class JobLock(Base):
     """A lease in the database so that only one scheduler runs jobs."""

@@ -11,6 +11,7 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     ForeignKey,
+    Index,
     Numeric,
     SmallInteger,
     String,
@@ -169,4 +170,27 @@ class GiftGiven(Base):
     order_line_id: Mapped[int | None] = mapped_column(ForeignKey("order_lines.id", ondelete="SET NULL"))
     selection_id: Mapped[int | None] = mapped_column(ForeignKey("gift_selections.id", ondelete="SET NULL"))
     is_generated: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[CreatedAt]
+
+
+CONTACT_KINDS = ("call", "message", "meeting")
+
+
+class ClientContact(Base):
+    """An account manager was in touch with a client: a call, a message or a meeting (Today's lapsing)."""
+
+    __tablename__ = "client_contacts"
+    __table_args__ = (
+        one_of("kind", CONTACT_KINDS, "kind"),
+        Index("ix_client_contacts_customer_id_contacted_at", "customer_id", "contacted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), comment="who logged it"
+    )
+    kind: Mapped[str] = mapped_column(String(10), comment="call | message | meeting")
+    note: Mapped[str | None] = mapped_column(String(1000))
+    contacted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     created_at: Mapped[CreatedAt]

@@ -1,10 +1,11 @@
 """Curated gift selections: batch planning (re-exported from ``domain.reminders.planning``) and the review
 use cases.
 
-The use cases serve the account managers' review pages and the selections API. Each one that changes a
-selection writes an :class:`~domain.models.AuditLog` entry naming the user, and raises
-:class:`~domain.errors.NotFound`, :class:`~domain.errors.InvalidInput` (with the field at fault) or
-:class:`~domain.errors.Conflict` (a selection that was already sent, skipped or failed cannot change).
+The use cases (approve, swap, remove, add, move, note, skip) serve the account managers' review pages and
+the selections API. Each one that changes a selection writes an :class:`~domain.models.AuditLog` entry
+naming the user, and raises :class:`~domain.errors.NotFound`, :class:`~domain.errors.InvalidInput` (with
+the field at fault) or :class:`~domain.errors.Conflict` (a selection that was already sent, skipped or
+failed cannot change).
 
 Approval is of a version. Every edit raises ``version``; given ``expected_version`` (the version the
 editor saw), a use case refuses with Conflict when someone saved in between. An edit to an approved
@@ -58,6 +59,7 @@ __all__ = [
     "approve_selection",
     "get_selection",
     "list_selections",
+    "move_pick",
     "plan_due_selections",
     "plan_selections",
     "remove_pick",
@@ -129,16 +131,7 @@ def _edited(session: Session, selection: GiftSelection, user: User) -> None:
 
 
 def _audit(session: Session, user: User, action: str, selection: GiftSelection, **details: Any) -> None:
-    session.add(
-        AuditLog(
-            actor_user_id=user.id,
-            actor=f"user:{user.email}",
-            action=action,
-            entity_type="gift_selection",
-            entity_id=str(selection.id),
-            details=details,
-        )
-    )
+    session.add(AuditLog.by_user(user, action, "gift_selection", selection.id, **details))
 
 
 def _find_pick(selection: GiftSelection, pick_id: int) -> SelectionPick:
@@ -378,3 +371,43 @@ def skip_selection(
     _audit(session, user, "selection.skipped", selection, previous_status=previous, reason=why)
     session.flush()
     return selection
+
+
+def move_pick(
+    session: Session,
+    selection_id: int,
+    pick_id: int,
+    step: int,
+    user: User,
+    *,
+    expected_version: int | None = None,
+) -> SelectionPick:
+    """Move a pick one place up (``step=-1``) or down (``+1``) within its tier, as the email lists them."""
+    if step not in (-1, 1):
+        raise InvalidInput("step", "must be -1 (up) or 1 (down)")
+    selection = _editable(session, selection_id, expected_version)
+    pick = _find_pick(selection, pick_id)
+    tier = sorted((p for p in selection.picks if p.tier == pick.tier), key=lambda p: (p.position, p.id))
+    at = tier.index(pick)
+    if not 0 <= at + step < len(tier):
+        raise InvalidInput("step", f"the pick is already {'first' if step < 0 else 'last'} in its tier")
+    order = [p.id for p in tier]
+    tier[at], tier[at + step] = tier[at + step], tier[at]
+    positions = sorted(p.position for p in tier)
+    if len(set(positions)) < len(positions):  # ties: number the tier afresh
+        positions = list(range(1, len(tier) + 1))
+    for p, position in zip(tier, positions, strict=True):
+        p.position = position
+    _audit(
+        session,
+        user,
+        "selection.pick_moved",
+        selection,
+        pick_id=pick.id,
+        tier=pick.tier,
+        before=order,
+        after=[p.id for p in tier],
+    )
+    _edited(session, selection, user)
+    session.flush()
+    return pick

@@ -35,6 +35,8 @@ from domain.review.scope import customer_for, visible
 #: Selection states a stopped recipient's selections leave (to 'skipped').
 OPEN_STATUSES = ("planned", "ready", "awaiting_review", "approved")
 RECENT_ORDERS = 15
+#: The client page's segment history: moves between RFM segments over this many days.
+SEGMENT_HISTORY_DAYS = 365
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,10 @@ class DateView:
     next_on: dt.date | None
     is_stopped: bool
     stop_reason: str | None
+    kind: str = "birthday"
+    title: str | None = None
+    year: int | None = None
+    recurrence: str = "yearly"
 
 
 @dataclass
@@ -87,7 +93,9 @@ def client_view(
     """Everything the client page shows; NotFound for a client the user may not see."""
     customer = customer_for(session, user, customer_id)
     try:
-        segment: CustomerSegment | None = customer_segment(session, customer.external_id, 90)
+        segment: CustomerSegment | None = customer_segment(
+            session, customer.external_id, SEGMENT_HISTORY_DAYS
+        )
     except NotFound:
         segment = None
     today = local_today(naive_utc(now), customer.time_zone)
@@ -106,6 +114,7 @@ def client_view(
                 DateView(
                     d.id, occasion_label(d.kind, "en", d.title), d.month, d.day,
                     None if d.is_stopped else on, d.is_stopped, d.stop_reason,
+                    d.kind, d.title, d.year, d.recurrence,
                 )
             )  # fmt: skip
         view.dates.sort(key=lambda x: (x.next_on is None, x.next_on or dt.date.max))
@@ -206,23 +215,19 @@ def stop_recipient(
             .execution_options(synchronize_session="fetch")
         )
     )
-    session.add(
-        AuditLog(
-            actor_user_id=user.id,
-            actor=f"user:{user.email}",
-            action="recipient.stopped",
-            entity_type="recipient",
-            entity_id=str(recipient.id),
-            details={
-                "customer_id": recipient.customer_id,
-                "reason": why,
-                "dates_stopped": dates,
-                "occasion_opt_ins_removed": opt_ins,
-                "selections_skipped": skipped,
-                "emails_cancelled": emails,
-            },
-            at=now,
-        )
+    entry = AuditLog.by_user(
+        user,
+        "recipient.stopped",
+        "recipient",
+        recipient.id,
+        customer_id=recipient.customer_id,
+        reason=why,
+        dates_stopped=dates,
+        occasion_opt_ins_removed=opt_ins,
+        selections_skipped=skipped,
+        emails_cancelled=emails,
     )
+    entry.at = now
+    session.add(entry)
     session.flush()
     return recipient

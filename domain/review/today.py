@@ -1,4 +1,5 @@
-"""The Today page: selections awaiting review by deadline, overdue ones, and my clients' coming dates."""
+"""The Today page: selections awaiting review by deadline, overdue ones, my clients' coming dates, and the
+clients lapsing (no purchase, or no contact, for too long)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from domain.models import Customer, GiftSelection, ImportantDate, Order, Recipie
 from domain.models._types import naive_utc
 from domain.reminders.occasions import local_today, next_occurrence
 from domain.reminders.queueing import occasion_label
+from domain.review.contacts import LapsingClient, lapsing_clients
 from domain.review.scope import visible
 
 #: How far ahead the Today page lists my clients' important dates.
@@ -58,10 +60,17 @@ class Today:
     awaiting: list[ReviewItem] = field(default_factory=list)
     overdue: list[ReviewItem] = field(default_factory=list)
     upcoming: list[UpcomingDate] = field(default_factory=list)
+    lapsing: list[LapsingClient] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
-        return {"awaiting": len(self.awaiting), "overdue": len(self.overdue), "upcoming": len(self.upcoming)}
+        return {
+            "awaiting": len(self.awaiting),
+            "overdue": len(self.overdue),
+            "upcoming": len(self.upcoming),
+            "no_purchase": sum(c.no_purchase for c in self.lapsing),
+            "no_contact": sum(c.no_contact for c in self.lapsing),
+        }
 
 
 def _name(customer: Customer) -> str:
@@ -115,6 +124,10 @@ def today_for(session: Session, user: User, settings: Settings, now: dt.datetime
         )
         (out.overdue if cutoff is not None and cutoff <= now else out.awaiting).append(item)
     out.upcoming = upcoming_dates(session, user, now)
+    reminders = settings.reminders
+    out.lapsing = lapsing_clients(
+        session, user, now, reminders.lapsing_purchase_days, reminders.lapsing_contact_days
+    )
     return out
 
 

@@ -181,3 +181,106 @@ def test_the_review_page_works_by_keyboard_and_every_input_has_a_label(app, live
     _shot(page, "keyboard_approved")
     with ctx.sessions() as s:
         assert s.get(GiftSelection, selection_id).status == "approved"
+
+
+def _demo(ctx) -> None:  # type: ignore[no-untyped-def]
+    """The demo as `make run` has it on the demo's today: the sample, seeded people, planned selections,
+    three nightly RFM snapshots."""
+    from domain.lifecycle.snapshots import take_snapshot
+
+    with session_scope(ctx.sessions) as s:
+        import_orders(s, SAMPLE, "online-retail", instance_dir=ctx.settings.server.instance_dir)
+    with session_scope(ctx.sessions) as s:
+        seed_demo(s, today=DEMO_TODAY)
+    with session_scope(ctx.sessions) as s:
+        plan_due_selections(s, ctx.settings, NOW.replace(hour=6))
+    for days in (14, 7, 0):
+        with session_scope(ctx.sessions) as s:
+            take_snapshot(s, ctx.settings.rfm, DEMO_TODAY - dt.timedelta(days=days))
+
+
+def test_an_admin_assigns_a_client_the_manager_sees_it_and_approves_a_batch(app, live_server, page):
+    from domain.demo.seed import DEMO_ADMIN
+    from domain.models import TriggerAssignment
+
+    ctx = app.extensions["giftrec"]
+    ctx.services["clock"] = lambda: NOW
+    _demo(ctx)
+    (anna_email, _), (bruno_email, _) = DEMO_MANAGERS
+    with session_scope(ctx.sessions) as s:
+        anna = s.scalar(select(User).where(User.email == anna_email))
+        bruno = s.scalar(select(User).where(User.email == bruno_email))
+        moved = s.scalar(
+            select(Customer).where(Customer.account_manager_id == bruno.id).order_by(Customer.id).limit(1)
+        )
+        moved_id, moved_name = moved.id, moved.name
+        # A campaign to chart: the winback trigger's assignments on 80 customers (40 treated, 40 control).
+        customers = s.scalars(select(Customer.id).order_by(Customer.id).limit(80)).all()
+        for i, cid in enumerate(customers):
+            s.add(
+                TriggerAssignment(
+                    customer_id=cid,
+                    trigger="winback",
+                    window_key="demo",
+                    eligible_on=DEMO_TODAY - dt.timedelta(days=20),
+                    eligible_at=NOW - dt.timedelta(days=20),
+                    period="2011Q4",
+                    arm="treatment" if i % 2 else "control",
+                )
+            )
+
+    _sign_in(page, live_server, DEMO_ADMIN[0], DEMO_PASSWORD)
+    page.get_by_role("link", name="Clients").click()
+    page.wait_for_selector("h1:has-text('Clients and their managers')")
+    page.locator(f"#client-{moved_id}").check()
+    page.get_by_label("Manager").select_option(str(anna.id))
+    page.get_by_role("button", name="Assign", exact=True).click()
+    page.wait_for_selector(".flash:has-text('1 client(s) assigned to Anna Manager (demo).')")
+    _shot(page, "admin_clients")
+    page.get_by_role("link", name="Users").click()
+    page.wait_for_selector("h1:has-text('Users')")
+    _shot(page, "admin_users")
+    page.get_by_role("link", name="Campaigns").click()
+    page.wait_for_selector("svg.chart.uplift")
+    assert page.locator("svg.chart.uplift").count() == 1
+    assert page.locator("svg.chart.sizes polyline").count() >= 3
+    _shot(page, "admin_campaigns")
+    page.get_by_role("button", name="Sign out").click()
+
+    _sign_in(page, live_server, anna_email, DEMO_PASSWORD)
+    page.goto(f"{live_server}/manage/clients/{moved_id}")
+    page.wait_for_selector(f"h1:has-text('{moved_name}')")
+    assert "Anna Manager (demo)" in page.locator("dl").inner_text()
+    page.get_by_label("How").select_option("call")
+    page.get_by_label("Note (optional)").fill("Called about the new season")
+    page.get_by_role("button", name="Log a contact").click()
+    page.wait_for_selector(".flash:has-text('Contact logged (call).')")
+    _shot(page, "client")
+
+    page.get_by_role("link", name="Batch approval").click()
+    page.wait_for_selector("h1:has-text('Batch approval')")
+    n = page.locator("section.batch-item").count()
+    assert n > 0 and page.locator("section.batch-item iframe.preview-frame").count() == n
+    frames = page.frame_locator("section.batch-item iframe.preview-frame")
+    texts = page.locator("section.batch-item pre.email-text")
+    for i in range(n):  # each email in full (HTML as the plain text part greets), before anything is approved
+        greeting = texts.nth(i).text_content().strip().splitlines()[0]
+        assert frames.nth(i).locator("body").inner_text().startswith(greeting)
+    # Chromium paints sandboxed (out-of-process) frames below the fold only inside the viewport: make it
+    # as tall as the page so that the screenshot shows every email.
+    page.set_viewport_size({"width": 1280, "height": page.evaluate("document.body.scrollHeight")})
+    _shot(page, "batch")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    # By keyboard: a pointer click right after the resize could land while the frames are laid out again.
+    with page.expect_navigation():
+        page.get_by_role("button", name=f"Approve all {n} as shown").focus()
+        page.keyboard.press("Enter")
+    assert f"{n} approved" in page.locator("main").inner_text(), page.locator("main").inner_text()[:2000]
+    _shot(page, "batch_approved")
+    with ctx.sessions() as s:
+        left = s.scalars(
+            select(GiftSelection)
+            .join(Customer, Customer.id == GiftSelection.customer_id)
+            .where(Customer.account_manager_id == anna.id, GiftSelection.status == "awaiting_review")
+        ).all()
+    assert left == [] or n == 20

@@ -78,7 +78,7 @@ def test_sign_in_never_redirects_off_site(client, people):
 
 def test_serve_prints_the_manage_url_and_the_demo_logins(app, people):
     from domain.db import session_scope
-    from domain.demo.seed import DEMO_MANAGERS, DEMO_PASSWORD, seed_demo
+    from domain.demo.seed import DEMO_ADMIN, DEMO_MANAGERS, DEMO_PASSWORD, seed_demo
 
     with session_scope(app.extensions["giftrec"].sessions) as s:
         seed_demo(s)
@@ -88,4 +88,5 @@ def test_serve_prints_the_manage_url_and_the_demo_logins(app, people):
         ]
     assert ["account", "managers", "http://h:1/manage"] in [line.split() for line in lines]
     for email, _ in DEMO_MANAGERS:
-        assert any(email in line and DEMO_PASSWORD in line for line in lines)
+        assert any(f"demo manager {email}" in line and DEMO_PASSWORD in line for line in lines)
+    assert any(f"demo admin {DEMO_ADMIN[0]}" in line and DEMO_PASSWORD in line for line in lines)

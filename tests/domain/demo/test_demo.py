@@ -26,6 +26,7 @@ from domain.customers.imports import import_orders
 from domain.db import Base, make_engine, make_session_factory, session_scope
 from domain.demo.people import OCCASION_CODES
 from domain.demo.seed import (
+    DEMO_ADMIN,
     DEMO_MANAGERS,
     DEMO_PASSWORD,
     DEMO_TODAY,
@@ -169,7 +170,7 @@ def test_seed_fills_every_imported_customer_and_says_what_it_made(seeded: Seeded
     s = seeded.summary
     customers = seeded.before["customers"]
     assert s.customers == len(customers) == len(seeded.spend) > 600
-    assert s.managers == 2
+    assert s.managers == 3  # two managers and the admin
     assert s.recipients == len(seeded.before["recipients"])
     assert s.important_dates == len(seeded.before["dates"])
     assert s.gifts_given == len(seeded.before["gifts"]) > 0
@@ -197,10 +198,11 @@ def test_every_generated_row_is_labelled(seeded: Seeded) -> None:
 
 def test_demo_managers_have_the_printed_logins(seeded: Seeded) -> None:
     users = seeded.before["users"]
-    assert [(u[0], u[2], u[5]) for u in users] == [(email, "manager", True) for email, _ in DEMO_MANAGERS]
+    expected = [(email, "manager", True) for email, _ in DEMO_MANAGERS] + [(DEMO_ADMIN[0], "admin", True)]
+    assert sorted((u[0], u[2], u[5]) for u in users) == sorted(expected)
     assert seeded.login_ok
     assert [(x.email, x.password) for x in seeded.summary.logins] == [
-        (e, DEMO_PASSWORD) for e, _ in DEMO_MANAGERS
+        (e, DEMO_PASSWORD) for e, _ in (*DEMO_MANAGERS, DEMO_ADMIN)
     ]
 
 
@@ -403,7 +405,7 @@ def test_cli_demo_seed_prints_counts_and_logins(runner, sessions) -> None:  # ty
     assert result.exit_code == 0, result.output
     assert re.search(r"customers\s+1\n", result.output)
     assert re.search(r"vips\s+1\n", result.output)
-    for email, _ in DEMO_MANAGERS:
+    for email, _ in (*DEMO_MANAGERS, DEMO_ADMIN):
         assert f"{email}  password: {DEMO_PASSWORD}" in result.output
 
     again = runner.invoke(cli, args=["demo", "seed"])

@@ -17,14 +17,13 @@ from domain.models import (
     Order,
     OrderLine,
     OutboundEmail,
-    RfmSnapshot,
     TriggerAssignment,
     User,
 )
 from domain.models._types import utcnow
 from domain.reminders.queueing import queue_reminders
 from domain.reminders.selections import approve_selection
-from tests.delivery_fixtures import make_customer, make_product, make_selection
+from tests.delivery_fixtures import make_customer, make_product, make_selection, make_snapshot
 
 NOW = dt.datetime(2011, 12, 1, 4, 0)
 _orders = iter(range(1, 10**9))
@@ -50,21 +49,7 @@ def buy(session, customer, product, at: dt.datetime, price: str | None = None) -
 
 
 def snapshot(session, customer, on: dt.date, segment: str) -> None:
-    session.add(
-        RfmSnapshot(
-            customer_id=customer.id,
-            taken_on=on,
-            as_of=on,
-            r_score=1,
-            f_score=3,
-            m_score=3,
-            segment=segment,
-            recency_days=200,
-            frequency=3,
-            monetary=Decimal("300"),
-        )
-    )
-    session.flush()
+    make_snapshot(session, customer.id, on, segment)
 
 
 def assignments(session, trigger=None):

@@ -9,12 +9,18 @@ import pytest
 from sqlalchemy import select
 
 from domain.db import session_scope
-from domain.errors import Conflict
+from domain.errors import Conflict, InvalidInput
 from domain.messaging.mail import SmtpMailer
 from domain.messaging.sending import send_outbox
-from domain.models import GiftSelection, OutboundEmail, Product, User
+from domain.models import AuditLog, GiftSelection, OutboundEmail, Product, User
 from domain.reminders.queueing import queue_reminders
-from domain.reminders.selections import approve_selection, remove_pick, set_note, swap_pick
+from domain.reminders.selections import (
+    approve_selection,
+    move_pick,
+    remove_pick,
+    set_note,
+    swap_pick,
+)
 from tests.delivery_fixtures import NOW, make_customer, make_product, make_selection
 
 
@@ -103,3 +109,49 @@ def test_an_email_being_sent_blocks_edits(session, mail_settings):
     session.flush()
     with pytest.raises(Conflict, match="being sent"):
         remove_pick(session, sel.id, sel.picks[0].id, am)
+
+
+def _tier_order(selection: GiftSelection, tier: int) -> list[int]:
+    return [p.id for p in sorted(selection.picks, key=lambda p: (p.position, p.id)) if p.tier == tier]
+
+
+def test_move_pick_reorders_within_its_tier_raises_the_version_and_is_audited(session):
+    user = _manager(session)
+    sel = make_selection(session, status="awaiting_review")
+    first, second = _tier_order(sel, 2)
+    move_pick(session, sel.id, second, -1, user, expected_version=1)
+    assert _tier_order(sel, 2) == [second, first] and sel.version == 2
+    assert _tier_order(sel, 1) == [p.id for p in sel.picks if p.tier == 1]  # other tiers untouched
+    (log,) = session.scalars(select(AuditLog).where(AuditLog.action == "selection.pick_moved"))
+    assert (log.details["before"], log.details["after"]) == ([first, second], [second, first])
+    move_pick(session, sel.id, second, 1, user, expected_version=2)
+    assert _tier_order(sel, 2) == [first, second] and sel.version == 3
+
+
+def test_move_pick_past_the_end_of_its_tier_or_from_a_stale_version_changes_nothing(session):
+    user = _manager(session)
+    sel = make_selection(session, status="awaiting_review")
+    first, second = _tier_order(sel, 3)
+    with pytest.raises(InvalidInput) as up:
+        move_pick(session, sel.id, first, -1, user)
+    assert up.value.field == "step" and "already first" in up.value.detail
+    with pytest.raises(InvalidInput):
+        move_pick(session, sel.id, second, 1, user)
+    with pytest.raises(Conflict, match="changed by someone else"):
+        move_pick(session, sel.id, second, -1, user, expected_version=7)
+    assert _tier_order(sel, 3) == [first, second] and sel.version == 1
+
+
+def test_a_move_after_approval_returns_the_selection_to_review_and_cancels_the_queued_email(
+    session, mail_settings
+):
+    user = _manager(session)
+    customer = make_customer(session, is_vip=True)
+    sel = make_selection(session, customer, status="awaiting_review")
+    sel.review_cutoff_at = dt.datetime(2011, 12, 5)
+    approve_selection(session, sel.id, user, expected_version=1)
+    assert queue_reminders(session, mail_settings, NOW, selection_ids=[sel.id]).queued == [sel.id]
+    first, second = _tier_order(sel, 1)
+    move_pick(session, sel.id, second, -1, user, expected_version=1)
+    assert (sel.status, sel.version, sel.approved_version) == ("awaiting_review", 2, 1)
+    assert [e.status for e in _emails(session, sel.id)] == ["cancelled"]
