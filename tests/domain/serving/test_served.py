@@ -23,6 +23,7 @@ from domain.serving.training import train_model
 from recommender.artifacts import load_artifact
 from recommender.evaluation import SERVED, Candidate, MatrixConfig
 from recommender.interactions import IdIndex
+from recommender.repeat_ranking import WEIGHTS
 from tests.domain.serving.fixtures import imported, imported_rows, sample_slice, settings  # noqa: F401
 
 
@@ -95,11 +96,12 @@ def test_evaluate_reports_the_served_configuration(tmp_path: Path, settings: Set
     out = evaluate_command(path, "generic", 15, 2, True, grids=grids, settings=settings)
     assert isinstance(out, dict)
     assert out["default"] == SERVED
-    assert out["served"]["next_purchases"]["repeat"] is True
+    # next purchases are the endpoint's ranking of the customer's own items
+    assert out["served"]["next_purchases"] == {"ranker": "repeat_ranking", "weights": WEIGHTS}
     assert out["served"]["discovery"]["repeat"] is False
-    assert out["served"]["next_purchases"]["interactions"]["half_life_days"] == 365.0
+    assert out["served"]["discovery"]["interactions"]["half_life_days"] == 365.0
     nxt = out["tasks"]["next_purchases"][SERVED]
-    # a and b each bought x before the cut and again after it: served with repeats, x comes first.
+    # a and b each bought x before the cut and again after it: their own items, x comes first.
     assert nxt["customers"] == 2 and nxt["hit_rate@2"] == 1.0
     # a's only new item is y, the one other item sold before the cut: the served discovery list has it.
     assert out["tasks"]["discovery"][SERVED]["hit_rate@2"] == 1.0
