@@ -129,8 +129,10 @@ def _body(result: next_purchase.NextPurchase) -> dict[str, Any]:
     summary="Next likely purchase of a customer",
     description=(
         "When the customer will probably buy again (BG/NBD: probability of being active, expected purchases "
-        "in 30 and 90 days) and what: products they bought before, ranked by the chance of buying each "
-        "again within `horizon_days`, with the expected date. Only active, in-stock products. The "
+        "in 30 and 90 days) and what: products they bought before, ranked by repurchase timing, "
+        "recency-weighted frequency, items in season and what similar customers buy (the ranking "
+        "`giftrec evaluate` measures), each with the chance of buying it within `horizon_days` and "
+        "the expected date. Only active, in-stock products. The "
         "customer's purchase history: server keys only (a widget key is public)."
     ),
     responses=ERRORS,

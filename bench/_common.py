@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -15,6 +16,7 @@ from typing import Any
 
 __all__ = [
     "ChildResult",
+    "uci_history",
     "machine_line",
     "median",
     "percentile",
@@ -127,3 +129,24 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     for r in text:
         print("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)))
     sys.stdout.flush()
+
+
+def uci_history(
+    doc: str, argv: list[str] | None, default: str | None = None
+) -> tuple[argparse.Namespace, Any]:
+    """Parse ``DATA [--test-days N] [--k K]`` and read the UCI file with the import's cleaning rules.
+
+    Returns the arguments and the `OrderHistory`; exits with status 2 when the file does not exist.
+    """
+    from domain.customers.sources import read_order_lines
+    from domain.serving.evaluation import history_from_lines
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("data", nargs="?" if default else None, default=default)
+    parser.add_argument("--test-days", type=int, default=30)
+    parser.add_argument("--k", type=int, default=10)
+    args = parser.parse_args(argv)
+    if not Path(args.data).exists():
+        print(f"no such file: {args.data}", file=sys.stderr)
+        raise SystemExit(2)
+    return args, history_from_lines(read_order_lines(args.data, "online-retail").lines)

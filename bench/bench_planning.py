@@ -172,6 +172,15 @@ def generate(session, rng: random.Random, n_customers: int, n_dates: int, n_prod
     return len(orders), len(lines)
 
 
+def temporary_database(tmp: str):  # type: ignore[no-untyped-def]
+    """A migrated SQLite database in `tmp`: (engine, session factory, settings with artifacts in `tmp`)."""
+    url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+    schema.upgrade(url)
+    engine = make_engine(url)
+    settings = load_settings(environ={}, database={"url": url}, model={"artifact_dir": tmp})
+    return engine, make_session_factory(engine), settings
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=100_000)
@@ -182,11 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
-        schema.upgrade(url)
-        engine = make_engine(url)
-        sessions = make_session_factory(engine)
-        settings = load_settings(environ={}, database={"url": url}, model={"artifact_dir": tmp})
+        engine, sessions, settings = temporary_database(tmp)
         t0 = time.perf_counter()
         with session_scope(sessions) as s:
             n_orders, n_lines = generate(

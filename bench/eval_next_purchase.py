@@ -24,26 +24,28 @@ customer (as giftrec serves them); returns and guest lines are never purchases.
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.sparse import csr_matrix
+from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import roc_auc_score
 
-from domain.customers.sources import read_order_lines
-from domain.serving.evaluation import history_from_lines
+from bench._common import uci_history
+from domain.serving.evaluation import _next_purchase_lists, purchase_days_of, training_rows
 from recommender.base import top_k_rows
 from recommender.evaluation import (
     POPULARITY_DAYS,
-    _personal_top_frequency_recs,  # the exact baseline of `giftrec evaluate`
+    TIFU_KNN,
+    _personal_top_frequency_recs,  # the exact baselines of `giftrec evaluate`
+    _tifu_knn_recs,
     make_split,
     ranking_metrics,
     temporal_cut,
 )
 from recommender.next_purchase import NextPurchaseModel
+from recommender.tifuknn import PUBLISHED_PARAMS
 
 DEFAULT_UCI = "../shared/data/online_retail.csv.gz"
 
@@ -56,18 +58,28 @@ def _row(name: str, values: list[str]) -> str:
     return f"| {name} | " + " | ".join(values) + " |"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", nargs="?", default=DEFAULT_UCI)
-    parser.add_argument("--test-days", type=int, default=30)
-    parser.add_argument("--k", type=int, default=10)
-    args = parser.parse_args(argv)
-    if not Path(args.data).exists():
-        print(f"no such file: {args.data}", file=sys.stderr)
-        return 2
+def _recency_rule(
+    history: Any, cut: np.datetime64, test_days: int, split: Any, last: np.ndarray, cut_day: int
+) -> np.ndarray:
+    """P(buys in the window) from days since the last purchase alone: an isotonic (decreasing) fit of
+    "bought in the window" on recency, learned on the validation window before the test cut."""
+    val_cut = cut - np.timedelta64(test_days * 86400, "s")
+    val = make_split(history, val_cut, cut)
+    sales = val.train.select(val.train.is_sale)
+    users = val.users.index_of(sales.user_ids)
+    last_val = np.full(len(val.users), -1, dtype=np.int64)
+    np.maximum.at(last_val, users, sales.days)
+    val_day = int(val_cut.astype("datetime64[D]").astype(np.int64))
+    bought = np.zeros(len(val.users), dtype=bool)
+    bought[val.truth["next_purchases"].user_idxs] = True
+    rule = IsotonicRegression(increasing=False, out_of_bounds="clip")
+    rule.fit((val_day - last_val).astype(np.float64), bought.astype(np.float64))
+    return np.asarray(rule.predict((cut_day - last).astype(np.float64)))
 
+
+def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
-    history = history_from_lines(read_order_lines(args.data, "online-retail").lines)
+    args, history = uci_history(__doc__ or "", argv, DEFAULT_UCI)
     cut = temporal_cut(history.timestamps, args.test_days)
     split = make_split(history, cut)
     read_s = time.perf_counter() - started
@@ -138,7 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("| P(buys in the window) | mean predicted | share that bought | Brier | ROC AUC |")
     print("|---|---|---|---|---|")
-    for name, score in (("BG/NBD", prob), ("historical rate x / T (as a score)", rate)):
+    recency_rule = _recency_rule(history, cut, args.test_days, split, s.last, cut_day)
+    for name, score in (
+        ("BG/NBD", prob),
+        ("recency only (isotonic, fitted on the validation window)", recency_rule),
+        ("historical rate x / T (as a score)", rate),
+    ):
         shown = np.clip(score, 0, 1)
         print(
             _row(
@@ -166,29 +183,55 @@ def main(argv: list[str] | None = None) -> int:
     ours, _ = top_k_rows(scores, k)
     baseline = _personal_top_frequency_recs(split, k)
     popular, _ = top_k_rows(np.broadcast_to(pop, (truth.user_idxs.size, n_items)).copy(), k)
-    repeat_truth = truth.relevant.multiply(split.counts[truth.user_idxs] > 0).tocsr()
+    _, _, customers, products = training_rows(split.train)
+    served = _next_purchase_lists(
+        split,
+        k,
+        purchase_days_of(split.train, customers, products),
+        customers.index_of(split.users.ids),
+        split.items.index_of(products.ids),
+    )
+    bought_before = split.counts[truth.user_idxs] > 0
+    repeat_truth = truth.relevant.multiply(bought_before).tocsr()
+    new_truth = (truth.relevant - repeat_truth).tocsr()
+    new_truth.eliminate_zeros()
     has_repeat = np.diff(repeat_truth.indptr) > 0
+    has_new = np.diff(new_truth.indptr) > 0
     print()
     print(f"Item ranking, k = {k}")
     print()
-    print(f"| ranking | recall@{k} all | NDCG@{k} all | recall@{k} repeat items | NDCG@{k} repeat items |")
-    print("|---|---|---|---|---|")
-    for name, recs in (
+    print(
+        f"| ranking | recall@{k} all | NDCG@{k} all | recall@{k} repeat items | NDCG@{k} repeat items "
+        f"| recall@{k} new items | NDCG@{k} new items |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    rankings = [
+        ("served (repeat ranking)", served),
         ("due-date ranking", ours),
         ("personal top-frequency", baseline),
+        *(
+            (name, _tifu_knn_recs(split, k, params))
+            for name, params in zip(TIFU_KNN, PUBLISHED_PARAMS.values(), strict=True)
+        ),
         ("popularity", popular),
-    ):
+    ]
+    for name, recs in rankings:
         every = ranking_metrics(recs, truth.relevant, k, n_items, truth.n_relevant)
         repeat = ranking_metrics(recs[has_repeat], repeat_truth[has_repeat], k, n_items)
+        new = ranking_metrics(recs[has_new], new_truth[has_new], k, n_items)
         print(
             _row(
                 name,
-                [f"{every.recall:.4f}", f"{every.ndcg:.4f}", f"{repeat.recall:.4f}", f"{repeat.ndcg:.4f}"],
+                [
+                    f"{m:.4f}"
+                    for m in (every.recall, every.ndcg, repeat.recall, repeat.ndcg, new.recall, new.ndcg)
+                ],
             )
         )
     print(
         f"\ncustomers: {truth.user_idxs.size} evaluated, "
-        f"{int(has_repeat.sum())} with a repeat item in the window"
+        f"{int(has_repeat.sum())} with a repeat item in the window, {int(has_new.sum())} with a new one "
+        "(new items the catalogue lacked count as relevant in 'all' only)"
     )
 
     test_pairs = csr_matrix(

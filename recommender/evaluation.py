@@ -35,6 +35,7 @@ from recommender.interactions import IdIndex, build_user_items
 from recommender.intervals import paired_difference
 from recommender.popularity import PopularityRecommender
 from recommender.threads import pin_blas_threads
+from recommender.tifuknn import PUBLISHED_PARAMS, TIFUKNN
 
 __all__ = [
     "BASELINES",
@@ -43,6 +44,7 @@ __all__ = [
     "MODELS",
     "SERVED",
     "TASKS",
+    "TIFU_KNN",
     "Candidate",
     "EvaluationResult",
     "MatrixConfig",
@@ -61,7 +63,9 @@ __all__ = [
 
 Task = Literal["next_purchases", "discovery"]
 TASKS: tuple[Task, ...] = ("next_purchases", "discovery")
-BASELINES = ("popularity", "personal_top_frequency", "item_knn")
+#: TIFU-KNN rows (next purchases only), one per parameter set the paper publishes.
+TIFU_KNN = tuple(f"tifu_knn ({name} parameters)" for name in PUBLISHED_PARAMS)
+BASELINES = ("popularity", "personal_top_frequency", *TIFU_KNN, "item_knn")
 MODELS = ("als", "bpr", "item_item", "hybrid")
 DEFAULT_MODEL = "hybrid"
 #: Row of the configuration the caller serves (see `ServedLists`).
@@ -123,6 +127,11 @@ class OrderHistory:
     def is_sale(self) -> np.ndarray:
         """Customer purchases: not a return, not a guest."""
         return ~self.is_return & (self.user_ids != "")
+
+    @property
+    def days(self) -> np.ndarray:
+        """Day number (days since 1970-01-01) of each line, shape (n,)."""
+        return self.timestamps.astype("datetime64[D]").astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -515,6 +524,24 @@ def _personal_top_frequency_recs(split: Split, k: int) -> np.ndarray:
     return ids
 
 
+def purchase_days(split: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The training sales as (customer row, item column, day number) arrays, one entry per order line."""
+    t = split.train.select(split.train.is_sale)
+    return split.users.index_of(t.user_ids), split.items.index_of(t.item_ids), t.days
+
+
+def _tifu_knn_recs(split: Split, k: int, params: Mapping[str, Any]) -> np.ndarray:
+    """TIFU-KNN's top items (baskets: a customer's purchase days), then bestsellers where it scores 0."""
+    t = split.truth["next_purchases"]
+    users, items, days = purchase_days(split)
+    model = TIFUKNN(**params).fit(users, items, days, len(split.users), len(split.items))
+    scores = model.scores(t.user_idxs)
+    pop = split.popularity(POPULARITY_DAYS)
+    padded = np.where(scores > 0, scores + 2.0, pop[None, :] / max(float(pop.max(initial=0.0)), 1.0))
+    ids, _ = top_k_rows(padded, k)
+    return ids
+
+
 def _item_knn_recs(split: Split, task: Task, k: int) -> np.ndarray:
     """Untuned baseline: cosine item-kNN (K=100) on order-line counts."""
     matrix = split.matrix(_NO_DECAY)
@@ -530,6 +557,8 @@ def _baselines(split: Split, k: int) -> dict[Task, dict[str, Metrics]]:
             out[task]["personal_top_frequency"] = _score_task(
                 _personal_top_frequency_recs(split, k), split, task, k
             )
+            for name, params in zip(TIFU_KNN, PUBLISHED_PARAMS.values(), strict=True):
+                out[task][name] = _score_task(_tifu_knn_recs(split, k, params), split, task, k)
         out[task]["item_knn"] = _score_task(_item_knn_recs(split, task, k), split, task, k)
     return out
 
@@ -623,12 +652,12 @@ def format_table(result: EvaluationResult, dataset: str) -> str:
         rows = result.test[task]
         n = next(iter(rows.values())).customers if rows else 0
         lines += ["", f"{task} ({n} customers)"]
-        header = f"{'model':<30}" + "".join(f"{c + '@' + str(k):>14}" for c in cols)
+        header = f"{'model':<38}" + "".join(f"{c + '@' + str(k):>14}" for c in cols)
         lines += [header, "-" * len(header)]
         for name, m in rows.items():
             label = f"{name} *" if name == result.default else name
             values = [m.recall, m.precision, m.ndcg, m.map, m.hit_rate, m.coverage]
-            lines.append(f"{label:<30}" + "".join(f"{v:>14.4f}" for v in values))
+            lines.append(f"{label:<38}" + "".join(f"{v:>14.4f}" for v in values))
         for name, params in result.chosen[task].items():
             lines.append(f"  {name}: {params}")
         ci = result.intervals.get(task)

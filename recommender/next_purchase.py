@@ -19,6 +19,7 @@ __all__ = [
     "NextPurchasePrediction",
     "RepurchaseIntervals",
     "customer_summary",
+    "distinct_purchases",
     "group_median",
 ]
 
@@ -115,6 +116,24 @@ def _distinct(*columns: np.ndarray) -> tuple[np.ndarray, ...]:
         out.append(key % span + low)
         key = key // span
     return tuple(reversed(out))
+
+
+def distinct_purchases(
+    user_idxs: Any, item_idxs: Any, days: Any, n_users: int, n_items: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Checked purchase events as distinct (user, item, day) int64 arrays, sorted by user, item, day.
+
+    Raises ValueError for arrays of different shapes and IndexError for a row or column out of range.
+    """
+    u = np.asarray(user_idxs, dtype=np.int64).reshape(-1)
+    i = np.asarray(item_idxs, dtype=np.int64).reshape(-1)
+    d = np.asarray(days, dtype=np.int64).reshape(-1)
+    if not u.shape == i.shape == d.shape:
+        raise ValueError("user_idxs, item_idxs and days must have the same shape")
+    if u.size and (u.min() < 0 or u.max() >= n_users or i.min() < 0 or i.max() >= n_items):
+        raise IndexError("user or item index out of range")
+    tu, ti, td = _distinct(u, i, d)
+    return tu, ti, td
 
 
 def group_median(groups: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -218,16 +237,8 @@ class RepurchaseIntervals:
         -------
         self
         """
-        u = np.asarray(user_idxs, dtype=np.int64).reshape(-1)
-        i = np.asarray(item_idxs, dtype=np.int64).reshape(-1)
-        d = np.asarray(days, dtype=np.int64).reshape(-1)
-        if not u.shape == i.shape == d.shape:
-            raise ValueError("user_idxs, item_idxs and days must have the same shape")
-        if u.size and (u.min() < 0 or u.max() >= n_users or i.min() < 0 or i.max() >= n_items):
-            raise IndexError("user or item index out of range")
         self.n_users, self.n_items = int(n_users), int(n_items)
-        # distinct (user, item, day), sorted by user, item, day
-        tu, ti, td = _distinct(u, i, d)
+        tu, ti, td = distinct_purchases(user_idxs, item_idxs, days, n_users, n_items)
         pair_key = tu * max(n_items, 1) + ti
         new_pair = np.r_[True, pair_key[1:] != pair_key[:-1]] if pair_key.size else np.zeros(0, bool)
         starts = np.flatnonzero(new_pair)

@@ -6,9 +6,13 @@ train` would serve with the given settings, as serving answers a customer with n
 - the model, its matrix (weights, damping, half-life ending at the newest line before the cut) and the
   hybrid's recent-bestsellers prior come from :func:`domain.serving.served.fit_served`, which training
   calls; the discovery picks use :func:`~domain.serving.served.discovery_model`, as the model store does;
-- next purchases are the picks with ``keep_repeats`` (the repeat-mode model, bought items allowed),
-  discovery the default picks (the discovery blend, items bought net of returns blocked);
-- each list is filled along serving's chain: the model's positive scores, items similar to the
+- next purchases are what the next-purchase endpoint serves: the customer's own items ranked by
+  :class:`~recommender.repeat_ranking.RepeatRanker`, fitted by
+  :func:`domain.serving.next_purchase.fit_purchase_days` on the sales' distinct (customer, product, day)
+  rows with their line counts, as the endpoint reads them from the database (nothing is padded: the
+  endpoint returns only products the customer bought);
+- discovery is the default picks (the discovery blend, items bought net of returns blocked), filled
+  along serving's chain: the model's positive scores, items similar to the
   customer's purchases, then bestsellers of ``interactions.bestseller_days`` (distinct buyers, guests
   included, to the newest sale), then new arrivals (first sale). The catalogue is every item sold before
   the cut, all of it available (the file has no stock).
@@ -37,10 +41,10 @@ from domain.customers.sources import Format, OrderLine, read_order_lines
 from domain.errors import InvalidInput
 from domain.serving.data import bought_matrix, csr_row, similar_for
 from domain.serving.filling import fill_picks
+from domain.serving.next_purchase import PurchaseDays, fit_purchase_days
 from domain.serving.served import ServedModel, decay_anchor, fit_served
 from domain.serving.tuning import report_lines, tune_blends
 from recommender.evaluation import (
-    TASKS,
     Candidate,
     EvaluationResult,
     OrderHistory,
@@ -53,12 +57,14 @@ from recommender.evaluation import (
 from recommender.feedback import simulate_rejections
 from recommender.interactions import IdIndex
 from recommender.popularity import NewArrivals, PopularityRecommender
+from recommender.repeat_ranking import WEIGHTS
 
 __all__ = [
     "evaluate_command",
     "evaluate_file",
     "fit_served_on",
     "history_from_lines",
+    "purchase_days_of",
     "served_lists",
     "simulated_rejections",
     "training_rows",
@@ -109,6 +115,36 @@ def training_rows(train: OrderHistory) -> tuple[InteractionRows, SalesRows, IdIn
     sale = ~train.is_return
     sales = SalesRows(cust[sale], prod[sale], train.quantities[sale], train.timestamps[sale])
     return rows, sales, customers, products
+
+
+def purchase_days_of(train: OrderHistory, customers: IdIndex, products: IdIndex) -> PurchaseDays:
+    """The training sales as `load_purchase_days` reads them: distinct (customer key, product key, UTC
+    day) with the number of order lines behind each; keys are positions in `customers` / `products`."""
+    sales = train.select(train.is_sale)
+    key = np.stack([customers.index_of(sales.user_ids), products.index_of(sales.item_ids), sales.days])
+    rows, lines = np.unique(key, axis=1, return_counts=True)
+    return PurchaseDays(rows[0], rows[1], rows[2], lines.astype(np.int64))
+
+
+def _next_purchase_lists(
+    split: Split, k: int, rows: PurchaseDays, keys: np.ndarray, product_at: np.ndarray
+) -> np.ndarray:
+    """Each evaluated customer's next-purchase items as the endpoint ranks them, in split positions."""
+    cut_day = int(split.cut.astype("datetime64[D]").astype(np.int64))
+    # keys are positions in indexes sorted by external id and SKU: in key order is in name order
+    fitted = fit_purchase_days(
+        rows, cut_day, IdIndex(np.unique(rows.customer_ids)), IdIndex(np.unique(rows.product_ids))
+    )
+    users = split.truth["next_purchases"].user_idxs
+    out = np.full((users.size, k), -1, dtype=np.int64)
+    if fitted.ranker is None:
+        return out
+    model_rows = fitted.customers.index_of(keys[users])
+    for r, row in enumerate(model_rows.tolist()):
+        if row >= 0:
+            items, _ = fitted.ranker.rank(row, k)
+            out[r, : items.size] = product_at[fitted.products.ids[items]]
+    return out
 
 
 def fit_served_on(train: OrderHistory, cut: dt.datetime, settings: Settings) -> ServedModel:
@@ -201,37 +237,41 @@ def served_lists(
         assert popularity is not None
         recs: dict[Task, np.ndarray] = {}
         params: dict[Task, dict[str, Any]] = {}
-        for task in TASKS:
-            users = split.truth[task].user_idxs
-            out = np.full((users.size, k), -1, dtype=np.int64)
-            model = served.discovery if task == "discovery" else served.model
-            for r, u in enumerate(users.tolist()):
-                blocked = np.zeros(n, dtype=bool)
-                if task == "discovery":
-                    own = product_at[bought[int(keys[u])].indices]
-                    blocked[own[own >= 0]] = True
-                user_idx = int(model_row[u])
-                picks = fill_picks(
-                    k,
-                    blocked,
-                    model=model,
-                    user_idx=user_idx,
-                    row=csr_row(served.user_items, user_idx) if user_idx >= 0 else None,
-                    to_pos=to_split,
-                    similar=similar,
-                    bestsellers=popularity,
-                    new_arrivals=new_arrivals,
-                    explain_n=0,  # explanations do not change the order
-                )
-                out[r, : len(picks)] = [p.position for p in picks]
-            recs[task] = out
-            params[task] = {
-                "algorithm": settings.model.algorithm,
-                **model.params,
-                "interactions": dataclasses.asdict(settings.interactions),
-                "anchor": served.anchor.isoformat(sep=" "),
-                "simulated_rejections": 0 if rejections is None else len(rejections),
-            }
+        # Next purchases: the next-purchase endpoint's ranking (fit_purchase_days, as the endpoint fits it).
+        recs["next_purchases"] = _next_purchase_lists(
+            split, k, purchase_days_of(split.train, customers, products), keys, product_at
+        )
+        params["next_purchases"] = {"ranker": "repeat_ranking", "weights": dict(WEIGHTS)}
+        # Discovery: the storefront's picks, filled as serving fills them (fill_picks).
+        users = split.truth["discovery"].user_idxs
+        out = np.full((users.size, k), -1, dtype=np.int64)
+        model = served.discovery
+        for r, u in enumerate(users.tolist()):
+            blocked = np.zeros(n, dtype=bool)
+            own = product_at[bought[int(keys[u])].indices]
+            blocked[own[own >= 0]] = True
+            user_idx = int(model_row[u])
+            picks = fill_picks(
+                k,
+                blocked,
+                model=model,
+                user_idx=user_idx,
+                row=csr_row(served.user_items, user_idx) if user_idx >= 0 else None,
+                to_pos=to_split,
+                similar=similar,
+                bestsellers=popularity,
+                new_arrivals=new_arrivals,
+                explain_n=0,  # explanations do not change the order
+            )
+            out[r, : len(picks)] = [p.position for p in picks]
+        recs["discovery"] = out
+        params["discovery"] = {
+            "algorithm": settings.model.algorithm,
+            **model.params,
+            "interactions": dataclasses.asdict(settings.interactions),
+            "anchor": served.anchor.isoformat(sep=" "),
+            "simulated_rejections": 0 if rejections is None else len(rejections),
+        }
         notes = report_lines(record) if record is not None else ()
         return ServedLists(recs, params, tuning=record, notes=notes)
 

@@ -30,12 +30,13 @@ from sqlalchemy import Integer, cast, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from domain.errors import InvalidInput, NotFound
-from domain.models import Order, OrderLine
+from domain.models import Customer, Order, OrderLine, Product
 from domain.models._types import utcnow
 from domain.serving.recommendations import MAX_N, Serving
 from recommender.base import RecommenderError
 from recommender.interactions import IdIndex
 from recommender.next_purchase import NextPurchaseModel
+from recommender.repeat_ranking import RepeatRanker
 
 __all__ = [
     "DEFAULT_HORIZON_DAYS",
@@ -46,6 +47,7 @@ __all__ = [
     "PurchaseDays",
     "day_number",
     "fit_next_purchase",
+    "fit_purchase_days",
     "load_purchase_days",
     "next_purchase_for",
 ]
@@ -58,11 +60,15 @@ _EPOCH = dt.date(1970, 1, 1)
 
 @dataclass(frozen=True)
 class PurchaseDays:
-    """Distinct (customer, product, day) purchases as parallel int64 arrays; days since 1970-01-01 (UTC)."""
+    """Distinct (customer, product, day) purchases as parallel int64 arrays; days since 1970-01-01 (UTC).
+
+    ``lines`` counts the order lines behind each entry.
+    """
 
     customer_ids: np.ndarray
     product_ids: np.ndarray
     days: np.ndarray
+    lines: np.ndarray
 
     def __len__(self) -> int:
         return int(self.customer_ids.size)
@@ -82,7 +88,7 @@ def load_purchase_days(session: Session, *, until: dt.datetime | None = None) ->
     """
     day = day_number(session).label("day")
     statement = (
-        select(Order.customer_id, OrderLine.product_id, day)
+        select(Order.customer_id, OrderLine.product_id, day, func.count())
         .join(Order, Order.id == OrderLine.order_id)
         .where(Order.kind == "sale", Order.customer_id.is_not(None))
         .group_by(Order.customer_id, OrderLine.product_id, day)
@@ -95,6 +101,7 @@ def load_purchase_days(session: Session, *, until: dt.datetime | None = None) ->
         customer_ids=np.fromiter((r[0] for r in rows), dtype=np.int64, count=n),
         product_ids=np.fromiter((r[1] for r in rows), dtype=np.int64, count=n),
         days=np.fromiter((r[2] for r in rows), dtype=np.int64, count=n),
+        lines=np.fromiter((r[3] for r in rows), dtype=np.int64, count=n),
     )
 
 
@@ -103,10 +110,12 @@ class FittedNextPurchase:
     """A fitted :class:`~recommender.next_purchase.NextPurchaseModel` with its id maps and clock.
 
     ``model`` is None when the orders cannot support a fit (no orders, nobody bought twice); ``note``
-    then says why and every customer gets an answer without estimates.
+    then says why and every customer gets an answer without estimates. ``ranker`` (None with it) ranks
+    the items; its ``model`` is ``model``.
     """
 
     model: NextPurchaseModel | None
+    ranker: RepeatRanker | None
     customers: IdIndex
     products: IdIndex
     as_of: dt.date
@@ -125,18 +134,49 @@ def fit_next_purchase(
 
     "Today" is the day of ``now`` or of the newest purchase, whichever is earlier.
     """
-    started = utcnow()
-    cut = now or started
+    cut = now or utcnow()
     rows = load_purchase_days(session, until=cut)
-    today = min((cut.date() - _EPOCH).days, int(rows.days.max())) if len(rows) else (cut.date() - _EPOCH).days
-    customers = IdIndex(np.unique(rows.customer_ids))
-    products = IdIndex(np.unique(rows.product_ids))
-    model = NextPurchaseModel(horizon=float(horizon_days))
+    customers = _by_name(session, Customer.id, Customer.external_id, rows.customer_ids)
+    products = _by_name(session, Product.id, Product.sku, rows.product_ids)
+    return fit_purchase_days(rows, (cut.date() - _EPOCH).days, customers, products, horizon_days=horizon_days)
+
+
+def _by_name(session: Session, key: Any, name: Any, wanted: np.ndarray) -> IdIndex:
+    """The keys in `wanted`, ordered by their name (external id, SKU) as Python orders strings.
+
+    Positions decide ties (equal scores, equally near neighbours), so the endpoint orders customers and
+    products as `giftrec evaluate` does (by external id and SKU) and both break ties alike.
+    """
+    keys = np.unique(wanted)
+    names: dict[int, str] = {k: n for k, n in session.execute(select(key, name))}
+    return IdIndex(np.array(sorted(keys.tolist(), key=lambda k: names[k]), dtype=np.int64))
+
+
+def fit_purchase_days(
+    rows: PurchaseDays,
+    cut_day: int,
+    customers: IdIndex,
+    products: IdIndex,
+    *,
+    horizon_days: float = DEFAULT_HORIZON_DAYS,
+) -> FittedNextPurchase:
+    """Fit the ranker (BG/NBD, repurchase intervals, TIFU-KNN neighbours) on purchase days up to `cut_day`.
+
+    "Today" is `cut_day` or the newest purchase's day, whichever is earlier. `customers` and `products`
+    hold every key of `rows` in the order that breaks ties (see `_by_name`). `giftrec evaluate` calls
+    this with the lines of a file, the service with the database's.
+    """
+    today = min(cut_day, int(rows.days.max())) if len(rows) else cut_day
+    # one canonical order of the rows, so that sums come out bit for bit the same on either path
+    u, i = customers.index_of(rows.customer_ids), products.index_of(rows.product_ids)
+    order = np.lexsort((rows.days, i, u))
+    ranker = RepeatRanker(horizon=float(horizon_days))
     try:
-        model.fit(
-            customers.index_of(rows.customer_ids),
-            products.index_of(rows.product_ids),
-            rows.days,
+        ranker.fit(
+            u[order],
+            i[order],
+            rows.days[order],
+            rows.lines[order],
             n_users=len(customers),
             n_items=len(products),
             now=today,
@@ -144,8 +184,8 @@ def fit_next_purchase(
     except RecommenderError as exc:
         note = f"no next-purchase estimates yet: {exc}"
         log.warning("%s", note)
-        return FittedNextPurchase(None, customers, products, _date(today), utcnow(), note)
-    return FittedNextPurchase(model, customers, products, _date(today), utcnow())
+        return FittedNextPurchase(None, None, customers, products, _date(today), utcnow(), note)
+    return FittedNextPurchase(ranker.model, ranker, customers, products, _date(today), utcnow())
 
 
 class NextPurchaseService:
@@ -264,9 +304,10 @@ def _check_n(n: int) -> int:
 def next_purchase_for(service: NextPurchaseService, customer_external_id: str, n: int = 10) -> NextPurchase:
     """What the customer will probably buy next and when, plus P(alive) and the expected purchases.
 
-    Items are products the customer bought before that are active and in stock, ranked by the estimated
-    chance of buying each within the service's horizon. Raises NotFound for an unknown customer and
-    InvalidInput for a bad ``n``.
+    Items are products the customer bought before that are active and in stock, ranked by
+    :class:`~recommender.repeat_ranking.RepeatRanker` (what ``giftrec evaluate`` measures as served); each
+    carries the estimated chance of buying it within the service's horizon and its expected date.
+    Raises NotFound for an unknown customer and InvalidInput for a bad ``n``.
     """
     _check_n(n)
     store = service.serving.store
@@ -297,14 +338,19 @@ def next_purchase_for(service: NextPurchaseService, customer_external_id: str, n
     allowed = np.zeros(len(fitted.products), dtype=bool)
     inside = positions >= 0
     allowed[inside] = cat.available[positions[inside]]
-    p = model.predict(row, n, allowed=allowed)
+    assert fitted.ranker is not None  # fitted together with the model
+    ranked, _ = fitted.ranker.rank(row, n, allowed=allowed)
+    # the customer-level estimates, and each item's timing (every own item, in the model's order)
+    p = model.predict(row, model.intervals.n_items, allowed=allowed)
+    at = {item: pos for pos, item in enumerate(p.item_idxs.tolist())}
+    chosen = [at[item] for item in ranked.tolist()]
     items = []
     for item, wait, prob, count, last in zip(
-        p.item_idxs.tolist(),
-        p.expected_in.tolist(),
-        p.probabilities.tolist(),
-        p.purchases.tolist(),
-        p.last_days.tolist(),
+        p.item_idxs[chosen].tolist(),
+        p.expected_in[chosen].tolist(),
+        p.probabilities[chosen].tolist(),
+        p.purchases[chosen].tolist(),
+        p.last_days[chosen].tolist(),
         strict=True,
     ):
         card = cat.card(int(positions[item]))

@@ -70,7 +70,8 @@ def test_next_purchase_of_a_regular_customer(app, client, keys, imported):
     assert all(set(item) == ITEM_FIELDS for item in items)
     assert {item["sku"] for item in items} <= bought
     assert all(item["expected_on"] >= body["as_of"] >= item["last_bought_on"] for item in items)
-    assert [i["probability"] for i in items] == sorted((i["probability"] for i in items), reverse=True)
+    # ranked by the served ranking (tests/domain/serving/test_next_purchase.py checks the order)
+    assert all(0 < i["probability"] <= 1 for i in items)
 
     # Regression: the public widget key read any customer's purchase counts, dates and p_alive. The
     # purchase history stays with the shop's backend (server keys).

@@ -16,6 +16,7 @@ from domain.serving.evaluation import evaluate_command, history_from_lines
 from recommender.evaluation import (
     BASELINES,
     DEFAULT_MODEL,
+    TIFU_KNN,
     Candidate,
     EvaluationResult,
     MatrixConfig,
@@ -210,7 +211,9 @@ def test_result_json_shape(sample_result: EvaluationResult) -> None:
     assert out["cut"] == "2011-11-09 00:00:00"
     assert set(out["tasks"]) == {"next_purchases", "discovery"}
     assert set(out["tasks"]["next_purchases"]) == set(BASELINES) | set(SMALL_GRIDS)
-    assert set(out["tasks"]["discovery"]) == (set(BASELINES) - {"personal_top_frequency"}) | set(SMALL_GRIDS)
+    assert set(out["tasks"]["discovery"]) == (set(BASELINES) - {"personal_top_frequency", *TIFU_KNN}) | set(
+        SMALL_GRIDS
+    )
     keys = {"recall@10", "precision@10", "ndcg@10", "map@10", "hit_rate@10", "coverage@10", "customers"}
     for task in out["tasks"].values():
         for metrics in task.values():

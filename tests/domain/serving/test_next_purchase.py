@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +14,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from domain.catalog.products import ProductInput, upsert_product
+from domain.customers.sources import read_order_lines
 from domain.db import session_scope
 from domain.errors import InvalidInput, NotFound
 from domain.models import Customer, Order, OrderLine, Product
+from domain.serving.evaluation import (
+    _next_purchase_lists,
+    history_from_lines,
+    purchase_days_of,
+    training_rows,
+)
 from domain.serving.next_purchase import (
     NextPurchaseService,
     fit_next_purchase,
@@ -23,6 +31,7 @@ from domain.serving.next_purchase import (
     next_purchase_for,
 )
 from domain.serving.recommendations import Serving
+from recommender.evaluation import make_split, temporal_cut
 from tests.domain.serving.fixtures import (  # noqa: F401
     FakeClock,
     add_order,
@@ -144,8 +153,13 @@ def test_next_purchase_for_a_regular_customer(
     assert 1 <= len(result.items) <= 5
     assert {it.sku for it in result.items} <= bought
     assert all(it.expected_on >= result.as_of and it.last_bought_on <= result.as_of for it in result.items)
-    probabilities = [it.probability for it in result.items]
-    assert probabilities == sorted(probabilities, reverse=True) and 0 < probabilities[0] <= 1
+    assert all(0 < it.probability <= 1 for it in result.items)
+    # in the ranker's order (what `giftrec evaluate` measures)
+    fitted = service.current()
+    assert fitted.ranker is not None
+    row = int(fitted.customers.index_of(_customer_key(sessions, customer))[0])
+    ranked, _ = fitted.ranker.rank(row, 5)
+    assert [it.sku for it in result.items] == _skus(sessions, fitted.products.ids[ranked])
 
     # A hidden product is left out at once (no refit).
     with session_scope(sessions) as session:
@@ -159,6 +173,45 @@ def test_next_purchase_for_a_regular_customer(
     with pytest.raises(InvalidInput) as err:
         next_purchase_for(service, customer, 0)
     assert err.value.field == "n"
+
+
+def _customer_key(sessions: sessionmaker[Session], external_id: str) -> np.ndarray:
+    with sessions() as session:
+        return np.array([session.scalar(select(Customer.id).where(Customer.external_id == external_id))])
+
+
+def _skus(sessions: sessionmaker[Session], product_ids: np.ndarray) -> list[str]:
+    with sessions() as session:
+        sku = {a: b for a, b in session.execute(select(Product.id, Product.sku))}
+    return [sku[int(p)] for p in product_ids]
+
+
+def test_the_endpoint_ranks_as_evaluate_measures(
+    sessions: sessionmaker[Session], imported: None, sample_slice: Path
+):
+    """Regression: the endpoint ranked by repurchase chance while `giftrec evaluate` measured the hybrid's
+    picks. Now both fit `fit_purchase_days` on the same rows (from the database / from the file)."""
+    history = history_from_lines(read_order_lines(sample_slice, "online-retail").lines)
+    split = make_split(history, temporal_cut(history.timestamps, 30))
+    _, _, customers, products = training_rows(split.train)
+    rows = purchase_days_of(split.train, customers, products)
+    evaluated = _next_purchase_lists(
+        split, 10, rows, customers.index_of(split.users.ids), split.items.index_of(products.ids)
+    )
+    cut = split.cut.astype("datetime64[s]").item()
+    with sessions() as session:
+        fitted = fit_next_purchase(session, cut - dt.timedelta(seconds=1))
+        db = load_purchase_days(session, until=cut - dt.timedelta(seconds=1))
+    assert fitted.ranker is not None and len(db) == len(rows) and db.lines.sum() == rows.lines.sum()
+    truth = split.truth["next_purchases"].user_idxs
+    assert truth.size >= 10
+    with sessions() as session:
+        key_of = {a: b for a, b in session.execute(select(Customer.external_id, Customer.id))}
+    for r, u in enumerate(truth.tolist()):
+        row = int(fitted.customers.index_of([key_of[str(split.users.ids[u])]])[0])
+        served, _ = fitted.ranker.rank(row, 10)
+        measured = [str(split.items.ids[i]) for i in evaluated[r] if i >= 0]
+        assert _skus(sessions, fitted.products.ids[served]) == measured
 
 
 def test_a_customer_without_purchases_gets_no_estimates(

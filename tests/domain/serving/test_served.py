@@ -30,7 +30,6 @@ from domain.serving.training import train_model
 from recommender.artifacts import load_artifact
 from recommender.evaluation import (
     SERVED,
-    TASKS,
     Candidate,
     MatrixConfig,
     evaluate,
@@ -39,6 +38,7 @@ from recommender.evaluation import (
     temporal_cut,
 )
 from recommender.interactions import IdIndex
+from recommender.repeat_ranking import WEIGHTS
 from tests.domain.serving.fixtures import (  # noqa: F401
     clock,
     imported,
@@ -118,11 +118,12 @@ def test_evaluate_reports_the_served_configuration(tmp_path: Path, settings: Set
     out = evaluate_command(path, "generic", 15, 2, True, grids=grids, settings=settings)
     assert isinstance(out, dict)
     assert out["default"] == SERVED
-    assert out["served"]["next_purchases"]["repeat"] is True
+    # next purchases are the endpoint's ranking of the customer's own items
+    assert out["served"]["next_purchases"] == {"ranker": "repeat_ranking", "weights": WEIGHTS}
     assert out["served"]["discovery"]["repeat"] is False
-    assert out["served"]["next_purchases"]["interactions"]["half_life_days"] == 365.0
+    assert out["served"]["discovery"]["interactions"]["half_life_days"] == 365.0
     nxt = out["tasks"]["next_purchases"][SERVED]
-    # a and b each bought x before the cut and again after it: served with repeats, x comes first.
+    # a and b each bought x before the cut and again after it: their own items, x comes first.
     assert nxt["customers"] == 2 and nxt["hit_rate@2"] == 1.0
     # a's only new item is y, the one other item sold before the cut: the served discovery list has it.
     assert out["tasks"]["discovery"][SERVED]["hit_rate@2"] == 1.0
@@ -197,13 +198,13 @@ def test_evaluated_served_figures_equal_those_of_the_model_train_saved(
     grids = {"hybrid": [Candidate("hybrid", {"factors": 2, "iterations": 2, "num_threads": 1})]}
     result = evaluate(history, test_days=test_days, k=k, grids=grids, served=served_lists(settings))
     split = make_split(history, cut_np)
-    for task in TASKS:
+    # Discovery here; next purchases are the endpoint's ranking, compared list for list in
+    # test_next_purchase.py::test_the_endpoint_ranks_as_evaluate_measures.
+    for task in ("discovery",):
         truth = split.truth[task]
         lists = np.full((truth.user_idxs.size, k), -1, dtype=np.int64)
         for r, u in enumerate(truth.user_idxs.tolist()):
-            shown = recommend_for_customer(
-                serving, str(split.users.ids[u]), k, keep_repeats=task == "next_purchases"
-            )
+            shown = recommend_for_customer(serving, str(split.users.ids[u]), k)
             lists[r, : len(shown)] = split.items.index_of(np.array([item.sku for item in shown]))
         assert (lists >= 0).all()  # every shown product was sold before the cut: in the split's catalogue
         loaded = ranking_metrics(lists, truth.relevant, k, len(split.items), truth.n_relevant)
