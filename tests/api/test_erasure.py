@@ -9,15 +9,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from domain.db import session_scope
-from domain.models import Customer, ModelRun
+from domain.models import Customer, ModelArtifactChunk, ModelRun
+from domain.serving.model_runs import load_run_artifact
 from domain.serving.training import is_stale, prune_artifacts, train_model
-from recommender.artifacts import load_artifact
 from tests.api.helpers import bearer
 
 
@@ -43,20 +42,22 @@ def test_the_next_training_forgets_an_erased_customer_and_prunes_older_artifacts
         cid = session.scalars(select(Customer.id).where(Customer.external_id == trained)).one()
         old = session.scalars(select(ModelRun).order_by(ModelRun.id.desc())).first()
         assert old is not None and old.artifact_path
-        assert cid in load_artifact(Path(old.artifact_path)).user_index.ids.tolist()
+        assert cid in load_run_artifact(session, ctx.settings, old).user_index.ids.tolist()
     assert client.delete(f"/v1/customers/{trained}", headers=bearer(keys["server"])).status_code == 204
     with session_scope(ctx.sessions) as session:
         stale, reason = is_stale(session, ctx.settings)
         assert stale and "erased" in reason
         new = train_model(session, ctx.settings)
         assert new.status == "succeeded", new.error
-        new_path = new.artifact_path
     with session_scope(ctx.sessions) as session:  # after the commit that recorded the new run
         prune_artifacts(session, ctx.settings)
-    assert new_path and cid not in load_artifact(Path(new_path)).user_index.ids.tolist()
     with ctx.sessions() as session:
+        new = session.get(ModelRun, new.id)
+        assert cid not in load_run_artifact(session, ctx.settings, new).user_index.ids.tolist()
         assert session.get(ModelRun, old.id).artifact_path is None, "trained before the erasure: pruned"
-    assert not Path(old.artifact_path).exists()
+        assert not session.scalars(
+            select(ModelArtifactChunk).where(ModelArtifactChunk.version == old.version)
+        ).all()
 
 
 def _free_port() -> int:
