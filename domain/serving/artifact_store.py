@@ -99,6 +99,7 @@ def fetch_artifact(session: Session, version: str, into: Path) -> None:
             fh.write(bytes(data))
             expected += 1
     finally:
+        rows.close()  # a server-side cursor on PostgreSQL (yield_per): closed even when a check failed
         if fh is not None:
             fh.close()
     if current is None:
