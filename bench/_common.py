@@ -15,6 +15,7 @@ from typing import Any
 
 __all__ = [
     "ChildResult",
+    "buyers_and_skus",
     "machine_line",
     "median",
     "percentile",
@@ -127,3 +128,24 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     for r in text:
         print("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)))
     sys.stdout.flush()
+
+
+def buyers_and_skus(session: Any, sku_limit: int | None = None) -> tuple[list[str], list[str]]:
+    """The shop ids of every customer with an order (sorted), and the SKUs sold, most order lines first."""
+    from sqlalchemy import func, select
+
+    from domain.models import Customer, Order, OrderLine, Product
+
+    customers = sorted(
+        session.scalars(select(Customer.external_id).join(Order, Order.customer_id == Customer.id).distinct())
+    )
+    skus = list(
+        session.scalars(
+            select(Product.sku)
+            .join(OrderLine, OrderLine.product_id == Product.id)
+            .group_by(Product.sku)
+            .order_by(func.count().desc())
+            .limit(sku_limit)
+        )
+    )
+    return customers, skus
