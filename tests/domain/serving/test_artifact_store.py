@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from domain.models import ModelArtifactChunk
+from config import load_settings
+from domain.models import ModelArtifactChunk, ModelRun
 from domain.serving.artifact_store import (
     IN_DATABASE,
     delete_artifact,
@@ -17,6 +19,7 @@ from domain.serving.artifact_store import (
     load_stored_artifact,
     store_artifact,
 )
+from domain.serving.model_runs import load_run_artifact
 from recommender.artifacts import save_artifact
 from recommender.base import ArtifactError
 from recommender.collaborative import ALSRecommender
@@ -93,3 +96,16 @@ def test_a_stored_path_outside_the_folder_is_refused(
     with sessions() as session, pytest.raises(ArtifactError, match="outside its folder"):
         fetch_artifact(session, VERSION, tmp_path / "inside")
     assert not (tmp_path / "escape.npz").exists()
+
+
+def test_a_run_trained_before_the_database_held_artifacts_loads_from_its_folder(
+    sessions: sessionmaker[Session], folder: Path, tmp_path: Path
+) -> None:
+    """Runs recorded before migration 0011 keep their folder path: the host that trained them still
+    serves them (until the next training stores one in the database)."""
+    settings = load_settings(environ={}, model={"artifact_dir": str(tmp_path / "models")})
+    shutil.copytree(folder, tmp_path / "models" / VERSION)
+    run = ModelRun(version=VERSION, algorithm="als", artifact_path=str(tmp_path / "models" / VERSION))
+    with sessions() as session:
+        assert load_run_artifact(session, settings, run).version == VERSION
+        assert not session.scalars(select(ModelArtifactChunk)).all()
