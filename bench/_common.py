@@ -16,6 +16,7 @@ from typing import Any
 
 __all__ = [
     "ChildResult",
+    "buyers_and_skus",
     "uci_history",
     "machine_line",
     "median",
@@ -150,3 +151,24 @@ def uci_history(
         print(f"no such file: {args.data}", file=sys.stderr)
         raise SystemExit(2)
     return args, history_from_lines(read_order_lines(args.data, "online-retail").lines)
+
+
+def buyers_and_skus(session: Any, sku_limit: int | None = None) -> tuple[list[str], list[str]]:
+    """The shop ids of every customer with an order (sorted), and the SKUs sold, most order lines first."""
+    from sqlalchemy import func, select
+
+    from domain.models import Customer, Order, OrderLine, Product
+
+    customers = sorted(
+        session.scalars(select(Customer.external_id).join(Order, Order.customer_id == Customer.id).distinct())
+    )
+    skus = list(
+        session.scalars(
+            select(Product.sku)
+            .join(OrderLine, OrderLine.product_id == Product.id)
+            .group_by(Product.sku)
+            .order_by(func.count().desc())
+            .limit(sku_limit)
+        )
+    )
+    return customers, skus

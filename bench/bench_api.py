@@ -54,7 +54,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench._common import machine_line, print_table, run_child
+from bench._common import buyers_and_skus, machine_line, print_table, run_child
 
 DEFAULT_UCI = "../shared/data/online_retail.csv.gz"
 SEED = 11
@@ -92,30 +92,15 @@ LUA_TRIVIAL = """
 
 def child_setup(workdir: str) -> None:
     """Customers to ask for (known to the model), the top SKUs to exclude, and a server key (setup)."""
-    from sqlalchemy import func, select
 
     from bench.bench_train import _settings
     from domain.access import api_keys
     from domain.db import make_engine, make_session_factory, session_scope
-    from domain.models import Customer, Order, OrderLine, Product
 
     settings = _settings(workdir)
     engine = make_engine(settings.database.url)
     with session_scope(make_session_factory(engine)) as session:
-        customers = sorted(
-            session.scalars(
-                select(Customer.external_id).join(Order, Order.customer_id == Customer.id).distinct()
-            )
-        )
-        skus = list(
-            session.scalars(
-                select(Product.sku)
-                .join(OrderLine, OrderLine.product_id == Product.id)
-                .group_by(Product.sku)
-                .order_by(func.count().desc())
-                .limit(200)
-            )
-        )
+        customers, skus = buyers_and_skus(session, sku_limit=200)
         _, key = api_keys.create_key(session, "server", name="bench_api")
     engine.dispose()
     rng = random.Random(SEED)

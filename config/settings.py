@@ -35,9 +35,10 @@ class ModelSettings:
     #: implicit switches to CUDA wherever its GPU build finds a device: results would change between machines.
     use_gpu: bool = False
     random_state: int = 42
-    #: Where versioned model artifacts are written.
+    #: Artifacts are stored in the database; this folder holds those of runs trained before that (read
+    #: on the host that trained them until pruned).
     artifact_dir: str = "instance/models"
-    #: How many successful artifacts to keep on disk.
+    #: How many successful artifacts to keep.
     keep_runs: int = 5
     #: Seconds between checks for a newer model run in serving processes.
     reload_interval: float = 30.0

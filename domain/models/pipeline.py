@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     SmallInteger,
     String,
@@ -65,6 +66,19 @@ class ModelRun(Base):
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[CreatedAt]
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class ModelArtifactChunk(Base):
+    """One piece of a file of a model artifact: artifacts live in the database, which every host reads."""
+
+    __tablename__ = "model_artifact_chunks"
+
+    version: Mapped[str] = mapped_column(String(40), primary_key=True, comment="the model run's version")
+    path: Mapped[str] = mapped_column(String(200), primary_key=True, comment="file inside the artifact")
+    seq: Mapped[int] = mapped_column(
+        Integer, primary_key=True, comment="0, 1, ...: the file's pieces in order"
+    )
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class GiftSelection(Base):

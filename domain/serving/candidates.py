@@ -311,7 +311,7 @@ def latest_model_scorer(session: Session, settings: Settings) -> tuple[Collabora
     """
 
     def load(run: ModelRun) -> CollaborativeFn:
-        return _scorer(session, load_run_artifact(settings, run))
+        return _scorer(session, load_run_artifact(session, settings, run))
 
     picked = load_newest_usable(session, settings, load)
     if picked.errors:

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from config import Settings
 from domain.models import ModelRun
+from domain.serving.artifact_store import IN_DATABASE, load_stored_artifact
 from recommender.artifacts import Artifact, load_artifact
 
 __all__ = ["LoadFailures", "Picked", "artifact_location", "load_newest_usable", "load_run_artifact"]
@@ -52,13 +53,19 @@ def usable_runs(session: Session, *, limit: int) -> list[ModelRun]:
 
 
 def artifact_location(settings: Settings, run: ModelRun) -> Path:
-    """Where a run's artifact is: ``<model.artifact_dir>/<version>`` (where training writes it and
-    pruning deletes it)."""
+    """The folder of a run trained before artifacts moved into the database:
+    ``<model.artifact_dir>/<version>`` on the host that trained it (pruning deletes it)."""
     return Path(settings.model.artifact_dir) / run.version
 
 
-def load_run_artifact(settings: Settings, run: ModelRun) -> Artifact:
-    """Load and verify a run's artifact (raises ``ArtifactError`` when missing or corrupt)."""
+def load_run_artifact(session: Session, settings: Settings, run: ModelRun) -> Artifact:
+    """Load and verify a run's artifact (raises ``ArtifactError`` when missing or corrupt).
+
+    From the database (:mod:`domain.serving.artifact_store`), where training stores it; a run recorded
+    before that keeps loading from its folder on the host that trained it.
+    """
+    if (run.artifact_path or "").startswith(IN_DATABASE):
+        return load_stored_artifact(session, run.version)
     return load_artifact(artifact_location(settings, run))
 
 

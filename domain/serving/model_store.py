@@ -314,7 +314,7 @@ class ModelStore:
         picked = load_newest_usable(
             session,
             self.settings,
-            self._load_run,
+            lambda run: self._load_run(session, run),
             failures=self._failures,
             keep_run_id=None if loaded is None else loaded.run_id,
         )
@@ -338,8 +338,8 @@ class ModelStore:
             return True
         return False
 
-    def _load_run(self, run: ModelRun) -> LoadedModel:
-        artifact = load_run_artifact(self.settings, run)
+    def _load_run(self, session: Session, run: ModelRun) -> LoadedModel:
+        artifact = load_run_artifact(session, self.settings, run)
         model = artifact.model
         served = artifact.params.get("served") or {}
         blends = served.get("blends") or {}

@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 import secrets
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +38,7 @@ from domain.customers.rejections import load_rejections
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.models import AuditLog, Customer, ModelRun
 from domain.models._types import utcnow
+from domain.serving.artifact_store import delete_artifact, store_artifact
 from domain.serving.served import HYBRID_POPULARITY_DAYS, decay_anchor, fit_served
 from domain.serving.tuning import tune_blends
 from recommender.artifacts import save_artifact
@@ -70,7 +72,8 @@ def train_model(
     without it, the blends the serving run was tuned to are re-fitted (a plain nightly training keeps
     the weekly choice), else the configured ones.
 
-    The artifact is written atomically as ``<artifact_dir>/<version>/``. On success the run is
+    The artifact is stored in the database (:mod:`domain.serving.artifact_store`) by the caller's
+    transaction, with the run, so every serving host can load it. On success the run is
     ``succeeded``; on any failure the run is recorded as ``failed`` with the error and returned (no
     exception), so the caller can commit the record. Old artifacts are not touched here: the caller runs
     :func:`prune_artifacts` only after the commit that records this run, so a failed commit never leaves
@@ -149,21 +152,18 @@ def train_model(
             metrics["tuning"] = tuning
         if tune and tuning is not None:
             metrics["tune_seconds"] = tuning.get("seconds", 0.0)
-        path = save_artifact(
-            Path(settings.model.artifact_dir),
-            run.version,
-            model,
-            served.users,
-            served.items,
-            run.params,
-            metrics,
-        )
+        with tempfile.TemporaryDirectory(prefix="giftrec-train-") as tmp:
+            path = save_artifact(
+                Path(tmp), run.version, model, served.users, served.items, run.params, metrics
+            )
+            run.artifact_path = store_artifact(session, run.version, path)
         metrics["save_seconds"] = round(time.perf_counter() - t2, 3)
         run.metrics = metrics
-        run.artifact_path = str(path.resolve())
         run.status = "succeeded"
     except Exception as exc:  # noqa: BLE001 - any failure is recorded on the run, then reported
         log.exception("training %s failed", run.version)
+        run.artifact_path = None
+        delete_artifact(session, run.version)  # pieces stored before the failure
         run.status = "failed"
         run.error = f"{type(exc).__name__}: {exc}"
     run.finished_at = utcnow()
@@ -341,7 +341,7 @@ def _last_erasure(session: Session) -> dt.datetime | None:
 
 
 def prune_artifacts(session: Session, settings: Settings) -> list[str]:
-    """Delete artifact folders beyond the newest ``keep_runs`` usable runs; returns the versions pruned.
+    """Delete artifacts beyond the newest ``keep_runs`` usable runs; returns the versions pruned.
 
     Rolled-back runs are never served again, so their artifacts go first. Artifacts of runs started
     before the latest customer erasure go too (they hold the erased customers' factors), except the
@@ -362,7 +362,8 @@ def prune_artifacts(session: Session, settings: Settings) -> list[str]:
     root = Path(settings.model.artifact_dir)
     pruned: list[str] = []
     for run in doomed:
-        folder = root / run.version
+        delete_artifact(session, run.version)
+        folder = root / run.version  # a run trained before artifacts moved into the database
         try:
             shutil.rmtree(folder)
         except FileNotFoundError:

@@ -11,7 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,9 +19,11 @@ from config import Settings, load_settings
 from domain.catalog.snapshot import CatalogSnapshot
 from domain.customers.imports import import_orders
 from domain.db import Base
-from domain.models import Customer, Order, OrderLine, Product
+from domain.models import Customer, ModelArtifactChunk, ModelRun, Order, OrderLine, Product
+from domain.serving.model_runs import load_run_artifact
 from domain.serving.model_store import ModelStore
 from domain.serving.recommendations import Serving
+from recommender.artifacts import Artifact
 from tests.conftest import SAMPLE
 
 #: Every CUSTOMER_STRIDE-th customer of the bundled sample (sorted ids), with all their rows, plus guests.
@@ -151,3 +153,25 @@ def add_order(
     session.add(order)
     session.flush()
     return order
+
+
+def stored_artifact(sessions: sessionmaker[Session], settings: Settings, run: ModelRun) -> Artifact:
+    """The run's artifact as serving loads it (from the database)."""
+    with sessions() as session:
+        return load_run_artifact(session, settings, run)
+
+
+def damage_stored_file(
+    sessions: sessionmaker[Session], run: ModelRun, path: str, *, truncate: bool = False, rename: str = ""
+) -> None:
+    """Damage one stored file of a run's artifact: cut its first piece to 100 bytes, rename or delete it."""
+    where = (ModelArtifactChunk.version == run.version, ModelArtifactChunk.path == path)
+    with sessions.begin() as session:
+        chunks = session.scalars(select(ModelArtifactChunk).where(*where)).all()
+        assert chunks, f"{path} is not stored for {run.version}"
+        if truncate:
+            chunks[0].data = chunks[0].data[:100]
+        elif rename:
+            session.execute(update(ModelArtifactChunk).where(*where).values(path=rename))
+        else:
+            session.execute(delete(ModelArtifactChunk).where(*where))

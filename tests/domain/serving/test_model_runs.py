@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,11 +19,13 @@ from domain.serving.training import train_model
 from tests.domain.serving.fixtures import (  # noqa: F401
     FakeClock,
     clock,
+    damage_stored_file,
     imported,
     imported_rows,
     sample_slice,
     serving,
     settings,
+    stored_artifact,
 )
 
 NOW = dt.datetime(2011, 12, 1, 6, 0)
@@ -37,16 +38,13 @@ def _train(sessions: sessionmaker[Session], settings: Settings) -> ModelRun:
     return run
 
 
-def _corrupt(settings: Settings, run: ModelRun) -> None:
-    path = Path(settings.model.artifact_dir) / run.version / "model" / "model.npz"
-    path.write_bytes(path.read_bytes()[:100])
+def _corrupt(sessions: sessionmaker[Session], run: ModelRun) -> None:
+    damage_stored_file(sessions, run, "model/model.npz", truncate=True)
 
 
 def _plan_for_known_customers(sessions: sessionmaker[Session], settings: Settings, run: ModelRun) -> list:
     """Birthdays a week ahead for three customers the model knows; plan; the selections' picks."""
-    from recommender.artifacts import load_artifact
-
-    users = load_artifact(Path(settings.model.artifact_dir) / run.version).user_index
+    users = stored_artifact(sessions, settings, run).user_index
     with sessions.begin() as session:
         for customer_id in users.ids[:3].tolist():
             customer = session.get(Customer, int(customer_id))
@@ -67,7 +65,7 @@ def test_a_corrupt_newest_artifact_makes_serving_and_planning_use_the_previous_r
     # issue 16: with a corrupt newest artifact, serving fell back to the previous run but planning
     # dropped collaborative filtering altogether.
     first, second = _train(sessions, settings), _train(sessions, settings)
-    _corrupt(settings, second)
+    _corrupt(sessions, second)
 
     store = ModelStore(settings, sessions, background=False)
     assert store.current().model.version == first.version
@@ -84,7 +82,7 @@ def test_a_corrupt_newest_artifact_makes_serving_and_planning_use_the_previous_r
 
 def test_a_missing_newest_artifact_makes_planning_use_the_previous_run(settings, sessions, imported):
     first, second = _train(sessions, settings), _train(sessions, settings)
-    (Path(settings.model.artifact_dir) / second.version / "manifest.json").unlink()
+    damage_stored_file(sessions, second, "manifest.json")
     with sessions() as session:
         scorer, run_id = latest_model_scorer(session, settings)
     assert scorer is not None and run_id == first.id
@@ -99,16 +97,15 @@ def test_a_transient_load_failure_is_retried_after_the_back_off(settings, sessio
     first = _train(sessions, settings)
     assert store.current().model.version == first.version
     second = _train(sessions, settings)
-    manifest = Path(settings.model.artifact_dir) / second.version / "manifest.json"
-    aside = manifest.with_name("manifest.aside")
-    manifest.rename(aside)  # e.g. a network file system that has not shown the file yet
+    # e.g. a database replica that has not caught up yet
+    damage_stored_file(sessions, second, "manifest.json", rename="manifest.aside")
 
     clock.advance(30)
     store.current()
     assert store.current().model.version == first.version
     assert second.version in store.status()["error"]
 
-    aside.rename(manifest)  # the file is back
+    damage_stored_file(sessions, second, "manifest.aside", rename="manifest.json")  # the file is back
     clock.advance(30)
     store.current()
     assert store.current().model.version == first.version  # inside the back-off: not tried again yet
@@ -128,13 +125,13 @@ def test_a_load_that_keeps_failing_is_retried_on_each_back_off_and_the_previous_
     first = _train(sessions, settings)
     store.current()
     second = _train(sessions, settings)
-    _corrupt(settings, second)
+    _corrupt(sessions, second)
     tries: list[str] = []
     load_run = store._load_run
 
-    def counting(run: ModelRun):  # type: ignore[no-untyped-def]
+    def counting(session: Session, run: ModelRun):  # type: ignore[no-untyped-def]
         tries.append(run.version)
-        return load_run(run)
+        return load_run(session, run)
 
     store._load_run = counting  # type: ignore[method-assign]
     for _ in range(8):  # 240 s of checks every 30 s, a retry every 60 s

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,11 +16,13 @@ from domain.serving.training import rollback, train_model
 from tests.domain.serving.fixtures import (  # noqa: F401
     FakeClock,
     clock,
+    damage_stored_file,
     imported,
     imported_rows,
     sample_slice,
     serving,
     settings,
+    stored_artifact,
 )
 
 
@@ -32,9 +33,8 @@ def _train(sessions: sessionmaker[Session], settings: Settings) -> ModelRun:
     return run
 
 
-def _corrupt(settings: Settings, run: ModelRun) -> None:
-    path = Path(settings.model.artifact_dir) / run.version / "model" / "model.npz"
-    path.write_bytes(path.read_bytes()[:100])
+def _corrupt(sessions: sessionmaker[Session], run: ModelRun) -> None:
+    damage_stored_file(sessions, run, "model/model.npz", truncate=True)
 
 
 def _a_customer(store: ModelStore) -> str:
@@ -85,7 +85,7 @@ def test_a_corrupt_new_artifact_keeps_the_previous_model_answering(
     customer = _a_customer(serving.store)
     before = [i.sku for i in recommend_for_customer(serving, customer, 5)]
     second = _train(sessions, settings)
-    _corrupt(settings, second)
+    _corrupt(sessions, second)
     clock.advance(settings.model.reload_interval)
     serving.store.current()
     assert serving.store.current().model.version == first.version
@@ -97,7 +97,7 @@ def test_a_corrupt_new_artifact_keeps_the_previous_model_answering(
 
 def test_at_start_up_a_missing_artifact_falls_back_to_the_older_run(settings, sessions, imported):
     first, second = _train(sessions, settings), _train(sessions, settings)
-    (Path(settings.model.artifact_dir) / second.version / "manifest.json").unlink()
+    damage_stored_file(sessions, second, "manifest.json")
     store = ModelStore(settings, sessions, background=False)
     assert store.current().model.version == first.version
     status = store.status()
@@ -106,7 +106,7 @@ def test_at_start_up_a_missing_artifact_falls_back_to_the_older_run(settings, se
 
 def test_readiness_fails_only_when_no_model_at_all_can_be_loaded(settings, sessions, imported):
     run = _train(sessions, settings)
-    _corrupt(settings, run)
+    _corrupt(sessions, run)
     store = ModelStore(settings, sessions, background=False)
     assert store.current().model is None
     status = store.status()
@@ -141,9 +141,9 @@ def test_a_reload_runs_in_the_background_while_requests_are_answered(settings, s
     gate = threading.Event()
     load_run = store._load_run
 
-    def slow_load(run: ModelRun):  # type: ignore[no-untyped-def]
+    def slow_load(session: Session, run: ModelRun):  # type: ignore[no-untyped-def]
         gate.wait(30)  # hold the reload until the test has been answered
-        return load_run(run)
+        return load_run(session, run)
 
     store._load_run = slow_load  # type: ignore[method-assign]
     clock.advance(settings.model.reload_interval)

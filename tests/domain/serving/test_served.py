@@ -24,10 +24,10 @@ from domain.serving.evaluation import (
     served_lists,
     training_rows,
 )
+from domain.serving.model_runs import load_run_artifact
 from domain.serving.recommendations import Serving, recommend_for_customer
 from domain.serving.served import discovery_model
 from domain.serving.training import train_model
-from recommender.artifacts import load_artifact
 from recommender.evaluation import (
     SERVED,
     Candidate,
@@ -61,7 +61,7 @@ def test_evaluation_serves_the_model_and_matrix_training_fits(
         )
         external = dict(session.execute(select(Customer.id, Customer.external_id)).all())
         skus = dict(session.execute(select(Product.id, Product.sku)).all())
-    artifact = load_artifact(Path(run.artifact_path or ""))
+        artifact = load_run_artifact(session, settings, run)
     assert artifact.user_index == users and artifact.item_index == items
 
     # The same file, read as `giftrec evaluate` reads it, with the cut after its last line.

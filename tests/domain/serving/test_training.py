@@ -17,15 +17,15 @@ from api.cli import cli
 from config import Settings
 from domain.customers.interactions import build_matrix, load_interactions
 from domain.errors import Conflict, NotFound
-from domain.models import AuditLog, ModelRun, Order
+from domain.models import AuditLog, ModelArtifactChunk, ModelRun, Order
 from domain.serving.training import is_stale, list_runs, prune_artifacts, rollback, serving_run, train_model
-from recommender.artifacts import load_artifact
 from tests.domain.serving.fixtures import (  # noqa: F401
     add_order,
     imported,
     imported_rows,
     sample_slice,
     settings,
+    stored_artifact,
 )
 
 
@@ -56,9 +56,9 @@ def test_training_records_a_succeeded_run_with_its_artifact(sessions, settings, 
     assert stored.params["model"]["factors"] == 8
     assert stored.params["watermark"]["order_id"] > 0
     assert stored.metrics["fit_seconds"] >= 0
-    folder = Path(settings.model.artifact_dir) / run.version
-    assert (folder / "manifest.json").is_file() and (folder / "model" / "model.npz").is_file()
-    artifact = load_artifact(folder)
+    assert stored.artifact_path == f"database:{run.version}"
+    assert not Path(settings.model.artifact_dir).exists(), "nothing of it on this host's disk"
+    artifact = stored_artifact(sessions, settings, stored)
     assert artifact.model.n_items == stored.n_items
     assert len(artifact.user_index) == stored.n_users
 
@@ -95,9 +95,9 @@ def test_every_configured_algorithm_trains(sessions, settings, imported, algorit
     configured = replace(settings, model=replace(settings.model, algorithm=algorithm))
     run = _train(sessions, configured)
     assert run.status == "succeeded", run.error
-    assert load_artifact(Path(settings.model.artifact_dir) / run.version).model.name == {
-        "item_bm25": "item_item"
-    }.get(algorithm, algorithm)
+    assert stored_artifact(sessions, settings, run).model.name == {"item_bm25": "item_item"}.get(
+        algorithm, algorithm
+    )
 
 
 def test_if_stale_skips_until_a_new_order_arrives(sessions, settings, imported):
@@ -117,9 +117,9 @@ def test_if_stale_skips_until_a_new_order_arrives(sessions, settings, imported):
 def test_old_artifacts_beyond_keep_runs_are_pruned(sessions, settings, imported):
     settings = replace(settings, model=replace(settings.model, keep_runs=2))
     runs = [_train(sessions, settings) for _ in range(3)]
-    root = Path(settings.model.artifact_dir)
-    assert not (root / runs[0].version).exists()
-    assert all((root / r.version).is_dir() for r in runs[1:])
+    with sessions() as session:
+        stored = set(session.scalars(select(ModelArtifactChunk.version).distinct()))
+    assert stored == {r.version for r in runs[1:]}
     with sessions() as session:
         first = session.scalars(select(ModelRun).where(ModelRun.version == runs[0].version)).one()
         assert first.artifact_path is None and first.status == "succeeded"
@@ -133,7 +133,7 @@ def test_a_training_whose_commit_fails_deletes_no_old_artifact(sessions, setting
     with pytest.raises(RuntimeError), sessions.begin() as session:
         assert train_model(session, settings).status == "succeeded"
         raise RuntimeError("the commit fails")
-    assert (Path(settings.model.artifact_dir) / old.version).is_dir()
+    stored_artifact(sessions, settings, old)  # still loads
     with sessions() as session:
         assert serving_run(session).version == old.version  # type: ignore[union-attr]
 
@@ -205,7 +205,7 @@ def test_a_rejected_pick_is_negative_feedback_in_the_next_training(sessions, set
     baseline = _train(
         sessions, replace(settings, interactions=replace(settings.interactions, weight_rejected=0))
     )
-    artifact = load_artifact(Path(baseline.artifact_path or ""))
+    artifact = stored_artifact(sessions, settings, baseline)
     users, items = artifact.user_index, artifact.item_index
     als = artifact.model.als  # type: ignore[attr-defined]
     cid = int(users.ids[0])
@@ -234,7 +234,7 @@ def test_a_rejected_pick_is_negative_feedback_in_the_next_training(sessions, set
     )
     assert run.params["interactions"]["rejections"] == 1
     assert run.params["interactions"]["weights"]["rejected"] == 10.0
-    after = load_artifact(Path(run.artifact_path or "")).model.als  # type: ignore[attr-defined]
+    after = stored_artifact(sessions, settings, run).model.als  # type: ignore[attr-defined]
     new_scores = after.user_factors[0] @ after.item_factors.T
     unseen = np.array([int(i) not in seen for i in items.ids])
     # measured: 0.00364 -> 0.00293, from the customer's best new product to the sixth

@@ -28,8 +28,14 @@ from domain.models import Event, Order, OrderLine
 from domain.serving.evaluation import history_from_lines, training_rows
 from domain.serving.served import HYBRID_POPULARITY_DAYS, decay_anchor, recent_popularity
 from domain.serving.training import train_model
-from recommender.artifacts import load_artifact
-from tests.domain.serving.fixtures import add_order, imported, imported_rows, sample_slice, settings  # noqa: F401
+from tests.domain.serving.fixtures import (  # noqa: F401
+    add_order,
+    imported,
+    imported_rows,
+    sample_slice,
+    settings,
+    stored_artifact,
+)
 
 
 def _orm_rows(session: Session) -> InteractionRows:
@@ -133,5 +139,5 @@ def test_trained_prior_equals_the_prior_from_every_sale(
         anchor = dt.datetime.fromisoformat(run.params["anchor"])
         _, _, items = build_matrix(rows, settings.interactions, now=anchor)
         full_prior = recent_popularity(load_sales(session, until=anchor), items, anchor)
-    model = load_artifact(Path(run.artifact_path or "")).model
+    model = stored_artifact(sessions, settings, run).model
     np.testing.assert_array_equal(model.popularity, full_prior)  # type: ignore[attr-defined]

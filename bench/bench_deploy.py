@@ -1,0 +1,464 @@
+"""Benchmark: the scaled-out deployment under mixed traffic while a new model is trained and hot-swapped.
+
+Run from the repository root, by hand (never by the test suite), bounded with ``timeout``::
+
+    timeout 1200 .venv/bin/python -m bench.bench_deploy [ORDERS_FILE] [--duration 60] [--connections 16]
+
+Needs Debian's ``postgresql`` and ``redis-server``. Setup, not measured: a PostgreSQL server
+(``.ci/postgres.sh``) and a Redis server on free loopback ports, ``giftrec db upgrade``, the orders file
+imported (default: the bundled sample), a model trained, a server and an admin key. Then two gunicorn web
+processes on two ports (their own instance folders: they share only PostgreSQL and Redis; Redis is the
+rate-limit storage) and one scheduler (it holds the lease; its jobs are not due during the run).
+
+The load generator (``--generators`` processes, asyncio, ``--connections`` concurrent requests in all)
+assigns connections to the two ports round-robin, as a load balancer does, and sends a realistic mix:
+
+- 55 % recommendations for a customer drawn from a Zipf distribution (s = 1) over every customer with
+  orders, so a few come back often and most are asked for once or twice (not in any worker's cache);
+- 15 % similar items of a product drawn the same way over the sold products;
+- 10 % bestsellers;
+- 10 % writes: 6 % view events, 4 % one-line orders, for Zipf-drawn customers (their rows reload);
+- 10 % the bare Flask endpoint ``/health/live`` (no key, no database), measured in the same run.
+
+At ``--train-at`` (a share of the duration) ``giftrec train`` runs as a separate process (the scheduler's
+host would run it): the new model is stored in PostgreSQL and both web processes load it within their
+``model.reload_interval`` (set to ``--reload-interval``), under load. The moment each process serves the
+new version is recorded from ``/health/ready``.
+
+Printed: the machine and its load average (before and after), per endpoint the requests, req/s, p50 and
+p99 latency (client-side, connect to last byte) and errors (any status that is not 2xx, or a failed
+connection), the hot swap's times, the share of recommendation requests that were a customer's first at
+that process, and the rate-limit check: the counter both processes report for the server key (from
+``X-RateLimit-Remaining``) against the requests sent with it through both ports. One shared budget means
+the two are equal; per-process counters would each show about half.
+
+Goals (issue 18): 0 errors; recommendations p99 <= 25 ms at 16 connections; one rate-limit budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from itertools import accumulate
+from pathlib import Path
+from typing import Any
+
+from bench._common import buyers_and_skus, machine_line, percentile, print_table
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = REPO / "data" / "online_retail_sample.csv.gz"
+RATE_LIMIT = 10_000_000
+SEED = 18
+MIX = (
+    ("recommendations", 0.55),
+    ("similar", 0.15),
+    ("bestsellers", 0.10),
+    ("event write", 0.06),
+    ("order write", 0.04),
+    ("bare Flask /health/live", 0.10),
+)
+
+
+# ---------------------------------------------------------------------------------------------- setup
+def child_setup() -> None:
+    """Customers with orders, sold SKUs, a server and an admin key (in a child with the bench's env)."""
+
+    from config import load_settings
+    from domain.access import api_keys
+    from domain.db import make_engine, make_session_factory, session_scope
+
+    engine = make_engine(load_settings().database.url)
+    with session_scope(make_session_factory(engine)) as session:
+        customers, skus = buyers_and_skus(session)
+        server = api_keys.create_key(session, "server", name="bench_deploy")[1]
+        admin = api_keys.create_key(session, "admin", name="bench_deploy admin")[1]
+    engine.dispose()
+    print(json.dumps({"customers": customers, "skus": skus, "server": server, "admin": admin}))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _giftrec(env: dict[str, str], *args: str) -> str:
+    out = subprocess.run(
+        [_bin("giftrec"), *args],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def _get_json(url: str, headers: dict[str, str]) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as resp:
+            return dict(json.load(resp))
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def _served(port: int, admin: str) -> str | None:
+    body = _get_json(f"http://127.0.0.1:{port}/health/ready", {"Authorization": f"Bearer {admin}"})
+    if body is None:
+        return None
+    return body.get("checks", {}).get("model", {}).get("version")
+
+
+def _wait(check: Any, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what}: not within {seconds} s")
+        time.sleep(0.2)
+
+
+# ------------------------------------------------------------------------------------------- the load
+def _zipf_cum(n: int) -> list[float]:
+    return list(accumulate(1.0 / (rank + 1) for rank in range(n)))
+
+
+async def _request(port: int, raw: bytes) -> tuple[int, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(raw)
+        await writer.drain()
+        data = await reader.read()  # gunicorn's sync workers close after each response
+    finally:
+        writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1]) if head else 0
+    return status, body
+
+
+def _build(kind: str, rng: random.Random, plan: dict[str, Any]) -> bytes:
+    customers, skus = plan["customers"], plan["skus"]
+    who = rng.choices(customers, cum_weights=plan["customer_cum"])[0]
+    sku = rng.choices(skus, cum_weights=plan["sku_cum"])[0]
+    key = plan["server"]
+    body = b""
+    method = "GET"
+    if kind == "recommendations":
+        path = f"/v1/customers/{who}/recommendations?n=10"
+    elif kind == "similar":
+        path = f"/v1/products/{sku}/similar?n=10"
+    elif kind == "bestsellers":
+        path = "/v1/bestsellers?n=10"
+    elif kind == "event write":
+        method, path = "POST", "/v1/events"
+        event = {"id": uuid.uuid4().hex, "type": "view", "sku": sku, "customer_id": who}
+        body = json.dumps({"events": [event]}).encode()
+    elif kind == "order write":
+        method, path = "POST", "/v1/orders"
+        line = {"sku": sku, "quantity": 1, "unit_price": "4.95"}
+        body = json.dumps(
+            {"order_id": f"B-{uuid.uuid4().hex[:20]}", "customer_id": who, "lines": [line]}
+        ).encode()
+    else:
+        path, key = "/health/live", ""
+    headers = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
+    if key:
+        headers.append(f"X-Api-Key: {key}")
+    if body:
+        headers += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+    return ("\r\n".join(headers) + "\r\n\r\n").encode() + body
+
+
+async def _connection(
+    port: int, until: float, rng: random.Random, plan: dict[str, Any], out: list[tuple[Any, ...]]
+) -> None:
+    kinds = [k for k, _ in MIX]
+    cum = list(accumulate(w for _, w in MIX))
+    while time.monotonic() < until:
+        kind = rng.choices(kinds, cum_weights=cum)[0]
+        raw = _build(kind, rng, plan)
+        started = time.monotonic()
+        try:
+            status, _ = await _request(port, raw)
+        except OSError:
+            status = 0
+        who = raw.split(b" ", 2)[1].decode() if kind == "recommendations" else ""
+        out.append((kind, port, status, (time.monotonic() - started) * 1000.0, started, who))
+
+
+def generator(index: int, plan: dict[str, Any], connections: int, until: float, result: str) -> None:
+    """One load-generating process: ``connections`` loops, each bound to a port round-robin."""
+    out: list[tuple[Any, ...]] = []
+
+    async def main() -> None:
+        loops = []
+        for c in range(connections):
+            rng = random.Random(SEED * 1000 + index * 100 + c)
+            port = plan["ports"][(index * connections + c) % len(plan["ports"])]
+            loops.append(_connection(port, until, rng, plan, out))
+        await asyncio.gather(*loops)
+
+    asyncio.run(main())
+    Path(result).write_text(json.dumps(out))
+
+
+# ------------------------------------------------------------------------------------------------ main
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("data", nargs="?", default=str(DEFAULT_DATA))
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--generators", type=int, default=2, help="load-generating processes")
+    parser.add_argument("--workers", type=int, default=1, help="gunicorn workers per web process")
+    parser.add_argument("--train-at", type=float, default=0.3, help="share of the run when training starts")
+    parser.add_argument("--reload-interval", type=float, default=5.0)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child == "setup":
+        child_setup()
+        return
+    for tool in ("redis-server", "runuser"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not installed")
+
+    print(machine_line())
+    work = Path(tempfile.mkdtemp(prefix="giftrec-bench-deploy-"))
+    work.chmod(0o755)  # the postgres user creates its data folder inside
+    procs: list[subprocess.Popen[bytes]] = []
+    pg_env = dict(os.environ, PGPORT=str(_free_port()), PGDATA_DIR=str(work / "pg"))
+    try:
+        started = subprocess.run(
+            [str(REPO / ".ci" / "postgres.sh"), "start"],
+            env=pg_env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        url = started.split("GIFTREC_TEST_DATABASE_URL=", 1)[1].split()[0]
+        redis_port = _free_port()
+        procs.append(
+            subprocess.Popen(
+                [
+                    "redis-server",
+                    "--port",
+                    str(redis_port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ],
+                cwd=work,
+                stdout=subprocess.DEVNULL,
+            )
+        )
+        env = dict(
+            os.environ,
+            GIFTREC_DATABASE_URL=url,
+            GIFTREC_API_RATE_LIMIT=f"{RATE_LIMIT}/hour",
+            GIFTREC_API_RATE_LIMIT_STORAGE=f"redis://127.0.0.1:{redis_port}/0",
+            GIFTREC_SERVER_SECRET_KEY="bench-" + uuid.uuid4().hex,
+            GIFTREC_SERVER_INSTANCE_DIR=str(work / "trainer"),
+            GIFTREC_MODEL_ARTIFACT_DIR=str(work / "trainer" / "models"),
+            GIFTREC_MODEL_RELOAD_INTERVAL=str(args.reload_interval),
+            GIFTREC_MODEL_NUM_THREADS="1",
+        )
+        print(
+            f"setup (not measured): PostgreSQL, Redis, migrate, import {Path(args.data).name}, train...",
+            flush=True,
+        )
+        _giftrec(env, "db", "upgrade")
+        _giftrec(env, "import", "orders", args.data, "--format", "online-retail")
+        _giftrec(env, "train")
+        setup = json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "bench.bench_deploy", "--child", "setup"],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        ports = [_free_port(), _free_port()]
+        for n, port in enumerate(ports):
+            own = dict(
+                env,
+                GIFTREC_SERVER_INSTANCE_DIR=str(work / f"web{n}"),
+                GIFTREC_MODEL_ARTIFACT_DIR=str(work / f"web{n}" / "models"),
+            )
+            gunicorn = [_bin("gunicorn"), "--workers", str(args.workers), "--bind", f"127.0.0.1:{port}"]
+            procs.append(
+                subprocess.Popen([*gunicorn, "api.wsgi:app"], env=own, cwd=REPO, stderr=subprocess.DEVNULL)
+            )
+        sched_env = dict(env, GIFTREC_SERVER_INSTANCE_DIR=str(work / "scheduler"))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "jobs"],
+                env=sched_env,
+                cwd=REPO,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        admin = setup["admin"]
+        _wait(lambda: all(_served(p, admin) for p in ports), 180, "both web processes serving a model")
+        before = {p: _served(p, admin) for p in ports}
+        rng = random.Random(SEED)
+        customers, skus = list(setup["customers"]), list(setup["skus"])
+        rng.shuffle(customers)  # popularity rank independent of the id order
+        plan = {
+            "ports": ports,
+            "customers": customers,
+            "customer_cum": _zipf_cum(len(customers)),
+            "skus": skus,
+            "sku_cum": _zipf_cum(len(skus)),
+            "server": setup["server"],
+        }
+        print(
+            f"{len(customers)} customers, {len(skus)} SKUs; web processes on ports {ports} serving {before}; "
+            f"{args.connections} connections for {args.duration:.0f} s",
+            flush=True,
+        )
+        per_gen = [
+            args.connections // args.generators + (1 if i < args.connections % args.generators else 0)
+            for i in range(args.generators)
+        ]
+        load_start = time.monotonic()
+        until = load_start + args.duration
+        ctx = multiprocessing.get_context("fork")
+        results = [work / f"gen{i}.json" for i in range(args.generators)]
+        gens = [
+            ctx.Process(target=generator, args=(i, plan, per_gen[i], until, str(results[i])))
+            for i in range(args.generators)
+        ]
+        load_before = os.getloadavg()
+        for g in gens:
+            g.start()
+        time.sleep(args.duration * args.train_at)
+        train_started = time.monotonic()
+        trainer = subprocess.Popen([_bin("giftrec"), "train"], env=env, cwd=REPO, stdout=subprocess.DEVNULL)
+        swapped: dict[int, float] = {}
+        new_version: str | None = None
+        while time.monotonic() < until:
+            for p in ports:
+                version = _served(p, admin)
+                if p not in swapped and version is not None and version != before[p]:
+                    swapped[p] = time.monotonic() - load_start
+                    new_version = version
+            time.sleep(0.5)
+        for g in gens:
+            g.join()
+        load_after = os.getloadavg()
+        trainer.wait()
+        rows: list[tuple[Any, ...]] = []
+        for r in results:
+            rows.extend(tuple(x) for x in json.loads(r.read_text()))
+
+        # Rate limit: what both processes count for the server key, against what was sent with it.
+        sent = sum(1 for r in rows if not r[0].startswith("bare"))
+        counted, expected = [], []
+        for p in ports:
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{p}/v1/bestsellers?n=1", headers={"X-Api-Key": setup["server"]}
+            )
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                sent += 1
+                counted.append(RATE_LIMIT - int(resp.headers["X-RateLimit-Remaining"]))
+                expected.append(sent)
+
+        table = []
+        for kind, _ in MIX:
+            mine = [r for r in rows if r[0] == kind]
+            lat = [r[3] for r in mine]
+            errors = sum(1 for r in mine if not 200 <= r[2] < 300)
+            if not mine:
+                continue
+            table.append(
+                [kind, len(mine), len(mine) / args.duration, percentile(lat, 50), percentile(lat, 99), errors]
+            )
+        every = [r[3] for r in rows]
+        table.append(
+            [
+                "all",
+                len(rows),
+                len(rows) / args.duration,
+                percentile(every, 50),
+                percentile(every, 99),
+                sum(1 for r in rows if not 200 <= r[2] < 300),
+            ]
+        )
+        print()
+        print(
+            f"load average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
+            f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}"
+        )
+        print_table(["endpoint", "requests", "req/s", "p50 ms", "p99 ms", "errors"], table)
+
+        recs = sorted((r for r in rows if r[0] == "recommendations"), key=lambda r: r[4])
+        seen: set[tuple[int, str]] = set()
+        first = 0
+        for r in recs:
+            if (r[1], r[5]) not in seen:
+                seen.add((r[1], r[5]))
+                first += 1
+        print(
+            f"\nrecommendations: {len({r[5] for r in recs})} distinct customers in {len(recs)} requests; "
+            f"{first / max(1, len(recs)):.0%} were the customer's first request at that web process"
+        )
+        swap_recs = [r for r in recs if any(abs(r[4] - load_start - s) <= 2.0 for s in swapped.values())]
+        if swap_recs:
+            lat = [r[3] for r in swap_recs]
+            print(
+                f"  within 2 s of a swap: {len(lat)} requests, p50 {percentile(lat, 50):.1f} ms, "
+                f"p99 {percentile(lat, 99):.1f} ms"
+            )
+        print(
+            f"hot swap: training started at {train_started - load_start:.1f} s "
+            f"(exit {trainer.returncode}); new version {new_version}; served from "
+            + ", ".join(
+                f"port {p} at {swapped[p]:.1f} s" if p in swapped else f"port {p}: not within the run"
+                for p in ports
+            )
+        )
+        verdict = "one shared budget" if counted == expected else "NOT shared"
+        print(
+            f"rate limit: requests sent with the server key through both ports when each check was answered "
+            f"{expected}; counted by the processes {counted}: {verdict}"
+        )
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        subprocess.run([str(REPO / ".ci" / "postgres.sh"), "stop"], env=pg_env, check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Scale-out: two gunicorn web processes that share only the database (and Redis) serve the model
+trained elsewhere, and share one rate-limit budget and one sign-in throttle (docs/deployment.md)."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import re
+import shutil
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from domain.db import session_scope
+from domain.serving.training import train_model
+from tests.api.helpers import bearer
+from tests.api.processes import free_port, status, stop, until, web_process
+
+#: Seconds between a web process's checks for a newer model run in these tests (model.reload_interval).
+RELOAD_INTERVAL = 1
+#: The stated time for a new model to be served everywhere: one reload interval plus loading it (fetch,
+#: verify, rebuild the data), here with a wide margin for a shared, loaded machine.
+SERVED_WITHIN = RELOAD_INTERVAL + 30
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A Redis server of this test on a loopback port (Debian's redis-server), nothing saved to disk."""
+    server = shutil.which("redis-server")
+    assert server, "redis-server is not installed (.ci/run installs it)"
+    port = free_port()
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        import redis
+
+        client = redis.Redis(port=port)
+        until(lambda: _pings(client), 10)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _pings(client) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        return bool(client.ping())
+    except Exception:  # noqa: BLE001 - not up yet
+        return False
+
+
+def _two_processes(settings, tmp_path: Path, **env: str) -> tuple[list[subprocess.Popen[bytes]], list[int]]:  # type: ignore[no-untyped-def]
+    """Two web processes, each with its own instance and artifact folder: the database is all they share."""
+    ports = [free_port(), free_port()]
+    workers = []
+    for n, port in enumerate(ports):
+        own = tmp_path / f"host{n}"
+        workers.append(
+            web_process(
+                settings,
+                port,
+                GIFTREC_SERVER_INSTANCE_DIR=str(own / "instance"),
+                GIFTREC_MODEL_ARTIFACT_DIR=str(own / "models"),
+                **env,
+            )
+        )
+    return workers, ports
+
+
+def _served_version(port: int, admin: dict[str, str]) -> str | None:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/health/ready", headers=admin)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            body = json.load(resp)
+    except (urllib.error.HTTPError, OSError):
+        return None
+    version = body["checks"]["model"].get("version")
+    return None if version is None else str(version)
+
+
+@pytest.mark.slow
+def test_a_model_trained_elsewhere_is_served_by_both_web_processes(app, keys, trained, tmp_path):
+    ctx = app.extensions["giftrec"]
+    admin = bearer(keys["admin"])
+    workers, ports = _two_processes(
+        ctx.settings, tmp_path, GIFTREC_MODEL_RELOAD_INTERVAL=str(RELOAD_INTERVAL)
+    )
+    try:
+        until(lambda: all(_served_version(p, admin) for p in ports), 120)
+        first = {_served_version(p, admin) for p in ports}
+        assert len(first) == 1
+        with session_scope(ctx.sessions) as session:  # train in a third place: this test's process
+            run = train_model(session, ctx.settings)
+            assert run.status == "succeeded", run.error
+            version = run.version
+        assert first != {version}
+        took = until(lambda: all(_served_version(p, admin) == version for p in ports), SERVED_WITHIN)
+        assert took <= SERVED_WITHIN
+        assert not any((tmp_path / f"host{n}" / "models").exists() for n in (0, 1)), "nothing on their disks"
+        customer = f"/v1/customers/{trained}/recommendations?n=5"
+        assert all(status(f"http://127.0.0.1:{p}{customer}", bearer(keys["server"])) == 200 for p in ports)
+    finally:
+        stop(workers)
+
+
+@pytest.mark.slow
+def test_one_rate_limit_budget_holds_across_both_web_processes(app, keys, redis_url, tmp_path):
+    """Requests alternated between the two processes run out at the limit, not at twice it. With the
+    default per-process storage (memory://) each process would allow the whole budget."""
+    limit = 10
+    settings = app.extensions["giftrec"].settings
+    workers, ports = _two_processes(
+        settings, tmp_path, GIFTREC_API_RATE_LIMIT=f"{limit}/hour", GIFTREC_API_RATE_LIMIT_STORAGE=redis_url
+    )
+    server = bearer(keys["server"])
+    try:
+        until(lambda: all(_live(p) for p in ports), 120)
+        answers = [
+            status(f"http://127.0.0.1:{ports[i % 2]}/v1/bestsellers?n=3", server) for i in range(2 * limit)
+        ]
+        assert answers[:limit] == [200] * limit
+        assert answers[limit:] == [429] * limit, answers
+    finally:
+        stop(workers)
+
+
+_TOKEN = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
+
+
+def _failed_sign_in(port: int, opener: urllib.request.OpenerDirector) -> int:
+    base = f"http://127.0.0.1:{port}/manage/login"
+    with opener.open(base, timeout=30) as page:
+        found = _TOKEN.search(page.read().decode())
+    assert found
+    form = urllib.parse.urlencode(
+        {"csrf_token": found.group(1), "email": "nobody@example.com", "password": "wrong"}
+    ).encode()
+    try:
+        with opener.open(base, data=form, timeout=30) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+@pytest.mark.slow
+def test_the_sign_in_throttle_holds_across_both_web_processes(app, redis_url, tmp_path):
+    """Failed sign-ins of one account alternated between the processes are throttled after the account's
+    allowance (5 in 15 minutes), not after twice it."""
+    settings = app.extensions["giftrec"].settings
+    workers, ports = _two_processes(settings, tmp_path, GIFTREC_API_RATE_LIMIT_STORAGE=redis_url)
+    openers = [
+        urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        for _ in ports
+    ]
+    try:
+        until(lambda: all(_live(p) for p in ports), 120)
+        answers = [_failed_sign_in(ports[i % 2], openers[i % 2]) for i in range(7)]
+        assert answers == [401] * 5 + [429] * 2, answers
+    finally:
+        stop(workers)
+
+
+def _live(port: int) -> bool:
+    try:
+        return status(f"http://127.0.0.1:{port}/health/live", {}) == 200
+    except OSError:
+        return False
