@@ -47,6 +47,8 @@ class LoadedModel:
     similar: SimilarItems | None
     trained_watermark: Watermark
     loaded_at: dt.datetime
+    #: When its run finished (the model's age is counted from here).
+    trained_at: dt.datetime | None = None
 
     @property
     def n_items(self) -> int:

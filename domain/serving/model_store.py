@@ -200,6 +200,11 @@ class ModelStore:
         self._erased.add(external_id)
         self._extra_customers.pop(external_id, None)
 
+    def loaded_model(self) -> LoadedModel | None:
+        """The model in memory now, if any (loads and checks nothing: for metrics)."""
+        data = self._data
+        return None if data is None else data.model
+
     def status(self) -> dict[str, Any]:
         """For /health/ready: the loaded version, or why nothing is loaded. ``ok`` is False only when a
         model exists but none could be loaded (or the database cannot be read at all)."""
@@ -368,6 +373,7 @@ class ModelStore:
             similar=similar_for(model),
             trained_watermark=Watermark(int(seen.get("order_id", 0)), int(seen.get("event_id", 0))),
             loaded_at=utcnow(),
+            trained_at=run.finished_at,
         )
 
     def _build(self, session: Session, model: LoadedModel | None) -> ServingData:
