@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     app.extensions["giftrec"] = ctx
     _add_serving(ctx)
 
-    from api import db, docs, errors, health, links, openapi, security
+    from api import auth, db, docs, errors, health, links, openapi, security
 
     db.init_app(app)
     errors.register_error_handlers(app)
@@ -98,6 +98,11 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     from api import manage
 
     manage.register(app)
+    from api import metrics, observe
+
+    app.register_blueprint(metrics.bp)
+    auth.protect(app, metrics.bp)
+    observe.init_app(app)  # last: outside the fast path
     return app
 
 

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 Answer = tuple[bytes, list[tuple[str, str]]] | None
 #: (the request's WSGI environ, the path segment between the route's prefix and suffix) -> Answer.
 Handler = Callable[[dict[str, Any], str], Answer]
+#: Where a request's route is named for metrics (the Flask endpoint, which this door names too).
+ENV_ROUTE = "giftrec.route"
 
 
 class FastPath:
@@ -35,20 +37,21 @@ class FastPath:
 
     def __init__(self, app: WSGIApplication) -> None:
         self.app = app
-        self.routes: list[tuple[str, str, Handler]] = []
+        self.routes: list[tuple[str, str, Handler, str]] = []
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") == "GET":
             answer = self._answer(environ)
             if answer is not None:
-                body, headers = answer
+                environ[ENV_ROUTE] = answer[2]
+                body, headers, _ = answer
                 start_response("200 OK", headers)
                 return [body]
         return self.app(environ, start_response)
 
-    def _answer(self, environ: WSGIEnvironment) -> Answer:
+    def _answer(self, environ: WSGIEnvironment) -> tuple[bytes, list[tuple[str, str]], str] | None:
         path: str = environ.get("PATH_INFO", "")
-        for prefix, suffix, handler in self.routes:
+        for prefix, suffix, handler, endpoint in self.routes:
             if not (path.startswith(prefix) and path.endswith(suffix)):
                 continue
             segment = path[len(prefix) : len(path) - len(suffix)]
@@ -56,19 +59,20 @@ class FastPath:
             if not segment or "/" in segment or not segment.isascii():
                 return None
             try:
-                return handler(environ, segment)
+                answer = handler(environ, segment)
             except Exception:  # a bug in a handler: logged here, and Flask answers the request
                 log.exception("the fast path failed on %s; Flask answers", path)
                 return None
+            return None if answer is None else (*answer, endpoint)
         return None
 
 
-def route(app: Flask, prefix: str, suffix: str, handler: Handler) -> FastPath:
-    """Answer ``GET <prefix><segment><suffix>`` with ``handler`` before Flask (whose view for the same URL
-    answers whatever the handler declines)."""
+def route(app: Flask, prefix: str, suffix: str, handler: Handler, endpoint: str) -> FastPath:
+    """Answer ``GET <prefix><segment><suffix>`` with ``handler`` before Flask (whose view for the same URL,
+    ``endpoint``, answers whatever the handler declines)."""
     door = app.wsgi_app
     if not isinstance(door, FastPath):
         # Flask's documented place for WSGI middleware (as for werkzeug's ProxyFix).
         door = app.wsgi_app = FastPath(app.wsgi_app)  # type: ignore[method-assign]
-    door.routes.append((prefix, suffix, handler))
+    door.routes.append((prefix, suffix, handler, endpoint))
     return door

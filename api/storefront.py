@@ -40,6 +40,7 @@ from api.schemas import (
 from domain.catalog import products
 from domain.customers import erasure, events, orders
 from domain.errors import DomainError
+from domain.metrics import count_served
 from domain.serving import recommendations
 
 if TYPE_CHECKING:
@@ -128,6 +129,7 @@ def _serving(ctx: AppContext | None = None) -> recommendations.Serving:
 
 def _items(items: list[recommendations.RecommendedItem]) -> Response:
     """The items as the ItemList schema, serialised by orjson with each product card's JSON kept."""
+    count_served([it.source for it in items])
     return Response(_ITEM_JSON.dumps(items), mimetype="application/json")
 
 
@@ -229,6 +231,7 @@ def _fast_recommendations(ctx: AppContext) -> fastpath.Handler:
         except DomainError:  # unknown customer, bad filter: Flask's problem response
             return None
         body = _ITEM_JSON.dumps(items)
+        count_served([it.source for it in items])
         return body, [
             ("Content-Type", "application/json"),
             ("Content-Length", str(len(body))),
@@ -508,7 +511,13 @@ def register(app: Any) -> None:
     auth.protect(app, bp, selections.bp)
     ctx = app.extensions["giftrec"]
     if ctx.settings.api.fast_path:
-        fastpath.route(app, f"{bp.url_prefix}/customers/", "/recommendations", _fast_recommendations(ctx))
+        fastpath.route(
+            app,
+            f"{bp.url_prefix}/customers/",
+            "/recommendations",
+            _fast_recommendations(ctx),
+            endpoint=f"{bp.name}.{customer_recommendations.__name__}",
+        )
     next_purchase.register(app)
     segments.register(app)
     app.register_blueprint(widget.bp)

@@ -1,7 +1,9 @@
 """WSGI entry point for gunicorn (`gunicorn api.wsgi:app`): the app, with the model loading at start-up."""
 
 from api import create_app
+from api.observe import configure_logging
 
+configure_logging()  # JSON lines with the request id
 app = create_app()
 # A serving process starts loading the model now rather than on its first request (the CLI builds the app
 # too, so create_app itself does not).

@@ -404,6 +404,10 @@ def _serve_and_load(
             f"127.0.0.1:{port}",
             "--log-level",
             "warning",
+            # The first request of a worker waits for the model's first load, which on a busy machine
+            # takes longer than gunicorn's default 30 s worker timeout (the worker was killed: a 500).
+            "--timeout",
+            "180",
             "api.wsgi:app",
         ],
         env=env,

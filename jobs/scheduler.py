@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,6 +23,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from domain.db import session_scope
 from domain.locks import acquire_lease, lease_holder, release_lease
+from domain.metrics import JOB_DURATION, JOB_RUNS
 from domain.models._types import utcnow
 from jobs.context import JobContext
 from jobs.registry import available_jobs
@@ -122,10 +124,15 @@ def build_scheduler(
             if not lease.refresh():
                 log.info("job %s: not run, this scheduler does not hold the lock", name)
                 return
+            started, outcome = time.perf_counter(), "failed"
             try:
                 log.info("job %s: %s", name, body(ctx))
+                outcome = "ok"
             except Exception:  # the scheduler carries on; the next run retries
                 log.exception("job %s failed", name)
+            finally:
+                JOB_RUNS.labels(name, outcome).inc()
+                JOB_DURATION.labels(name).observe(time.perf_counter() - started)
 
         return job
 

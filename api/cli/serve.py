@@ -13,6 +13,8 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from api.observe import ACCESS_LOG_FORMAT
+
 #: gunicorn's longest request line (its default is 4094 bytes): every request the OpenAPI document allows
 #: fits (api.schemas.MAX_EXCLUDE), else gunicorn answers an HTML 414 the document does not describe.
 MAX_REQUEST_LINE = 8190
@@ -34,6 +36,18 @@ def _banner(host: str, port: int) -> None:
     sys.stdout.flush()
 
 
+def _metrics_environment(instance_dir: str) -> dict[str, str]:
+    """The children's environment, with ``PROMETHEUS_MULTIPROC_DIR`` (the operator's, else
+    ``<instance>/metrics``) emptied: every worker and the scheduler count into files there, /metrics adds
+    them up, and counts of an earlier run must not be added to this one's (prometheus-client's rule)."""
+    env = dict(os.environ)
+    directory = env.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(os.path.abspath(instance_dir), "metrics")
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory, exist_ok=True)
+    env["PROMETHEUS_MULTIPROC_DIR"] = directory
+    return env
+
+
 @click.command("serve")
 @click.option("--host", default=None, help="default: server.host")
 @click.option("--port", type=int, default=None, help="default: server.port")
@@ -46,10 +60,11 @@ def serve(host: str | None, port: int | None, workers: int, with_scheduler: bool
     host = host or settings.server.host
     port = port or settings.server.port
     _banner(host, port)
+    env = _metrics_environment(settings.server.instance_dir)
     children: list[subprocess.Popen[bytes]] = []
     giftrec = shutil.which("giftrec", path=os.path.dirname(sys.executable)) or "giftrec"
     if with_scheduler:
-        children.append(subprocess.Popen([giftrec, "scheduler"]))
+        children.append(subprocess.Popen([giftrec, "scheduler"], env=env))
     gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable))
     if gunicorn:
         web = [
@@ -60,6 +75,10 @@ def serve(host: str | None, port: int | None, workers: int, with_scheduler: bool
             f"{host}:{port}",
             "--access-logfile",
             "-",
+            "--access-logformat",
+            ACCESS_LOG_FORMAT,
+            "--config",
+            "python:api.gunicorn_conf",
             "--graceful-timeout",
             "5",
             "--limit-request-line",
@@ -80,7 +99,7 @@ def serve(host: str | None, port: int | None, workers: int, with_scheduler: bool
             str(port),
             "--no-reload",
         ]
-    children.append(subprocess.Popen(web))
+    children.append(subprocess.Popen(web, env=env))
 
     def _stop(*_: object) -> None:
         for child in children:

@@ -91,6 +91,17 @@ class SalesRows:
     def __len__(self) -> int:
         return int(self.product_ids.size)
 
+    def extended(self, more: SalesRows) -> SalesRows:
+        """These rows followed by ``more`` (new arrays; both stay as they are)."""
+        if not len(more):
+            return self
+        return SalesRows(
+            np.concatenate([self.customer_ids, more.customer_ids]),
+            np.concatenate([self.product_ids, more.product_ids]),
+            np.concatenate([self.quantities, more.quantities]),
+            np.concatenate([self.timestamps, more.timestamps]),
+        )
+
 
 def event_weights(settings: InteractionSettings) -> dict[str, float]:
     """Weight per interaction kind from the settings (returns are not weighted: they subtract)."""
@@ -225,10 +236,15 @@ def load_session(session: Session, anonymous_id: str) -> InteractionRows:
 
 
 def load_sales(
-    session: Session, *, since: dt.datetime | None = None, until: dt.datetime | None = None
+    session: Session,
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    order_ids: tuple[int, int] | None = None,
 ) -> SalesRows:
     """Sale order lines (guests included, returns not) from ``since`` to ``until``, both inclusive, for
-    bestsellers. Training reads only the bestsellers' window (``since``) instead of every sale."""
+    bestsellers. Training reads only the bestsellers' window (``since``) instead of every sale; the model
+    store adds only those of orders with ids above ``order_ids[0]`` and up to ``order_ids[1]``."""
     statement = (
         select(
             func.coalesce(Order.customer_id, literal(-1)),
@@ -243,6 +259,8 @@ def load_sales(
         statement = statement.where(Order.ordered_at >= since)
     if until is not None:
         statement = statement.where(Order.ordered_at <= until)
+    if order_ids is not None:
+        statement = statement.where(Order.id > order_ids[0], Order.id <= order_ids[1])
     records = _fetch(session, statement)
     n = len(records)
     return SalesRows(

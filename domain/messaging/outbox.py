@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from config import Settings
 from domain.errors import Conflict, InvalidInput, NotFound
-from domain.models import AuditLog, Customer, GiftSelection, OutboundEmail
+from domain.models import EMAIL_STATUSES, AuditLog, Customer, GiftSelection, OutboundEmail
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +195,24 @@ def set_selection_status(session: Session, selection_id: int | None, status: str
         .values(status=status, status_reason=reason)
         .execution_options(synchronize_session=False)
     )
+
+
+def outbox_counts(session: Session, now: dt.datetime) -> tuple[dict[str, int], dt.datetime | None]:
+    """Messages per status (every status, zero included), and when the oldest reminder that is due and
+    not sent yet (queued, ``next_attempt_at`` passed) became due: for the operator's metrics."""
+    counts = dict.fromkeys(EMAIL_STATUSES, 0)
+    for status, n in session.execute(
+        select(OutboundEmail.status, func.count()).group_by(OutboundEmail.status)
+    ):
+        counts[str(status)] = int(n)
+    oldest = session.scalar(
+        select(func.min(OutboundEmail.next_attempt_at)).where(
+            OutboundEmail.status == "queued",
+            OutboundEmail.kind == "reminder",
+            OutboundEmail.next_attempt_at <= now,
+        )
+    )
+    return counts, oldest
 
 
 def list_outbox(session: Session, statuses: Iterable[str] = (), limit: int = 200) -> list[OutboundEmail]:

@@ -47,6 +47,8 @@ class LoadedModel:
     similar: SimilarItems | None
     trained_watermark: Watermark
     loaded_at: dt.datetime
+    #: When its run finished (the model's age is counted from here).
+    trained_at: dt.datetime | None = None
 
     @property
     def n_items(self) -> int:
@@ -66,6 +68,28 @@ class CustomerRows:
     bought_product_ids: np.ndarray
     #: Activity since training: fold the customer in from ``row`` instead of the stored factors.
     recalculate: bool
+
+    def same_as(self, other: object) -> bool:
+        """The same customer with equal rows (what a kept ranking depends on, besides the model)."""
+        if other is self:
+            return True
+        if not isinstance(other, CustomerRows):
+            return False
+        if (self.customer_id, self.user_idx, self.recalculate) != (
+            other.customer_id,
+            other.user_idx,
+            other.recalculate,
+        ) or not np.array_equal(self.bought_product_ids, other.bought_product_ids):
+            return False
+        a, b = self.row, other.row
+        if a is None or b is None:
+            return a is b
+        return (
+            a.shape == b.shape
+            and np.array_equal(a.indices, b.indices)
+            and np.array_equal(a.data, b.data)
+            and np.array_equal(np.diff(a.indptr), np.diff(b.indptr))
+        )
 
 
 @dataclass
@@ -95,6 +119,17 @@ def data_version(session: Session) -> tuple[int, int, int, int]:
     orders = session.execute(select(func.max(Order.id), func.count(Order.id))).one()
     events = session.execute(select(func.max(Event.id), func.count(Event.id))).one()
     return (int(orders[0] or 0), int(orders[1] or 0), int(events[0] or 0), int(events[1] or 0))
+
+
+def rows_between(session: Session, since: Watermark, upto: Watermark) -> tuple[int, int]:
+    """How many orders and events have ids above ``since`` and up to ``upto``."""
+    orders = session.scalar(
+        select(func.count(Order.id)).where(Order.id > since.order_id, Order.id <= upto.order_id)
+    )
+    events = session.scalar(
+        select(func.count(Event.id)).where(Event.id > since.event_id, Event.id <= upto.event_id)
+    )
+    return int(orders or 0), int(events or 0)
 
 
 def bought_matrix(rows: InteractionRows, users: IdIndex) -> csr_matrix:

@@ -12,8 +12,11 @@ Refreshing, in a background thread started by the request that finds a check due
   :meth:`ModelStore.status`; the model in memory keeps answering (at start-up the next older usable run is
   tried instead: the rule of :mod:`domain.serving.model_runs`, which planning follows too). A version that
   failed is tried again after ``settings.model.load_retry_seconds``.
-- **data**: every ``data_refresh_interval`` seconds, if orders or events changed, rebuild the data (bulk
-  reads; this is what refreshes bestsellers).
+- **data**: every ``data_refresh_interval`` seconds, if orders or events changed, add what is new since the
+  data's watermark: the rows of the customers concerned and the new sale lines (what refreshes
+  bestsellers). The matrix, the directory and the kept rankings stay; only rows that disappeared (an
+  erasure) make it read everything again, and even then rankings of unchanged customers are kept. Only a
+  new model starts an empty ranked-picks cache.
 - **customers** (freshness): every ``freshness_interval`` seconds, read which customers have orders or
   events with ids above the watermark seen ``freshness_overlap`` seconds ago and reload their rows (one
   query per 500 customers). These customers are then folded in (``recalculate_user``) with their new
@@ -28,6 +31,7 @@ within ``freshness_interval`` seconds.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -60,6 +64,7 @@ from domain.serving.data import (
     bought_matrix,
     csr_row,
     data_version,
+    rows_between,
     similar_for,
 )
 from domain.serving.model_runs import LoadFailures, load_newest_usable, load_run_artifact
@@ -195,6 +200,11 @@ class ModelStore:
         self._erased.add(external_id)
         self._extra_customers.pop(external_id, None)
 
+    def loaded_model(self) -> LoadedModel | None:
+        """The model in memory now, if any (loads and checks nothing: for metrics)."""
+        data = self._data
+        return None if data is None else data.model
+
     def status(self) -> dict[str, Any]:
         """For /health/ready: the loaded version, or why nothing is loaded. ``ok`` is False only when a
         model exists but none could be loaded (or the database cannot be read at all)."""
@@ -285,12 +295,19 @@ class ModelStore:
                 if force or now >= self._next_model_check:
                     self._next_model_check = now + self.settings.model.reload_interval
                     rebuilt = self._check_model(session)
-                if not rebuilt and (force or now >= self._next_data_check):
+                data_due = force or now >= self._next_data_check
+                if rebuilt or data_due:
+                    # Scheduled after a model's build too (it read the data): without this, a store whose
+                    # first check loaded a model never looked at the data again.
                     self._next_data_check = now + self._data_interval
+                if data_due and not rebuilt:
                     data = self._data
-                    if data is None or data_version(session) != data.version:
-                        self._data = self._build(session, None if data is None else data.model)
-                        rebuilt = True
+                    if data is None:
+                        self._data = self._build(session, None)
+                    else:
+                        version = data_version(session)
+                        if version != data.version:
+                            self._data = self._advance(session, data, version)
                 if force or now >= self._next_tail:
                     self._next_tail = now + self._freshness_interval
                     self._tail(session, now)
@@ -356,6 +373,7 @@ class ModelStore:
             similar=similar_for(model),
             trained_watermark=Watermark(int(seen.get("order_id", 0)), int(seen.get("event_id", 0))),
             loaded_at=utcnow(),
+            trained_at=run.finished_at,
         )
 
     def _build(self, session: Session, model: LoadedModel | None) -> ServingData:
@@ -389,12 +407,39 @@ class ModelStore:
             customers=customers,
             refold=refold,
             built_at=utcnow(),
-            ranked=RankedCache(self.settings.api.picks_cache_customers),
+            ranked=RankedCache(self.settings.api.picks_cache_customers, same=CustomerRows.same_as),
         )
         self._extra_customers.clear()
         self._erased.clear()
         self._erasures_since = erasures_since
         return data
+
+    def _advance(
+        self, session: Session, data: ServingData, version: tuple[int, int, int, int]
+    ) -> ServingData:
+        """The data with the orders and events added since it was read, without reading the rest again.
+
+        The customers with new rows get them (as :meth:`_tail` does every second; they are folded in on
+        their next request), the new sale lines join the bestsellers' rows, and everything else is kept:
+        the matrix, the customer directory and each customer's kept ranking. Only when rows disappeared
+        (an erasure deletes events; a late commit below the watermark looks the same) is everything read
+        again, and even then a customer whose rows are unchanged keeps their ranking: it depends on the
+        model and their rows alone.
+        """
+        since = Watermark(data.version[0], data.version[2])
+        upto = Watermark(version[0], version[2])
+        added = rows_between(session, since, upto)
+        if (data.version[1] + added[0], data.version[3] + added[1]) != (version[1], version[3]):
+            log.info("orders or events were removed: reading the interaction data again")
+            rebuilt = self._build(session, data.model)
+            rebuilt.ranked = data.ranked
+            return rebuilt
+        changed = changed_customers(session, since)
+        if changed:
+            self._reload_customers(session, data, sorted(changed))
+        sales = data.sales.extended(load_sales(session, order_ids=(since.order_id, upto.order_id)))
+        # A new object, so a request holding the old one never mixes old sales with new cached counts.
+        return dataclasses.replace(data, version=version, sales=sales, cache={})
 
     def _erasure_clock(self) -> dt.datetime:
         """Where the next look for erasures starts: now (``erased_at`` is written from the web processes'

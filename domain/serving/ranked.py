@@ -7,17 +7,21 @@ model and on the customer's rows only, so it is kept: :class:`Ranked` holds the 
 filters allow. That is exactly what ranking with the filters gives, since a filter only removes products
 from the order, so the use case falls back to ranking only when the kept list runs out.
 
-An entry is valid while the customer's rows are the same object:
+An entry is valid while the customer's rows are the same object, or equal ones (``same``: after the data
+was read again for the same model):
 :class:`~domain.serving.model_store.ModelStore` replaces them when the customer buys, returns or browses, and
-a new model or data build starts with an empty cache. Least recently used customers go first once ``size`` are
+only a new model starts with an empty cache. Least recently used customers go first once ``size`` are
 kept.
 """
 
 from __future__ import annotations
 
+import operator
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -67,8 +71,9 @@ class Ranked:
 class RankedCache:
     """customer id -> :class:`Ranked`, least recently used out first beyond ``size`` (0 keeps none)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, same: Callable[[Any, Any], bool] = operator.is_) -> None:
         self.size = size
+        self._same = same
         self._entries: OrderedDict[int, Ranked] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -82,8 +87,10 @@ class RankedCache:
             if found is None:
                 return None
             if found.rows is not rows:
-                del self._entries[customer_id]
-                return None
+                if not self._same(rows, found.rows):
+                    del self._entries[customer_id]
+                    return None
+                found.rows = rows  # equal rows: identity answers the next time
             self._entries.move_to_end(customer_id)
             return found
 

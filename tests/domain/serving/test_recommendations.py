@@ -10,14 +10,14 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
 from domain.catalog.products import ProductInput, upsert_product
 from domain.catalog.snapshot import CARD_FIELDS, CatalogSnapshot
 from domain.errors import InvalidInput, NotFound
-from domain.models import Customer, Product
+from domain.models import Customer, Event, Product
 from domain.serving.model_store import ModelStore
 from domain.serving.ranked import Ranked, RankedCache
 from domain.serving.recommendations import (
@@ -293,3 +293,86 @@ def test_ranked_cache_keeps_the_most_recent_customers_and_forgets_changed_rows()
     off = RankedCache(0)
     off.put(1, Ranked(rows_a, np.arange(3, dtype=np.int32), np.ones(3, dtype=np.float32)))
     assert len(off) == 0
+
+
+def _kept(serving: Serving, external_ids: list[str]) -> dict[str, Ranked | None]:
+    """The kept ranking each customer's next request would use (None: it ranks again)."""
+    data = serving.store.current()
+    return {
+        ext: data.ranked.get(data.customers[ext], serving.store.customer(data, data.customers[ext]))
+        for ext in external_ids
+    }
+
+
+def test_live_activity_reaches_only_its_customers_picks_and_keeps_the_other_rankings(
+    sessions, settings, serving, trained, clock
+):
+    """Regression (issue 18): every data_refresh_interval with new orders or events, each worker re-read
+    every interaction and started an empty ranked-picks cache. Now the new rows since the data's
+    watermark reach the customers they belong to, and nothing else is rebuilt."""
+    buyer, buyer_id, _ = _regular(serving)
+    data = serving.store.current()
+    others = [ext for ext in sorted(data.customers)[::9][:6] if ext != buyer]
+    before = recommend_for_customer(serving, buyer, 5)
+    for ext in others:
+        recommend_for_customer(serving, ext, 5)
+    kept = _kept(serving, others)
+    assert all(kept.values())
+    sales = len(data.sales)
+    browser = others[0]
+    with sessions.begin() as session:  # another process records a purchase and a view
+        add_order(session, buyer, [before[0].sku], order_id="API-LIVE-1")
+        product_id = session.scalar(select(Product.id).where(Product.sku == before[1].sku))
+        session.add(
+            Event(
+                customer_id=data.customers[browser],
+                product_id=product_id,
+                kind="view",
+                occurred_at=dt.datetime(2011, 12, 10, 13),
+            )
+        )
+    clock.advance(301.0)  # the model, data and freshness checks are all due
+    serving.store.current()  # runs them (inline here; a thread in a worker)
+    after = serving.store.current()
+    assert after.user_items is data.user_items and after.model is data.model  # nothing re-read in bulk
+    assert len(after.sales) == sales + 1  # the new sale counts for bestsellers
+    assert before[0].sku not in {i.sku for i in recommend_for_customer(serving, buyer, 5)}
+    now = _kept(serving, others)
+    assert now[browser] is None  # their rows changed: ranked again, folded in
+    assert all(now[ext] is kept[ext] for ext in others[1:])  # the other customers' rankings survive
+    assert serving.store.customer(after, buyer_id).recalculate
+
+
+def test_a_full_rebuild_with_the_same_model_keeps_the_rankings_of_unchanged_customers(
+    sessions, settings, serving, trained, clock
+):
+    """An erasure deletes events, which only a full read of the data can follow; the rankings still
+    depend only on the model and each customer's rows, so a customer whose rows are equal keeps theirs."""
+    data = serving.store.current()
+    customers = sorted(data.customers)[::9][:4]
+    shown = {ext: _shown(recommend_for_customer(serving, ext, 5)) for ext in customers}
+    kept = _kept(serving, customers)
+    with sessions.begin() as session:
+        customer = Customer(external_id="ERASE-ME")
+        session.add(customer)
+        session.flush()
+        product_id = session.scalar(select(Product.id).order_by(Product.id))
+        session.add(
+            Event(
+                customer_id=customer.id,
+                product_id=product_id,
+                kind="view",
+                occurred_at=dt.datetime(2011, 12, 1),
+            )
+        )
+    clock.advance(301.0)
+    serving.store.current()
+    with sessions.begin() as session:
+        session.execute(delete(Event).where(Event.customer_id == customer.id))  # as erase_customer does
+    clock.advance(301.0)
+    serving.store.current()
+    after = serving.store.current()
+    assert after.user_items is not data.user_items  # a deletion: the data was read again
+    for ext in customers:
+        assert _shown(recommend_for_customer(serving, ext, 5)) == shown[ext]
+    assert all(entry is kept[ext] for ext, entry in _kept(serving, customers).items())

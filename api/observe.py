@@ -1,0 +1,130 @@
+"""The outermost WSGI door: a request id on every request and response, its latency, and JSON logs.
+
+Every request gets an id: the load balancer's ``X-Request-ID`` when it sends a sensible one (1 to 128
+characters of letters, digits and ``._-:``), else a new random one. It is echoed in the response's
+``X-Request-ID`` (problem responses, the fast path's answers and Flask's error pages alike: this door
+wraps them all), kept in the environ as ``giftrec.request_id`` and added to every log record written
+while the request runs (:class:`RequestIdFilter`), so one line of the access log and the app's own lines
+can be joined. The request's latency is observed into ``giftrec_http_request_duration_seconds`` by route
+(the Flask endpoint, or the fast path's) and status.
+
+:func:`configure_logging` makes the process log one JSON object per line (``python-json-logger``);
+``giftrec serve`` gives gunicorn's access log the same shape.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, TextIO
+
+from flask import Flask
+from pythonjsonlogger.json import JsonFormatter
+
+from api.fastpath import ENV_ROUTE
+from domain.metrics import REQUEST_LATENCY
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+#: Where the request id and the route label are kept in the WSGI environ.
+ENV_REQUEST_ID = "giftrec.request_id"
+HEADER = "X-Request-ID"
+_ACCEPTED = re.compile(r"[A-Za-z0-9._:-]{1,128}\Z")
+
+#: The id of the request this thread (or task) is answering, for log records.
+current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+
+def request_id_of(environ: dict[str, Any]) -> str:
+    """The load balancer's id when it is sensible, else a new one (32 hex digits)."""
+    given = environ.get("HTTP_X_REQUEST_ID")
+    if given and _ACCEPTED.match(given):
+        return str(given)
+    return uuid.uuid4().hex
+
+
+class Observed:
+    """WSGI middleware: request id in and out, latency by route and status."""
+
+    def __init__(self, app: WSGIApplication) -> None:
+        self.app = app
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        rid = environ[ENV_REQUEST_ID] = request_id_of(environ)
+        token = current_request_id.set(rid)
+        status_code = ["500"]
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            status_code[0] = status[:3]
+            headers.append((HEADER, rid))
+            return start_response(status, headers, exc_info)
+
+        try:
+            return self.app(environ, start)
+        finally:
+            current_request_id.reset(token)
+            route = environ.get(ENV_ROUTE) or "unmatched"
+            REQUEST_LATENCY.labels(route, environ.get("REQUEST_METHOD", ""), status_code[0]).observe(
+                time.perf_counter() - started
+            )
+
+
+def init_app(app: Flask) -> None:
+    """Wrap the app's WSGI door and label Flask's requests with their endpoint. Called last by
+    ``create_app``: this door stands outside the fast path, so that both are observed."""
+
+    @app.url_value_preprocessor
+    def _label(endpoint: str | None, values: dict[str, Any] | None) -> None:
+        from flask import request
+
+        request.environ[ENV_ROUTE] = endpoint or "unmatched"
+
+    # Flask's documented place for WSGI middleware (the fast path, if any, is already inside).
+    app.wsgi_app = Observed(app.wsgi_app)  # type: ignore[method-assign]
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``request_id`` (None outside a request) to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = current_request_id.get()
+        return True
+
+
+def json_handler(stream: TextIO | None = None) -> logging.Handler:
+    """A handler that writes one JSON object per record: time, level, logger, message, request id (and
+    the exception, when there is one)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(
+        JsonFormatter(
+            "{asctime}{levelname}{name}{message}{request_id}",
+            style="{",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            datefmt="%Y-%m-%dT%H:%M:%S%z",
+        )
+    )
+    handler.addFilter(RequestIdFilter())
+    return handler
+
+
+def configure_logging(level: int = logging.INFO, stream: TextIO | None = None) -> None:
+    """The process logs JSON lines to stderr (a serving process: the wsgi entry point calls this)."""
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(json_handler(stream))
+    root.setLevel(level)
+
+
+#: gunicorn's access log as JSON lines, with the request id the app echoed (``--access-logformat``).
+ACCESS_LOG_FORMAT = (
+    '{"time": "%(t)s", "logger": "access", "request_id": "%({x-request-id}o)s", "remote": "%(h)s", '
+    '"method": "%(m)s", "path": "%(U)s", "status": "%(s)s", "bytes": "%(B)s", "duration_us": "%(D)s"}'
+)

@@ -1,0 +1,50 @@
+"""The Prometheus metrics every process counts into (``prometheus-client``; multiprocess under gunicorn).
+
+Counters and histograms are defined once here, for the web doors and the scheduler alike. With
+``PROMETHEUS_MULTIPROC_DIR`` set before ``prometheus_client`` is first imported (``giftrec serve`` sets it
+for its gunicorn workers and its scheduler), each process writes its values to files in that directory
+and ``/metrics`` adds them up; without it they live in this process's default registry. What is read from
+the database or the model in memory (model version and age, the outbox, the queue's pause) is not
+counted here but read when ``/metrics`` is scraped (``api/metrics.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import Counter, Histogram
+
+__all__ = ["JOB_DURATION", "JOB_RUNS", "RECOMMENDATIONS", "REQUEST_LATENCY", "count_served"]
+
+#: Buckets for requests: the storefront answers in milliseconds, the pages and imports in seconds.
+_REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+REQUEST_LATENCY = Histogram(
+    "giftrec_http_request_duration_seconds",
+    "Time from the request reaching the app to its response's start, by route (Flask endpoint) and status",
+    ("route", "method", "status"),
+    buckets=_REQUEST_BUCKETS,
+)
+RECOMMENDATIONS = Counter(
+    "giftrec_recommendations_served",
+    "Items served by the storefront API, by source (collaborative, similar, bestsellers, new_arrivals)",
+    ("source",),
+)
+JOB_RUNS = Counter(
+    "giftrec_job_runs", "Scheduled job runs, by job and outcome (ok, failed)", ("job", "outcome")
+)
+JOB_DURATION = Histogram(
+    "giftrec_job_duration_seconds",
+    "Wall time of scheduled job runs, by job",
+    ("job",),
+    buckets=(0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0),
+)
+
+
+def count_served(sources: Iterable[str]) -> None:
+    """Count one response's items by source (one increment per distinct source, usually one)."""
+    counts: dict[str, int] = {}
+    for source in sources:
+        counts[source] = counts.get(source, 0) + 1
+    for source, n in counts.items():
+        RECOMMENDATIONS.labels(source).inc(n)

@@ -1,0 +1,164 @@
+"""/metrics (api/metrics.py): Prometheus's text format, for server and admin keys only."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from domain.db import session_scope
+from domain.messaging.outbox import enqueue
+from domain.messaging.pause import pause
+from domain.models._types import utcnow
+from tests.api.helpers import SHOP, bearer
+
+
+def _samples(body: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def _value(samples, name: str, **labels: str) -> float:  # type: ignore[no-untyped-def]
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_only_server_and_admin_keys_read_the_metrics(client, keys):
+    """Security rule: the figures tell how a shop is doing; a public widget key (or an email key) must not
+    read them, nor a request without a key."""
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"X-Api-Key": keys["widget"], "Origin": SHOP}).status_code == 403
+    assert client.get("/metrics", headers=bearer(keys["email"])).status_code == 403
+    for scope in ("server", "admin"):
+        resp = client.get("/metrics", headers=bearer(keys[scope]))
+        assert resp.status_code == 200 and resp.mimetype == "text/plain", scope
+
+
+def test_metrics_count_requests_sources_and_read_the_state(app, client, keys, trained):
+    server = bearer(keys["server"])
+    before = _samples(client.get("/metrics", headers=server).get_data(as_text=True))
+    picks = client.get(f"/v1/customers/{trained}/recommendations?n=5", headers=server)
+    assert picks.status_code == 200
+    sources = [item["source"] for item in picks.get_json()["items"]]
+    assert client.get("/v1/customers/NOPE/recommendations", headers=server).status_code == 404
+    ctx = app.extensions["giftrec"]
+    now = utcnow()
+    with session_scope(ctx.sessions) as session:
+        for i, kind in enumerate(("reminder", "reminder", "winback")):
+            email = enqueue(
+                session,
+                dedupe_key=f"metrics-{i}",
+                kind=kind,
+                to_address="ann@example.com",
+                subject="s",
+                body_text="b",
+                body_html=None,
+                customer_id=None,
+                not_before=now - dt.timedelta(hours=3 - i),
+            )
+            assert email is not None
+        pause(session, ctx.settings.mail, reason="SMTP login refused", now=now, by="test")
+    after = _samples(client.get("/metrics", headers=server).get_data(as_text=True))
+
+    route = "storefront.customer_recommendations"
+    for status in ("200", "404"):
+        name = "giftrec_http_request_duration_seconds_count"
+        labels = {"route": route, "method": "GET", "status": status}
+        assert _value(after, name, **labels) == _value(before, name, **labels) + 1, status
+    for source in set(sources):
+        name = "giftrec_recommendations_served_total"
+        assert _value(after, name, source=source) - _value(before, name, source=source) == sources.count(
+            source
+        )
+    loaded = ctx.services["model_store"].loaded_model()
+    assert _value(after, "giftrec_model_info", version=loaded.version, algorithm=loaded.algorithm) == 1
+    assert 0 <= _value(after, "giftrec_model_age_seconds") < 3600
+    assert _value(after, "giftrec_outbox_messages", status="queued") == 3
+    assert _value(after, "giftrec_outbox_messages", status="sent") == 0
+    assert 3 * 3600 - 60 < _value(after, "giftrec_oldest_due_reminder_seconds") < 3 * 3600 + 60
+    assert _value(after, "giftrec_mail_queue_paused") == 1
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return int(resp.status), resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), ""
+
+
+@pytest.mark.slow
+def test_giftrec_serve_adds_up_the_metrics_of_all_its_workers(app, keys, tmp_path):
+    """Under `giftrec serve` (gunicorn, two workers) any worker's /metrics counts the requests of both:
+    prometheus-client's multiprocess mode in the directory serve prepares."""
+    settings = app.extensions["giftrec"].settings
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    (directory / "counter_1.db").write_bytes(b"left by an earlier run")  # serve starts it empty
+    env = dict(
+        os.environ,
+        GIFTREC_DATABASE_URL=settings.database.url,
+        GIFTREC_SERVER_INSTANCE_DIR=settings.server.instance_dir,
+        GIFTREC_SERVER_SECRET_KEY=settings.server.secret_key or "test",
+        PROMETHEUS_MULTIPROC_DIR=str(directory),
+    )
+    giftrec = shutil.which("giftrec", path=os.path.dirname(sys.executable))
+    assert giftrec is not None
+    serve = subprocess.Popen(
+        [giftrec, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        started = time.monotonic()
+        while True:
+            try:
+                if _get(f"{base}/health/live")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() - started < 60, "giftrec serve did not answer"
+            time.sleep(0.2)
+        sent = 1  # the probe that answered
+        # Concurrent batches until both workers have answered some (which worker accepts is the kernel's
+        # choice, not ours): then any scrape must count every request of both.
+        while len({p.name for p in directory.glob("histogram_*.db")}) < 2:
+            assert sent < 2000, "one worker took every request"
+            with ThreadPoolExecutor(8) as pool:
+                statuses = list(pool.map(lambda _: _get(f"{base}/health/live")[0], range(40)))
+            assert statuses == [200] * 40
+            sent += 40
+        assert not (directory / "counter_1.db").exists()
+        for _ in range(3):  # whichever worker answers the scrape
+            status, body = _get(f"{base}/metrics", bearer(keys["server"]))
+            assert status == 200
+            count = _value(
+                _samples(body),
+                "giftrec_http_request_duration_seconds_count",
+                route="health.live",
+                method="GET",
+                status="200",
+            )
+            assert count == sent
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=30)
