@@ -8,9 +8,12 @@ import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from config import MailSettings
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 
 class MailError(Exception):
@@ -105,7 +108,7 @@ class _Tracking:
     payload_written = False
     last_reply: tuple[int, bytes] = (0, b"")
 
-    def send(self, s: bytes | str) -> None:
+    def send(self, s: ReadableBuffer | str) -> None:
         super().send(s)  # type: ignore[misc]
         if self.payload_handed_over:
             self.payload_written = True  # smtplib writes the message and its final dot in one call
