@@ -1,0 +1,63 @@
+"""`giftrec` commands in forked children of one process that imported giftrec once.
+
+Each child is a real process running the real command (its own database connections, its own SMTP
+connections) that a test may kill with SIGKILL; forking skips the seconds of imports a fresh `giftrec`
+costs, so a test can kill dozens. Protocol on stdin/stdout, one line each: ``run ARGS...`` answers the
+child's pid; ``wait PID`` answers its wait status once it is gone.
+
+Usage: python -m tests.jobs.forking_giftrec LOG_FILE
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import sys
+
+import api
+import domain
+import jobs
+import recommender
+from api.cli import cli
+
+
+def _import_everything() -> None:
+    """Import every giftrec module once, here: create_app imports most of them lazily (scikit-learn...)."""
+    for package in (api, domain, jobs, recommender):
+        for module in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
+            importlib.import_module(module.name)
+
+
+def _child(args: list[str], log_file: str) -> None:
+    out = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    code = 1
+    try:
+        cli.main(args=args, prog_name="giftrec")
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def main() -> None:
+    log_file = sys.argv[1]
+    _import_everything()
+    print("ready", flush=True)
+    for line in sys.stdin:
+        command, *args = line.split()
+        if command == "run":
+            pid = os.fork()
+            if pid == 0:
+                _child(args, log_file)
+            print(pid, flush=True)
+        elif command == "wait":
+            print(os.waitpid(int(args[0]), 0)[1], flush=True)
+
+
+if __name__ == "__main__":
+    main()
