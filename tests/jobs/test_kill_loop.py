@@ -18,7 +18,7 @@ from domain.db import session_scope
 from domain.messaging.mail import message_id_for
 from domain.models import OutboundEmail
 from domain.models._types import utcnow
-from tests.jobs.test_send_outbox import _enqueue, send_outbox_now
+from tests.jobs.test_send_outbox import _enqueue, giftrec_env, send_outbox_now
 
 SEED = 20261202
 BATCH = 300
@@ -70,15 +70,8 @@ def test_a_seeded_loop_of_kills_of_sender_and_scheduler_sends_nothing_twice_and_
     sessions, mail_settings, smtp_server, tmp_path
 ):
     ids = _enqueue(sessions, BATCH)
-    env = os.environ | {
-        "GIFTREC_DATABASE_URL": mail_settings.database.url,
-        "GIFTREC_MAIL_SMTP_HOST": smtp_server.host,
-        "GIFTREC_MAIL_SMTP_PORT": str(smtp_server.port),
-        "GIFTREC_SERVER_INSTANCE_DIR": str(tmp_path / "instance"),
-        "GIFTREC_SERVER_SECRET_KEY": "test-secret",
-        "GIFTREC_MODEL_ARTIFACT_DIR": str(tmp_path / "models"),
-        "GIFTREC_SCHEDULER_LOCK_TTL": "1",  # a killed scheduler's lock expires at once for the next one
-    }
+    # a killed scheduler's lock expires at once for the next one
+    env = giftrec_env(mail_settings, smtp_server, tmp_path) | {"GIFTREC_SCHEDULER_LOCK_TTL": "1"}
     log = tmp_path / "children.log"
     rng = random.Random(SEED)
     forker = Forker(env, log)
