@@ -14,6 +14,7 @@ import importlib
 import os
 import pkgutil
 import sys
+import traceback
 
 import api
 import domain
@@ -38,6 +39,8 @@ def _child(args: list[str], log_file: str) -> None:
         cli.main(args=args, prog_name="giftrec")
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()  # as Python would before exiting with 1
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
