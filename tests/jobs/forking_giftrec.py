@@ -16,11 +16,16 @@ import pkgutil
 import sys
 import traceback
 
-import api
-import domain
-import jobs
-import recommender
-from api.cli import cli
+# No BLAS/OpenMP thread pools in the parent: a fork copies only the forking thread, and a child once hung
+# on a lock of a pool thread it did not inherit. giftrec pins BLAS to one thread in its processes anyway.
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_name] = "1"
+
+import api  # noqa: E402
+import domain  # noqa: E402
+import jobs  # noqa: E402
+import recommender  # noqa: E402
+from api.cli import cli  # noqa: E402
 
 
 def _import_everything() -> None:
