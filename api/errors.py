@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, json
+from flask import Flask, Response, current_app, json
+from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from domain.errors import DomainError, InvalidInput, NotFound
 
 PROBLEM = "application/problem+json"
+#: Seconds a client is asked to wait (Retry-After) while the database is unavailable.
+DB_RETRY_AFTER = 5
 
 
 def problem(
@@ -70,6 +73,15 @@ def register_error_handlers(app: Flask) -> None:
         if isinstance(exc, NotFound):
             return problem(exc.status, "Not found", exc.message)
         return problem(exc.status, type(exc).__name__, exc.message)
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def _database_unavailable(exc: Exception) -> Response:
+        # The database went away (stopped, restarting, unreachable): a temporary condition, not a bug. The
+        # engine's pre-ping replaces dead connections, so requests succeed again once it is back.
+        current_app.logger.warning("database unavailable: %s", exc)
+        detail = "the database is unavailable; try again shortly"
+        return problem(503, "Service Unavailable", detail, headers={"Retry-After": str(DB_RETRY_AFTER)})
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from domain.db import session_scope
-from domain.reminders.planning import plan_due_selections
+from domain.reminders.planning import run_planning
 from jobs.context import JobContext
 
 
 def run(ctx: JobContext) -> str:
-    with session_scope(ctx.sessions) as session:
-        s = plan_due_selections(session, ctx.settings, ctx.now())
+    s = run_planning(ctx.sessions, ctx.settings, ctx.now())
     text = (
         f"due {s.due}: planned {s.planned} (ready {s.ready}, awaiting review {s.awaiting_review}; "
         f"caught up after a missed lead day {s.caught_up}), already planned {s.existing}, "

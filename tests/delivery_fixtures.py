@@ -14,6 +14,7 @@ import email
 import email.policy
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 from collections import deque
@@ -278,3 +279,81 @@ def make_selection(
     session.add(selection)
     session.flush()
     return selection
+
+
+# ------------------------------------------------------------------------ a connection cut mid-DATA
+class CuttingProxy:
+    """A TCP proxy in front of the test SMTP server that cuts its first connection during DATA.
+
+    ``cut="payload"``: after the server's 354 it forwards ``forward_bytes`` of the message, then stops
+    reading and resets both sides (the end-of-data dot never reaches the server). ``cut="reply"``: it
+    forwards the whole message (the server accepts it) and resets the client before the 250 reaches it.
+    Later connections pass through untouched.
+    """
+
+    def __init__(self, target: SmtpServer, cut: str, forward_bytes: int = 4096) -> None:
+        self.target, self.cut, self.forward_bytes = target, cut, forward_bytes
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.host, self.port = "127.0.0.1", int(self.listener.getsockname()[1])
+        self.connections = 0
+        self.cuts = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            upstream = socket.create_connection((self.target.host, self.target.port))
+            cutting = self.connections == 1
+            threading.Thread(target=self._pipe, args=(client, upstream, cutting), daemon=True).start()
+            threading.Thread(target=self._replies, args=(upstream, client, cutting), daemon=True).start()
+
+    @staticmethod
+    def _reset(*socks: socket.socket) -> None:
+        for s in socks:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST, not FIN
+            s.close()
+
+    def _pipe(self, client: socket.socket, upstream: socket.socket, cutting: bool) -> None:
+        """Client to server; in a cut connection, counts the payload bytes after DATA."""
+        seen = b""
+        payload = -1  # bytes of message forwarded after the DATA command; -1 before it
+        try:
+            while chunk := client.recv(65536):
+                if cutting and payload < 0:
+                    seen = (seen + chunk)[-64:]
+                    upstream.sendall(chunk)
+                    if b"DATA\r\n" in seen.upper():
+                        payload = 0
+                    continue
+                if cutting and self.cut == "payload" and payload + len(chunk) >= self.forward_bytes:
+                    upstream.sendall(chunk[: self.forward_bytes - payload])
+                    self.cuts += 1
+                    self._reset(client, upstream)
+                    return
+                payload += len(chunk)
+                upstream.sendall(chunk)
+        except OSError:
+            pass
+        for s in (client, upstream):
+            s.close()
+
+    def _replies(self, upstream: socket.socket, client: socket.socket, cutting: bool) -> None:
+        """Server to client; in a cut connection with ``cut="reply"``, the reply to the message is lost."""
+        try:
+            while chunk := upstream.recv(65536):
+                if cutting and self.cut == "reply" and chunk.startswith(b"250") and b"queued" in chunk:
+                    self.cuts += 1
+                    self._reset(client)
+                    return
+                client.sendall(chunk)
+        except OSError:
+            pass
+        for s in (client, upstream):
+            s.close()
+
+    def close(self) -> None:
+        self.listener.close()

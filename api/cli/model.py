@@ -59,7 +59,7 @@ def train(if_stale: bool, tune: bool) -> None:
 
 @click.group(cls=AppGroup)
 def model() -> None:
-    """Trained models: list the runs, roll back to an earlier one."""
+    """Trained models: list the runs, roll back to an earlier one (pinned), unpin, promote."""
 
 
 @model.command("list")
@@ -75,7 +75,7 @@ def model_list(limit: int) -> None:
                 "*" if serving is not None and r.id == serving.id else " ",
                 r.version,
                 r.algorithm,
-                "rolled back" if r.is_rolled_back else r.status,
+                "rolled back" if r.is_rolled_back else "pinned" if r.is_pinned else r.status,
                 "" if r.artifact_path or r.status != "succeeded" else "artifact pruned",
                 f"{r.n_users}x{r.n_items}",
                 str(r.data_until or ""),
@@ -150,15 +150,43 @@ def model_show(version: str) -> None:
 @model.command("rollback")
 @click.argument("version", required=False)
 def model_rollback(version: str | None) -> None:
-    """Stop serving the current model: back to the previous one, or to VERSION.
+    """Stop serving the current model: back to the previous one, or to VERSION, pinned.
 
-    Serving processes switch within `model.reload_interval` seconds, without a restart.
+    Serving processes switch within `model.reload_interval` seconds, without a restart. Models trained
+    later (the nightly training) are not served until `giftrec model unpin` or `promote`.
     """
     from domain.serving.training import rollback
 
     with transaction() as session:
         target = rollback(session, version, actor="cli")
-        line = f"serving model {target.version} ({target.algorithm}) from the next reload"
+        line = (
+            f"serving model {target.version} ({target.algorithm}) from the next reload; pinned: "
+            "newer models wait until `giftrec model unpin`"
+        )
+    click.echo(line)
+
+
+@model.command("unpin")
+def model_unpin() -> None:
+    """Release the pin of a rollback: the newest usable model serves again."""
+    from domain.serving.training import unpin
+
+    with transaction() as session:
+        serving = unpin(session, actor="cli")
+        line = f"serving model {serving.version} from the next reload" if serving else "no usable model"
+    click.echo(line)
+
+
+@model.command("promote")
+@click.argument("version")
+def model_promote(version: str) -> None:
+    """Serve VERSION again (even one rolled back); pinned if newer models exist."""
+    from domain.serving.training import promote
+
+    with transaction() as session:
+        run = promote(session, version, actor="cli")
+        pinned = "; pinned: newer models wait until `giftrec model unpin`" if run.is_pinned else ""
+        line = f"serving model {run.version} from the next reload{pinned}"
     click.echo(line)
 
 

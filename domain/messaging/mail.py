@@ -8,9 +8,12 @@ import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from config import MailSettings
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 
 class MailError(Exception):
@@ -96,10 +99,19 @@ def build_message(email: OutgoingEmail, from_address: str) -> EmailMessage:
 
 
 class _Tracking:
-    """Notes when the server has said 354 (go ahead): from then on a lost reply leaves the outcome unknown."""
+    """Notes when the server has said 354 (go ahead) and when the whole message, its end-of-data line
+    included, was written: from then on a lost reply leaves the outcome unknown. A connection lost while
+    the message was still being written is a temporary failure: the server never saw its end, so it
+    cannot have accepted it."""
 
     payload_handed_over = False
+    payload_written = False
     last_reply: tuple[int, bytes] = (0, b"")
+
+    def send(self, s: ReadableBuffer | str) -> None:
+        super().send(s)  # type: ignore[misc]
+        if self.payload_handed_over:
+            self.payload_written = True  # smtplib writes the message and its final dot in one call
 
     def getreply(self) -> tuple[int, bytes]:
         code, text = super().getreply()  # type: ignore[misc]
@@ -186,7 +198,7 @@ class SmtpMailer:
         except (smtplib.SMTPNotSupportedError, ssl.SSLError) as exc:
             if client is None:  # while connecting: no STARTTLS or AUTH, a certificate that does not verify
                 raise ConfigurationMailError(f"{type(exc).__name__}: {exc}") from exc
-            if client.payload_handed_over:
+            if client.payload_written:
                 raise UnknownOutcomeError(f"no reply after the message was sent: {exc!r}") from exc
             raise TemporaryMailError(f"{type(exc).__name__}: {exc}") from exc
         except smtplib.SMTPConnectError as exc:
@@ -194,8 +206,10 @@ class SmtpMailer:
         except smtplib.SMTPResponseException as exc:
             raise _code_error(exc.smtp_code, exc.smtp_error, type(exc).__name__) from exc
         except (smtplib.SMTPException, OSError) as exc:
-            if client is not None and client.payload_handed_over:
+            if client is not None and client.payload_written:
                 raise UnknownOutcomeError(f"no reply after the message was sent: {exc!r}") from exc
+            if client is not None and client.payload_handed_over:
+                raise TemporaryMailError(f"connection lost while the message was written: {exc!r}") from exc
             raise TemporaryMailError(f"{type(exc).__name__}: {exc}") from exc
         finally:
             if client is not None:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -62,6 +63,12 @@ class ModelRun(Base):
     )
     is_rolled_back: Mapped[bool] = mapped_column(
         Boolean, default=False, comment="set by `model rollback`: never served again"
+    )
+    is_pinned: Mapped[bool] = mapped_column(
+        Boolean,
+        default=False,
+        server_default=false(),
+        comment="set by `model rollback`/`promote`: served ahead of newer runs until `model unpin`",
     )
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[CreatedAt]

@@ -24,9 +24,11 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
+from domain.db import session_scope
 from domain.errors import DomainError
 from domain.models import (
     Customer,
@@ -49,7 +51,14 @@ from domain.serving.candidates import CandidatesFn, profile_words
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CutoffSummary", "PlanSummary", "apply_review_cutoff", "plan_due_selections", "plan_selections"]
+__all__ = [
+    "CutoffSummary",
+    "PlanSummary",
+    "apply_review_cutoff",
+    "plan_due_selections",
+    "plan_selections",
+    "run_planning",
+]
 
 
 def _month_days(lo: dt.date, hi: dt.date) -> set[int]:
@@ -245,3 +254,22 @@ def plan_due_selections(
     cut = apply_review_cutoff(session, settings, now)
     summary.cutoff_approved, summary.cutoff_skipped = cut.approved, cut.skipped
     return summary
+
+
+def run_planning(
+    sessions: sessionmaker[Session], settings: Settings, now: dt.datetime, *, attempts: int = 3
+) -> PlanSummary:
+    """The daily planning job in its own transaction: all of a run's selections, or none of them.
+
+    Two planners at once (the scheduler's and one run by hand) both plan what neither has committed; the
+    unique key lets only one insert it, and the other's transaction fails whole. That one runs again: it
+    now finds the selections planned (``already planned``) and plans only what is still missing.
+    """
+    for _ in range(attempts - 1):
+        try:
+            with session_scope(sessions) as session:
+                return plan_due_selections(session, settings, now)
+        except IntegrityError as exc:
+            log.warning("planning collided with another planner (%s); planning again", exc.orig)
+    with session_scope(sessions) as session:  # the last attempt: a collision now is an error
+        return plan_due_selections(session, settings, now)

@@ -1,6 +1,8 @@
 """Which model run to use: the one fall-back rule of serving and planning, and the retry of failed loads.
 
-A run is *usable* when it succeeded, is not rolled back and still has its artifact. Both the serving
+A run is *usable* when it succeeded, is not rolled back and still has its artifact. A usable run an
+operator *pinned* (``giftrec model rollback`` or ``promote``) comes first: runs newer than it (the nightly
+training's) wait until ``giftrec model unpin``; older ones remain its fall-backs. Both the serving
 process (:class:`~domain.serving.model_store.ModelStore`) and selection planning
 (:func:`~domain.serving.candidates.latest_model_scorer`) call :func:`load_newest_usable`: the newest
 usable run whose artifact loads wins; a missing or corrupt artifact is reported and the previous usable
@@ -29,27 +31,43 @@ from domain.models import ModelRun
 from domain.serving.artifact_store import IN_DATABASE, load_stored_artifact
 from recommender.artifacts import Artifact, load_artifact
 
-__all__ = ["LoadFailures", "Picked", "artifact_location", "load_newest_usable", "load_run_artifact"]
+__all__ = [
+    "LoadFailures",
+    "Picked",
+    "artifact_location",
+    "load_newest_usable",
+    "load_run_artifact",
+    "pinned_run",
+    "usable_runs",
+]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
+_USABLE = (
+    ModelRun.status == "succeeded",
+    ModelRun.is_rolled_back.is_(False),
+    ModelRun.artifact_path.is_not(None),
+)
+
+
+def pinned_run(session: Session) -> ModelRun | None:
+    """The usable run an operator pinned, if any (a pinned run whose artifact is gone pins nothing)."""
+    return session.scalars(
+        select(ModelRun).where(*_USABLE, ModelRun.is_pinned.is_(True)).order_by(ModelRun.id.desc()).limit(1)
+    ).first()
+
+
 def usable_runs(session: Session, *, limit: int) -> list[ModelRun]:
-    """The newest ``limit`` usable runs, newest first (by id, as rollback and training see them)."""
-    return list(
-        session.scalars(
-            select(ModelRun)
-            .where(
-                ModelRun.status == "succeeded",
-                ModelRun.is_rolled_back.is_(False),
-                ModelRun.artifact_path.is_not(None),
-            )
-            .order_by(ModelRun.id.desc())
-            .limit(limit)
-        )
-    )
+    """The newest ``limit`` usable runs, newest first (by id, as rollback and training see them),
+    starting at the pinned run when there is one."""
+    query = select(ModelRun).where(*_USABLE)
+    pinned = pinned_run(session)
+    if pinned is not None:
+        query = query.where(ModelRun.id <= pinned.id)
+    return list(session.scalars(query.order_by(ModelRun.id.desc()).limit(limit)))
 
 
 def artifact_location(settings: Settings, run: ModelRun) -> Path:

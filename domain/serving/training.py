@@ -3,8 +3,10 @@
 What is fitted (model, matrix, prior) is built by :func:`domain.serving.served.fit_served`, which
 `giftrec evaluate` calls too.
 
-Serving picks the newest run that ``succeeded`` and is not ``is_rolled_back`` (see
-:mod:`domain.serving.model_store`). Nothing here commits: the caller's transaction records the run.
+Serving picks the newest run that ``succeeded`` and is not ``is_rolled_back``, unless an operator pinned
+one (see :mod:`domain.serving.model_runs`): a rollback pins its target, so the next nightly training
+records a new run without serving it, until ``unpin`` (or ``promote``). Nothing here commits: the
+caller's transaction records the run.
 
 Training reads first and writes last: the ModelRun row is added only when the fit is over, so a long
 training never holds SQLite's write lock while the web process records orders and events.
@@ -39,6 +41,7 @@ from domain.errors import Conflict, InvalidInput, NotFound
 from domain.models import AuditLog, Customer, ModelRun
 from domain.models._types import utcnow
 from domain.serving.artifact_store import delete_artifact, store_artifact
+from domain.serving.model_runs import pinned_run
 from domain.serving.served import HYBRID_POPULARITY_DAYS, decay_anchor, fit_served
 from domain.serving.tuning import tune_blends
 from recommender.artifacts import save_artifact
@@ -47,10 +50,12 @@ __all__ = [
     "find_run",
     "is_stale",
     "list_runs",
+    "promote",
     "prune_artifacts",
     "rollback",
     "serving_run",
     "train_model",
+    "unpin",
 ]
 
 log = logging.getLogger(__name__)
@@ -222,8 +227,8 @@ def _served_blends(
     return {"source": "settings", "blends": None, "tuned_in": None}, None
 
 
-def serving_run(session: Session) -> ModelRun | None:
-    """The run serving processes load: the newest succeeded, not rolled-back run."""
+def _newest_run(session: Session) -> ModelRun | None:
+    """The newest succeeded, not rolled-back run (what training last produced)."""
     return session.scalars(
         select(ModelRun)
         .where(ModelRun.status == "succeeded", ModelRun.is_rolled_back.is_(False))
@@ -232,13 +237,19 @@ def serving_run(session: Session) -> ModelRun | None:
     ).first()
 
 
+def serving_run(session: Session) -> ModelRun | None:
+    """The run serving processes load: the pinned run, else the newest succeeded, not rolled-back run."""
+    return pinned_run(session) or _newest_run(session)
+
+
 def is_stale(session: Session, settings: Settings, *, now: dt.datetime | None = None) -> tuple[bool, str]:
     """Whether training would see anything new: (stale, reason).
 
-    Fresh means the serving run used the configured algorithm and its watermark covers the newest order
-    and event (dated up to ``now``).
+    Fresh means the newest trained run used the configured algorithm and its watermark covers the newest
+    order and event (dated up to ``now``). A pinned older run does not make the data stale: training
+    would only record one more run that waits behind the pin.
     """
-    run = serving_run(session)
+    run = _newest_run(session)
     if run is None:
         return True, "no trained model yet"
     if run.algorithm != settings.model.algorithm:
@@ -271,11 +282,13 @@ def list_runs(session: Session, *, limit: int = 20) -> list[ModelRun]:
 
 
 def rollback(session: Session, version: str | None = None, *, actor: str = "cli") -> ModelRun:
-    """Stop serving the current model; returns the run that serves from now on.
+    """Stop serving the current model; returns the run that serves from now on, pinned.
 
     Without ``version`` the current serving run is marked rolled back and the previous successful one
-    takes over. With ``version`` every successful run newer than it is marked rolled back, so that one
-    serves. Raises NotFound for an unknown version, Conflict when there is nothing to go back to.
+    takes over. With ``version`` every successful run newer than it, up to the current one, is marked
+    rolled back, so that one serves. The target is pinned: runs trained later wait behind it until
+    :func:`unpin` or :func:`promote`. Raises NotFound for an unknown version, Conflict when there is
+    nothing to go back to.
     """
     current = serving_run(session)
     if current is None:
@@ -316,22 +329,67 @@ def rollback(session: Session, version: str | None = None, *, actor: str = "cli"
         target = found
     newer = session.scalars(
         select(ModelRun).where(
-            ModelRun.status == "succeeded", ModelRun.is_rolled_back.is_(False), ModelRun.id > target.id
+            ModelRun.status == "succeeded",
+            ModelRun.is_rolled_back.is_(False),
+            ModelRun.id > target.id,
+            ModelRun.id <= current.id,
         )
     ).all()
     for run in newer:
         run.is_rolled_back = True
+    _pin(session, target)
+    _audit(session, actor, "model.rollback", target, {"rolled_back": [r.version for r in newer]})
+    return target
+
+
+def _audit(session: Session, actor: str, action: str, run: ModelRun, details: dict[str, Any]) -> None:
     session.add(
-        AuditLog(
-            actor=actor,
-            action="model.rollback",
-            entity_type="model_run",
-            entity_id=target.version,
-            details={"rolled_back": [r.version for r in newer]},
-        )
+        AuditLog(actor=actor, action=action, entity_type="model_run", entity_id=run.version, details=details)
     )
     session.flush()
-    return target
+
+
+def _pin(session: Session, run: ModelRun | None) -> None:
+    """Pin ``run`` (None: release every pin); at most one run is pinned."""
+    for other in session.scalars(select(ModelRun).where(ModelRun.is_pinned.is_(True))):
+        other.is_pinned = False
+    if run is not None:
+        run.is_pinned = True
+    session.flush()
+
+
+def unpin(session: Session, *, actor: str = "cli") -> ModelRun | None:
+    """Release the pin a rollback set: the newest usable run serves again (None: none left).
+
+    Runs rolled back stay rolled back; runs trained while the pin held are served from now on. Raises
+    Conflict when nothing is pinned.
+    """
+    pinned = session.scalars(select(ModelRun).where(ModelRun.is_pinned.is_(True))).first()
+    if pinned is None:
+        raise Conflict("no model is pinned: the newest usable model already serves")
+    _pin(session, None)
+    serving = serving_run(session)
+    _audit(session, actor, "model.unpin", pinned, {"serving": None if serving is None else serving.version})
+    return serving
+
+
+def promote(session: Session, version: str, *, actor: str = "cli") -> ModelRun:
+    """Serve ``version`` again: clear its rollback and release the pin; if newer usable runs exist, it is
+    pinned ahead of them instead (an operator named it). Raises NotFound, or Conflict for a run that did
+    not succeed or whose artifact is gone."""
+    run = session.scalars(select(ModelRun).where(ModelRun.version == version)).first()
+    if run is None:
+        raise NotFound("model version", version)
+    if run.status != "succeeded" or run.artifact_path is None:
+        why = "did not succeed" if run.status != "succeeded" else "has no artifact any more"
+        raise Conflict(f"cannot promote model {version}: it {why}")
+    run.is_rolled_back = False
+    _pin(session, None)
+    newest = _newest_run(session)
+    if newest is not None and newest.id != run.id:
+        _pin(session, run)
+    _audit(session, actor, "model.promote", run, {"pinned": run.is_pinned})
+    return run
 
 
 def _last_erasure(session: Session) -> dt.datetime | None:
@@ -355,10 +413,13 @@ def prune_artifacts(session: Session, settings: Settings) -> list[str]:
         .order_by(ModelRun.id.desc())
     ).all()
     usable = [r for r in runs if not r.is_rolled_back]
-    doomed = usable[keep:] + [r for r in runs if r.is_rolled_back]
+    # A pinned run serves ahead of the runs trained after it: kept however many there are (not past an
+    # erasure: the customers' right to be forgotten wins over the pin, and the newest usable run serves).
+    doomed = [r for r in usable[keep:] if not r.is_pinned] + [r for r in runs if r.is_rolled_back]
     erased = _last_erasure(session)
     if erased is not None:
-        doomed += [r for r in usable[1:keep] if r.started_at is not None and r.started_at <= erased]
+        older = [r for r in usable[1:] if r in usable[1:keep] or r.is_pinned]
+        doomed += [r for r in older if r.started_at is not None and r.started_at <= erased]
     root = Path(settings.model.artifact_dir)
     pruned: list[str] = []
     for run in doomed:

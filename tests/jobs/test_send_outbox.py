@@ -77,7 +77,13 @@ def _sender(settings, smtp_server, tmp_path, command=SEND_OUTBOX) -> subprocess.
     """`giftrec jobs run send-outbox` (or another command) in its own process, against the test database
     and SMTP server."""
     giftrec = shutil.which("giftrec", path=os.path.dirname(sys.executable)) or "giftrec"
-    env = os.environ | {
+    env = giftrec_env(settings, smtp_server, tmp_path)
+    return subprocess.Popen([giftrec, *command], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def giftrec_env(settings, smtp_server, tmp_path) -> dict[str, str]:
+    """The environment of a `giftrec` subprocess on the test database and SMTP server."""
+    return os.environ | {
         "GIFTREC_DATABASE_URL": settings.database.url,
         "GIFTREC_MAIL_SMTP_HOST": smtp_server.host,
         "GIFTREC_MAIL_SMTP_PORT": str(smtp_server.port),
@@ -85,7 +91,6 @@ def _sender(settings, smtp_server, tmp_path, command=SEND_OUTBOX) -> subprocess.
         "GIFTREC_SERVER_SECRET_KEY": "test-secret",
         "GIFTREC_MODEL_ARTIFACT_DIR": str(tmp_path / "models"),
     }
-    return subprocess.Popen([giftrec, *command], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def _statuses(sessions) -> dict[int, str]:

@@ -13,10 +13,10 @@ from domain.messaging.mail import SmtpMailer
 from domain.messaging.outbox import enqueue, resolve
 from domain.messaging.sending import _claim_next, send_outbox
 from domain.models import Customer, GiftSelection, OutboundEmail
-from tests.delivery_fixtures import HANG, NOW, make_customer, make_selection, with_mail
+from tests.delivery_fixtures import HANG, NOW, SLOW, CuttingProxy, make_customer, make_selection, with_mail
 
 
-def _queue(sessions, n=1, *, selection=False, **customer):
+def _queue(sessions, n=1, *, selection=False, body_text="text", **customer):
     ids = []
     with session_scope(sessions) as s:
         for i in range(n):
@@ -28,7 +28,7 @@ def _queue(sessions, n=1, *, selection=False, **customer):
                 kind="reminder",
                 to_address=c.email,
                 subject=f"Hello {i}",
-                body_text="text",
+                body_text=body_text,
                 body_html="<p>html</p>",
                 customer_id=c.id,
                 selection_id=sel.id if sel else None,
@@ -202,3 +202,55 @@ def test_unsubscribed_after_queueing_is_cancelled_not_sent(sessions, mail_settin
     row = _row(sessions, email_id)
     assert (row.status, row.last_error) == ("cancelled", "customer unsubscribed")
     assert smtp_server.messages == []
+
+
+def test_a_slow_server_that_answers_within_the_timeout_gets_the_message_once(
+    sessions, mail_settings, smtp_server
+):
+    settings = with_mail(mail_settings, smtp_timeout=3.0)
+    smtp_server.handler.slow_seconds = 1.0
+    [email_id] = _queue(sessions)
+    smtp_server.handler.data_replies.append(SLOW)
+    report = send_outbox(sessions, settings, SmtpMailer(settings.mail), NOW, "w1")
+    assert report.sent == [email_id]
+    row = _row(sessions, email_id)
+    assert (row.status, row.attempts) == ("sent", 1)
+    assert smtp_server.message_ids() == [row.message_id]
+
+
+def test_a_connection_dropped_mid_data_is_retried_and_sent_once(sessions, mail_settings, smtp_server):
+    """Regression: a connection cut while the message was still being written (its end never reached the
+    server, which cannot have accepted it) was filed 'unknown' for the operator instead of retried."""
+    proxy = CuttingProxy(smtp_server, cut="payload")
+    settings = with_mail(mail_settings, smtp_host=proxy.host, smtp_port=proxy.port, smtp_timeout=20.0)
+    # 8 MB: the proxy resets the connection after 4 KB of it, long before the writer can be done
+    [email_id] = _queue(sessions, body_text="x" * (8 * 1024 * 1024))
+    mailer = SmtpMailer(settings.mail)
+    try:
+        report = send_outbox(sessions, settings, mailer, NOW, "w1")
+        assert proxy.cuts == 1 and report.sent == [] and report.unknown == []
+        row = _row(sessions, email_id)
+        assert (row.status, row.attempts) == ("queued", 1), row.last_error
+        assert smtp_server.messages == []  # the server dropped the incomplete message
+        report = send_outbox(sessions, settings, mailer, NOW + dt.timedelta(minutes=2), "w1")
+    finally:
+        proxy.close()
+    assert report.sent == [email_id]
+    assert smtp_server.message_ids() == [_row(sessions, email_id).message_id]
+
+
+def test_a_connection_dropped_before_the_servers_reply_is_unknown_and_not_resent(
+    sessions, mail_settings, smtp_server
+):
+    proxy = CuttingProxy(smtp_server, cut="reply")
+    settings = with_mail(mail_settings, smtp_host=proxy.host, smtp_port=proxy.port)
+    [email_id] = _queue(sessions)
+    mailer = SmtpMailer(settings.mail)
+    try:
+        report = send_outbox(sessions, settings, mailer, NOW, "w1")
+        assert proxy.cuts == 1 and report.unknown == [email_id]
+        assert send_outbox(sessions, settings, mailer, NOW + dt.timedelta(days=1), "w1").sent == []
+    finally:
+        proxy.close()
+    assert _row(sessions, email_id).status == "unknown"
+    assert len(smtp_server.messages) == 1  # the server had accepted it: resending would send it twice

@@ -18,7 +18,17 @@ from config import Settings
 from domain.customers.interactions import build_matrix, load_interactions
 from domain.errors import Conflict, NotFound
 from domain.models import AuditLog, ModelArtifactChunk, ModelRun, Order
-from domain.serving.training import is_stale, list_runs, prune_artifacts, rollback, serving_run, train_model
+from domain.serving.model_runs import load_newest_usable
+from domain.serving.training import (
+    is_stale,
+    list_runs,
+    promote,
+    prune_artifacts,
+    rollback,
+    serving_run,
+    train_model,
+    unpin,
+)
 from tests.domain.serving.fixtures import (  # noqa: F401
     add_order,
     imported,
@@ -240,3 +250,79 @@ def test_a_rejected_pick_is_negative_feedback_in_the_next_training(sessions, set
     # measured: 0.00364 -> 0.00293, from the customer's best new product to the sixth
     assert new_scores[best] < 0.9 * scores[best]
     assert (new_scores[unseen] > new_scores[best]).sum() >= 1
+
+
+def test_a_rollback_survives_the_next_nightly_training(sessions, settings, imported):
+    """Regression (issue 16): the nightly training's new run superseded an operator's rollback."""
+    settings = replace(settings, model=replace(settings.model, keep_runs=2))
+    first, second = _train(sessions, settings), _train(sessions, settings)
+    with sessions.begin() as session:
+        assert rollback(session, actor="test").version == first.version
+    nightly = [_train(sessions, settings) for _ in range(3)]  # more runs than keep_runs
+    assert all(r.status == "succeeded" for r in nightly)
+    with sessions() as session:
+        assert serving_run(session).version == first.version  # type: ignore[union-attr]
+        picked = load_newest_usable(session, settings, lambda run: run.version)
+        assert picked.loaded == first.version
+        pinned = session.scalars(select(ModelRun).where(ModelRun.version == first.version)).one()
+        assert pinned.is_pinned and pinned.artifact_path is not None  # never pruned while pinned
+    with sessions() as session:  # its artifact is still stored
+        stored = set(session.scalars(select(ModelArtifactChunk.version).distinct()))
+    assert first.version in stored
+    with sessions.begin() as session:
+        assert unpin(session, actor="test").version == nightly[-1].version
+    with sessions() as session:
+        assert serving_run(session).version == nightly[-1].version  # type: ignore[union-attr]
+        runs = {r.version: r for r in list_runs(session)}
+        assert runs[second.version].is_rolled_back  # what was rolled back stays rolled back
+        assert not any(r.is_pinned for r in runs.values())
+        actions = session.scalars(select(AuditLog.action).order_by(AuditLog.id)).all()
+        assert actions == ["model.rollback", "model.unpin"]
+
+
+def test_promote_serves_a_named_version_ahead_of_newer_ones_until_unpin(sessions, settings, imported):
+    first, second = _train(sessions, settings), _train(sessions, settings)
+    with sessions.begin() as session:
+        rollback(session, actor="test")
+    with sessions.begin() as session:  # the rolled-back run still has its artifact: it can come back
+        assert promote(session, second.version, actor="test").version == second.version
+    with sessions() as session:
+        assert serving_run(session).version == second.version  # type: ignore[union-attr]
+        assert not any(r.is_pinned or r.is_rolled_back for r in list_runs(session))
+    with sessions.begin() as session:
+        rollback(session, actor="test")
+    third, fourth = _train(sessions, settings), _train(sessions, settings)  # second is pruned meanwhile
+    with sessions.begin() as session:
+        assert serving_run(session).version == first.version  # type: ignore[union-attr]
+        assert promote(session, third.version, actor="test").version == third.version
+    with sessions() as session:
+        assert serving_run(session).version == third.version  # type: ignore[union-attr]
+        runs = {r.version: r for r in list_runs(session)}
+        assert runs[third.version].is_pinned and not runs[first.version].is_pinned
+    with sessions.begin() as session:
+        assert unpin(session, actor="test").version == fourth.version  # type: ignore[union-attr]
+    with sessions.begin() as session, pytest.raises(Conflict, match="no model is pinned"):
+        unpin(session)
+    with sessions.begin() as session, pytest.raises(Conflict, match="has no artifact any more"):
+        promote(session, second.version)
+    with sessions.begin() as session, pytest.raises(NotFound):
+        promote(session, "no-such-version")
+
+
+def test_cli_rollback_pins_and_unpin_releases(app, runner, sessions, imported):
+    for _ in range(2):
+        assert runner.invoke(cli, args=["train"]).exit_code == 0
+    result = runner.invoke(cli, args=["model", "rollback"])
+    assert result.exit_code == 0 and "pinned" in result.output, result.output
+    assert runner.invoke(cli, args=["train"]).exit_code == 0
+    listing = _run_lines(runner.invoke(cli, args=["model", "list"]).output)
+    assert listing[0].startswith("  ") and listing[2].startswith("* ") and "pinned" in listing[2]
+    result = runner.invoke(cli, args=["model", "unpin"])
+    assert result.exit_code == 0, result.output
+    listing = _run_lines(runner.invoke(cli, args=["model", "list"]).output)
+    assert listing[0].startswith("* ")
+
+
+def _run_lines(output: str) -> list[str]:
+    """`model list`'s one line per run, without the indented "blends:" line under each."""
+    return [line for line in output.splitlines() if not line.lstrip().startswith("blends:")]
