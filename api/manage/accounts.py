@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 import time
 from collections.abc import Callable
@@ -28,24 +30,39 @@ PER_ADDRESS = "20/15 minutes"
 ROLES = ("admin", "manager")
 
 
+def _password_mark(user: User) -> str:
+    """A short digest of the user's password hash: it changes with every new password."""
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+
+
 class Account(UserMixin):
-    """The signed-in user for Flask-Login, wrapping the request's :class:`User` row."""
+    """The signed-in user for Flask-Login, wrapping the request's :class:`User` row.
+
+    The id kept in the session (and the remember cookie) is ``"<user id>.<password mark>"``: a new
+    password (a reset) ends every session signed in with the old one.
+    """
 
     def __init__(self, user: User) -> None:
         self.user = user
         self.id = user.id
+
+    def get_id(self) -> str:
+        return f"{self.user.id}.{_password_mark(self.user)}"
 
     @property
     def is_active(self) -> bool:
         return bool(self.user.is_active)
 
 
-def load_account(user_id: str) -> Account | None:
-    if not user_id.isdigit():
+def load_account(session_id: str) -> Account | None:
+    user_id, _, mark = session_id.partition(".")
+    if not user_id.isdigit() or not mark:
         return None
     user = get_session().get(User, int(user_id))
     if user is None or not user.is_active or user.role not in ROLES:
         return None
+    if not hmac.compare_digest(mark, _password_mark(user)):
+        return None  # signed in with a password that has changed since
     return Account(user)
 
 

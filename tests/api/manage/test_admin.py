@@ -280,3 +280,22 @@ def test_the_campaign_page_names_a_bad_period_by_its_field(admin):
     assert resp.status_code == 422 and 'id="since-error"' in resp.text
     bad = admin.get("/manage/admin/campaigns?since=yesterday")
     assert bad.status_code == 422 and 'id="since-error"' in bad.text
+
+
+def test_a_password_reset_ends_the_users_open_sessions(app, admin, people):
+    """Regression: after an admin reset Anna's password, a session Anna (or whoever had her password)
+    signed in before kept working until it expired."""
+    other = app.test_client()
+    assert sign_in(other, "anna@example.com", PASSWORD).status_code == 302
+    assert other.get("/manage/").status_code == 200
+    token = form_token(admin, "/manage/admin/users")
+    reset = admin.post(
+        f"/manage/admin/users/{people.anna}/password",
+        data={"csrf_token": token, "password": "brand new secret"},
+    )
+    assert reset.status_code == 302
+    gone = other.get("/manage/")
+    assert gone.status_code == 302 and "/manage/login" in gone.headers["Location"]
+    assert admin.get("/manage/admin/users").status_code == 200  # the admin's own session is untouched
+    assert sign_in(other, "anna@example.com", "brand new secret").status_code == 302
+    assert other.get("/manage/").status_code == 200
