@@ -27,6 +27,7 @@ from recommender.evaluation import (
     ranking_metrics,
     temporal_cut,
 )
+from tests.orders_files import three_customers_file
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "online_retail_sample.csv.gz"
 
@@ -225,22 +226,7 @@ def test_result_json_shape(sample_result: EvaluationResult) -> None:
 
 
 def test_evaluate_command_reads_a_generic_file(tmp_path: Path) -> None:
-    # Two customers with a known history: "a" repeats x; "b" is new to y after the cut.
-    rows = [
-        ("a", "o1", "x", "2011-01-01T10:00:00"),
-        ("a", "o2", "x", "2011-01-15T10:00:00"),
-        ("b", "o3", "x", "2011-01-16T10:00:00"),
-        ("b", "o4", "y", "2011-01-17T10:00:00"),
-        ("c", "o5", "y", "2011-01-20T10:00:00"),
-        ("c", "o6", "x", "2011-01-21T10:00:00"),
-        ("a", "o7", "x", "2011-02-20T10:00:00"),
-        ("a", "o8", "y", "2011-03-01T10:00:00"),
-        ("b", "o9", "x", "2011-03-02T10:00:00"),
-    ]
-    path = tmp_path / "orders.csv"
-    lines = ["customer_id,order_id,sku,quantity,unit_price,ordered_at"]
-    lines += [f"{c},{o},{s},1,9.99,{t}" for c, o, s, t in rows]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path = three_customers_file(tmp_path)
     grids = {"hybrid": [Candidate("hybrid", {"factors": 2, "num_threads": 1}, MatrixConfig(None), {})]}
     out = evaluate_command(path, "generic", 15, 2, True, grids=grids)
     assert isinstance(out, dict)

@@ -47,6 +47,7 @@ from tests.domain.serving.fixtures import (  # noqa: F401
     serving,
     settings,
 )
+from tests.orders_files import three_customers_file
 
 
 def test_evaluation_serves_the_model_and_matrix_training_fits(
@@ -92,28 +93,8 @@ def test_evaluation_serves_the_model_and_matrix_training_fits(
     np.testing.assert_allclose(served.model.popularity[...], trained_pop[col_at])  # type: ignore[attr-defined]
 
 
-def _orders_file(tmp_path: Path) -> Path:
-    """Three customers of a generic file: "a" repeats x and discovers y after the cut, "b" repeats x."""
-    rows = [
-        ("a", "o1", "x", "2011-01-01T10:00:00"),
-        ("a", "o2", "x", "2011-01-15T10:00:00"),
-        ("b", "o3", "x", "2011-01-16T10:00:00"),
-        ("b", "o4", "y", "2011-01-17T10:00:00"),
-        ("c", "o5", "y", "2011-01-20T10:00:00"),
-        ("c", "o6", "x", "2011-01-21T10:00:00"),
-        ("a", "o7", "x", "2011-02-20T10:00:00"),
-        ("a", "o8", "y", "2011-03-01T10:00:00"),
-        ("b", "o9", "x", "2011-03-02T10:00:00"),
-    ]
-    path = tmp_path / "orders.csv"
-    lines = ["customer_id,order_id,sku,quantity,unit_price,ordered_at"]
-    lines += [f"{c},{o},{s},1,9.99,{t}" for c, o, s, t in rows]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
 def test_evaluate_reports_the_served_configuration(tmp_path: Path, settings: Settings) -> None:
-    path = _orders_file(tmp_path)
+    path = three_customers_file(tmp_path)
     grids = {"hybrid": [Candidate("hybrid", {"factors": 2, "num_threads": 1}, MatrixConfig(None), {})]}
     out = evaluate_command(path, "generic", 15, 2, True, grids=grids, settings=settings)
     assert isinstance(out, dict)
@@ -134,7 +115,15 @@ def test_evaluate_reports_the_served_configuration(tmp_path: Path, settings: Set
 def test_giftrec_evaluate_prints_the_served_row(tmp_path: Path, runner) -> None:  # type: ignore[no-untyped-def]
     from api.cli import cli
 
-    args = ["evaluate", "--data", str(_orders_file(tmp_path)), "--format", "generic", "--test-days", "15"]
+    args = [
+        "evaluate",
+        "--data",
+        str(three_customers_file(tmp_path)),
+        "--format",
+        "generic",
+        "--test-days",
+        "15",
+    ]
     result = runner.invoke(cli, [*args, "--k", "2"])
     assert result.exit_code == 0, result.output
     assert f"{SERVED} *" in result.output
@@ -143,7 +132,7 @@ def test_giftrec_evaluate_prints_the_served_row(tmp_path: Path, runner) -> None:
 def test_evaluate_can_train_the_served_row_with_simulated_rejections(
     tmp_path: Path, settings: Settings
 ) -> None:
-    path = _orders_file(tmp_path)
+    path = three_customers_file(tmp_path)
     grids = {"hybrid": [Candidate("hybrid", {"factors": 2, "num_threads": 1}, MatrixConfig(None), {})]}
     messages: list[str] = []
     out = evaluate_command(
@@ -215,7 +204,7 @@ def test_evaluated_served_figures_equal_those_of_the_model_train_saved(
 def test_evaluate_gives_the_served_rows_difference_to_the_best_baseline_with_its_interval(
     tmp_path: Path, settings: Settings
 ) -> None:
-    path = _orders_file(tmp_path)
+    path = three_customers_file(tmp_path)
     grids = {"hybrid": [Candidate("hybrid", {"factors": 2, "num_threads": 1}, MatrixConfig(None), {})]}
     out = evaluate_command(path, "generic", 15, 2, True, grids=grids, settings=settings, tune=True)
     assert isinstance(out, dict)
