@@ -140,6 +140,15 @@ def _lists(
     values = np.take_along_axis(key, part, axis=1)
     order = np.lexsort((part, -values), axis=-1)
     ids, values = np.take_along_axis(part, order, axis=1), np.take_along_axis(values, order, axis=1)
+    # argpartition cuts values equal to the k-th best arbitrarily; serving (`top_k`) keeps the lower
+    # items. Rows with more items at the k-th value than were taken are redone that way (popularity
+    # counts buyers: ties at the 10th place are common).
+    kth = values[:, -1:]
+    tied = np.flatnonzero(np.isfinite(kth[:, 0]) & ((key >= kth).sum(axis=1) > k))
+    for r in tied.tolist():
+        keep = np.flatnonzero(key[r] >= kth[r, 0])
+        best = np.lexsort((keep, -key[r, keep]))[:k]
+        ids[r], values[r] = keep[best], key[r, keep[best]]
     return np.where(np.isfinite(values), ids, -1)
 
 
