@@ -32,7 +32,9 @@ generated shop); the tables are in docs/quality.md.
     ``giftrec evaluate`` with the tuning narrowed to the hybrid's grid (ALS, BPR and item-item are not
     tuned): the served configuration, the three baselines and the tuned hybrid, in a fraction of the
     time; for files where the full grid takes too long on a shared machine (The Complete Journey: 68,509
-    items).
+    items). ``--tune`` makes the served row what ``giftrec train --tune`` would serve (blends chosen on the
+    validation window before the test cut) and the report ends with the validation winner per task;
+    ``--json OUT`` also writes the result (figures, intervals, tuning record) as JSON.
 """
 
 from __future__ import annotations
