@@ -144,7 +144,7 @@ def _lists(
     # items. Rows with more items at the k-th value than were taken are redone that way (popularity
     # counts buyers: ties at the 10th place are common).
     kth = values[:, -1:]
-    tied = np.flatnonzero(np.isfinite(kth[:, 0]) & ((key >= kth).sum(axis=1) > k))
+    tied = np.flatnonzero(np.isfinite(kth[:, 0]) & (np.count_nonzero(key >= kth, axis=1) > k))
     for r in tied.tolist():
         keep = np.flatnonzero(key[r] >= kth[r, 0])
         best = np.lexsort((keep, -key[r, keep]))[:k]
