@@ -516,6 +516,14 @@ class Recommender(ABC):
         if not 0 <= int(item_idx) < self.n_items:
             raise IndexError(f"item_idx {item_idx} out of range [0, {self.n_items})")
 
+    def _check_items(self, item_idxs: Sequence[int] | np.ndarray) -> np.ndarray:
+        """`item_idxs` as int64, shape (k,), each checked as `_check_item` does (at once)."""
+        items = np.asarray(item_idxs, dtype=np.int64).reshape(-1)
+        if items.size and not (0 <= int(items.min()) and int(items.max()) < self.n_items):
+            bad = items[(items < 0) | (items >= self.n_items)][0]
+            raise IndexError(f"item_idx {bad} out of range [0, {self.n_items})")
+        return items
+
     def _known_users(self, user_idxs: np.ndarray, recalculate: bool) -> np.ndarray:
         """Bool mask of rows whose stored training factors may be used."""
         if recalculate:

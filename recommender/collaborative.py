@@ -239,9 +239,7 @@ class ALSRecommender(_FactorModel):
         list of k lists of (past item_idx, contribution), largest first, positive only.
         """
         self._require_fitted()
-        items = np.asarray(item_idxs, dtype=np.int64).reshape(-1)
-        for item in items.tolist():
-            self._check_item(item)
+        items = self._check_items(item_idxs)
         pin_blas_threads()
         row = _first_row(check_user_items(user_items, n_items=self.n_items))
         if row.nnz == 0 or n <= 0 or items.size == 0:

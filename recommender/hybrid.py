@@ -380,18 +380,20 @@ class HybridRecommender(Recommender):
         """
         self._require_fitted()
         als, _ = self._parts()
-        items = np.asarray(item_idxs, dtype=np.int64).reshape(-1)
-        for item in items.tolist():
-            self._check_item(item)
+        items = self._check_items(item_idxs)
         row = check_user_items(user_items, n_items=self.n_items)
         if row.shape[0] != 1:
             row = row[:1]
         cf = als.explain_many(user_idx, row, items, n)
-        own = np.zeros(items.size)
-        if self._params["repeat"] and n > 0 and row.nnz:
-            # row[0, item] for every item at once (the row is canonical: sorted column indices)
-            at = np.minimum(np.searchsorted(row.indices, items), row.nnz - 1)
-            own = np.where(row.indices[at] == items, row.data[at], 0).astype(np.float64)
+        if not (self._params["repeat"] and n > 0 and row.nnz):
+            # No repeat term (discovery, the storefront's picks): ALS's reasons less the item itself.
+            return [
+                [(past, weight) for past, weight in reasons if past != item][:n]
+                for item, reasons in zip(items.tolist(), cf, strict=True)
+            ]
+        # row[0, item] for every item at once (the row is canonical: sorted column indices)
+        at = np.minimum(np.searchsorted(row.indices, items), row.nnz - 1)
+        own = np.where(row.indices[at] == items, row.data[at], 0).astype(np.float64)
         out: list[list[tuple[int, float]]] = []
         for item, value, reasons in zip(items.tolist(), own.tolist(), cf, strict=True):
             first = [(item, value)] if value > 0 else []

@@ -6,9 +6,11 @@ not seen yet, looked up once in the database. Every path applies the same filter
 products, plus the caller's price range, category and excluded SKUs; picks for a customer also leave out what
 the customer already bought (unless ``keep_repeats``).
 
-A customer's picks are ranked once and kept (:mod:`domain.serving.ranked`, ``api.picks_cache_customers`` per
-worker): the next requests only filter the kept order, which answers exactly what ranking under those
-filters would; a request whose filters exhaust it ranks as before.
+A customer's picks are ranked once, unfiltered (:mod:`domain.serving.ranked`), and kept per worker (up to
+``api.picks_cache_customers``): a request only filters that order, which answers exactly what ranking under
+its filters would, and explains only the items it shows. A customer's first request ranks the same way (kept
+rankings off: every request does); a request whose filters exhaust the ranking goes down the fallback
+chain under its own filters.
 
 Each item carries a ``source`` (``collaborative``, ``similar``, ``bestsellers``, ``new_arrivals``), a
 one-line explanation and a ``recommendation_id``: ``<response token>.<position><source letter>``, unique
@@ -58,9 +60,6 @@ MAX_N = 100
 MAX_DAYS = 3650
 #: Past items named behind a collaborative pick (the chain's default).
 EXPLAIN_N = 3
-#: Kept candidates explained at once (explaining 25 costs about 1.2x explaining 10; texts are most of a
-#: kept ranking's memory).
-EXPLAIN_BLOCK = 25
 _SOURCE_CODE = {"collaborative": "c", "similar": "s", "bestsellers": "b", "new_arrivals": "n"}
 
 
@@ -280,11 +279,9 @@ def _explanation(
 
 
 def _ranked(data: ServingData, loaded: LoadedModel, rows: CustomerRows) -> Ranked | None:
-    """The customer's kept discovery ranking, made now if missing (None: kept rankings are off, or the
-    model has nothing to say about this customer)."""
+    """The customer's kept discovery ranking, made now if missing and kept unless kept rankings are off
+    (None: the model has nothing to say about this customer)."""
     cache = data.ranked
-    if cache.size <= 0:
-        return None
     found = cache.get(rows.customer_id, rows)
     if found is not None:
         return found
@@ -357,10 +354,10 @@ def _take_ranked(
         return None
     items = ranked.items[ranks].tolist()
     texts = ranked.texts
-    if any(i not in texts for i in items):
-        # Explained a block at a time: one factorisation serves the next requests' filters too.
-        upto = (ranks[-1] // EXPLAIN_BLOCK + 1) * EXPLAIN_BLOCK
-        todo = [i for i in ranked.items[:upto].tolist() if i not in texts]
+    todo = [i for i in items if i not in texts]
+    if todo:
+        # Only the items shown: a customer's first request explains its n items, and a later one only
+        # what it shows that no earlier request did.
         row = rows.row
         assert row is not None
         reasons: list[list[tuple[int, float]]] = [[] for _ in todo]

@@ -283,3 +283,11 @@ def test_fit_rejects_bad_input(unfitted: Recommender) -> None:
     bad = csr_matrix(np.array([[1.0, np.nan]], dtype=np.float32))
     with pytest.raises(ValueError, match="NaN"):
         unfitted.fit(bad)
+
+
+def test_explain_many_refuses_an_item_out_of_range(fitted: Recommender, user_items: csr_matrix) -> None:
+    row = _row(user_items, 7)
+    for bad in ([0, N_ITEMS], [-1, 2]):
+        with pytest.raises(IndexError):
+            fitted.explain_many(7, row, bad, n=3)
+    assert fitted.explain_many(7, row, [], n=3) == []

@@ -23,6 +23,8 @@ from domain.serving.ranked import Ranked, RankedCache
 from domain.serving.recommendations import (
     RecommendedItem,
     Serving,
+    _filter,
+    _picks_for,
     bestsellers,
     catalog_changed,
     customer_changed,
@@ -237,9 +239,22 @@ def _shown(items: list) -> list[tuple]:
     return [(i.sku, i.score, i.source, i.explanation) for i in items]
 
 
-def test_kept_rankings_answer_exactly_what_ranking_per_request_answers(sessions, settings, serving, trained):
-    """The per-customer ranking a worker keeps is only a shortcut: every filter gives the same picks,
-    scores, sources and explanations as ranking under that filter, including filters that exhaust it."""
+def _chain(serving: Serving, customer: str, n: int, **filters) -> list[RecommendedItem]:
+    """What the fallback chain ranks under the request's own filters (``fill_picks``, the path a request
+    takes when a customer's ranking runs out): the oracle of the ranking path."""
+    cat = serving.catalog.current()
+    data = serving.store.current()
+    customer_id = serving.store.find_customer(data, customer)
+    assert customer_id is not None
+    rows = serving.store.customer(data, customer_id)
+    return _picks_for(serving, data, cat, _filter(cat, **filters), n, rows)
+
+
+def test_rankings_answer_exactly_what_the_chain_ranks_under_the_filters(sessions, settings, serving, trained):
+    """A request takes the first ``n`` products of the customer's ranking (kept, or made for this
+    request when kept rankings are off) that its filters allow, and explains only those: every filter gives
+    the same picks, scores, sources and explanations as the fallback chain ranking under that filter,
+    including filters that exhaust the ranking."""
     per_request = Serving(
         settings,
         ModelStore(
@@ -270,8 +285,9 @@ def test_kept_rankings_answer_exactly_what_ranking_per_request_answers(sessions,
             options = dict(kwargs)
             n = options.pop("n", 10)
             twice = [recommend_for_customer(serving, customer, n, **options) for _ in range(2)]
-            expected = _shown(recommend_for_customer(per_request, customer, n, **options))
-            assert _shown(twice[0]) == expected == _shown(twice[1]), (customer, kwargs)
+            ranked_now = recommend_for_customer(per_request, customer, n, **options)
+            expected = _shown(_chain(serving, customer, n, **options))
+            assert _shown(twice[0]) == expected == _shown(twice[1]) == _shown(ranked_now), (customer, kwargs)
     assert len(serving.store.current().ranked) > 0
     assert len(per_request.store.current().ranked) == 0
 
