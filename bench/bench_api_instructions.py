@@ -14,8 +14,9 @@ In one process under callgrind (about 10 minutes: valgrind runs Python some 50x 
 ``api.wsgi`` on the bench database, called as a WSGI callable (no sockets, no gunicorn); ``--customers``
 known customers each asked once and ``--warm`` random recommendations requests (rankings and
 explanations kept, as in a warm worker); then, counted, ``--requests`` random recommendations requests
-(the ``bench_api`` mix: n=10, a price range, two excluded SKUs) and as many ``GET /health/live``. Printed:
-instructions per request of each and their ratio.
+(the ``bench_api`` mix: n=10, a price range, two excluded SKUs), as many to a second app with
+``api.picks_cache_customers = 0`` (every request ranks: a customer's first request in a worker), and as
+many ``GET /health/live``. Printed: instructions per request of each and their ratio to the trivial one.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import functools
 import io
+import itertools
 import json
 import operator
 import random
@@ -31,27 +33,34 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bench._common import machine_line, print_table
 
 SEED = 5
-# The counted loops run inside these two C functions, which nothing else in a request calls: callgrind
+# The counted loops run inside these C functions, which nothing else in a request calls: callgrind
 # collects only between entering and leaving them (--toggle-collect).
-TOGGLES = {"recommendations": "_operator_call", "trivial": "functools_reduce"}
+TOGGLES = {
+    "recommendations": "_operator_call",
+    "recommendations, ranked per request": "starmap_next",
+    "trivial": "functools_reduce",
+}
 
 
 def child(workdir: str, customers: int, warm: int, requests: int) -> None:
-    """Runs under callgrind: warm up uncounted, then the two counted loops."""
+    """Runs under callgrind: warm up uncounted, then the counted loops."""
     from api import create_app
     from bench.bench_api import inprocess_settings
 
     setup = json.loads((Path(workdir) / "setup.json").read_text())
-    app = create_app(inprocess_settings(workdir))
+    settings = inprocess_settings(workdir)
+    app = create_app(settings)
+    ranking_app = create_app(replace(settings, api=replace(settings.api, picks_cache_customers=0)))
     ids, skus, key = setup["customers"][:customers], setup["skus"], setup["key"]
 
-    def call(path: str, query: str, with_key: bool = True) -> None:
+    def call(path: str, query: str, with_key: bool = True, app: Any = app) -> None:
         environ: dict[str, Any] = {
             "REQUEST_METHOD": "GET",
             "SCRIPT_NAME": "",
@@ -84,26 +93,32 @@ def child(workdir: str, customers: int, warm: int, requests: int) -> None:
 
     rng = random.Random(SEED)
 
-    def recommendations() -> None:
+    def recommendations(app: Any = app) -> None:
         lo = rng.randint(0, 3)
         call(
             f"/v1/customers/{rng.choice(ids)}/recommendations",
             f"n=10&min_price={lo}&max_price={lo + rng.randint(5, 40)}"
             f"&exclude={rng.choice(skus)},{rng.choice(skus)}",
+            app=app,
         )
 
     for customer in ids:
         call(f"/v1/customers/{customer}/recommendations", "n=10")
+        call(f"/v1/customers/{customer}/recommendations", "n=10", app=ranking_app)
     for _ in range(warm):
         recommendations()
+    for _ in range(min(warm, 200)):  # nothing is kept: this only warms the model's and catalog's caches
+        recommendations(ranking_app)
 
     def counted() -> None:
         for _ in range(requests):
             recommendations()
 
     operator.call(counted)
+    list(itertools.starmap(recommendations, [(ranking_app,)] * requests))
     functools.reduce(lambda _, __: call("/health/live", "", with_key=False), range(requests), None)
     app.extensions["giftrec"].close()
+    ranking_app.extensions["giftrec"].close()
 
 
 def main() -> None:

@@ -278,6 +278,31 @@ def _explanation(
     return f"Similar to {_titles(cat, positions)}" if positions else "Similar to your purchases"
 
 
+def _collaborative_texts(
+    cat: Catalog, to_cat: np.ndarray, reasons: list[list[tuple[int, float]]], bought_product_ids: np.ndarray
+) -> list[str]:
+    """:func:`_explanation` of collaborative picks with these reasons (model item ids), all at once: one
+    catalog lookup for every item named."""
+    named = [i for reason in reasons for i, _ in reason]
+    if not named:
+        return ["Picked for you"] * len(reasons)
+    at = to_cat[named].tolist()
+    bought = set(cat.positions(bought_product_ids).tolist())
+    titles = cat.titles
+    out = []
+    start = 0
+    for reason in reasons:
+        stop = start + len(reason)
+        positions = [p for p in at[start:stop] if p >= 0]
+        start = stop
+        if not positions:
+            out.append("Picked for you")
+            continue
+        verb = "bought" if any(p in bought for p in positions) else "looked at"
+        out.append(f"Because you {verb} {' and '.join(titles[p] for p in positions[:2])}")
+    return out
+
+
 def _ranked(data: ServingData, loaded: LoadedModel, rows: CustomerRows) -> Ranked | None:
     """The customer's kept discovery ranking, made now if missing and kept unless kept rankings are off
     (None: the model has nothing to say about this customer)."""
@@ -363,10 +388,9 @@ def _take_ranked(
         reasons: list[list[tuple[int, float]]] = [[] for _ in todo]
         if row.nnz:
             reasons = loaded.discovery.explain_many(rows.user_idx, row, todo, EXPLAIN_N)
-        bought = set(cat.positions(rows.bought_product_ids).tolist())
-        for item, reason in zip(todo, reasons, strict=True):
-            because = tuple(i for i, _ in reason)
-            texts[item] = _explanation(cat, to_cat, "collaborative", because, bought)
+        texts.update(
+            zip(todo, _collaborative_texts(cat, to_cat, reasons, rows.bought_product_ids), strict=True)
+        )
     scores = ranked.scores[ranks].tolist()
     return _recommended(
         cat,
