@@ -3,6 +3,7 @@
 Run from the repository root (by hand, never by the test suite; needs Debian's ``wrk``)::
 
     .venv/bin/python -m bench.bench_api [UCI_PATH] [--duration 10] [--connections 16] [--workdir DIR]
+        [--baseline CHECKOUT]
 
 Setup, not measured: the full UCI file (default ../shared/data/online_retail.csv.gz) is imported into a
 temporary SQLite database, every product gets a category (the last word of its title, as in
@@ -20,7 +21,10 @@ wrk runs for ``--duration`` seconds per endpoint at ``--connections`` connection
   the workers keep (nearly) every customer's ranking and its explanations: the steady state of a
   storefront whose visitors come back page after page;
 - ``recommendations, ranked per request``: the same load on a second server started with
-  ``api.picks_cache_customers = 0``: every request ranks, as a customer's first request does;
+  ``api.picks_cache_customers = 0``: every request ranks, as a customer's first request does; its rounds
+  alternate with its own trivial endpoint's (``trivial (ranked per request server)``), and, with
+  ``--baseline DIR`` (another checkout, e.g. ``git worktree add DIR main``), with the same load on a
+  third server running that checkout's code (``... (baseline)``): before and after in one run;
 - ``recommendations, through Flask``: the same rounds (warm-up, alternation with its own trivial endpoint)
   on a third server started with ``api.fast_path = false``: every request goes through Flask's request
   machinery, as before the fast path (``api/fastpath.py``).
@@ -36,6 +40,7 @@ req/s with p99 <= 15 ms, no errors.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -50,6 +55,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -59,6 +65,9 @@ from bench._common import buyers_and_skus, machine_line, print_table, run_child
 DEFAULT_UCI = "../shared/data/online_retail.csv.gz"
 SEED = 11
 FLASK_TRIVIAL = "trivial (api.fast_path = false)"
+RANKED = "recommendations, ranked per request"
+RANKED_TRIVIAL = "trivial (ranked per request server)"
+BASELINE = "recommendations, ranked per request (baseline)"
 N_CUSTOMERS = 2000
 INPROCESS_BATCHES = 10
 INPROCESS_BATCH = 200
@@ -264,6 +273,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating trivial/recommendations rounds")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--workdir", help="keep the database here and reuse it on the next run")
+    parser.add_argument(
+        "--baseline", help="another checkout whose ranked-per-request server alternates with this one's"
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child and args.child[0] == "setup":
@@ -301,11 +313,15 @@ def main() -> None:
             workdir,
             setup,
             args,
-            trivial=False,
+            rounds=args.rounds,
             warm_passes=0,
             extra_env={"GIFTREC_API_PICKS_CACHE_CUSTOMERS": "0"},
+            baseline=Path(args.baseline).resolve() if args.baseline else None,
         )
-        results["recommendations, ranked per request"] = cold["recommendations"]
+        results[RANKED_TRIVIAL] = cold["trivial"]
+        results[RANKED] = cold["recommendations"]
+        if args.baseline:
+            results[BASELINE] = cold["baseline"]
         flask_only = _serve_and_load(
             workdir, setup, args, rounds=args.rounds, extra_env={"GIFTREC_API_FAST_PATH": "false"}
         )
@@ -323,8 +339,9 @@ def main() -> None:
     print()
     print(
         f"gunicorn {args.workers} workers, wrk 2 threads x {args.connections} connections, "
-        f"{args.duration} s per endpoint, {args.rounds} alternating rounds (ranked per request: one round); "
-        "the last two rows: a server with api.fast_path = false"
+        f"{args.duration} s per endpoint, {args.rounds} alternating rounds per server; "
+        "ranked per request (and its baseline) on a server with api.picks_cache_customers = 0, "
+        "the last two rows on one with api.fast_path = false"
     )
     # (column, key in a wrk result, how the rounds are summed up)
     columns = [
@@ -347,8 +364,8 @@ def main() -> None:
         name: {key: total(r[key] for r in runs) for _, key, total in columns}
         for name, runs in results.items()
     }
-    trivial = summary["trivial"]
     flask_rows = (FLASK_TRIVIAL, "recommendations, through Flask")
+    ranked_rows = (RANKED_TRIVIAL, RANKED, BASELINE)
     print()
     print("medians over the rounds; ratio: to the trivial endpoint of the same server")
     print_table(
@@ -356,7 +373,9 @@ def main() -> None:
         [
             [name, *(r[key] for _, key, _ in columns), r["rps"] / summary[base]["rps"]]
             for name, r in summary.items()
-            for base in [FLASK_TRIVIAL if name in flask_rows else "trivial"]
+            for base in [
+                FLASK_TRIVIAL if name in flask_rows else RANKED_TRIVIAL if name in ranked_rows else "trivial"
+            ]
         ],
     )
     print()
@@ -368,9 +387,12 @@ def main() -> None:
         ["call", "ms"],
         [[name, value] for name, value in inprocess.items() if name not in ("peak_rss_mib", "cpu_seconds")],
     )
-    recs = summary["recommendations"]
-    ok = recs["rps"] >= 0.6 * trivial["rps"] and recs["p99"] <= 15.0 and recs["errors"] == 0
-    print(f"goal (>= 0.6x trivial req/s, p99 <= 15 ms, no errors): {'met' if ok else 'NOT met'}")
+    for name, base in (("recommendations", "trivial"), (RANKED, RANKED_TRIVIAL)):
+        recs, own = summary[name], summary[base]
+        ok = recs["rps"] >= 0.6 * own["rps"] and recs["p99"] <= 15.0 and recs["errors"] == 0
+        print(
+            f"goal for {name} (>= 0.6x trivial req/s, p99 <= 15 ms, no errors): {'met' if ok else 'NOT met'}"
+        )
 
 
 def _serve_and_load(
@@ -382,7 +404,46 @@ def _serve_and_load(
     rounds: int = 1,
     warm_passes: int = 2,
     extra_env: dict[str, str] | None = None,
+    baseline: Path | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
+    """Serve, warm up and load (trivial and recommendations alternating); with ``baseline``, a second
+    server runs that checkout's code, warmed alike, and its recommendations rounds alternate too."""
+    with _server(workdir, args, extra_env) as (base, server), contextlib.ExitStack() as other:
+        servers = [("recommendations", base, server)]
+        if baseline is not None:
+            url, proc = other.enter_context(_server(workdir, args, extra_env, baseline))
+            servers.append(("baseline", url, proc))
+        for _, url, _ in servers:
+            _warm_up(url, setup, warm_passes)
+        scripts = _scripts(workdir, setup)
+        results: dict[str, list[dict[str, Any]]] = {}
+        pids = {name: _server_pids(proc) for name, _, proc in servers}
+        if warm_passes:
+            for name, url, _ in servers:  # unmeasured: to steady state
+                _wrk(url, scripts["recs"], args.duration, args.connections, pids[name])
+        for _ in range(rounds):  # alternating: a noisy neighbour's minute hits every endpoint
+            if trivial:
+                results.setdefault("trivial", []).append(
+                    _wrk(
+                        f"{base}/health/live",
+                        scripts["trivial"],
+                        args.duration,
+                        args.connections,
+                        pids["recommendations"],
+                    )
+                )
+            for name, url, _ in servers:
+                results.setdefault(name, []).append(
+                    _wrk(url, scripts["recs"], args.duration, args.connections, pids[name])
+                )
+        return results
+
+
+@contextlib.contextmanager
+def _server(
+    workdir: Path, args: argparse.Namespace, extra_env: dict[str, str] | None, cwd: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """gunicorn serving ``api.wsgi:app`` of the checkout at ``cwd`` (default: this one), until exit."""
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
@@ -411,6 +472,7 @@ def _serve_and_load(
             "api.wsgi:app",
         ],
         env=env,
+        cwd=cwd,
         start_new_session=True,
     )
     try:
@@ -424,40 +486,7 @@ def _serve_and_load(
             if time.monotonic() > deadline or server.poll() is not None:
                 raise SystemExit("gunicorn did not start")
             time.sleep(0.2)
-        key = {"X-Api-Key": setup["key"]}
-        # Warm up every worker: the first request of a process loads the model and the catalog; then each
-        # customer's first request ranks and keeps the ranking (in whichever worker takes it).
-        for customer in setup["customers"][:200] + setup["customers"] * warm_passes:
-            status = _get(f"{base}/v1/customers/{customer}/recommendations?n=10", key)
-            if status != 200:
-                raise SystemExit(f"warm-up: recommendations answered {status}")
-        scripts = workdir / "wrk"
-        scripts.mkdir(exist_ok=True)
-        trivial_lua = scripts / "trivial.lua"
-        trivial_lua.write_text(LUA_TRIVIAL)
-        recs = scripts / "recommendations.lua"
-        recs.write_text(
-            LUA_RECS
-            % {
-                "ids": ",".join(json.dumps(c) for c in setup["customers"]),
-                "skus": ",".join(json.dumps(s) for s in setup["skus"]),
-                "key": setup["key"],
-                "seed": SEED,
-            }
-        )
-        results: dict[str, list[dict[str, Any]]] = {}
-        pids = _server_pids(server)
-        if warm_passes:
-            _wrk(base, recs, args.duration, args.connections, pids)  # unmeasured: to steady state
-        for _ in range(rounds):  # alternating: a noisy neighbour's minute hits both endpoints
-            if trivial:
-                results.setdefault("trivial", []).append(
-                    _wrk(f"{base}/health/live", trivial_lua, args.duration, args.connections, pids)
-                )
-            results.setdefault("recommendations", []).append(
-                _wrk(base, recs, args.duration, args.connections, pids)
-            )
-        return results
+        yield base, server
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -465,6 +494,35 @@ def _serve_and_load(
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+def _warm_up(base: str, setup: dict[str, Any], warm_passes: int) -> None:
+    """The first request of a process loads the model and the catalog; then each customer's first
+    request ranks and keeps the ranking (in whichever worker takes it)."""
+    key = {"X-Api-Key": setup["key"]}
+    for customer in setup["customers"][:200] + setup["customers"] * warm_passes:
+        status = _get(f"{base}/v1/customers/{customer}/recommendations?n=10", key)
+        if status != 200:
+            raise SystemExit(f"warm-up: recommendations answered {status}")
+
+
+def _scripts(workdir: Path, setup: dict[str, Any]) -> dict[str, Path]:
+    """wrk's Lua scripts: the trivial endpoint, and recommendations over random customers."""
+    scripts = workdir / "wrk"
+    scripts.mkdir(exist_ok=True)
+    trivial_lua = scripts / "trivial.lua"
+    trivial_lua.write_text(LUA_TRIVIAL)
+    recs = scripts / "recommendations.lua"
+    recs.write_text(
+        LUA_RECS
+        % {
+            "ids": ",".join(json.dumps(c) for c in setup["customers"]),
+            "skus": ",".join(json.dumps(s) for s in setup["skus"]),
+            "key": setup["key"],
+            "seed": SEED,
+        }
+    )
+    return {"trivial": trivial_lua, "recs": recs}
 
 
 if __name__ == "__main__":
