@@ -8,8 +8,8 @@ the customer already bought (unless ``keep_repeats``).
 
 A customer's picks are ranked once, unfiltered (:mod:`domain.serving.ranked`), and kept per worker (up to
 ``api.picks_cache_customers``): a request only filters that order, which answers exactly what ranking under
-its filters would, and explains only the items it shows. A customer's first request ranks the same way (kept
-rankings off: every request does); a request whose filters exhaust the ranking goes down the fallback
+its filters would. A customer's first request ranks the same way (kept rankings off: every request does)
+and explains only the items it shows; a request whose filters exhaust the ranking goes down the fallback
 chain under its own filters.
 
 Each item carries a ``source`` (``collaborative``, ``similar``, ``bestsellers``, ``new_arrivals``), a
@@ -60,6 +60,9 @@ MAX_N = 100
 MAX_DAYS = 3650
 #: Past items named behind a collaborative pick (the chain's default).
 EXPLAIN_N = 3
+#: Kept candidates explained at once when a kept ranking is asked again for items it has not explained
+#: (explaining 25 costs about 1.2x explaining 10); a first request explains only the items it shows.
+EXPLAIN_BLOCK = 25
 _SOURCE_CODE = {"collaborative": "c", "similar": "s", "bestsellers": "b", "new_arrivals": "n"}
 
 
@@ -381,8 +384,12 @@ def _take_ranked(
     texts = ranked.texts
     todo = [i for i in items if i not in texts]
     if todo:
-        # Only the items shown: a customer's first request explains its n items, and a later one only
-        # what it shows that no earlier request did.
+        if texts:
+            # A kept ranking asked again for items it has not explained (other filters): explained a
+            # block at a time, so that this one factorisation serves the next requests' filters too.
+            upto = (ranks[-1] // EXPLAIN_BLOCK + 1) * EXPLAIN_BLOCK
+            todo = [i for i in ranked.items[:upto].tolist() if i not in texts]
+        # else a customer's first request (every request, with kept rankings off): only the items shown.
         row = rows.row
         assert row is not None
         reasons: list[list[tuple[int, float]]] = [[] for _ in todo]
