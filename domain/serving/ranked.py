@@ -5,7 +5,8 @@ filters each time). The ranking (scores over every product, the top of them, the
 model and on the customer's rows only, so it is kept: :class:`Ranked` holds the customer's best
 ``CANDIDATES`` products, nothing bought, in the order the model gives; a request takes the first ``n`` its
 filters allow. That is exactly what ranking with the filters gives, since a filter only removes products
-from the order, so the use case falls back to ranking only when the kept list runs out.
+from the order, so the use case falls back to ranking only when the kept list runs out. A customer's first
+request makes its :class:`Ranked` the same way (with ``size`` 0 every request does, and nothing is kept).
 
 An entry is valid while the customer's rows are the same object, or equal ones (``same``: after the data
 was read again for the same model):
