@@ -392,3 +392,22 @@ def test_a_full_rebuild_with_the_same_model_keeps_the_rankings_of_unchanged_cust
     for ext in customers:
         assert _shown(recommend_for_customer(serving, ext, 5)) == shown[ext]
     assert all(entry is kept[ext] for ext, entry in _kept(serving, customers).items())
+
+
+def test_a_first_request_explains_only_the_items_it_shows(serving, trained):
+    """The explanations (a factorisation per customer) are made for the items a response shows: the first
+    request explains its n; a later one with other filters explains a block of the kept order at once."""
+    buyer, buyer_id, _ = _regular(serving)
+    first = recommend_for_customer(serving, buyer, 5)
+    assert {i.source for i in first} == {"collaborative"}
+    kept = _kept(serving, [buyer])[buyer]
+    assert kept is not None
+    cat = serving.catalog.current()
+    shown = {cat.position_by_sku[i.sku] for i in first}
+    model = serving.store.current().model
+    assert model is not None
+    to_cat = cat.aligned(model.item_index)
+    assert {int(to_cat[i]) for i in kept.texts} == shown
+    later = recommend_for_customer(serving, buyer, 5, exclude=[i.sku for i in first])
+    assert not shown & {cat.position_by_sku[i.sku] for i in later}
+    assert set(kept.items[:25].tolist()) <= set(kept.texts)
