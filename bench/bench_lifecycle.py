@@ -22,7 +22,6 @@ import argparse
 import cProfile
 import datetime as dt
 import io
-import os
 import pstats
 import random
 import sys
@@ -34,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 import domain.models as m  # noqa: E402
+from bench._common import machine_line, print_table  # noqa: E402
 from bench.bench_planning import _chunked_insert, generate, temporary_database  # noqa: E402
 from domain.db import session_scope  # noqa: E402
 from domain.lifecycle.snapshots import take_snapshot  # noqa: E402
@@ -133,29 +133,42 @@ def main(argv: list[str] | None = None) -> None:
             run = train_model(s, settings, now=now.replace(tzinfo=None))
         print(f"trained {settings.model.algorithm} ({run.status}) in {time.perf_counter() - t0:.1f} s")
 
-        timings: list[tuple[str, float, str]] = []
+        phases: list[tuple[str, float, float]] = []
+        results: list[str] = []
         profiler = cProfile.Profile() if args.profile else None
 
+        def since(start: tuple[float, float]) -> tuple[float, float]:
+            return time.perf_counter() - start[0], time.process_time() - start[1]
+
         def lifecycle() -> None:
-            started = time.perf_counter()
+            # the job's two transactions (jobs/lifecycle.py); each commit is timed as a phase of its own
             with session_scope(sessions) as s:
                 snap = take_snapshot(s, settings.rfm, now.date())
-            timings.append(("RFM snapshot", time.perf_counter() - started, snap.summary()))
-            started = time.perf_counter()
+                start = (time.perf_counter(), time.process_time())
+            phases.extend((name, wall, cpu) for name, (wall, cpu) in snap.phases.items())
+            phases.append(("RFM: commit", *since(start)))
+            results.append(snap.summary())
             with session_scope(sessions) as s:
                 triggers = run_triggers(s, settings, now)
-            timings.append(("triggers", time.perf_counter() - started, triggers.summary()))
+                start = (time.perf_counter(), time.process_time())
+            phases.extend((name, wall, cpu) for name, (wall, cpu) in triggers.phases.items())
+            phases.append(("triggers: commit", *since(start)))
+            results.append(triggers.summary())
 
+        wall0, cpu0 = time.perf_counter(), time.process_time()
         if profiler is not None:
             profiler.runcall(lifecycle)
         else:
             lifecycle()
-        load = os.getloadavg()
-        print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-        print(f"{'step':<16}{'seconds':>10}  result")
-        for name, seconds, result in timings:
-            print(f"{name:<16}{seconds:>10.1f}  {result}")
-        print(f"{'total':<16}{sum(t[1] for t in timings):>10.1f}")
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        for line in results:
+            print(line)
+        print(machine_line())
+        print_table(
+            ["phase", "wall s", "CPU s"],
+            [(name, w, c) for name, w, c in phases if w >= 0.005]
+            + [("total (both transactions, with commits)", wall, cpu)],
+        )
         if profiler is not None:
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(30)

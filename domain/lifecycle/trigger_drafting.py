@@ -157,6 +157,7 @@ def draft_trigger_selections(
         )
         cands = candidates_fn(catalog, rows)
         rejected = load_rejections(session, customer_ids=rows.customer_ids.tolist()).by_key()
+        drafted: list[tuple[TriggerAssignment, GiftSelection]] = []
         for row, (assignment, firing, is_vip) in enumerate(batch):
             try:
                 picks, bounds = _picks(
@@ -184,7 +185,9 @@ def draft_trigger_selections(
                 picks=[SelectionPick(is_manual=False, **p) for p in picks],
             )
             session.add(selection)
-            session.flush()
-            assignment.selection_id = selection.id
+            drafted.append((assignment, selection))
             counts[status] += 1
+        session.flush()  # one flush per batch: the selections and their picks in a few bulk INSERTs
+        for assignment, selection in drafted:
+            assignment.selection_id = selection.id
     return counts

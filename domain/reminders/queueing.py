@@ -43,6 +43,8 @@ DEFAULT_LOCALE = "en"
 QUEUEABLE_STATUSES = ("ready", "approved")
 #: ``occasion_key`` prefix of the selections that are trigger emails (queued by ``domain.lifecycle``).
 TRIGGER_KEY = "trigger:"
+#: Ids per ``IN (...)`` list: well under SQLite's and PostgreSQL's parameter limits.
+IN_CHUNK = 900
 
 MONTHS = {
     "en": "January February March April May June July August September October November December".split(),
@@ -167,6 +169,28 @@ def sold_picks(session: Session, selection: GiftSelection) -> list[tuple[Selecti
         product = products.get(pick.product_id)
         if product is not None and product.is_active and product.in_stock:
             out.append((pick, product))
+    return out
+
+
+def sold_picks_many(
+    session: Session, selection_ids: list[int]
+) -> dict[int, list[tuple[SelectionPick, Product]]]:
+    """:func:`sold_picks` of many selections: {selection id: picks with products still sold}, one query
+    per chunk of ids."""
+    out: dict[int, list[tuple[SelectionPick, Product]]] = {}
+    for start in range(0, len(selection_ids), IN_CHUNK):
+        rows = session.execute(
+            select(SelectionPick, Product)
+            .join(Product, Product.id == SelectionPick.product_id)
+            .where(
+                SelectionPick.selection_id.in_(selection_ids[start : start + IN_CHUNK]),
+                Product.is_active.is_(True),
+                Product.in_stock.is_(True),
+            )
+            .order_by(SelectionPick.selection_id, SelectionPick.tier, SelectionPick.position)
+        ).all()
+        for pick, product in rows:
+            out.setdefault(pick.selection_id, []).append((pick, product))
     return out
 
 
