@@ -19,12 +19,12 @@ from sqlalchemy.orm import Session
 
 from config import Settings
 from config.settings import TRIGGERS
-from domain.lifecycle.assignments import record_firings
+from domain.lifecycle.assignments import Recorded, record_firings, save_outcomes
 from domain.lifecycle.phases import Phases, timed
 from domain.lifecycle.trigger_drafting import draft_trigger_selections
 from domain.lifecycle.trigger_emails import queue_trigger_emails, reminder_blocks_many
 from domain.lifecycle.triggers import FINDERS, Firing, emailable_customers, latest_segments
-from domain.models import Customer, TriggerAssignment
+from domain.models import Customer
 from domain.models._types import naive_utc
 from domain.serving.candidates import CandidatesFn, Catalog, default_candidates
 
@@ -84,15 +84,14 @@ def run_triggers(
         with timed(phases, f"{trigger}: assign"):
             recorded, left_out = record_firings(session, settings, now, trigger, firings, segments)
             arms: dict[str, int] = {}
-            treated: list[tuple[TriggerAssignment, Firing, bool]] = []
+            treated: list[tuple[Recorded, Firing, bool]] = []
             won = 0
             blocks = reminder_blocks_many(
                 session, settings, (a.customer_id for a, _ in recorded if a.arm == "treatment"), now
             )
             for assignment, firing in recorded:
                 arms[assignment.arm] = arms.get(assignment.arm, 0) + 1
-                if assignment.arm != "treatment":
-                    assignment.reason = f"{assignment.arm} group: never emailed"
+                if assignment.arm != "treatment":  # recorded with its reason
                     continue
                 blocked = blocks.get(assignment.customer_id)
                 if blocked:
@@ -100,6 +99,7 @@ def run_triggers(
                     won += 1
                     continue
                 treated.append((assignment, firing, assignment.customer_id in vip))
+            save_outcomes(session, [a for a, _ in recorded if a.reason is not None])  # reminder or cap won
         summary.eligible[trigger], summary.left_out[trigger], summary.reminder_won[trigger] = (
             arms,
             left_out,
@@ -116,6 +116,7 @@ def run_triggers(
                 summary.drafted[trigger] = draft_trigger_selections(
                     session, settings, now, treated, catalog, candidates_fn
                 )
+                save_outcomes(session, [a for a, _, _ in treated])  # the emails read their assignment
             # queue this trigger's emails before the next trigger looks: the frequency cap then keeps a
             # customer eligible for two triggers from getting both
             with timed(phases, f"{trigger}: queueing"):
