@@ -55,11 +55,27 @@ def _arrays(x: Any, t_x: Any, T: Any) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def _log_likelihood(
-    r: float, alpha: float, a: float, b: float, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
+    r: float,
+    alpha: float,
+    a: float,
+    b: float,
+    x: np.ndarray,
+    t_x: np.ndarray,
+    T: np.ndarray,
+    x_groups: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Per-customer BG/NBD log-likelihood (Fader, Hardie & Lee 2005, eq. 6), in log space throughout."""
-    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-    a2 = betaln(a, b + x) - betaln(a, b)
+    """Per-customer BG/NBD log-likelihood (Fader, Hardie & Lee 2005, eq. 6), in log space throughout.
+
+    ``x_groups``: ``np.unique(x, return_inverse=True)``, given when called many times on the same
+    customers (a fit): the special functions are then evaluated once per distinct x, not per customer.
+    """
+    if x_groups is None:
+        a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
+        a2 = betaln(a, b + x) - betaln(a, b)
+    else:
+        xu, inverse = x_groups
+        a1 = (gammaln(r + xu) - gammaln(r) + r * np.log(alpha))[inverse]
+        a2 = (betaln(a, b + xu) - betaln(a, b))[inverse]
     a3 = -(r + x) * np.log(alpha + T)
     repeat = x > 0
     a4 = np.full(x.shape, -np.inf)
@@ -127,11 +143,12 @@ class BGNBD:
         ux, ut, uT = triples[:, 0], triples[:, 1], triples[:, 2]
         w = weights.astype(np.float64)
         scale = float(np.mean(age))
+        x_groups = np.unique(ux, return_inverse=True)
 
         def objective(theta: np.ndarray) -> float:
             r, alpha, a, b = np.exp(theta)
             with np.errstate(all="ignore"):  # far from the optimum terms may overflow: rejected below
-                ll = _log_likelihood(float(r), float(alpha) * scale, float(a), float(b), ux, ut, uT)
+                ll = _log_likelihood(float(r), float(alpha) * scale, float(a), float(b), ux, ut, uT, x_groups)
                 value = -float(np.dot(w, ll)) / w.sum()
             return value if np.isfinite(value) else 1e300
 
