@@ -112,9 +112,15 @@ class RenderedEmail:
 def choose_locale(locale: str | None, template: str = "reminder") -> str:
     """The customer's language if a template exists for it ('ru-RU' -> 'ru'), else English."""
     language = (locale or "").replace("_", "-").split("-")[0].lower()
-    if language and (TEMPLATES / "email" / template / language).is_dir():
+    if language and _has_template(template, language):
         return language
     return DEFAULT_LOCALE
+
+
+@lru_cache(maxsize=256)
+def _has_template(template: str, language: str) -> bool:
+    """The templates ship with the code: looked up once per process, not once per email."""
+    return (TEMPLATES / "email" / template / language).is_dir()
 
 
 @lru_cache(maxsize=1)
@@ -126,6 +132,7 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        auto_reload=False,  # the templates ship with the code: no stat of three files per email
     )
     return env
 
