@@ -2,11 +2,14 @@
 
 Usage (from the repository root)::
 
-    .venv/bin/python bench/bench_planning.py [--customers 100000] [--dates 300000] [--day 2011-03-01]
+    timeout 1800 .venv/bin/python bench/bench_planning.py [--customers 100000] [--dates 300000]
+        [--day 2011-03-01] [--no-model]
 
 Generates a catalogue, two years of orders, recipients with important dates (some 29 February, one-off,
 stopped, with their own lead time), customers in a dozen time zones (5% VIP) and opt-ins to 8 March for
-10% of them, then runs ``plan_due_selections`` for `--day` at 06:00 UTC (the first run ever: it also
+10% of them (all generated, seeded), trains the configured model on the orders as the nightly
+``train_model`` job would (so planning scores collaborative picks; ``--no-model`` leaves it out), then
+runs ``plan_due_selections`` for `--day` at 06:00 UTC (the first run ever: it also
 catches up every reminder of the past lead window), then for the next day (a steady-state day), each
 in its own transaction, and prints a table. Nothing is timed during generation.
 """
@@ -23,13 +26,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import insert  # noqa: E402
+from sqlalchemy import func, insert, select  # noqa: E402
 
 import domain.models as m  # noqa: E402
+from bench._common import machine_line  # noqa: E402
 from config import load_settings  # noqa: E402
 from domain import schema  # noqa: E402
 from domain.db import make_engine, make_session_factory, session_scope  # noqa: E402
 from domain.reminders.selections import plan_due_selections  # noqa: E402
+from domain.serving.training import train_model  # noqa: E402
 
 ZONES = [
     "UTC",
@@ -188,6 +193,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--products", type=int, default=3_000)
     parser.add_argument("--day", type=dt.date.fromisoformat, default=dt.date(2011, 3, 1))
     parser.add_argument("--seed", type=int, default=2011)
+    parser.add_argument(
+        "--no-model", action="store_true", help="plan without a trained model (no collaborative scores)"
+    )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -201,19 +209,43 @@ def main(argv: list[str] | None = None) -> None:
             f"generated {args.customers:,} customers, {args.dates:,} dates, {args.products:,} products, "
             f"{n_orders:,} orders / {n_lines:,} lines in {time.perf_counter() - t0:.1f} s"
         )
+        if not args.no_model:
+            t0, c0 = time.perf_counter(), time.process_time()
+            with session_scope(sessions) as s:
+                run = train_model(s, settings, now=dt.datetime.combine(args.day, dt.time(5, 0)))
+            print(
+                f"trained {settings.model.algorithm} ({run.status}, run {run.id}) as the nightly job would, "
+                f"in {time.perf_counter() - t0:.1f} s wall, {time.process_time() - c0:.1f} s CPU: planning "
+                "scores its collaborative picks"
+            )
+        print(machine_line())
         header = f"{'run':<22}{'customers':>10}{'dates':>10}{'due':>8}{'selections':>12}{'picks':>9}"
-        print(header + f"{'seconds':>10}{'selections/s':>14}")
+        print(header + f"{'seconds':>10}{'CPU s':>8}{'selections/s':>14}")
         for label, day in (("first run (catch-up)", args.day), ("next day", args.day + dt.timedelta(days=1))):
             now = dt.datetime.combine(day, dt.time(6, 0), tzinfo=dt.UTC)
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             with session_scope(sessions) as s:
                 summary = plan_due_selections(s, settings, now)
-            seconds = time.perf_counter() - started
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
             rate = summary.selections / seconds
             print(
                 f"{label + ' ' + day.isoformat():<22}{args.customers:>10,}{args.dates:>10,}{summary.due:>8,}"
-                f"{summary.selections:>12,}{summary.picks:>9,}{seconds:>10.2f}{rate:>14,.0f}"
+                f"{summary.selections:>12,}{summary.picks:>9,}{seconds:>10.2f}{cpu:>8.2f}{rate:>14,.0f}"
             )
+        with session_scope(sessions) as s:
+            by_source = s.execute(
+                select(m.SelectionPick.source, func.count()).group_by(m.SelectionPick.source)
+            ).all()
+            with_model = s.scalar(
+                select(func.count())
+                .select_from(m.GiftSelection)
+                .where(m.GiftSelection.model_run_id.is_not(None))
+            )
+        print(
+            "picks by source: "
+            + ", ".join(f"{src} {n:,}" for src, n in sorted(by_source))
+            + f"; selections scored with a model run: {with_model:,}"
+        )
         engine.dispose()
 
 

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.integrate import quad
 from scipy.optimize import minimize
-from scipy.special import betaln, expit, gammaln, hyp2f1
+from scipy.special import betaln, expit, gammaln, hyp2f1, roots_jacobi
 
 from recommender.base import NotFittedError, RecommenderError
 
@@ -56,11 +55,27 @@ def _arrays(x: Any, t_x: Any, T: Any) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def _log_likelihood(
-    r: float, alpha: float, a: float, b: float, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
+    r: float,
+    alpha: float,
+    a: float,
+    b: float,
+    x: np.ndarray,
+    t_x: np.ndarray,
+    T: np.ndarray,
+    x_groups: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Per-customer BG/NBD log-likelihood (Fader, Hardie & Lee 2005, eq. 6), in log space throughout."""
-    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-    a2 = betaln(a, b + x) - betaln(a, b)
+    """Per-customer BG/NBD log-likelihood (Fader, Hardie & Lee 2005, eq. 6), in log space throughout.
+
+    ``x_groups``: ``np.unique(x, return_inverse=True)``, given when called many times on the same
+    customers (a fit): the special functions are then evaluated once per distinct x, not per customer.
+    """
+    if x_groups is None:
+        a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
+        a2 = betaln(a, b + x) - betaln(a, b)
+    else:
+        xu, inverse = x_groups
+        a1 = (gammaln(r + xu) - gammaln(r) + r * np.log(alpha))[inverse]
+        a2 = (betaln(a, b + xu) - betaln(a, b))[inverse]
     a3 = -(r + x) * np.log(alpha + T)
     repeat = x > 0
     a4 = np.full(x.shape, -np.inf)
@@ -128,11 +143,12 @@ class BGNBD:
         ux, ut, uT = triples[:, 0], triples[:, 1], triples[:, 2]
         w = weights.astype(np.float64)
         scale = float(np.mean(age))
+        x_groups = np.unique(ux, return_inverse=True)
 
         def objective(theta: np.ndarray) -> float:
             r, alpha, a, b = np.exp(theta)
             with np.errstate(all="ignore"):  # far from the optimum terms may overflow: rejected below
-                ll = _log_likelihood(float(r), float(alpha) * scale, float(a), float(b), ux, ut, uT)
+                ll = _log_likelihood(float(r), float(alpha) * scale, float(a), float(b), ux, ut, uT, x_groups)
                 value = -float(np.dot(w, ll)) / w.sum()
             return value if np.isfinite(value) else 1e300
 
@@ -209,12 +225,9 @@ class BGNBD:
         bad = ~np.isfinite(result) | (result < 0)
         if bad.any():
             result = np.array(result, dtype=np.float64)
-            result[bad] = [
-                _expected_by_integration(p, t, float(xi), float(ti)) * alive
-                for xi, ti, alive in zip(
-                    x[bad], age[bad], self.p_alive(x[bad], t_x[bad], age[bad]), strict=True
-                )
-            ]
+            x_bad, age_bad = np.broadcast_to(x, result.shape)[bad], np.broadcast_to(age, result.shape)[bad]
+            alive = self.p_alive(x_bad, np.broadcast_to(t_x, result.shape)[bad], age_bad)
+            result[bad] = _expected_by_quadrature(p, t, x_bad, age_bad) * alive
         return result
 
     def expected_purchases_new(self, t: Any) -> np.ndarray:
@@ -251,21 +264,68 @@ class BGNBD:
         return result
 
 
+#: Gauss-Jacobi nodes of the drop-out integral, at least and at most. Its integrand is analytic in q
+#: except at q = -(alpha + T) / t, so the error falls like rho^(-2n), rho the Bernstein ellipse through
+#: that point: the nodes are chosen per group for an error near 1e-11 (64 for t ~ alpha + T, 200 or so
+#: when the horizon is 300 times alpha + T). scipy's nodes overflow past ~300 for b + x near 1000.
+_MIN_NODES, _MAX_NODES = 32, 300
+
+
 def _expected_by_integration(p: BGNBDParams, t: float, x: float, age: float) -> float:
-    """E[purchases in (T, T + t] | alive at T] by integrating over the drop-out probability.
+    """E[purchases in (T, T + t] | alive at T] of one customer (see :func:`_expected_by_quadrature`)."""
+    return float(_expected_by_quadrature(p, t, np.array([x], dtype=np.float64), np.array([age]))[0])
+
+
+def _jacobi_nodes(n: int, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Jacobi nodes and weights; fewer nodes where scipy's overflow for a large exponent."""
+    while True:
+        with np.errstate(all="ignore"):
+            u, w = roots_jacobi(n, alpha, beta)
+        if (np.isfinite(u).all() and np.isfinite(w).all() and w.sum() > 0) or n <= _MIN_NODES:
+            return u, w
+        n //= 2
+
+
+def _expected_by_quadrature(p: BGNBDParams, t: float, x: np.ndarray, age: np.ndarray) -> np.ndarray:
+    """E[purchases in (T, T + t] | alive at T] by integrating over the drop-out probability, vectorised.
 
     Given alive, lambda ~ Gamma(r + x, alpha + T) and q ~ Beta(a, b + x), and E[X(t) | lambda, q] =
-    (1 - exp(-lambda q t)) / q (the paper's eq. 7); lambda integrates in closed form. For a very
-    concentrated Beta (a + b + x > 1000, where the closed form overflows) q is set to its mean.
+    (1 - exp(-lambda q t)) / q (the paper's eq. 7); lambda integrates in closed form, q by Gauss-Jacobi
+    quadrature with the Beta density as its weight (one set of nodes per distinct x, every customer with
+    that x at once). For a very concentrated Beta (a + b + x > 1000, where the closed form overflows)
+    q is set to its mean.
+
+    Parameters
+    ----------
+    x, age : ndarray float64, shape (n,)
+        Repeat purchases and age (T) of each customer.
+
+    Returns
+    -------
+    ndarray float64, shape (n,).
     """
-    shape, scale = p.r + x, p.alpha + age
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    age = np.asarray(age, dtype=np.float64).reshape(-1)
+    out = np.empty(x.shape)
 
-    def given(q: np.ndarray | float) -> Any:
+    def given(q: np.ndarray, shape: np.ndarray, scale: np.ndarray) -> np.ndarray:
         q = np.maximum(q, 1e-300)
-        return -np.expm1(-shape * np.log1p(q * t / scale)) / q
+        value: np.ndarray = -np.expm1(-shape * np.log1p(q * t / scale)) / q
+        return value
 
-    b = p.b + x
-    if p.a + b > 1000.0:
-        return float(given(p.a / (p.a + b)))
-    value, _ = quad(given, 0.0, 1.0, weight="alg", wvar=(p.a - 1.0, b - 1.0), limit=200)
-    return float(value / np.exp(betaln(p.a, b)))
+    for xi in np.unique(x).tolist():
+        rows = np.flatnonzero(x == xi)
+        shape, scale = p.r + xi, p.alpha + age[rows]
+        b = p.b + xi
+        if p.a + b > 1000.0:
+            out[rows] = given(np.full(rows.size, p.a / (p.a + b)), np.full(rows.size, shape), scale)
+            continue
+        # Jacobi weight (1 - u)^(b - 1) (1 + u)^(a - 1) on [-1, 1]; q = (1 + u) / 2
+        eps = 2.0 * float(scale.min()) / t if t > 0 else 1.0  # distance below -1 of the singularity
+        rho = 1.0 + eps + np.sqrt(eps * (2.0 + eps))
+        nodes = int(np.clip(np.ceil(12.7 / np.log(rho)), _MIN_NODES, _MAX_NODES))
+        u, w = _jacobi_nodes(nodes, b - 1.0, p.a - 1.0)
+        q = (1.0 + u) / 2.0
+        w = w / w.sum()  # the Beta density's normalisation: the quadrature is exact for constants
+        out[rows] = given(q[None, :], np.full((rows.size, 1), shape), scale[:, None]) @ w
+    return out

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from config import Settings
@@ -22,14 +24,28 @@ from domain.lifecycle.triggers import Firing
 from domain.models import Customer, TriggerAssignment
 from recommender.triggers import ARM_CODES, assign_arms, cooldown_over, period_of
 
-__all__ = ["record_firings"]
+__all__ = ["Recorded", "record_firings", "save_outcomes"]
 
 _EPOCH = dt.date(1970, 1, 1)
 IN_CHUNK = 900
+#: Rows per bulk INSERT / UPDATE.
+INSERT_CHUNK = 1000
 
 
 def _chunks(values: Sequence[int]) -> list[Sequence[int]]:
     return [values[i : i + IN_CHUNK] for i in range(0, len(values), IN_CHUNK)]
+
+
+@dataclass
+class Recorded:
+    """A new assignment as the run sees it; :func:`save_outcomes` writes its reason and selection."""
+
+    id: int
+    customer_id: int
+    trigger: str
+    arm: str
+    reason: str | None = None
+    selection_id: int | None = None
 
 
 def record_firings(
@@ -39,7 +55,7 @@ def record_firings(
     trigger: str,
     firings: list[Firing],
     segments: dict[int, str],
-) -> tuple[list[tuple[TriggerAssignment, Firing]], dict[str, int]]:
+) -> tuple[list[tuple[Recorded, Firing]], dict[str, int]]:
     """Record the firings of one trigger that pass audience, window and cooldown; never commits.
 
     Returns the new assignments with their firings, and counts of what was left out and why.
@@ -99,19 +115,56 @@ def record_firings(
         settings.triggers.holdout_share,
         settings.triggers.control_share,
     )
+    names = [ARM_CODES[int(arm)] for arm in arms.tolist()]
     rows = [
-        TriggerAssignment(
-            customer_id=f.customer_id,
-            trigger=trigger,
-            window_key=f.window_key,
-            eligible_on=today,
-            eligible_at=now,
-            period=period,
-            arm=ARM_CODES[int(arm)],
-            details={**f.details, "product_ids": list(f.product_ids)},
-        )
-        for f, arm in zip(fresh, arms.tolist(), strict=True)
+        {
+            "customer_id": f.customer_id,
+            "trigger": trigger,
+            "window_key": f.window_key,
+            "eligible_on": today,
+            "eligible_at": now,
+            "period": period,
+            "arm": arm,
+            # control and holdout are never emailed: their reason is known now
+            "reason": None if arm == "treatment" else f"{arm} group: never emailed",
+            "details": {**f.details, "product_ids": list(f.product_ids)},
+        }
+        for f, arm in zip(fresh, names, strict=True)
     ]
-    session.add_all(rows)
-    session.flush()
-    return list(zip(rows, fresh, strict=True)), skipped
+    table = cast(Table, TriggerAssignment.__table__)
+    recorded: list[tuple[Recorded, Firing]] = []
+    for start in range(0, len(rows), INSERT_CHUNK):
+        part = rows[start : start + INSERT_CHUNK]
+        new_ids = session.execute(
+            insert(table).returning(table.c.id, sort_by_parameter_order=True), part
+        ).scalars()
+        recorded += [
+            (Recorded(int(i), f.customer_id, trigger, arm), f)
+            for i, f, arm in zip(
+                new_ids, fresh[start : start + INSERT_CHUNK], names[start : start + INSERT_CHUNK], strict=True
+            )
+        ]
+    return recorded, skipped
+
+
+def save_outcomes(session: Session, recorded: Sequence[Recorded]) -> None:
+    """Write what became of the treated (their selection, or why they got none): one executemany."""
+    changed = [
+        {"id": r.id, "reason": r.reason, "selection_id": r.selection_id}
+        for r in recorded
+        if r.arm == "treatment" and (r.reason is not None or r.selection_id is not None)
+    ]
+    table = cast(Table, TriggerAssignment.__table__)
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values(reason=bindparam("b_reason"), selection_id=bindparam("b_selection_id"))
+    )
+    for start in range(0, len(changed), INSERT_CHUNK):
+        session.execute(
+            stmt,
+            [
+                {"b_id": c["id"], "b_reason": c["reason"], "b_selection_id": c["selection_id"]}
+                for c in changed[start : start + INSERT_CHUNK]
+            ],
+        )

@@ -20,13 +20,14 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from config import RfmSettings
+from domain.lifecycle.phases import Phases, timed
 from domain.models import Customer, Order, OrderLine, RfmSnapshot
 from domain.serving.next_purchase import day_number
 from recommender.base import RecommenderError
@@ -67,6 +68,8 @@ class SnapshotResult:
     segments: dict[str, int] = field(default_factory=dict)
     cuts: dict[str, tuple[float, ...]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: Wall and CPU seconds of each phase (loading, scoring, writing).
+    phases: Phases = field(default_factory=dict, compare=False)
 
     def summary(self) -> str:
         if not self.customers:
@@ -151,58 +154,67 @@ def _money(value: float) -> Decimal | None:
     return None if not np.isfinite(value) else Decimal(f"{value:.2f}")
 
 
+def _write(session: Session, today: dt.date, as_of: dt.date, columns: dict[str, list[Any]]) -> None:
+    """The day's rows from parallel columns: Core INSERTs of ``INSERT_CHUNK`` rows (executemany)."""
+    names = list(columns)
+    rows = [
+        {"taken_on": today, "as_of": as_of, **dict(zip(names, row, strict=True))}
+        for row in zip(*columns.values(), strict=True)
+    ]
+    table = cast(Table, RfmSnapshot.__table__)
+    for start in range(0, len(rows), INSERT_CHUNK):
+        session.execute(insert(table), rows[start : start + INSERT_CHUNK])
+
+
 def take_snapshot(session: Session, settings: RfmSettings, today: dt.date) -> SnapshotResult:
     """Score every customer who bought up to the end of ``today`` and write the day's snapshot rows.
 
     Replaces rows already written for ``today`` (a re-run gives the same rows); never commits.
     """
     until = dt.datetime.combine(today, dt.time.max)
-    data = load_purchase_spend(session, until)
-    session.execute(delete(RfmSnapshot).where(RfmSnapshot.taken_on == today))
+    phases: Phases = {}
+    with timed(phases, "RFM: load purchases"):
+        data = load_purchase_spend(session, until)
+        session.execute(delete(RfmSnapshot).where(RfmSnapshot.taken_on == today))
     if not len(data):
-        return SnapshotResult(today, None, 0)
-    ids = np.unique(data.customer_ids)
-    rows = np.searchsorted(ids, data.customer_ids)
-    now = min((today - _EPOCH).days, int(data.days.max()))
-    summary = rfm_summary(rows, data.days, data.amounts, ids.size, now)
-    returned = np.zeros(ids.size)
-    known = np.isin(data.return_customer_ids, ids)
-    np.add.at(returned, np.searchsorted(ids, data.return_customer_ids[known]), data.return_amounts[known])
-    monetary = np.maximum(summary.monetary - returned, 0.0)
-    purchases = summary.purchases.astype(np.float64)
-    cuts = {
-        "recency": _cuts(settings, "recency", summary.recency_days),
-        "frequency": _cuts(settings, "frequency", purchases),
-        "monetary": _cuts(settings, "monetary", monetary),
-    }
-    r = score(summary.recency_days, cuts["recency"], lower_is_better=True)
-    f = score(purchases, cuts["frequency"])
-    m = score(monetary, cuts["monetary"])
-    codes, names = assign_segments(r, f, m, _rules(settings))
-    notes: list[str] = []
-    expected, clv = _value(summary, settings, notes)
-    as_of = _EPOCH + dt.timedelta(days=now)
-    values: list[dict[str, Any]] = [
-        {
-            "customer_id": int(cid),
-            "taken_on": today,
-            "as_of": as_of,
-            "r_score": int(r[i]),
-            "f_score": int(f[i]),
-            "m_score": int(m[i]),
-            "segment": names[codes[i]],
-            "recency_days": int(summary.recency_days[i]),
-            "frequency": int(summary.purchases[i]),
-            "monetary": Decimal(f"{monetary[i]:.2f}"),
-            "expected_purchases": None if not np.isfinite(expected[i]) else round(float(expected[i]), 6),
-            "clv": _money(float(clv[i])),
+        return SnapshotResult(today, None, 0, phases=phases)
+    with timed(phases, "RFM: scores, segments, CLV"):
+        ids = np.unique(data.customer_ids)
+        rows = np.searchsorted(ids, data.customer_ids)
+        now = min((today - _EPOCH).days, int(data.days.max()))
+        summary = rfm_summary(rows, data.days, data.amounts, ids.size, now)
+        returned = np.zeros(ids.size)
+        known = np.isin(data.return_customer_ids, ids)
+        np.add.at(returned, np.searchsorted(ids, data.return_customer_ids[known]), data.return_amounts[known])
+        monetary = np.maximum(summary.monetary - returned, 0.0)
+        purchases = summary.purchases.astype(np.float64)
+        cuts = {
+            "recency": _cuts(settings, "recency", summary.recency_days),
+            "frequency": _cuts(settings, "frequency", purchases),
+            "monetary": _cuts(settings, "monetary", monetary),
         }
-        for i, cid in enumerate(ids.tolist())
-    ]
-    for start in range(0, len(values), INSERT_CHUNK):
-        session.execute(insert(RfmSnapshot), values[start : start + INSERT_CHUNK])
-    session.flush()
+        r = score(summary.recency_days, cuts["recency"], lower_is_better=True)
+        f = score(purchases, cuts["frequency"])
+        m = score(monetary, cuts["monetary"])
+        codes, names = assign_segments(r, f, m, _rules(settings))
+        notes: list[str] = []
+        expected, clv = _value(summary, settings, notes)
+    as_of = _EPOCH + dt.timedelta(days=now)
+    with timed(phases, "RFM: write rows"):
+        values = {
+            "customer_id": ids.tolist(),
+            "r_score": r.tolist(),
+            "f_score": f.tolist(),
+            "m_score": m.tolist(),
+            "segment": [names[c] for c in codes.tolist()],
+            "recency_days": summary.recency_days.astype(np.int64).tolist(),
+            "frequency": summary.purchases.tolist(),
+            "monetary": [Decimal(f"{v:.2f}") for v in monetary.tolist()],
+            "expected_purchases": [None if not np.isfinite(v) else round(v, 6) for v in expected.tolist()],
+            "clv": [_money(v) for v in clv.tolist()],
+        }
+        _write(session, today, as_of, values)
     counts = Counter(names[c] for c in codes.tolist())
-    result = SnapshotResult(today, as_of, int(ids.size), dict(counts), cuts, notes)
+    result = SnapshotResult(today, as_of, int(ids.size), dict(counts), cuts, notes, phases)
     log.info("%s", result.summary())
     return result

@@ -26,8 +26,9 @@ from sqlalchemy.orm import Session
 
 from config import Settings
 from domain.customers.rejections import OWN, load_rejections
+from domain.lifecycle.assignments import Recorded
 from domain.lifecycle.triggers import Firing
-from domain.models import GiftSelection, SelectionPick, TriggerAssignment
+from domain.reminders.drafting import insert_selections
 from domain.serving.candidates import CandidateRows, Candidates, CandidatesFn, Catalog
 from recommender.curation import EXPLANATION_KEYS, SOURCES, CurationError, curate
 from recommender.triggers import anchored_tier_bounds
@@ -134,7 +135,7 @@ def draft_trigger_selections(
     session: Session,
     settings: Settings,
     now: dt.datetime,
-    treated: list[tuple[TriggerAssignment, Firing, bool]],
+    treated: list[tuple[Recorded, Firing, bool]],
     catalog: Catalog,
     candidates_fn: CandidatesFn,
 ) -> dict[str, int]:
@@ -157,6 +158,9 @@ def draft_trigger_selections(
         )
         cands = candidates_fn(catalog, rows)
         rejected = load_rejections(session, customer_ids=rows.customer_ids.tolist()).by_key()
+        drafted: list[Recorded] = []
+        selection_rows: list[dict[str, Any]] = []
+        pick_rows: list[list[dict[str, Any]]] = []
         for row, (assignment, firing, is_vip) in enumerate(batch):
             try:
                 picks, bounds = _picks(
@@ -171,20 +175,27 @@ def draft_trigger_selections(
                 counts["nothing to offer"] += 1
                 continue
             status = "awaiting_review" if is_vip else "ready"
-            selection = GiftSelection(
-                customer_id=assignment.customer_id,
-                occasion_key=occasion_key(assignment.trigger, assignment.id),
-                occasion_code=assignment.trigger,
-                occasion_on=now.date(),
-                year=now.year,
-                status=status,
-                model_run_id=cands.model_run_id,
-                tier_bounds=bounds,
-                review_cutoff_at=cutoff if is_vip else None,
-                picks=[SelectionPick(is_manual=False, **p) for p in picks],
+            selection_rows.append(
+                {
+                    "customer_id": assignment.customer_id,
+                    "recipient_id": None,
+                    "important_date_id": None,
+                    "occasion_key": occasion_key(assignment.trigger, assignment.id),
+                    "occasion_code": assignment.trigger,
+                    "occasion_on": now.date(),
+                    "year": now.year,
+                    "status": status,
+                    "status_reason": None,
+                    "model_run_id": cands.model_run_id,
+                    "tier_bounds": bounds,
+                    "review_cutoff_at": cutoff if is_vip else None,
+                }
             )
-            session.add(selection)
-            session.flush()
-            assignment.selection_id = selection.id
+            pick_rows.append([{**p, "is_manual": False} for p in picks])
+            drafted.append(assignment)
             counts[status] += 1
+        # the batch's selections and picks in two bulk INSERTs (the planner's), no ORM object per row
+        ids = insert_selections(session, selection_rows, pick_rows)
+        for assignment, selection_id in zip(drafted, ids, strict=True):
+            assignment.selection_id = selection_id
     return counts

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,9 +20,17 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from config import Settings
-from domain.messaging.outbox import enqueue, next_marketing_slot
+from domain.messaging.outbox import IN_CHUNK, enqueue_many, next_marketing_slots
 from domain.messaging.signing import LinkSigner
-from domain.models import Customer, GiftSelection, OutboundEmail, TriggerAssignment
+from domain.models import (
+    Customer,
+    GiftSelection,
+    OutboundEmail,
+    Product,
+    SelectionPick,
+    TriggerAssignment,
+    User,
+)
 from domain.reminders.queueing import (
     QUEUEABLE_STATUSES,
     TIER_NAMES,
@@ -32,10 +41,16 @@ from domain.reminders.queueing import (
     manager_name,
     outbox_key,
     render_email,
-    sold_picks,
+    sold_picks_many,
 )
 
-__all__ = ["TRIGGER_KEY", "TriggerQueueReport", "queue_trigger_emails", "reminder_blocks"]
+__all__ = [
+    "TRIGGER_KEY",
+    "TriggerQueueReport",
+    "queue_trigger_emails",
+    "reminder_blocks",
+    "reminder_blocks_many",
+]
 
 log = logging.getLogger(__name__)
 
@@ -63,22 +78,38 @@ SECTION_NAMES = {
 
 def reminder_blocks(session: Session, settings: Settings, customer_id: int, now: dt.datetime) -> str | None:
     """Why a trigger email must give way to a reminder (or to the frequency cap), or None."""
-    open_reminder = session.scalar(
-        select(GiftSelection.id)
-        .where(
-            GiftSelection.customer_id == customer_id,
-            ~GiftSelection.occasion_key.startswith(TRIGGER_KEY),
-            GiftSelection.status.in_(OPEN_REMINDER_STATUSES),
-            GiftSelection.occasion_on >= now.date(),
-        )
-        .limit(1)
-    )
-    if open_reminder is not None:
-        return "a reminder wins: one is on its way to this customer"
-    slot = next_marketing_slot(session, customer_id, now, settings.mail.frequency_cap_days)
-    if slot > now:
-        return f"frequency cap: no marketing email allowed before {slot:%Y-%m-%d %H:%M} UTC"
-    return None
+    return reminder_blocks_many(session, settings, [customer_id], now).get(customer_id)
+
+
+def reminder_blocks_many(
+    session: Session, settings: Settings, customer_ids: Iterable[int], now: dt.datetime
+) -> dict[int, str]:
+    """:func:`reminder_blocks` of many customers: {customer id: why} for those who must give way.
+
+    Two queries per chunk of ids: the open reminders and the newest marketing email of each customer.
+    """
+    ids = sorted(set(customer_ids))
+    out: dict[int, str] = {}
+    for start in range(0, len(ids), IN_CHUNK):
+        chunk = ids[start : start + IN_CHUNK]
+        for cid in session.scalars(
+            select(GiftSelection.customer_id)
+            .where(
+                GiftSelection.customer_id.in_(chunk),
+                ~GiftSelection.occasion_key.startswith(TRIGGER_KEY),
+                GiftSelection.status.in_(OPEN_REMINDER_STATUSES),
+                GiftSelection.occasion_on >= now.date(),
+            )
+            .distinct()
+        ):
+            out[cid] = "a reminder wins: one is on its way to this customer"
+    for cid, slot in next_marketing_slots(session, ids, now, settings.mail.frequency_cap_days).items():
+        out.setdefault(cid, _cap_reason(slot))
+    return out
+
+
+def _cap_reason(slot: dt.datetime) -> str:
+    return f"frequency cap: no marketing email allowed before {slot:%Y-%m-%d %H:%M} UTC"
 
 
 @dataclass
@@ -92,16 +123,59 @@ class TriggerQueueReport:
         return f"trigger emails queued {queued}, skipped {skipped}, failed {failed}"
 
 
+@dataclass
+class _Preloaded:
+    """What the emails of a batch of selections need, read in bulk before any is rendered."""
+
+    customers: dict[int, Customer]
+    blocks: dict[int, str]
+    details: dict[int, dict[str, Any]]
+    picks: dict[int, list[tuple[SelectionPick, Product]]]
+
+
+def _preload(
+    session: Session, settings: Settings, selections: Sequence[GiftSelection], now: dt.datetime
+) -> _Preloaded:
+    """A fixed number of queries per chunk of ids, none per selection."""
+    customer_ids = sorted({s.customer_id for s in selections})
+    selection_ids = [s.id for s in selections]
+    customers: dict[int, Customer] = {}
+    for start in range(0, len(customer_ids), IN_CHUNK):
+        chunk = customer_ids[start : start + IN_CHUNK]
+        customers.update((c.id, c) for c in session.scalars(select(Customer).where(Customer.id.in_(chunk))))
+    noted = {customers[s.customer_id].account_manager_id for s in selections if s.note}
+    managers = sorted(m for m in noted if m is not None)
+    if managers:  # into the session's identity map: manager_name's session.get then reads no row
+        session.scalars(select(User).where(User.id.in_(managers))).all()
+    details: dict[int, dict[str, Any]] = {}
+    for start in range(0, len(selection_ids), IN_CHUNK):
+        for sid, extra in session.execute(
+            select(TriggerAssignment.selection_id, TriggerAssignment.details).where(
+                TriggerAssignment.selection_id.in_(selection_ids[start : start + IN_CHUNK])
+            )
+        ):
+            if sid is not None:
+                details[sid] = dict(extra or {})
+    return _Preloaded(
+        customers=customers,
+        blocks=reminder_blocks_many(session, settings, customer_ids, now),
+        details=details,
+        picks=sold_picks_many(session, selection_ids),
+    )
+
+
 def _context(
-    session: Session, selection: GiftSelection, customer: Customer, signer: LinkSigner, settings: Settings
+    session: Session,
+    selection: GiftSelection,
+    customer: Customer,
+    signer: LinkSigner,
+    settings: Settings,
+    loaded: _Preloaded,
 ) -> dict[str, Any]:
     trigger = selection.occasion_code
-    assignment = session.scalar(
-        select(TriggerAssignment).where(TriggerAssignment.selection_id == selection.id)
-    )
-    details = dict(assignment.details) if assignment is not None else {}
+    details = loaded.details.get(selection.id, {})
     tiers: dict[int, list[dict[str, Any]]] = {}
-    for pick, product in sold_picks(session, selection):
+    for pick, product in loaded.picks.get(selection.id, []):
         tiers.setdefault(pick.tier, []).append(
             {
                 "title": product.title,
@@ -132,42 +206,50 @@ def _context(
     }
 
 
-def _queue_one(
-    session: Session, settings: Settings, signer: LinkSigner, selection: GiftSelection, now: dt.datetime
-) -> str | None:
-    """Queue the selection's email; returns why it was skipped instead, or None."""
-    customer = session.get(Customer, selection.customer_id)
+def _message(
+    session: Session,
+    settings: Settings,
+    signer: LinkSigner,
+    selection: GiftSelection,
+    now: dt.datetime,
+    loaded: _Preloaded,
+) -> dict[str, Any] | str:
+    """The selection's outbox message (the keyword arguments of ``enqueue``), or why it is skipped."""
+    customer = loaded.customers.get(selection.customer_id)
     if customer is None:  # pragma: no cover - the foreign key cascades
         return "customer gone"
-    problem = consent_problem(customer) or reminder_blocks(session, settings, customer.id, now)
+    problem = consent_problem(customer) or loaded.blocks.get(customer.id)
     if problem:
         return problem
     trigger = selection.occasion_code
-    context = _context(session, selection, customer, signer, settings)
+    context = _context(session, selection, customer, signer, settings, loaded)
     if not context["sections"] and trigger != "winback":
         return "no pick is still active and in stock"
     template = str(getattr(settings.triggers, f"{trigger}_template", trigger))
     email = render_email(template, choose_locale(customer.locale, template), context)
-    enqueue(
-        session,
-        dedupe_key=outbox_key(selection),
-        kind=trigger,
-        to_address=str(customer.email),
-        subject=email.subject,
-        body_text=email.body_text,
-        body_html=email.body_html,
-        customer_id=customer.id,
-        selection_id=selection.id,
-        not_before=now,
-    )
-    return None
+    return {
+        "dedupe_key": outbox_key(selection),
+        "kind": trigger,
+        "to_address": str(customer.email),
+        "subject": email.subject,
+        "body_text": email.body_text,
+        "body_html": email.body_html,
+        "customer_id": customer.id,
+        "selection_id": selection.id,
+        "not_before": now,
+    }
 
 
 def queue_trigger_emails(
     session: Session, settings: Settings, now: dt.datetime, *, signer: LinkSigner | None = None
 ) -> TriggerQueueReport:
     """Queue one email per ready/approved trigger selection without one (cancelled ones aside); never
-    commits."""
+    commits.
+
+    Everything the emails need is read in bulk first, the messages are rendered in selection order (a
+    customer's first email of the run puts the rest of theirs behind the frequency cap, as the cap would
+    once it is queued), and written in bulk; a key already in the outbox is left out by the database.
+    """
     signer = signer or LinkSigner.from_settings(settings)
     has_email = exists().where(
         OutboundEmail.selection_id == GiftSelection.id, OutboundEmail.status != "cancelled"
@@ -182,16 +264,25 @@ def queue_trigger_emails(
         .order_by(GiftSelection.id)
     ).all()
     report = TriggerQueueReport()
+    if not selections:
+        return report
+    loaded = _preload(session, settings, selections, now)
+    cap_days = settings.mail.frequency_cap_days
+    messages: list[dict[str, Any]] = []
     for selection in selections:
         try:
-            with session.begin_nested():
-                reason = _queue_one(session, settings, signer, selection, now)
-                if reason is None:
-                    report.queued.append(selection.id)
-                else:
-                    selection.status, selection.status_reason = "skipped", reason[:300]
-                    report.skipped[selection.id] = reason
+            outcome = _message(session, settings, signer, selection, now, loaded)
         except Exception as exc:  # one bad selection is logged and counted; the batch carries on
             log.exception("queue_trigger_emails: selection %s failed", selection.id)
             report.failed[selection.id] = f"{type(exc).__name__}: {exc}"
+            continue
+        if isinstance(outcome, str):
+            selection.status, selection.status_reason = "skipped", outcome[:300]
+            report.skipped[selection.id] = outcome
+            continue
+        messages.append(outcome)
+        report.queued.append(selection.id)
+        if cap_days > 0:  # this email now counts against the customer's cap
+            loaded.blocks.setdefault(selection.customer_id, _cap_reason(now + dt.timedelta(days=cap_days)))
+    enqueue_many(session, messages)
     return report

@@ -19,11 +19,12 @@ from sqlalchemy.orm import Session
 
 from config import Settings
 from config.settings import TRIGGERS
-from domain.lifecycle.assignments import record_firings
+from domain.lifecycle.assignments import Recorded, record_firings, save_outcomes
+from domain.lifecycle.phases import Phases, timed
 from domain.lifecycle.trigger_drafting import draft_trigger_selections
-from domain.lifecycle.trigger_emails import queue_trigger_emails, reminder_blocks
+from domain.lifecycle.trigger_emails import queue_trigger_emails, reminder_blocks_many
 from domain.lifecycle.triggers import FINDERS, Firing, emailable_customers, latest_segments
-from domain.models import Customer, TriggerAssignment
+from domain.models import Customer
 from domain.models._types import naive_utc
 from domain.serving.candidates import CandidatesFn, Catalog, default_candidates
 
@@ -43,6 +44,8 @@ class TriggerRunSummary:
     queued: int = 0
     skipped: int = 0
     seconds: float = 0.0
+    #: Wall and CPU seconds of each phase: loading, then per trigger find, assign, curation, queueing.
+    phases: Phases = field(default_factory=dict)
 
     def summary(self) -> str:
         parts = []
@@ -69,27 +72,34 @@ def run_triggers(
     on = [t for t in TRIGGERS if settings.triggers.is_on(t)]
     if not on:
         return summary
-    allowed = emailable_customers(session)
-    _, segments = latest_segments(session, now.date())
-    vip = set(session.scalars(select(Customer.id).where(Customer.is_vip.is_(True))))
+    phases = summary.phases
+    with timed(phases, "triggers: consent, segments, VIPs"):
+        allowed = emailable_customers(session)
+        _, segments = latest_segments(session, now.date())
+        vip = set(session.scalars(select(Customer.id).where(Customer.is_vip.is_(True))))
     catalog: Catalog | None = None
     for trigger in on:
-        firings = FINDERS[trigger](session, settings, now, allowed)
-        recorded, left_out = record_firings(session, settings, now, trigger, firings, segments)
-        arms: dict[str, int] = {}
-        treated: list[tuple[TriggerAssignment, Firing, bool]] = []
-        won = 0
-        for assignment, firing in recorded:
-            arms[assignment.arm] = arms.get(assignment.arm, 0) + 1
-            if assignment.arm != "treatment":
-                assignment.reason = f"{assignment.arm} group: never emailed"
-                continue
-            blocked = reminder_blocks(session, settings, assignment.customer_id, now)
-            if blocked:
-                assignment.reason = blocked[:300]
-                won += 1
-                continue
-            treated.append((assignment, firing, assignment.customer_id in vip))
+        with timed(phases, f"{trigger}: find"):
+            firings = FINDERS[trigger](session, settings, now, allowed)
+        with timed(phases, f"{trigger}: assign"):
+            recorded, left_out = record_firings(session, settings, now, trigger, firings, segments)
+            arms: dict[str, int] = {}
+            treated: list[tuple[Recorded, Firing, bool]] = []
+            won = 0
+            blocks = reminder_blocks_many(
+                session, settings, (a.customer_id for a, _ in recorded if a.arm == "treatment"), now
+            )
+            for assignment, firing in recorded:
+                arms[assignment.arm] = arms.get(assignment.arm, 0) + 1
+                if assignment.arm != "treatment":  # recorded with its reason
+                    continue
+                blocked = blocks.get(assignment.customer_id)
+                if blocked:
+                    assignment.reason = blocked[:300]
+                    won += 1
+                    continue
+                treated.append((assignment, firing, assignment.customer_id in vip))
+            save_outcomes(session, [a for a, _ in recorded if a.reason is not None])  # reminder or cap won
         summary.eligible[trigger], summary.left_out[trigger], summary.reminder_won[trigger] = (
             arms,
             left_out,
@@ -97,19 +107,24 @@ def run_triggers(
         )
         if treated:
             if catalog is None:
-                catalog = Catalog.load(session)
-                if candidates_fn is None:
-                    candidates_fn = default_candidates(session, settings, now=now, catalog=catalog)
+                with timed(phases, "candidates: catalogue, model, bestsellers, season"):
+                    catalog = Catalog.load(session)
+                    if candidates_fn is None:
+                        candidates_fn = default_candidates(session, settings, now=now, catalog=catalog)
             assert candidates_fn is not None
-            summary.drafted[trigger] = draft_trigger_selections(
-                session, settings, now, treated, catalog, candidates_fn
-            )
+            with timed(phases, f"{trigger}: curation"):
+                summary.drafted[trigger] = draft_trigger_selections(
+                    session, settings, now, treated, catalog, candidates_fn
+                )
+                save_outcomes(session, [a for a, _, _ in treated])  # the emails read their assignment
             # queue this trigger's emails before the next trigger looks: the frequency cap then keeps a
             # customer eligible for two triggers from getting both
-            report = queue_trigger_emails(session, settings, now)
+            with timed(phases, f"{trigger}: queueing"):
+                report = queue_trigger_emails(session, settings, now)
             summary.queued += len(report.queued)
             summary.skipped += len(report.skipped)
-    session.flush()
+    with timed(phases, "triggers: final flush"):
+        session.flush()
     summary.seconds = time.perf_counter() - started
     log.info("%s", summary.summary())
     return summary

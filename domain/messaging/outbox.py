@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Select, exists, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,6 +33,10 @@ CAPPED_STATUSES = ("queued", "sending", "sent", "unknown")
 SENT_OR_MAYBE = ("sending", "sent", "unknown")
 #: First key of PostgreSQL's two-key advisory locks taken for a customer's mail ("mail").
 _MAIL_LOCK_SPACE = 0x6D61696C
+#: Ids per ``IN (...)`` list: well under SQLite's and PostgreSQL's parameter limits.
+IN_CHUNK = 900
+#: Outbox rows per bulk INSERT (each carries its rendered bodies).
+ENQUEUE_CHUNK = 500
 
 
 def enqueue(
@@ -76,6 +82,33 @@ def enqueue(
     return row
 
 
+def enqueue_many(session: Session, messages: list[dict[str, Any]]) -> None:
+    """:func:`enqueue` of many messages (dicts of its keyword arguments) in a few statements.
+
+    A message whose ``dedupe_key`` exists already (queued earlier, or by a concurrent run that committed
+    first) is left out by the database (``ON CONFLICT DO NOTHING``), so nothing is queued twice.
+    """
+    if not messages:
+        return
+    dialect = session.get_bind().dialect.name
+    insert_of: Any = pg_insert if dialect == "postgresql" else sqlite_insert
+    if dialect not in ("postgresql", "sqlite"):  # pragma: no cover - giftrec runs on these two
+        raise RuntimeError(f"enqueue_many does not know the {dialect} dialect")
+    rows = [
+        {
+            **{k: v for k, v in m.items() if k not in ("not_before",)},
+            "status": "queued",
+            "attempts": 0,
+            "next_attempt_at": m["not_before"],
+            "deadline_at": m.get("deadline_at"),
+        }
+        for m in messages
+    ]
+    stmt = insert_of(OutboundEmail).on_conflict_do_nothing(index_elements=[OutboundEmail.dedupe_key])
+    for start in range(0, len(rows), ENQUEUE_CHUNK):
+        session.execute(stmt, rows[start : start + ENQUEUE_CHUNK])
+
+
 def lock_customer_mail(session: Session, customer_id: int) -> None:
     """Serialise decisions about one customer's mail (queueing, the cap at send time) until commit.
 
@@ -105,9 +138,7 @@ def next_marketing_slot(
     """
     if cap_days <= 0:
         return now
-    e = OutboundEmail
-    when = func.coalesce(e.counted_at, e.sent_at, e.claimed_at, e.next_attempt_at)
-    stmt = select(func.max(when)).where(
+    stmt = select(func.max(_capped_at())).where(
         OutboundEmail.customer_id == customer_id, OutboundEmail.status.in_(statuses)
     )
     if exclude_id is not None:
@@ -116,6 +147,39 @@ def next_marketing_slot(
     if latest is None:
         return now
     return max(now, latest + dt.timedelta(days=cap_days))
+
+
+def next_marketing_slots(
+    session: Session, customer_ids: Iterable[int], now: dt.datetime, cap_days: int
+) -> dict[int, dt.datetime]:
+    """:func:`next_marketing_slot` of many customers at once: one grouped query per chunk of ids.
+
+    Returns the slot of every customer whose cap runs past ``now``; the others may be emailed now.
+    """
+    if cap_days <= 0:
+        return {}
+    ids = sorted(set(customer_ids))
+    cap = dt.timedelta(days=cap_days)
+    out: dict[int, dt.datetime] = {}
+    for start in range(0, len(ids), IN_CHUNK):
+        rows = session.execute(
+            select(OutboundEmail.customer_id, func.max(_capped_at()))
+            .where(
+                OutboundEmail.customer_id.in_(ids[start : start + IN_CHUNK]),
+                OutboundEmail.status.in_(CAPPED_STATUSES),
+            )
+            .group_by(OutboundEmail.customer_id)
+        )
+        for cid, latest in rows:
+            if cid is not None and latest is not None and latest + cap > now:
+                out[cid] = latest + cap
+    return out
+
+
+def _capped_at() -> Any:
+    """When a message counts for the cap: its business time, else when it went, was claimed or is due."""
+    e = OutboundEmail
+    return func.coalesce(e.counted_at, e.sent_at, e.claimed_at, e.next_attempt_at)
 
 
 def record_external_send(

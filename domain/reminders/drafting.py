@@ -227,7 +227,7 @@ def draft_selections(
             summary.ready += status == "ready"
             summary.awaiting_review += status == "awaiting_review"
             summary.picks += len(picks)
-    _insert(session, selection_rows, pick_rows)
+    insert_selections(session, selection_rows, pick_rows)
 
 
 def _selection_row(
@@ -254,18 +254,23 @@ def _selection_row(
     }
 
 
-def _insert(
+def insert_selections(
     session: Session,
     selections: list[dict[str, Any]],
     picks: list[list[dict[str, Any]]],
-) -> None:
-    """Bulk insert in chunks. Only one scheduler runs jobs (a lock in the database); should a second
-    planner race this one anyway, the unique key fails its transaction and nothing is half-written."""
+) -> list[int]:
+    """Bulk insert in chunks (the selections, then the picks of each); returns the new selections' ids in
+    order. Only one scheduler runs jobs (a lock in the database); should a second planner race this one
+    anyway, the unique key fails its transaction and nothing is half-written."""
+    ids: list[int] = []
     for start in range(0, len(selections), 1000):
-        _insert_rows(session, selections[start : start + 1000], picks[start : start + 1000])
+        ids += _insert_rows(session, selections[start : start + 1000], picks[start : start + 1000])
+    return ids
 
 
-def _insert_rows(session: Session, rows: list[dict[str, Any]], picks: list[list[dict[str, Any]]]) -> None:
+def _insert_rows(
+    session: Session, rows: list[dict[str, Any]], picks: list[list[dict[str, Any]]]
+) -> list[int]:
     now = utcnow()
     for row in rows:
         row["created_at"] = row["updated_at"] = now
@@ -278,3 +283,4 @@ def _insert_rows(session: Session, rows: list[dict[str, Any]], picks: list[list[
     flat = [dict(p, selection_id=sid) for sid, ps in zip(ids, picks, strict=True) for p in ps]
     if flat:
         session.execute(insert(pick_table), flat)
+    return list(ids)

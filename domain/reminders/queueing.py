@@ -43,6 +43,8 @@ DEFAULT_LOCALE = "en"
 QUEUEABLE_STATUSES = ("ready", "approved")
 #: ``occasion_key`` prefix of the selections that are trigger emails (queued by ``domain.lifecycle``).
 TRIGGER_KEY = "trigger:"
+#: Ids per ``IN (...)`` list: well under SQLite's and PostgreSQL's parameter limits.
+IN_CHUNK = 900
 
 MONTHS = {
     "en": "January February March April May June July August September October November December".split(),
@@ -110,9 +112,15 @@ class RenderedEmail:
 def choose_locale(locale: str | None, template: str = "reminder") -> str:
     """The customer's language if a template exists for it ('ru-RU' -> 'ru'), else English."""
     language = (locale or "").replace("_", "-").split("-")[0].lower()
-    if language and (TEMPLATES / "email" / template / language).is_dir():
+    if language and _has_template(template, language):
         return language
     return DEFAULT_LOCALE
+
+
+@lru_cache(maxsize=256)
+def _has_template(template: str, language: str) -> bool:
+    """The templates ship with the code: looked up once per process, not once per email."""
+    return (TEMPLATES / "email" / template / language).is_dir()
 
 
 @lru_cache(maxsize=1)
@@ -124,6 +132,7 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        auto_reload=False,  # the templates ship with the code: no stat of three files per email
     )
     return env
 
@@ -167,6 +176,28 @@ def sold_picks(session: Session, selection: GiftSelection) -> list[tuple[Selecti
         product = products.get(pick.product_id)
         if product is not None and product.is_active and product.in_stock:
             out.append((pick, product))
+    return out
+
+
+def sold_picks_many(
+    session: Session, selection_ids: list[int]
+) -> dict[int, list[tuple[SelectionPick, Product]]]:
+    """:func:`sold_picks` of many selections: {selection id: picks with products still sold}, one query
+    per chunk of ids."""
+    out: dict[int, list[tuple[SelectionPick, Product]]] = {}
+    for start in range(0, len(selection_ids), IN_CHUNK):
+        rows = session.execute(
+            select(SelectionPick, Product)
+            .join(Product, Product.id == SelectionPick.product_id)
+            .where(
+                SelectionPick.selection_id.in_(selection_ids[start : start + IN_CHUNK]),
+                Product.is_active.is_(True),
+                Product.in_stock.is_(True),
+            )
+            .order_by(SelectionPick.selection_id, SelectionPick.tier, SelectionPick.position)
+        ).all()
+        for pick, product in rows:
+            out.setdefault(pick.selection_id, []).append((pick, product))
     return out
 
 

@@ -322,3 +322,26 @@ def test_control_and_holdout_are_recorded_and_get_no_selection(session, settings
     emailed = {e.customer_id for e in emails(session)}
     assert emailed == {a.customer_id for a in rows if a.arm == "treatment"}
     assert session.scalar(select(func.count()).select_from(GiftSelection)) == len(emailed)
+
+
+def test_one_queueing_run_sends_a_customer_one_trigger_email_within_the_cap(session, settings):
+    """The trigger emails of a run are written in one bulk INSERT: the first of a customer's selections
+    must still put the others behind the frequency cap (each one used to see the row queued before it)."""
+    customer = make_customer(session)
+    for trigger in ("winback", "new_arrivals"):
+        session.add(
+            GiftSelection(
+                customer_id=customer.id,
+                occasion_key=f"trigger:{trigger}:{customer.id}",
+                occasion_code=trigger,
+                occasion_on=NOW.date(),
+                year=NOW.year,
+                status="ready",
+            )
+        )
+    session.flush()
+    report = queue_trigger_emails(session, only(settings, "winback"), NOW)
+    assert len(report.queued) == 1 and len(report.skipped) == 1
+    [reason] = report.skipped.values()
+    assert reason.startswith("frequency cap")
+    assert len(emails(session)) == 1

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from api.cli import cli
 from domain.db import session_scope
 from domain.messaging.mail import SmtpMailer
-from domain.messaging.outbox import enqueue, resolve
+from domain.messaging.outbox import enqueue, enqueue_many, resolve
 from domain.messaging.sending import _claim_next, send_outbox
 from domain.models import Customer, GiftSelection, OutboundEmail
 from tests.delivery_fixtures import HANG, NOW, SLOW, CuttingProxy, make_customer, make_selection, with_mail
@@ -254,3 +254,29 @@ def test_a_connection_dropped_before_the_servers_reply_is_unknown_and_not_resent
         proxy.close()
     assert _row(sessions, email_id).status == "unknown"
     assert len(smtp_server.messages) == 1  # the server had accepted it: resending would send it twice
+
+
+def test_enqueue_many_never_queues_a_key_twice(sessions):
+    """The bulk form leaves out keys already in the outbox (an earlier or concurrent run's) and keeps
+    the rest."""
+
+    def message(key: str, customer_id: int) -> dict:
+        return {
+            "dedupe_key": key,
+            "kind": "winback",
+            "to_address": "a@example.com",
+            "subject": "s",
+            "body_text": "b",
+            "body_html": None,
+            "customer_id": customer_id,
+            "selection_id": None,
+            "not_before": NOW,
+        }
+
+    with session_scope(sessions) as session:
+        customer = make_customer(session)
+        enqueue_many(session, [message("k1", customer.id)])
+    with session_scope(sessions) as session:
+        enqueue_many(session, [message("k1", customer.id), message("k2", customer.id)])
+        rows = session.execute(select(OutboundEmail.dedupe_key, OutboundEmail.status)).all()
+    assert sorted(rows) == [("k1", "queued"), ("k2", "queued")]
