@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -63,3 +69,23 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def run_once_more_on_collision(
+    sessions: sessionmaker[Session], work: Callable[[Session], T], *, what: str, attempts: int = 3
+) -> T:
+    """``work`` in its own transaction, run again when a unique key refused it (all of it, or none).
+
+    Two runs of one job at once (the scheduler's and one started by hand) both write what neither has
+    committed; the unique key lets only one insert it and the other's transaction fails whole. That one
+    runs again: it now finds the committed rows and writes only what is still missing. The last attempt
+    lets a collision through as the error it is.
+    """
+    for _ in range(attempts - 1):
+        try:
+            with session_scope(sessions) as session:
+                return work(session)
+        except IntegrityError as exc:
+            log.warning("%s collided with another run (%s); running it again", what, exc.orig)
+    with session_scope(sessions) as session:
+        return work(session)

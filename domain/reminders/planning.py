@@ -24,11 +24,10 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
-from domain.db import session_scope
+from domain.db import run_once_more_on_collision
 from domain.errors import DomainError
 from domain.models import (
     Customer,
@@ -265,11 +264,8 @@ def run_planning(
     unique key lets only one insert it, and the other's transaction fails whole. That one runs again: it
     now finds the selections planned (``already planned``) and plans only what is still missing.
     """
-    for _ in range(attempts - 1):
-        try:
-            with session_scope(sessions) as session:
-                return plan_due_selections(session, settings, now)
-        except IntegrityError as exc:
-            log.warning("planning collided with another planner (%s); planning again", exc.orig)
-    with session_scope(sessions) as session:  # the last attempt: a collision now is an error
+
+    def plan(session: Session) -> PlanSummary:
         return plan_due_selections(session, settings, now)
+
+    return run_once_more_on_collision(sessions, plan, what="planning", attempts=attempts)
