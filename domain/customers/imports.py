@@ -315,39 +315,32 @@ def _create_products(conn: Connection, summary: ImportSummary, now: dt.datetime)
     summary.products_created = _count(conn, select(func.count()).select_from(new))
     if not summary.products_created:
         return
-    mine = lines.c.sku.in_(select(new.c.sku))
+    of_sku = lines.c.sku == new.c.sku
 
     def most_used(column: Column[Any]) -> Any:
-        """The value most often used per sku, the first used among equals (Counter.most_common's rule)."""
-        rank = func.row_number().over(
-            partition_by=lines.c.sku, order_by=(func.count().desc(), func.min(lines.c.line_no))
+        """The value most often used for the sku, the first used among equals (Counter.most_common's)."""
+        return (
+            select(column)
+            .where(of_sku, column.is_not(None))
+            .group_by(column)
+            .order_by(func.count().desc(), func.min(lines.c.line_no))
+            .limit(1)
+            .scalar_subquery()
         )
-        ranked = (
-            select(lines.c.sku, column.label("value"), rank.label("rank"))
-            .where(mine, column.is_not(None))
-            .group_by(lines.c.sku, column)
-            .subquery()
-        )
-        return select(ranked.c.sku, ranked.c.value).where(ranked.c.rank == 1).subquery()
 
     # The latest sale sets the price (the later line among sales at the same time); returns only for a
-    # sku never sold in the file.
-    latest = func.row_number().over(
-        partition_by=lines.c.sku,
-        order_by=(lines.c.is_return, lines.c.ordered_at.desc(), lines.c.line_no.desc()),
+    # sku never sold in the file. The first sale sets created_at (the first return, never sold).
+    price = (
+        select(lines.c.unit_price)
+        .where(of_sku)
+        .order_by(lines.c.is_return, lines.c.ordered_at.desc(), lines.c.line_no.desc())
+        .limit(1)
+        .scalar_subquery()
     )
-    prices = select(lines.c.sku, lines.c.unit_price, latest.label("rank")).where(mine).subquery()
     sale_at = case((~lines.c.is_return, lines.c.ordered_at))
-    times = (
-        select(
-            lines.c.sku,
-            func.coalesce(func.min(sale_at), func.min(lines.c.ordered_at)).label("created_at"),
-        )
-        .where(mine)
-        .group_by(lines.c.sku)
-        .subquery()
+    created = (
+        select(func.coalesce(func.min(sale_at), func.min(lines.c.ordered_at))).where(of_sku).scalar_subquery()
     )
-    titles, categories = most_used(lines.c.title), most_used(lines.c.category)
     constants = {
         "currency": CURRENCY,
         "is_active": True,
@@ -356,21 +349,14 @@ def _create_products(conn: Connection, summary: ImportSummary, now: dt.datetime)
         "tags": [],
         "updated_at": now,
     }
-    rows = (
-        select(
-            times.c.sku,
-            func.coalesce(titles.c.value, times.c.sku),
-            categories.c.value,
-            prices.c.unit_price,
-            times.c.created_at,
-            *(_value(value, table.c[name]) for name, value in constants.items()),
-        )
-        .select_from(times)
-        .join(prices, (prices.c.sku == times.c.sku) & (prices.c.rank == 1))
-        .outerjoin(titles, titles.c.sku == times.c.sku)
-        .outerjoin(categories, categories.c.sku == times.c.sku)
-        .order_by(times.c.sku)
-    )
+    rows = select(
+        new.c.sku,
+        func.coalesce(most_used(lines.c.title), new.c.sku),
+        most_used(lines.c.category),
+        price,
+        created,
+        *(_value(value, table.c[name]) for name, value in constants.items()),
+    ).order_by(new.c.sku)
     conn.execute(
         insert(table).from_select(["sku", "title", "category", "price", "created_at", *constants], rows)
     )
