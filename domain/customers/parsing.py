@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Literal, NamedTuple, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 from config import env_var
 from domain.errors import InvalidInput
@@ -147,7 +147,7 @@ class Chunk:
 CHUNK_ROWS = 20_000
 #: Entries a value cache (dates, prices, ids, titles) may reach before it is emptied at a chunk's end:
 #: the caches speed up values that repeat from line to line, and must not grow with the file's length.
-CACHE_ENTRIES = 50_000
+CACHE_ENTRIES = 5_000
 
 
 def over_limit(key: str) -> str:
@@ -198,8 +198,8 @@ class RowParser:
         self._prices: dict[str, Decimal] = {}
         self._strings: dict[str, str] = {}
         self._texts: dict[str, dict[str, str]] = {name: {} for name in _MAX_TEXT}
-        self._caches: list[dict[str, object]] = [self._dates, self._prices, self._strings]  # type: ignore[list-item]
-        self._caches.extend(self._texts.values())  # type: ignore[arg-type]
+        #: Emptied when they grow past CACHE_ENTRIES (see _next_chunk).
+        self._caches: list[dict[str, Any]] = [self._dates, self._prices, self._strings, *self._texts.values()]
 
     def chunks(
         self,
