@@ -337,10 +337,9 @@ def _create_products(conn: Connection, summary: ImportSummary, now: dt.datetime)
         .limit(1)
         .scalar_subquery()
     )
-    sale_at = case((~lines.c.is_return, lines.c.ordered_at))
-    created = (
-        select(func.coalesce(func.min(sale_at), func.min(lines.c.ordered_at))).where(of_sku).scalar_subquery()
-    )
+    first_sale = select(func.min(lines.c.ordered_at)).where(of_sku, ~lines.c.is_return).scalar_subquery()
+    first_seen = select(func.min(lines.c.ordered_at)).where(of_sku).scalar_subquery()
+    created = func.coalesce(first_sale, first_seen)
     constants = {
         "currency": CURRENCY,
         "is_active": True,
