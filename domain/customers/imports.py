@@ -37,6 +37,7 @@ import hashlib
 import sys
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from config import ImportSettings
@@ -148,20 +150,45 @@ def import_orders(
     source = OrderFile(path, fmt, limits=limits)
     show_progress = progress and sys.stderr.isatty()
     staging = Staging(session, source.order_field)
+    try:
+        summary = _stage_and_load(session, staging, source, reject_path, instance_dir, show_progress)
+    except InvalidInput:
+        staging.drop()  # the file was refused: nothing else was written
+        raise
+    except BaseException:
+        with suppress(SQLAlchemyError):  # the first error is the one to report
+            staging.restore_caches()  # the caller rolls back, which takes the staging tables away
+        raise
+    staging.drop()
+    if summary.import_run_id is not None:
+        _analyze(session)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+# --- loading ----------------------------------------------------------------------------------------
+
+
+def _stage_and_load(
+    session: Session,
+    staging: Staging,
+    source: OrderFile,
+    reject_path: str | Path | None,
+    instance_dir: str | Path,
+    show_progress: bool,
+) -> ImportSummary:
     reading = _progress_bar("reading", "B") if show_progress else None
     try:
         for chunk in source.chunks(progress=_track(reading) if reading is not None else None):
             staging.add(chunk)
-    except InvalidInput:
-        staging.drop()
-        raise
     finally:
         if reading is not None:
             reading.close()
     counts = source.counts
+    path = source.path
     summary = ImportSummary(
         source=path.name,
-        format=fmt,
+        format=source.format,
         sha256=_sha256(path),
         rows=counts.rows,
         non_product_rows=counts.non_product_rows,
@@ -175,14 +202,7 @@ def import_orders(
         target = Path(reject_path) if reject_path is not None else default_reject_path(path, instance_dir)
         publish_rejects_on_commit(session, target, staging.reject_rows(source))
         summary.reject_path = str(target)
-    staging.drop()
-    if summary.import_run_id is not None:
-        _analyze(session)
-    summary.seconds = time.perf_counter() - started
     return summary
-
-
-# --- loading ----------------------------------------------------------------------------------------
 
 
 def _table(name: str) -> Table:

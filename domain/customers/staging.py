@@ -287,6 +287,10 @@ class Staging:
     def drop(self) -> None:
         """Remove the staging tables and set SQLite's page caches back."""
         self._drop_tables()
+        self.restore_caches()
+
+    def restore_caches(self) -> None:
+        """Set SQLite's page caches back to what they were before the import (the connection is pooled)."""
         for schema, size in self.sqlite_caches:
             self.connection.exec_driver_sql(f"PRAGMA {schema}.cache_size={size}")
         self.sqlite_caches = []
