@@ -77,11 +77,14 @@ class InteractionSettings:
 @dataclass(frozen=True)
 class ImportSettings:
     #: Largest order file `giftrec import orders` reads, in bytes (as stored: compressed for a .gz file).
-    max_file_bytes: int = 536_870_912
+    max_file_bytes: int = 2_147_483_648
     #: Largest decompressed size of a gzip order file, in bytes: a "gzip bomb" is refused while it is read.
-    max_decompressed_bytes: int = 1_073_741_824
-    #: Most data rows in one order file (the whole file is held in memory while it is imported).
-    max_rows: int = 2_000_000
+    max_decompressed_bytes: int = 4_294_967_296
+    #: Most data rows in one order file (the file is streamed: this bounds the time and disk an import
+    #: takes, not its memory).
+    max_rows: int = 20_000_000
+    #: Data rows parsed and staged at a time: an import's memory grows with this, not with the file.
+    chunk_rows: int = 20_000
 
 
 @dataclass(frozen=True)

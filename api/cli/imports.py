@@ -39,8 +39,9 @@ def import_orders_command(path: str, fmt: str, rejects: str | None, quiet: bool)
     """Import orders, returns and their customers and products from the CSV (or .csv.gz) file PATH.
 
     One transaction: an unusable file changes nothing; re-importing a file adds nothing. The reject file
-    appears once the import has committed. Files over the imports.* caps (size, decompressed size, rows)
-    are refused before anything is written.
+    appears once the import has committed. The file is read in chunks of imports.chunk_rows rows, so the
+    memory needed does not grow with its length; files over the imports.* caps (size, decompressed size,
+    rows) are refused and nothing is applied.
     """
     from domain.customers.imports import import_orders
 

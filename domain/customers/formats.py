@@ -54,6 +54,7 @@ class OnlineRetailParser(RowParser):
         ix = self.index
         self._ix = tuple(ix[name] for name in ONLINE_RETAIL_COLUMNS)
         self._customers: dict[str, object] = {}
+        self._caches.append(self._customers)
         self._titles = self._texts["Description"]
         self._countries = self._texts["Country"]
 

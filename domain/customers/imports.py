@@ -1,24 +1,29 @@
 """Import order files into customers, products, orders and order lines: one transaction, rejects reported.
 
-``import_orders`` parses the whole file first (:mod:`domain.customers.sources`); a file that is unusable
-as a whole raises :class:`~domain.errors.InvalidInput` before the database is touched. Rows that break a
-cleaning rule are written to a reject CSV (``line_no, kind, field, reason, raw``) and the rest is imported in
-the caller's transaction, so a failure half-way (a constraint, a lost connection) rolls everything back.
+``import_orders`` reads the file in chunks of ``imports.chunk_rows`` rows (:class:`~domain.customers.sources.
+OrderFile`) and writes each chunk's clean lines and rejects into temporary staging tables of the caller's
+transaction (:mod:`domain.customers.staging`); what needs the whole file (the order rules, the orders already
+imported, the new customers and products, the counts) is done by the database there, and the new rows are
+copied into the real tables with ``INSERT ... SELECT``. Its memory therefore does not grow with the file's
+length. A file unusable as a whole raises :class:`~domain.errors.InvalidInput` whenever that shows (at the
+last row, for a row cap or a truncated gzip stream), and any failure half-way (a constraint, a lost
+connection, a killed process) leaves the caller's transaction to roll back: nothing is half-applied.
+Rows that break a cleaning rule are written to a reject CSV (``line_no, kind, field, reason, raw``).
 
 - **Idempotent.** Orders are unique by external id (the invoice number; ``C...`` cancellations keep their
   ``C``): orders already in the database are skipped with all their lines. Customers and products are
   looked up by external id / sku and created only when missing. Re-importing a file adds nothing, not even
   an :class:`~domain.models.ImportRun` row: a run is recorded only when the import creates something.
-- **New products** take the title most often used for their sku in the file (the sku itself when all are
-  blank), the latest sale price, the first sale time as ``created_at`` (it drives "new arrivals"),
-  currency GBP, active and in stock. Existing products and customers are never modified: the catalog API
-  owns them.
+- **New products** take the title most often used for their sku in the file (the first used, among equals;
+  the sku itself when all are blank), the latest sale price, the first sale time as ``created_at`` (it
+  drives "new arrivals"), currency GBP, active and in stock. Existing products and customers are never
+  modified: the catalog API owns them.
 - **New customers** get their external id and the country of their first line; names and emails are not
   in order files.
 - **Returns** (cancellation invoices, negative generic quantities) are orders of kind ``return`` with
   positive quantities. Guest lines become orders without a customer.
-- **Speed.** Existing keys are pre-loaded into dicts and rows are written with SQLAlchemy Core
-  ``executemany`` in chunks: no per-row SELECT. See ``bench/bench_import.py`` and ``docs/performance.md``.
+- **Speed.** Chunks are written with one compiled ``executemany`` each, and everything after that is
+  set-based SQL: no per-row SELECT. See ``bench/bench_import.py`` and ``docs/performance.md``.
 
 The reject file defaults to ``<instance_dir>/rejects/<input file name>.rejects.csv`` (the input's folder may
 be read-only, like ``../shared/data/``); it is written only when there are rejects, and appears only when
@@ -31,26 +36,39 @@ import datetime as dt
 import hashlib
 import sys
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Table, insert, select, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    Insert,
+    Select,
+    Table,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+)
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from config import ImportSettings
+from domain.customers import staging
 from domain.customers.rejects import default_reject_path, publish_rejects_on_commit
-from domain.customers.sources import Format, OrderLine, ParseResult, read_order_lines
+from domain.customers.sources import Format, OrderFile
+from domain.customers.staging import Staging
 from domain.db import Base
+from domain.errors import InvalidInput
 from domain.models import ImportRun
 from domain.models._types import utcnow
 
-CHUNK = 20_000
-#: SQLite page cache during an import, in KiB (negative = KiB in PRAGMA cache_size).
-SQLITE_IMPORT_CACHE_KIB = -256_000
 CURRENCY = "GBP"
 
 
@@ -123,46 +141,68 @@ def import_orders(
 ) -> ImportSummary:
     """Import the order file at ``path`` in the session's transaction (the caller commits).
 
-    Raises InvalidInput (nothing written) when the file as a whole is unusable or over one of the caps
-    in ``limits`` (``settings.imports``; the defaults when None). ``progress`` shows a tqdm bar, and only
-    when stderr is a terminal.
+    Raises InvalidInput when the file as a whole is unusable or over one of the caps in ``limits``
+    (``settings.imports``; the defaults when None); the staged rows are dropped then, and nothing else
+    was written. ``progress`` shows a tqdm bar, and only when stderr is a terminal.
     """
     started = time.perf_counter()
     path = Path(path)
+    source = OrderFile(path, fmt, limits=limits)
     show_progress = progress and sys.stderr.isatty()
-    reading = _progress_bar("reading", "B") if show_progress else None
+    staging = Staging(session, source.order_field)
     try:
-        parsed = read_order_lines(
-            path, fmt, progress=_track(reading) if reading is not None else None, limits=limits
-        )
-    finally:
-        if reading is not None:
-            reading.close()
-    counts = parsed.counts
-    summary = ImportSummary(
-        source=path.name,
-        format=fmt,
-        sha256=_sha256(path),
-        rows=counts.rows,
-        lines=counts.lines,
-        sale_lines=counts.sale_lines,
-        return_lines=counts.return_lines,
-        guest_rows=counts.guest_rows,
-        non_product_rows=counts.non_product_rows,
-        rejected=counts.rejected,
-        rejected_by_kind=dict(counts.rejected_by_kind),
-        non_product_by_code=dict(counts.non_product_by_code),
-    )
-    _load(session, parsed, summary, show_progress=show_progress)
-    if parsed.rejects:
-        target = Path(reject_path) if reject_path is not None else default_reject_path(path, instance_dir)
-        publish_rejects_on_commit(session, target, parsed.rejects)
-        summary.reject_path = str(target)
+        summary = _stage_and_load(session, staging, source, reject_path, instance_dir, show_progress)
+    except InvalidInput:
+        staging.drop()  # the file was refused: nothing else was written
+        raise
+    except BaseException:
+        with suppress(SQLAlchemyError):  # the first error is the one to report
+            staging.restore_caches()  # the caller rolls back, which takes the staging tables away
+        raise
+    staging.drop()
+    if summary.import_run_id is not None:
+        _analyze(session)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
 # --- loading ----------------------------------------------------------------------------------------
+
+
+def _stage_and_load(
+    session: Session,
+    staging: Staging,
+    source: OrderFile,
+    reject_path: str | Path | None,
+    instance_dir: str | Path,
+    show_progress: bool,
+) -> ImportSummary:
+    reading = _progress_bar("reading", "B") if show_progress else None
+    try:
+        for chunk in source.chunks(progress=_track(reading) if reading is not None else None):
+            staging.add(chunk)
+    finally:
+        if reading is not None:
+            reading.close()
+    counts = source.counts
+    path = source.path
+    summary = ImportSummary(
+        source=path.name,
+        format=source.format,
+        sha256=_sha256(path),
+        rows=counts.rows,
+        non_product_rows=counts.non_product_rows,
+        non_product_by_code=dict(counts.non_product_by_code),
+    )
+    staging.apply_order_rules()
+    summary.rejected_by_kind = staging.reject_counts()
+    summary.rejected = sum(summary.rejected_by_kind.values())
+    _load(session, staging.connection, summary)
+    if summary.rejected:
+        target = Path(reject_path) if reject_path is not None else default_reject_path(path, instance_dir)
+        publish_rejects_on_commit(session, target, staging.reject_rows(source))
+        summary.reject_path = str(target)
+    return summary
 
 
 def _table(name: str) -> Table:
@@ -177,31 +217,36 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-@dataclass(slots=True)
-class _ProductFacts:
-    """What the file says about one sku: titles used, first sale, latest sale price."""
-
-    titles: Counter[str] = field(default_factory=Counter)
-    categories: Counter[str] = field(default_factory=Counter)
-    first_sale: dt.datetime | None = None
-    first_seen: dt.datetime | None = None
-    latest_at: dt.datetime | None = None
-    latest_price: Decimal | None = None
-    latest_is_sale: bool = False
+def _count(conn: Connection, query: Select[Any]) -> int:
+    return int(conn.execute(query).scalar() or 0)
 
 
-def _load(session: Session, parsed: ParseResult, summary: ImportSummary, *, show_progress: bool) -> None:
-    existing = set(session.execute(select(_table("orders").c.external_id)).scalars())
-    by_order: dict[str, list[OrderLine]] = {}
-    for line in parsed.lines:
-        if line.order_id in existing:
-            summary.lines_skipped += 1
-        elif (group := by_order.get(line.order_id)) is None:
-            by_order[line.order_id] = [line]
-        else:
-            group.append(line)
-    summary.orders_skipped = len({line.order_id for line in parsed.lines} & existing)
-    if not by_order:
+def _inserted(conn: Connection, statement: Insert) -> int:
+    """Run an INSERT ... SELECT; the number of rows it inserted (SQLAlchemy keeps it only when asked)."""
+    return int(conn.execute(statement, execution_options={"preserve_rowcount": True}).rowcount)
+
+
+def _load(session: Session, conn: Connection, summary: ImportSummary) -> None:
+    """Count the staged lines and copy what is new into the real tables."""
+    lines, orders = staging.LINES, staging.ORDERS
+    is_return = case((lines.c.is_return, 1), else_=0)
+    guest = case((lines.c.customer_id.is_(None), 1), else_=0)
+    total, returns, guests = conn.execute(
+        select(func.count(), func.coalesce(func.sum(is_return), 0), func.coalesce(func.sum(guest), 0))
+    ).one()
+    summary.lines, summary.return_lines, summary.guest_rows = int(total), int(returns), int(guests)
+    summary.sale_lines = summary.lines - summary.return_lines
+    existing = orders.c.is_existing
+    summary.orders_skipped = _count(conn, select(func.count()).where(existing))
+    summary.lines_skipped = _count(
+        conn,
+        select(func.count())
+        .select_from(lines)
+        .join(orders, orders.c.order_id == lines.c.order_id)
+        .where(existing),
+    )
+    new_orders = _count(conn, select(func.count()).where(~existing))
+    if not new_orders:
         return  # nothing new: not even an ImportRun row
 
     now = utcnow()
@@ -210,10 +255,10 @@ def _load(session: Session, parsed: ParseResult, summary: ImportSummary, *, show
     )
     session.add(run)
     session.flush()
-    customer_ids = _create_customers(session, by_order, summary, now)
-    product_ids = _create_products(session, parsed.lines, by_order, summary, now)
-    order_ids = _create_orders(session, by_order, customer_ids, run.id, summary, now)
-    _write_lines(session, by_order, order_ids, product_ids, summary, show_progress=show_progress)
+    _create_customers(conn, summary, now)
+    _create_products(conn, summary, now)
+    _create_orders(conn, run.id, summary, now)
+    _create_lines(conn, run.id, summary)
 
     run.counts = {
         key: value
@@ -223,7 +268,6 @@ def _load(session: Session, parsed: ParseResult, summary: ImportSummary, *, show
     run.finished_at = utcnow()
     session.flush()
     summary.import_run_id = run.id
-    _analyze(session)
 
 
 #: What an import writes, analysed at its end on PostgreSQL.
@@ -238,236 +282,154 @@ def _analyze(session: Session) -> None:
         session.execute(text(f"ANALYZE {', '.join(WRITTEN_TABLES)}"))
 
 
-def _create_customers(
-    session: Session, by_order: dict[str, list[OrderLine]], summary: ImportSummary, now: dt.datetime
-) -> dict[str, int]:
-    """Create the customers of new orders that are missing (with the country of their first new order)."""
-    table = _table("customers")
-    ids = _key_map(session, table.c.external_id, table.c.id)
-    new: dict[str, str | None] = {}
-    for group in by_order.values():
-        external = group[0].customer_id
-        if external is not None and external not in ids and external not in new:
-            new[external] = group[0].country
-    summary.customers_created = len(new)
-    if not new:
-        return ids
-    rows = (
-        {
-            "external_id": external,
-            "country": country,
-            "locale": "en",
-            "time_zone": "UTC",
-            "email_consent": False,
-            "is_vip": False,
-            "is_generated": False,
-            "created_at": now,
-        }
-        for external, country in new.items()
+def _value(value: Any, column: Column[Any]) -> Any:
+    """A constant of the INSERT ... SELECT statements, typed as the column it fills."""
+    return literal(value, column.type)
+
+
+def _create_customers(conn: Connection, summary: ImportSummary, now: dt.datetime) -> None:
+    """Create the missing customers of new orders, with the country of their first new order."""
+    table, orders = _table("customers"), staging.ORDERS
+    firsts = (
+        select(func.min(orders.c.first_line))
+        .where(~orders.c.is_existing, orders.c.customer_id.is_not(None))
+        .group_by(orders.c.customer_id)
     )
-    _insert(session, table, rows)
-    return _key_map(session, table.c.external_id, table.c.id)
-
-
-def _create_products(
-    session: Session,
-    lines: list[OrderLine],
-    by_order: dict[str, list[OrderLine]],
-    summary: ImportSummary,
-    now: dt.datetime,
-) -> dict[str, int]:
-    """Create the products of new orders that are missing, from what the whole file says about them."""
-    table = _table("products")
-    ids = _key_map(session, table.c.sku, table.c.id)
-    needed = {line.sku for group in by_order.values() for line in group} - ids.keys()
-    summary.products_created = len(needed)
-    if not needed:
-        return ids
-    facts: dict[str, _ProductFacts] = {}
-    for line in lines:
-        if line.sku not in needed:
-            continue
-        f = facts.get(line.sku)
-        if f is None:
-            f = facts[line.sku] = _ProductFacts()
-        if line.title:
-            f.titles[line.title] += 1
-        if line.category:
-            f.categories[line.category] += 1
-        at = line.ordered_at
-        if f.first_seen is None or at < f.first_seen:
-            f.first_seen = at
-        # The first and latest sales set created_at and the price; returns only for a sku never sold here.
-        sale = not line.is_return
-        if sale and (f.first_sale is None or at < f.first_sale):
-            f.first_sale = at
-        later = f.latest_at is None or at >= f.latest_at
-        if (sale and not f.latest_is_sale) or (sale == f.latest_is_sale and later):
-            f.latest_at, f.latest_price, f.latest_is_sale = at, line.unit_price, sale
-    _insert(session, table, (_product_row(sku, facts[sku], now) for sku in sorted(needed)))
-    return _key_map(session, table.c.sku, table.c.id)
-
-
-def _create_orders(
-    session: Session,
-    by_order: dict[str, list[OrderLine]],
-    customer_ids: dict[str, int],
-    run_id: int,
-    summary: ImportSummary,
-    now: dt.datetime,
-) -> dict[str, int]:
-    """Insert the new orders (a return is an order of kind 'return'); return external id -> id."""
-    table = _table("orders")
-    rows = []
-    for external, group in by_order.items():
-        first = group[0]
-        kind = "return" if first.is_return else "sale"
-        rows.append(
-            {
-                "external_id": external,
-                "customer_id": customer_ids[first.customer_id] if first.customer_id is not None else None,
-                "kind": kind,
-                # a few UCI invoices span two minutes: the order is placed at its first line
-                "ordered_at": min(line.ordered_at for line in group),
-                "country": first.country,
-                "currency": CURRENCY,
-                "source": "import",
-                "import_run_id": run_id,
-                "created_at": now,
-            }
+    constants = {
+        "locale": "en",
+        "time_zone": "UTC",
+        "email_consent": False,
+        "is_vip": False,
+        "is_generated": False,
+        "created_at": now,
+    }
+    rows = (
+        select(
+            orders.c.customer_id,
+            orders.c.country,
+            *(_value(value, table.c[name]) for name, value in constants.items()),
         )
-        summary.returns_created += kind == "return"
-        summary.guest_orders_created += first.customer_id is None
-    _insert(session, table, rows)
-    summary.orders_created = len(rows)
-    mine = select(table.c.external_id, table.c.id).where(table.c.import_run_id == run_id)
-    return {external: id_ for external, id_ in session.execute(mine)}
+        .where(orders.c.first_line.in_(firsts))
+        .where(~exists().where(table.c.external_id == orders.c.customer_id))
+        .order_by(orders.c.first_line)
+    )
+    summary.customers_created = _inserted(
+        conn, insert(table).from_select(["external_id", "country", *constants], rows)
+    )
 
 
-def _write_lines(
-    session: Session,
-    by_order: dict[str, list[OrderLine]],
-    order_ids: dict[str, int],
-    product_ids: dict[str, int],
-    summary: ImportSummary,
-    *,
-    show_progress: bool,
-) -> None:
-    """Insert the lines of the new orders, numbered from 1 within each order."""
-    total = sum(len(group) for group in by_order.values())
-    bar = _progress_bar("order lines", "line", total) if show_progress else None
-    writer = _LineWriter(session, _table("order_lines"))
-    try:
-        for external, group in by_order.items():
-            order_id = order_ids[external]
-            for line_no, line in enumerate(group, start=1):
-                writer.add(order_id, line_no, product_ids[line.sku], line.quantity, line.unit_price)
-            if len(writer.pending) >= CHUNK:
-                done = writer.flush()
-                if bar is not None:
-                    bar.update(done)
-        done = writer.flush()
-        if bar is not None:
-            bar.update(done)
-    finally:
-        writer.close()
-        if bar is not None:
-            bar.close()
-    summary.order_lines_created = total
+def _create_products(conn: Connection, summary: ImportSummary, now: dt.datetime) -> None:
+    """Create the missing products of new orders, from what the whole file says about them (the lines of
+    orders already imported included)."""
+    table, lines, orders, new = _table("products"), staging.LINES, staging.ORDERS, staging.NEW_SKUS
+    conn.execute(
+        insert(new).from_select(
+            ["sku"],
+            select(lines.c.sku)
+            .distinct()
+            .join_from(lines, orders, orders.c.order_id == lines.c.order_id)
+            .where(~orders.c.is_existing)
+            .where(~exists().where(table.c.sku == lines.c.sku)),
+        )
+    )
+    summary.products_created = _count(conn, select(func.count()).select_from(new))
+    if not summary.products_created:
+        return
+    of_sku = lines.c.sku == new.c.sku
 
+    def most_used(column: Column[Any]) -> Any:
+        """The value most often used for the sku, the first used among equals (Counter.most_common's)."""
+        return (
+            select(column)
+            .where(of_sku, column.is_not(None))
+            .group_by(column)
+            .order_by(func.count().desc(), func.min(lines.c.line_no))
+            .limit(1)
+            .scalar_subquery()
+        )
 
-class _LineWriter:
-    """Order lines, the bulk of an import, written in chunks with one ``executemany`` each.
-
-    The statement is compiled once by SQLAlchemy for the session's dialect and executed with
-    ``exec_driver_sql`` and plain tuples: SQLAlchemy's per-row parameter processing cost more than SQLite's
-    own insert work (see docs/performance.md). The one typed value, the price, goes through the column
-    type's own bind processor, cached per distinct price. On SQLite the page cache is raised for the import
-    (the product index is filled in random order) and set back afterwards.
-    """
-
-    COLUMNS = ("order_id", "line_no", "product_id", "quantity", "unit_price")
-
-    def __init__(self, session: Session, table: Table) -> None:
-        self.connection = session.connection()
-        dialect = self.connection.dialect
-        compiled = insert(table).compile(dialect=dialect, column_keys=list(self.COLUMNS))
-        self.sql = str(compiled)
-        self.positional = bool(compiled.positional)
-        if self.positional:
-            order = [name for name in (compiled.positiontup or ())]
-            assert sorted(order) == sorted(self.COLUMNS), order
-            self.order = [self.COLUMNS.index(name) for name in order]
-        self.price = table.c.unit_price.type.bind_processor(dialect)
-        self.prices: dict[Decimal, Any] = {}
-        self.pending: list[tuple[Any, ...]] = []
-        self.sqlite_cache: int | None = None
-        if dialect.name == "sqlite":
-            self.sqlite_cache = self.connection.exec_driver_sql("PRAGMA cache_size").scalar()
-            self.connection.exec_driver_sql(f"PRAGMA cache_size={SQLITE_IMPORT_CACHE_KIB}")
-
-    def add(self, order_id: int, line_no: int, product_id: int, quantity: int, price: Decimal) -> None:
-        value = self.prices.get(price)
-        if value is None:
-            value = self.prices[price] = self.price(price) if self.price is not None else price
-        self.pending.append((order_id, line_no, product_id, quantity, value))
-
-    def flush(self) -> int:
-        rows, self.pending = self.pending, []
-        if not rows:
-            return 0
-        params: list[Any]
-        if self.positional:
-            if self.order != list(range(len(self.COLUMNS))):
-                rows = [tuple(row[i] for i in self.order) for row in rows]
-            params = rows
-        else:
-            params = [dict(zip(self.COLUMNS, row, strict=True)) for row in rows]
-        self.connection.exec_driver_sql(self.sql, params)
-        return len(rows)
-
-    def close(self) -> None:
-        if self.sqlite_cache is not None:
-            self.connection.exec_driver_sql(f"PRAGMA cache_size={int(self.sqlite_cache)}")
-
-
-def _key_map(session: Session, key: Column[Any], value: Column[Any]) -> dict[str, int]:
-    """Pre-load ``key -> id`` for a whole table: one query instead of one per row."""
-    return {k: v for k, v in session.execute(select(key, value))}
-
-
-def _product_row(sku: str, f: _ProductFacts, now: dt.datetime) -> dict[str, Any]:
-    title = f.titles.most_common(1)[0][0] if f.titles else sku
-    category = f.categories.most_common(1)[0][0] if f.categories else None
-    return {
-        "sku": sku,
-        "title": title,
-        "category": category,
-        "price": f.latest_price,
+    # The latest sale sets the price (the later line among sales at the same time); returns only for a
+    # sku never sold in the file. The first sale sets created_at (the first return, never sold).
+    price = (
+        select(lines.c.unit_price)
+        .where(of_sku)
+        .order_by(lines.c.is_return, lines.c.ordered_at.desc(), lines.c.line_no.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    first_sale = select(func.min(lines.c.ordered_at)).where(of_sku, ~lines.c.is_return).scalar_subquery()
+    first_seen = select(func.min(lines.c.ordered_at)).where(of_sku).scalar_subquery()
+    created = func.coalesce(first_sale, first_seen)
+    constants = {
         "currency": CURRENCY,
         "is_active": True,
         "in_stock": True,
         "delivery_days": 3,
         "tags": [],
-        "created_at": f.first_sale or f.first_seen,
         "updated_at": now,
     }
+    rows = select(
+        new.c.sku,
+        func.coalesce(most_used(lines.c.title), new.c.sku),
+        most_used(lines.c.category),
+        price,
+        created,
+        *(_value(value, table.c[name]) for name, value in constants.items()),
+    ).order_by(new.c.sku)
+    conn.execute(
+        insert(table).from_select(["sku", "title", "category", "price", "created_at", *constants], rows)
+    )
 
 
-def _insert(session: Session, table: Table, rows: Iterable[dict[str, Any]]) -> None:
-    for chunk in _chunks(rows, CHUNK):
-        session.execute(insert(table), chunk)
+def _create_orders(conn: Connection, run_id: int, summary: ImportSummary, now: dt.datetime) -> None:
+    """Insert the new orders (a return is an order of kind 'return'), placed at their first line's time."""
+    table, customers, orders = _table("orders"), _table("customers"), staging.ORDERS
+    constants = {"currency": CURRENCY, "source": "import", "import_run_id": run_id, "created_at": now}
+    rows = (
+        select(
+            orders.c.order_id,
+            customers.c.id,
+            case((orders.c.is_return, _value("return", table.c.kind)), else_=_value("sale", table.c.kind)),
+            # a few UCI invoices span two minutes: the order is placed at its first line
+            orders.c.ordered_at,
+            orders.c.country,
+            *(_value(value, table.c[name]) for name, value in constants.items()),
+        )
+        .select_from(orders)
+        .outerjoin(customers, customers.c.external_id == orders.c.customer_id)
+        .where(~orders.c.is_existing)
+        .order_by(orders.c.first_line)
+    )
+    columns = ["external_id", "customer_id", "kind", "ordered_at", "country", *constants]
+    summary.orders_created = _inserted(conn, insert(table).from_select(columns, rows))
+    new = select(func.count()).where(~orders.c.is_existing)
+    summary.returns_created = _count(conn, new.where(orders.c.is_return))
+    summary.guest_orders_created = _count(conn, new.where(orders.c.customer_id.is_(None)))
 
 
-def _chunks(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    chunk: list[dict[str, Any]] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+def _create_lines(conn: Connection, run_id: int, summary: ImportSummary) -> None:
+    """Insert the lines of the new orders, numbered from 1 within each order in the file's order."""
+    table, orders, products, lines = (
+        _table("order_lines"),
+        _table("orders"),
+        _table("products"),
+        staging.LINES,
+    )
+    rows = (
+        select(
+            orders.c.id,
+            func.row_number().over(partition_by=lines.c.order_id, order_by=lines.c.line_no),
+            products.c.id,
+            lines.c.quantity,
+            lines.c.unit_price,
+        )
+        .select_from(lines)
+        .join(orders, orders.c.external_id == lines.c.order_id)
+        .join(products, products.c.sku == lines.c.sku)
+        .where(orders.c.import_run_id == run_id)
+    )
+    columns = ["order_id", "line_no", "product_id", "quantity", "unit_price"]
+    summary.order_lines_created = _inserted(conn, insert(table).from_select(columns, rows))
 
 
 def _progress_bar(desc: str, unit: str, total: int | None = None) -> Any:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Literal, NamedTuple, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 from config import env_var
 from domain.errors import InvalidInput
@@ -132,6 +132,24 @@ class ParseResult:
     counts: ParseCounts
 
 
+@dataclass(slots=True)
+class Chunk:
+    """The outcome of up to ``chunk_rows`` consecutive data rows, rules 1 to 6 applied (7 and 8 need the
+    whole file: :class:`OrderRules` in memory, the import's staging tables in the database)."""
+
+    lines: list[OrderLine] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    #: ``(order id, line number, reject kind)`` of each malformed row that names its order (rule 8).
+    holds: list[tuple[str, int, str]] = field(default_factory=list)
+
+
+#: Data rows per chunk unless the caller says otherwise (``imports.chunk_rows``).
+CHUNK_ROWS = 20_000
+#: Entries a value cache (dates, prices, ids, titles) may reach before it is emptied at a chunk's end:
+#: the caches speed up values that repeat from line to line, and must not grow with the file's length.
+CACHE_ENTRIES = 5_000
+
+
 def over_limit(key: str) -> str:
     """The end of a cap's message: which setting sets it (``imports.<key>``) and its variable."""
     return f"the limit set by imports.{key} ({env_var('imports', key)})"
@@ -175,32 +193,34 @@ class RowParser:
         self.width = len(names)
         self.index = {name: names.index(name) for name in (*self.required, *self.optional) if name in names}
         self.counts = ParseCounts()
-        self.lines: list[OrderLine] = []
-        self.rejects: list[Reject] = []
+        self._chunk = Chunk()
         self._dates: dict[str, datetime] = {}
         self._prices: dict[str, Decimal] = {}
         self._strings: dict[str, str] = {}
         self._texts: dict[str, dict[str, str]] = {name: {} for name in _MAX_TEXT}
-        # order id -> (customer id, is_return, first line number)
-        self._orders: dict[str, tuple[str | None, bool, int]] = {}
-        # order id -> (line number, reject kind) of the first malformed row that names it
-        self._held: dict[str, tuple[int, str]] = {}
+        #: Emptied when they grow past CACHE_ENTRIES (see _next_chunk).
+        self._caches: list[dict[str, Any]] = [self._dates, self._prices, self._strings, *self._texts.values()]
 
-    def run(
+    def chunks(
         self,
         reader: Iterator[list[str]],
         report: Callable[[], None] | None = None,
         *,
         max_rows: int | None = None,
         source: str = "the file",
-    ) -> ParseResult:
+        chunk_rows: int = CHUNK_ROWS,
+    ) -> Iterator[Chunk]:
+        """Parse the rows of ``reader`` and yield their outcome every ``chunk_rows`` data rows.
+
+        Only the chunk being filled and the bounded value caches are held: the memory does not depend on
+        the file's length. Raises InvalidInput when the file turns out unusable (over ``max_rows``, not
+        UTF-8, a CSV syntax error, a truncated gzip stream, no data rows) at whatever row that shows.
+        """
         counts = self.counts
         row_cap = max_rows if max_rows is not None else -1
-        lines = self.lines
-        orders = self._orders
-        held = self._held
         order_column = self.index[self.order_column]
         line_no = 1
+        next_chunk = chunk_rows
         try:
             for row in reader:
                 line_no = reader.line_num  # type: ignore[attr-defined]
@@ -213,6 +233,9 @@ class RowParser:
                     )
                 if report is not None and not counts.rows & 0x1FFF:
                     report()
+                if counts.rows > next_chunk:
+                    next_chunk += chunk_rows
+                    yield self._next_chunk()
                 if len(row) != self.width:
                     reason = f"expected {self.width} fields, got {len(row)}"
                     self._reject(line_no, row, WRONG_FIELD_COUNT, "row", reason)
@@ -222,20 +245,10 @@ class RowParser:
                 except RowError as err:
                     self._reject(line_no, row, err.kind, err.field, err.reason)
                     if err.kind in _HOLDS_ORDER and row[order_column].strip():
-                        held.setdefault(row[order_column].strip(), (line_no, err.kind))
+                        self._chunk.holds.append((row[order_column].strip(), line_no, err.kind))
                     continue
-                if line is None:
-                    continue
-                seen = orders.get(line.order_id)
-                if seen is None:
-                    orders[line.order_id] = (line.customer_id, line.is_return, line_no)
-                elif seen[0] != line.customer_id or seen[1] != line.is_return:
-                    what = "customer" if seen[0] != line.customer_id else "sale/return kind"
-                    reason = f"order {line.order_id} has another {what} on line {seen[2]}"
-                    self._reject(line_no, row, INCONSISTENT_ORDER, self.order_column, reason)
-                    held.setdefault(line.order_id, (line_no, INCONSISTENT_ORDER))
-                    continue
-                lines.append(line)
+                if line is not None:
+                    self._chunk.lines.append(line)
             if report is not None:
                 report()
         except UnicodeDecodeError as exc:
@@ -244,45 +257,22 @@ class RowParser:
             raise InvalidInput("file", f"cannot read the file after line {line_no}: {exc}") from exc
         except csv.Error as exc:
             raise InvalidInput("file", f"CSV syntax error after line {line_no}: {exc}") from exc
-        return ParseResult(self.format, lines, self.rejects, counts)
+        if counts.rows == 0:
+            raise InvalidInput("file", "the file has a header but no data rows")
+        yield self._next_chunk()
 
-    def hold_back(self) -> dict[int, str]:
-        """Drop the lines of orders that had a malformed row; return {line number: reason} for them.
-
-        Importing the rest of such an order would make the fix impossible: once the order exists, a
-        corrected file skips it. Business-rule drops (zero price, non-products) do not hold an order back,
-        as they would be dropped again.
-        """
-        if not self._held:
-            return {}
-        kept: list[OrderLine] = []
-        dropped: dict[int, str] = {}
-        for line in self.lines:
-            cause = self._held.get(line.order_id)
-            if cause is None:
-                kept.append(line)
-            else:
-                dropped[line.line_no] = (
-                    f"order {line.order_id} held back: line {cause[0]} of it was rejected ({cause[1]})"
-                )
-        self.lines[:] = kept
-        return dropped
-
-    def finish(self, raw_rows: dict[int, list[str]], dropped: dict[int, str]) -> None:
-        for line_no, reason in dropped.items():
-            self._reject(line_no, raw_rows.get(line_no, []), ORDER_HELD_BACK, self.order_column, reason)
-        self.rejects.sort(key=lambda reject: reject.line_no)
-        counts = self.counts
-        counts.lines = len(self.lines)
-        counts.return_lines = sum(1 for line in self.lines if line.is_return)
-        counts.sale_lines = counts.lines - counts.return_lines
-        counts.guest_rows = sum(1 for line in self.lines if line.customer_id is None)
+    def _next_chunk(self) -> Chunk:
+        done, self._chunk = self._chunk, Chunk()
+        for cache in self._caches:
+            if len(cache) > CACHE_ENTRIES:
+                cache.clear()
+        return done
 
     def parse(self, line_no: int, row: list[str]) -> OrderLine | None:
         raise NotImplementedError
 
     def _reject(self, line_no: int, row: list[str], kind: str, field: str, reason: str) -> None:
-        self.rejects.append(Reject(line_no, reason, raw_row(row), kind, field))
+        self._chunk.rejects.append(Reject(line_no, reason, raw_row(row), kind, field))
         self.counts.rejected += 1
         self.counts.rejected_by_kind[kind] += 1
 
@@ -355,3 +345,88 @@ class RowParser:
         if text.endswith(".0") and text[:-2].isdigit():
             text = text[:-2]  # the UCI spreadsheet export writes CustomerID as a float
         return self.identifier(text, name)
+
+
+def held_back_reason(order_id: str, cause_line: int, cause_kind: str) -> str:
+    return f"order {order_id} held back: line {cause_line} of it was rejected ({cause_kind})"
+
+
+def inconsistent_reason(order_id: str, what: str, first_line: int) -> str:
+    return f"order {order_id} has another {what} on line {first_line}"
+
+
+class OrderRules:
+    """Rules 7 and 8 over a whole file held in memory (:func:`~domain.customers.sources.read_order_lines`,
+    for evaluation); the import applies the same rules in SQL to its staging tables instead.
+
+    Rule 7: a line whose order was first seen (first clean line) with another customer or kind is
+    rejected. Rule 8: every other line of an order with a malformed or inconsistent row is held back, the
+    cause being its earliest such row.
+    """
+
+    def __init__(self, fmt: Format, counts: ParseCounts, order_field: str) -> None:
+        self.format = fmt
+        self.counts = counts
+        self.order_field = order_field
+        self.lines: list[OrderLine] = []
+        self.rejects: list[Reject] = []
+        # order id -> (customer id, is_return, first line number)
+        self._orders: dict[str, tuple[str | None, bool, int]] = {}
+        # order id -> (line number, reject kind) of the earliest malformed or inconsistent row naming it
+        self._held: dict[str, tuple[int, str]] = {}
+        # line number -> (kind, reason) of rejected clean lines, whose raw text a second pass reads
+        self._pending: dict[int, tuple[str, str]] = {}
+
+    def add(self, chunk: Chunk) -> None:
+        self.rejects.extend(chunk.rejects)
+        for order_id, line_no, kind in chunk.holds:
+            self._hold(order_id, line_no, kind)
+        orders = self._orders
+        for line in chunk.lines:
+            seen = orders.get(line.order_id)
+            if seen is None:
+                orders[line.order_id] = (line.customer_id, line.is_return, line.line_no)
+            elif seen[0] != line.customer_id or seen[1] != line.is_return:
+                what = "customer" if seen[0] != line.customer_id else "sale/return kind"
+                reason = inconsistent_reason(line.order_id, what, seen[2])
+                self._pending[line.line_no] = (INCONSISTENT_ORDER, reason)
+                self._hold(line.order_id, line.line_no, INCONSISTENT_ORDER)
+                continue
+            self.lines.append(line)
+
+    def _hold(self, order_id: str, line_no: int, kind: str) -> None:
+        cause = self._held.get(order_id)
+        if cause is None or line_no < cause[0]:
+            self._held[order_id] = (line_no, kind)
+
+    def hold_back(self) -> list[int]:
+        """Drop the lines of held orders; return the line numbers whose raw rows :meth:`finish` needs.
+
+        Importing the rest of such an order would make the fix impossible: once the order exists, a
+        corrected file skips it. Business-rule drops (zero price, non-products) do not hold an order back,
+        as they would be dropped again.
+        """
+        if self._held:
+            kept: list[OrderLine] = []
+            for line in self.lines:
+                cause = self._held.get(line.order_id)
+                if cause is None:
+                    kept.append(line)
+                else:
+                    reason = held_back_reason(line.order_id, *cause)
+                    self._pending[line.line_no] = (ORDER_HELD_BACK, reason)
+            self.lines[:] = kept
+        return sorted(self._pending)
+
+    def finish(self, raw_rows: dict[int, str]) -> ParseResult:
+        counts = self.counts
+        for line_no, (kind, reason) in self._pending.items():
+            self.rejects.append(Reject(line_no, reason, raw_rows.get(line_no, ""), kind, self.order_field))
+            counts.rejected += 1
+            counts.rejected_by_kind[kind] += 1
+        self.rejects.sort(key=lambda reject: reject.line_no)
+        counts.lines = len(self.lines)
+        counts.return_lines = sum(1 for line in self.lines if line.is_return)
+        counts.sale_lines = counts.lines - counts.return_lines
+        counts.guest_rows = sum(1 for line in self.lines if line.customer_id is None)
+        return ParseResult(self.format, self.lines, self.rejects, counts)

@@ -14,7 +14,7 @@ import csv
 import logging
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,14 +32,15 @@ def default_reject_path(path: str | Path, instance_dir: str | Path = "instance")
     return Path(instance_dir) / "rejects" / f"{Path(path).name}.rejects.csv"
 
 
-def write_rejects(target: Path, rejects: Sequence[Reject]) -> None:
+def write_rejects(target: Path, rejects: Iterable[Reject]) -> None:
     """Write the reject CSV at once (no transaction): a reader never sees half a file."""
     partial = _write_aside(target, rejects)
     os.replace(partial, target)
 
 
-def publish_rejects_on_commit(session: Session, target: Path, rejects: Sequence[Reject]) -> None:
-    """Write the reject CSV aside now; move it to ``target`` when the session's transaction commits."""
+def publish_rejects_on_commit(session: Session, target: Path, rejects: Iterable[Reject]) -> None:
+    """Write the reject CSV aside now (``rejects`` is read once, in order); move it to ``target`` when the
+    session's transaction commits."""
     root = session.get_transaction()
     if root is None:  # no transaction to wait for: the import wrote nothing
         write_rejects(target, rejects)
@@ -85,7 +86,7 @@ def _on_end(session: Session, transaction: SessionTransaction) -> None:
             log.info("import rolled back: reject file %s not written", item.target)
 
 
-def _write_aside(target: Path, rejects: Sequence[Reject]) -> Path:
+def _write_aside(target: Path, rejects: Iterable[Reject]) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
     try:

@@ -60,7 +60,7 @@ import gzip
 import io
 import os
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -69,17 +69,31 @@ from config import ImportSettings
 from domain.customers.formats import CompleteJourneyParser, GenericParser, OnlineRetailParser
 from domain.customers.parsing import (
     FORMATS,
+    Chunk,
     Format,
     OrderLine,
+    OrderRules,
+    ParseCounts,
     ParseResult,
     Progress,
     Reject,
     RowParser,
     over_limit,
+    raw_row,
 )
 from domain.errors import InvalidInput
 
-__all__ = ["FORMATS", "Format", "OrderLine", "ParseResult", "Progress", "Reject", "read_order_lines"]
+__all__ = [
+    "FORMATS",
+    "Chunk",
+    "Format",
+    "OrderFile",
+    "OrderLine",
+    "ParseResult",
+    "Progress",
+    "Reject",
+    "read_order_lines",
+]
 
 _SNIFF_BYTES = 8192
 _PARSERS: dict[str, type[RowParser]] = {
@@ -89,6 +103,85 @@ _PARSERS: dict[str, type[RowParser]] = {
 }
 
 
+class OrderFile:
+    """An order file read in chunks (:meth:`chunks`), so that its length does not set the memory needed.
+
+    Raises InvalidInput for an unknown format at once, and for a file unusable as a whole or over one of
+    the ``limits`` (default: the defaults of ``imports.*``) while it is read: a caller that wrote chunks
+    somewhere must undo them then (the import writes them in its own transaction).
+    """
+
+    def __init__(self, path: str | Path, fmt: Format, *, limits: ImportSettings | None = None) -> None:
+        if fmt not in FORMATS:
+            raise InvalidInput("format", f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+        self.path = Path(path)
+        self.format = fmt
+        self.limits = limits if limits is not None else ImportSettings()
+        self.parser: RowParser | None = None
+
+    @property
+    def counts(self) -> ParseCounts:
+        """What happened to the rows read so far (rules 1 to 6; rules 7 and 8 are the caller's)."""
+        assert self.parser is not None, "read the chunks first"
+        return self.parser.counts
+
+    @property
+    def order_field(self) -> str:
+        """The column holding the order id in this format (the field of rule 7 and 8 rejects)."""
+        return _PARSERS[self.format].order_column
+
+    def chunks(self, *, progress: Progress | None = None, chunk_rows: int | None = None) -> Iterator[Chunk]:
+        """Parse and clean the file, yielding the outcome of every ``chunk_rows`` data rows (default
+        ``imports.chunk_rows``).
+
+        ``progress(done, total)`` is called every few thousand rows with bytes of the file read so far
+        (compressed bytes for a gzip file) and its size.
+        """
+        path = self.path
+        with _open_text(path, self.limits) as (text, raw):
+            reader = csv.reader(text)
+            try:
+                header = next(reader, None)
+            except (UnicodeDecodeError, csv.Error) as exc:
+                raise InvalidInput("file", f"cannot read the header line: {exc}") from exc
+            if header is None or not any(cell.strip() for cell in header):
+                raise InvalidInput("file", "the file is empty (no header line)")
+            parser = self.parser = _PARSERS[self.format](header)
+            report: Callable[[], None] | None = None
+            if progress is not None:
+                size = os.fstat(raw.fileno()).st_size
+                report = lambda: progress(raw.tell(), size)  # noqa: E731
+            yield from parser.chunks(
+                reader,
+                report,
+                max_rows=self.limits.max_rows,
+                source=path.name,
+                chunk_rows=chunk_rows or self.limits.chunk_rows,
+            )
+
+    def raw_rows(self, line_numbers: Iterable[int]) -> Iterator[tuple[int, str]]:
+        """A second pass: the raw text of the rows at ``line_numbers`` (ascending), as the reject file
+        shows them; a number that is not a row's yields an empty text."""
+        wanted = iter(line_numbers)
+        target = next(wanted, None)
+        if target is None:
+            return
+        with _open_text(self.path, self.limits) as (text, _):
+            reader = csv.reader(text)
+            for row in reader:
+                while target is not None and target < reader.line_num:
+                    yield target, ""
+                    target = next(wanted, None)
+                if target is None:
+                    return
+                if target == reader.line_num:
+                    yield target, raw_row(row)
+                    target = next(wanted, None)
+        while target is not None:
+            yield target, ""
+            target = next(wanted, None)
+
+
 def read_order_lines(
     path: str | Path,
     fmt: Format,
@@ -96,43 +189,19 @@ def read_order_lines(
     progress: Progress | None = None,
     limits: ImportSettings | None = None,
 ) -> ParseResult:
-    """Parse and clean every row of ``path``; raise InvalidInput when the file as a whole is unusable
-    or over one of the ``limits`` (default: the defaults of ``imports.*``).
-
-    ``progress(done, total)`` is called every few thousand rows with bytes of the file read so far
-    (compressed bytes for a gzip file) and its size.
+    """Parse and clean every row of ``path`` into memory (for evaluation; the import streams instead);
+    raise InvalidInput when the file as a whole is unusable or over one of the ``limits``.
     """
-    if fmt not in FORMATS:
-        raise InvalidInput("format", f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    limits = limits if limits is not None else ImportSettings()
-    path = Path(path)
-    with _open_text(path, limits) as (text, raw):
-        reader = csv.reader(text)
-        try:
-            header = next(reader, None)
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise InvalidInput("file", f"cannot read the header line: {exc}") from exc
-        if header is None or not any(cell.strip() for cell in header):
-            raise InvalidInput("file", "the file is empty (no header line)")
-        parser: RowParser = _PARSERS[fmt](header)
-        report: Callable[[], None] | None = None
-        if progress is not None:
-            size = os.fstat(raw.fileno()).st_size
-            report = lambda: progress(raw.tell(), size)  # noqa: E731
-        result = parser.run(reader, report, max_rows=limits.max_rows, source=path.name)
-    dropped = parser.hold_back()
-    raw_rows: dict[int, list[str]] = {}
-    if dropped:
-        # Second pass, only when an order was held back: fetch the raw rows of its other lines.
-        with _open_text(path, limits) as (text, _):
-            again = csv.reader(text)
-            for row in again:
-                if again.line_num in dropped:
-                    raw_rows[again.line_num] = row
-    parser.finish(raw_rows, dropped)
-    if result.counts.rows == 0:
-        raise InvalidInput("file", "the file has a header but no data rows")
-    return result
+    source = OrderFile(path, fmt, limits=limits)
+    rules: OrderRules | None = None
+    for chunk in source.chunks(progress=progress):
+        if rules is None:
+            rules = OrderRules(fmt, source.counts, source.order_field)
+        rules.add(chunk)
+    assert rules is not None  # chunks() yields at least once or raises
+    pending = rules.hold_back()
+    # Second pass, only when a line was rejected by the order rules: fetch the raw rows.
+    return rules.finish(dict(source.raw_rows(pending)))
 
 
 # --- file opening -----------------------------------------------------------------------------------
