@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from config import Settings
 from domain.models import (
     Customer,
+    Event,
     GiftSelection,
     ImportantDate,
     Product,
@@ -229,6 +230,11 @@ def make_product(session: Session, price: str, **kw: Any) -> Product:
     session.add(product)
     session.flush()
     return product
+
+
+def add_cart(session: Session, customer: Customer, product: Product, at: dt.datetime) -> None:
+    """The storefront's cart event: ``customer`` put ``product`` in the basket at ``at``."""
+    session.add(Event(customer_id=customer.id, product_id=product.id, kind="cart", occurred_at=at))
 
 
 def make_selection(

@@ -9,10 +9,10 @@ from sqlalchemy import select
 
 from domain.db import session_scope
 from domain.messaging.mail import SmtpMailer
-from domain.models import Customer, Event, OutboundEmail, TriggerAssignment
+from domain.models import Customer, OutboundEmail, TriggerAssignment
 from jobs import lifecycle, send_outbox
 from jobs.context import JobContext
-from tests.delivery_fixtures import make_customer, make_product
+from tests.delivery_fixtures import add_cart, make_customer, make_product
 
 NOW = dt.datetime(2011, 12, 1, 4, 0)
 
@@ -25,14 +25,7 @@ def test_control_and_holdout_members_never_get_an_email(sessions, mail_settings,
         product = make_product(session, "30.00")
         for _ in range(80):
             customer = make_customer(session)
-            session.add(
-                Event(
-                    customer_id=customer.id,
-                    product_id=product.id,
-                    kind="cart",
-                    occurred_at=NOW - dt.timedelta(hours=30),
-                )
-            )
+            add_cart(session, customer, product, NOW - dt.timedelta(hours=30))
     ctx = JobContext(settings, sessions, SmtpMailer(settings.mail), at=NOW)
     for _ in range(2):  # a repeated run adds and sends nothing
         lifecycle.run(ctx)

@@ -10,8 +10,8 @@ from collections import Counter
 from sqlalchemy import select
 
 from domain.db import session_scope
-from domain.models import Customer, Event, OutboundEmail, TriggerAssignment
-from tests.delivery_fixtures import make_customer, make_product
+from domain.models import Customer, OutboundEmail, TriggerAssignment
+from tests.delivery_fixtures import add_cart, make_customer, make_product
 from tests.domain.serving.fixtures import settings  # noqa: F401
 from tests.jobs.test_kill_loop import Forker
 from tests.jobs.test_send_outbox import giftrec_env
@@ -27,13 +27,8 @@ def _carts(sessions) -> None:
         product = make_product(session, "30.00")
         for _ in range(CUSTOMERS):
             customer = make_customer(session)
-            session.add(
-                Event(
-                    customer_id=customer.id,
-                    product_id=product.id,
-                    kind="cart",
-                    occurred_at=dt.datetime.combine(TODAY, dt.time(0)) - dt.timedelta(hours=30),
-                )
+            add_cart(
+                session, customer, product, dt.datetime.combine(TODAY, dt.time(0)) - dt.timedelta(hours=30)
             )
 
 

@@ -23,7 +23,7 @@ from domain.models import (
 from domain.models._types import utcnow
 from domain.reminders.queueing import queue_reminders
 from domain.reminders.selections import approve_selection
-from tests.delivery_fixtures import make_customer, make_product, make_selection, make_snapshot
+from tests.delivery_fixtures import add_cart, make_customer, make_product, make_selection, make_snapshot
 
 NOW = dt.datetime(2011, 12, 1, 4, 0)
 _orders = iter(range(1, 10**9))
@@ -173,14 +173,7 @@ def test_abandoned_cart_only_when_the_product_was_not_bought_since(session, sett
     product = make_product(session, "30.00")
     left, bought, fresh, old = (make_customer(session) for _ in range(4))
     for customer, hours in ((left, 30), (bought, 30), (fresh, 5), (old, 200)):
-        session.add(
-            Event(
-                customer_id=customer.id,
-                product_id=product.id,
-                kind="cart",
-                occurred_at=NOW - dt.timedelta(hours=hours),
-            )
-        )
+        add_cart(session, customer, product, NOW - dt.timedelta(hours=hours))
     buy(session, bought, product, NOW - dt.timedelta(hours=20))
     run_triggers(session, s, NOW)
     [a] = assignments(session, "abandoned_cart")
@@ -197,14 +190,7 @@ def test_never_for_erased_unsubscribed_or_unconsenting_customers(session, settin
     gone = make_customer(session, unsubscribed_at=utcnow())
     silent = make_customer(session, email_consent=False)
     for customer in (erased, gone, silent):
-        session.add(
-            Event(
-                customer_id=customer.id,
-                product_id=product.id,
-                kind="cart",
-                occurred_at=NOW - dt.timedelta(hours=30),
-            )
-        )
+        add_cart(session, customer, product, NOW - dt.timedelta(hours=30))
     run_triggers(session, s, NOW)
     assert assignments(session) == [] and emails(session) == []
 
@@ -215,14 +201,7 @@ def test_a_reminder_on_its_way_wins_over_a_trigger(session, settings):
     product = make_product(session, "30.00")
     customer = make_customer(session)
     make_selection(session, customer, status="ready", occasion_on=NOW.date() + dt.timedelta(days=7))
-    session.add(
-        Event(
-            customer_id=customer.id,
-            product_id=product.id,
-            kind="cart",
-            occurred_at=NOW - dt.timedelta(hours=30),
-        )
-    )
+    add_cart(session, customer, product, NOW - dt.timedelta(hours=30))
     run_triggers(session, s, NOW)
     [a] = assignments(session)
     assert a.arm == "treatment" and a.selection_id is None and a.reason.startswith("a reminder wins")
@@ -233,14 +212,7 @@ def test_a_reminder_queued_later_cancels_the_queued_trigger_email(session, setti
     s = only(settings, "abandoned_cart")
     product = make_product(session, "30.00")
     customer = make_customer(session)
-    session.add(
-        Event(
-            customer_id=customer.id,
-            product_id=product.id,
-            kind="cart",
-            occurred_at=NOW - dt.timedelta(hours=30),
-        )
-    )
+    add_cart(session, customer, product, NOW - dt.timedelta(hours=30))
     run_triggers(session, s, NOW)
     [trigger_email] = emails(session)
     reminder = make_selection(
@@ -276,14 +248,7 @@ def test_a_vip_trigger_email_waits_for_the_account_manager(session, settings):
     s = only(settings, "abandoned_cart")
     product = make_product(session, "30.00")
     customer = make_customer(session, is_vip=True)
-    session.add(
-        Event(
-            customer_id=customer.id,
-            product_id=product.id,
-            kind="cart",
-            occurred_at=NOW - dt.timedelta(hours=30),
-        )
-    )
+    add_cart(session, customer, product, NOW - dt.timedelta(hours=30))
     run_triggers(session, s, NOW)
     [a] = assignments(session)
     selection = session.get(GiftSelection, a.selection_id)
@@ -304,14 +269,7 @@ def test_control_and_holdout_are_recorded_and_get_no_selection(session, settings
     product = make_product(session, "30.00")
     customers = [make_customer(session) for _ in range(60)]
     for customer in customers:
-        session.add(
-            Event(
-                customer_id=customer.id,
-                product_id=product.id,
-                kind="cart",
-                occurred_at=NOW - dt.timedelta(hours=30),
-            )
-        )
+        add_cart(session, customer, product, NOW - dt.timedelta(hours=30))
     run_triggers(session, s, NOW)
     rows = assignments(session)
     assert len(rows) == 60
