@@ -20,6 +20,7 @@ from api.errors import problem
 from config import ConfigError
 from domain.access import api_keys, identity
 from domain.access.api_keys import KeyInfo
+from domain.metrics import RATE_LIMIT_STORAGE_FAILURES
 from domain.models._types import utcnow
 
 if TYPE_CHECKING:
@@ -343,6 +344,7 @@ class KeyRateLimit:
         if not isinstance(storage, Storage):
             raise ConfigError("api.rate_limit_storage", f"not a synchronous storage: {storage_uri!r}")
         self.storage = storage
+        self._scheme = urlsplit(storage_uri).scheme or storage_uri
         self._expiry = self.item.get_expiry()
         self._failing = False
         self._limit = str(self.item.amount)
@@ -381,6 +383,7 @@ class KeyRateLimit:
                     count = storage.incr(key, self._expiry)
                     reset = storage.get_expiry(key)
             except Exception:  # noqa: BLE001 - a counter store outage must not stop the API
+                RATE_LIMIT_STORAGE_FAILURES.labels("api").inc()
                 if not self._failing:
                     log.exception("rate-limit storage failed; requests are not limited until it recovers")
                 self._failing = True
@@ -399,6 +402,19 @@ class KeyRateLimit:
             [{"field": "Authorization", "message": detail}],
             {"Retry-After": str(retry)},
         )
+
+    def storage_status(self) -> dict[str, object]:
+        """The readiness check of the counter store (``/health/ready``): its URI's scheme, never its
+        address or password. Failing is not blocking: the process still serves (see :meth:`check`)."""
+        if self.storage.check():
+            return {"ok": True, "scheme": self._scheme}
+        return {
+            "ok": False,
+            "blocking": False,
+            "scheme": self._scheme,
+            "error": "unreachable: API requests are not limited and failed sign-ins are counted in each "
+            "web process until it answers again",
+        }
 
     def headers(self, environ: dict[str, Any]) -> list[tuple[str, str]]:
         """The key's window, so a client can pace itself (none if the request was not counted)."""
@@ -498,6 +514,7 @@ def protect(app: Flask, *blueprints: Blueprint) -> KeyRateLimit:
         limit = KeyRateLimit(ctx.settings.api.rate_limit, ctx.settings.api.rate_limit_storage)
         guard = ctx.services["api_guard"] = Guard(ctx, limit, keys, str(app.secret_key))
         ctx.services["rate_limit"] = limit
+        ctx.readiness_probes["rate_limit_storage"] = limit.storage_status
     for bp in blueprints:
         # The hooks of a registered blueprint live in the app's per-blueprint lists.
         before = app.before_request_funcs.setdefault(bp.name, [])

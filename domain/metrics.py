@@ -14,7 +14,14 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter, Histogram
 
-__all__ = ["JOB_DURATION", "JOB_RUNS", "RECOMMENDATIONS", "REQUEST_LATENCY", "count_served"]
+__all__ = [
+    "JOB_DURATION",
+    "JOB_RUNS",
+    "RATE_LIMIT_STORAGE_FAILURES",
+    "RECOMMENDATIONS",
+    "REQUEST_LATENCY",
+    "count_served",
+]
 
 #: Buckets for requests: the storefront answers in milliseconds, the pages and imports in seconds.
 _REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -38,6 +45,12 @@ JOB_DURATION = Histogram(
     "Wall time of scheduled job runs, by job",
     ("job",),
     buckets=(0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0),
+)
+RATE_LIMIT_STORAGE_FAILURES = Counter(
+    "giftrec_rate_limit_storage_failures",
+    "Calls to the rate-limit storage (Redis) that failed, by limit: api (the request went through "
+    "unlimited), sign_in (counted in the web process instead)",
+    ("limit",),
 )
 
 

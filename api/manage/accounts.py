@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import math
 import time
 from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import UserMixin, current_user, login_required, login_user, logout_user
 from limits import parse
-from limits.storage import storage_from_string
+from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import select
 
@@ -21,7 +23,11 @@ from api.db import get_session
 from api.manage.blueprint import bp
 from api.manage.forms import LoginForm
 from domain.access.users import authenticate, normalize_email
+from domain.metrics import RATE_LIMIT_STORAGE_FAILURES
 from domain.models import User
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Failed sign-ins allowed per account and per client address before they wait.
 PER_ACCOUNT = "5/15 minutes"
@@ -73,24 +79,61 @@ def me() -> User:
 
 
 class LoginThrottle:
-    """Failed sign-ins counted in a moving window per account and per address (limits' storage)."""
+    """Failed sign-ins counted in a moving window per account and per address (limits' storage).
+
+    If the storage fails (a shared Redis is down), failed sign-ins are counted in this process's memory
+    until it answers again (what Flask-Limiter calls ``in_memory_fallback``), rather than letting every
+    sign-in through: the throttle is what stops password guessing, and an outage must not switch it off.
+    The failure is logged once and counted (``giftrec_rate_limit_storage_failures_total{limit="sign_in"}``);
+    the storage is asked again every ``retry_seconds``.
+    """
+
+    retry_seconds = 5.0
 
     def __init__(self, storage_uri: str) -> None:
-        self.limiter = MovingWindowRateLimiter(storage_from_string(storage_uri))
+        self.shared = MovingWindowRateLimiter(storage_from_string(storage_uri))
+        self.local = MovingWindowRateLimiter(MemoryStorage())
         self.account, self.address = parse(PER_ACCOUNT), parse(PER_ADDRESS)
+        self._retry_at: float | None = None  # monotonic time to ask the failing storage again
+
+    def _counted(self, use: Callable[[MovingWindowRateLimiter], T]) -> T:
+        if self._retry_at is not None and time.monotonic() < self._retry_at:
+            return use(self.local)
+        try:
+            found = use(self.shared)
+        except Exception:  # noqa: BLE001 - any storage failure: count in this process instead
+            RATE_LIMIT_STORAGE_FAILURES.labels("sign_in").inc()
+            if self._retry_at is None:
+                log.exception(
+                    "sign-in throttle storage failed; failed sign-ins are counted in this process until "
+                    "it recovers"
+                )
+            self._retry_at = time.monotonic() + self.retry_seconds
+            return use(self.local)
+        if self._retry_at is not None:
+            self._retry_at = None
+            log.warning("sign-in throttle storage recovered")
+        return found
 
     def wait_seconds(self, email: str, address: str) -> int:
         """0 when a sign-in may be tried, else seconds until it may."""
-        waits = []
-        for item, key in ((self.account, email), (self.address, address)):
-            if not self.limiter.test(item, "login", key):
-                reset, _ = self.limiter.get_window_stats(item, "login", key)
-                waits.append(max(1, math.ceil(reset - time.time())))
-        return max(waits, default=0)
+
+        def waits(limiter: MovingWindowRateLimiter) -> int:
+            found = []
+            for item, key in ((self.account, email), (self.address, address)):
+                if not limiter.test(item, "login", key):
+                    reset, _ = limiter.get_window_stats(item, "login", key)
+                    found.append(max(1, math.ceil(reset - time.time())))
+            return max(found, default=0)
+
+        return self._counted(waits)
 
     def failed(self, email: str, address: str) -> None:
-        self.limiter.hit(self.account, "login", email)
-        self.limiter.hit(self.address, "login", address)
+        def hit(limiter: MovingWindowRateLimiter) -> None:
+            limiter.hit(self.account, "login", email)
+            limiter.hit(self.address, "login", address)
+
+        self._counted(hit)
 
 
 def init_throttle(app: Flask) -> None:

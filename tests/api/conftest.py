@@ -15,6 +15,7 @@ from domain.models import Customer, Order
 from domain.serving.training import train_model
 from tests.api.helpers import SHOP
 from tests.conftest import SAMPLE
+from tests.redis_server import redis_server  # noqa: F401  (a fixture of these tests)
 
 
 @pytest.fixture

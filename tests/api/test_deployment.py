@@ -6,12 +6,10 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import re
-import shutil
 import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from domain.db import session_scope
 from domain.serving.training import train_model
 from tests.api.helpers import bearer
 from tests.api.processes import free_port, status, stop, until, web_process
+from tests.redis_server import RedisServer
 
 #: Seconds between a web process's checks for a newer model run in these tests (model.reload_interval).
 RELOAD_INTERVAL = 1
@@ -29,32 +28,8 @@ SERVED_WITHIN = RELOAD_INTERVAL + 30
 
 
 @pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    """A Redis server of this test on a loopback port (Debian's redis-server), nothing saved to disk."""
-    server = shutil.which("redis-server")
-    assert server, "redis-server is not installed (.ci/run installs it)"
-    port = free_port()
-    proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        import redis
-
-        client = redis.Redis(port=port)
-        until(lambda: _pings(client), 10)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def _pings(client) -> bool:  # type: ignore[no-untyped-def]
-    try:
-        return bool(client.ping())
-    except Exception:  # noqa: BLE001 - not up yet
-        return False
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
 
 
 def _two_processes(settings, tmp_path: Path, **env: str) -> tuple[list[subprocess.Popen[bytes]], list[int]]:  # type: ignore[no-untyped-def]

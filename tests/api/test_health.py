@@ -89,3 +89,28 @@ def test_a_paused_mail_queue_is_failing_for_anyone_and_explained_to_an_admin_key
         "status": "ok",
         "checks": anyone.get_json()["checks"] | {"mail_queue": "ok"},
     }
+
+
+def test_ready_is_degraded_not_down_while_the_rate_limit_storage_is_down(settings, sessions, redis_server):
+    """Redis down does not take a web process out of the load balancer (the API goes on unlimited, the
+    sign-in throttle counts in the process), but /health/ready says so: 200, "degraded"."""
+    from domain.access import api_keys
+    from domain.db import session_scope
+    from tests.redis_server import app_sharing
+
+    app = app_sharing(settings, redis_server)
+    try:
+        with session_scope(app.extensions["giftrec"].sessions) as session:
+            admin = api_keys.create_key(session, "admin")[1]
+        client = app.test_client()
+        up = client.get("/health/ready", headers=bearer(admin)).get_json()
+        assert up["checks"]["rate_limit_storage"] == {"ok": True, "scheme": "redis"}
+        redis_server.stop()
+        down = client.get("/health/ready", headers=bearer(admin))
+        assert down.status_code == 200 and down.get_json()["status"] == "degraded"
+        check = down.get_json()["checks"]["rate_limit_storage"]
+        assert check["ok"] is False and check["scheme"] == "redis" and "unreachable" in check["error"]
+        assert str(redis_server.port) not in down.get_data(as_text=True)  # no address, no password
+        assert client.get("/health/ready").get_json()["checks"]["rate_limit_storage"] == "failing"
+    finally:
+        app.extensions["giftrec"].close()

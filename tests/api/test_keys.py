@@ -339,3 +339,44 @@ def test_made_up_secrets_cost_no_query_each(settings, sessions):
         )
     finally:
         app.extensions["giftrec"].close()
+
+
+def test_while_redis_is_down_api_requests_go_through_unlimited_and_are_counted(
+    settings, sessions, redis_server
+):
+    """The documented outage with a real Redis stopped and started again: requests answered, not limited
+    (no window headers), every failed counter call counted in /metrics; limited again once it is back."""
+    from prometheus_client import REGISTRY
+
+    from api import create_app
+
+    def failures() -> float:
+        labels = {"limit": "api"}
+        return REGISTRY.get_sample_value("giftrec_rate_limit_storage_failures_total", labels) or 0.0
+
+    app = create_app(
+        load_settings(
+            environ={},
+            database={"url": settings.database.url},
+            server={"instance_dir": settings.server.instance_dir, "secret_key": "test"},
+            api={"rate_limit": "2/hour", "rate_limit_storage": redis_server.url},
+        )
+    )
+    try:
+        with app.extensions["giftrec"].sessions() as session:
+            _, key = api_keys.create_key(session, "server")
+            session.commit()
+        client = app.test_client()
+        up = client.delete("/v1/customers/X", headers=bearer(key))
+        assert up.status_code == 404 and up.headers["X-RateLimit-Remaining"] == "1"
+        before = failures()
+        redis_server.stop()
+        down = [client.delete("/v1/customers/X", headers=bearer(key)) for _ in range(3)]  # past the limit
+        assert [r.status_code for r in down] == [404] * 3
+        assert not any("X-RateLimit-Remaining" in r.headers for r in down)
+        assert failures() == before + 3
+        redis_server.start()  # empty: the window starts again
+        statuses = [client.delete("/v1/customers/X", headers=bearer(key)).status_code for _ in range(3)]
+        assert statuses == [404, 404, 429]
+    finally:
+        app.extensions["giftrec"].close()

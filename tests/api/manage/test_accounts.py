@@ -6,6 +6,7 @@ import dataclasses
 
 from api import create_app
 from tests.api.manage.conftest import PASSWORD, sign_in, token
+from tests.redis_server import app_sharing
 
 
 def test_pages_need_a_signed_in_user(client, people):
@@ -90,3 +91,44 @@ def test_serve_prints_the_manage_url_and_the_demo_logins(app, people):
     for email, _ in DEMO_MANAGERS:
         assert any(f"demo manager {email}" in line and DEMO_PASSWORD in line for line in lines)
     assert any(f"demo admin {DEMO_ADMIN[0]}" in line and DEMO_PASSWORD in line for line in lines)
+
+
+def _store_failures(limit: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("giftrec_rate_limit_storage_failures_total", {"limit": limit}) or 0.0
+
+
+def test_while_redis_is_down_failed_sign_ins_are_throttled_in_the_process(
+    settings, sessions, people, redis_server, caplog
+):
+    """Regression: with Redis (the shared throttle's storage) down, a sign-in answered 500. It now counts
+    failed sign-ins in the web process until Redis is back, rather than failing open (that would give a
+    password guesser an unthrottled window exactly while Redis is down); logged once, counted in /metrics."""
+    app = app_sharing(settings, redis_server)
+    try:
+        # Ask Redis on every sign-in (not every 5 s), so that the first one after it is back uses it.
+        app.extensions["giftrec"].services["login_throttle"].retry_seconds = 0.0
+        client = app.test_client()
+        assert sign_in(client, password="guess").status_code == 401  # counted in Redis
+        before = _store_failures("sign_in")
+        redis_server.stop()
+        assert client.get("/manage/login").status_code == 200
+        with caplog.at_level("INFO", logger="api.manage.accounts"):
+            answers = [sign_in(client, password="guess").status_code for _ in range(5)]
+            assert answers == [401] * 5  # this process's own count starts while Redis is down
+            assert sign_in(client).status_code == 429  # the right password waits too
+            assert sign_in(client, "bruno@example.com").status_code == 302  # other accounts do not
+            errors = [r for r in caplog.records if r.levelname == "ERROR"]
+            assert [r.getMessage() for r in errors] == [
+                "sign-in throttle storage failed; failed sign-ins are counted in this process until it "
+                "recovers"
+            ]
+            # asked twice per failed sign-in (may it be tried? count it), once per other: 5 * 2 + 2
+            assert _store_failures("sign_in") == before + 12
+
+            redis_server.start()  # a new, empty Redis: the shared count starts again from zero
+            assert sign_in(client).status_code == 302
+            assert "sign-in throttle storage recovered" in [r.getMessage() for r in caplog.records]
+    finally:
+        app.extensions["giftrec"].close()
