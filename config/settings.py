@@ -162,7 +162,8 @@ class SchedulerSettings:
     #: Seconds a scheduler's database lock stays valid without renewal.
     lock_ttl: int = 120
     timezone: str = "UTC"
-    #: Seconds `giftrec serve` waits, after SIGTERM, for the scheduler to finish the message it is sending.
+    #: Seconds the scheduler gives its running jobs, after SIGTERM, to finish their current step (the
+    #: message being sent); a job still running then is abandoned (lease released, exit status 1).
     stop_timeout: float = 60.0
 
 

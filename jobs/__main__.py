@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from types import FrameType
 
@@ -25,26 +26,46 @@ def build_context(settings: Settings, sessions: sessionmaker[Session] | None = N
 
 
 def run_scheduler(settings: Settings, sessions: sessionmaker[Session] | None = None) -> None:
-    """Run the scheduler in this process until SIGINT/SIGTERM; releases the database lock on the way out."""
+    """Run the scheduler in this process until SIGINT/SIGTERM; releases the database lock on the way out.
+
+    The signal handler only sets ``ctx.stop_requested``: the main thread, which does nothing but wait for
+    it, then stops the scheduler. (Stopping inside the handler hung: the handler runs on the main thread,
+    which held the job store's lock in APScheduler's loop while the lease's thread waited for it.) Running
+    jobs stop after their current step (the sender after the message on the wire, which is recorded); one
+    still running after ``scheduler.stop_timeout`` seconds is abandoned: the lease is released and the
+    process exits with status 1 at once. Abandoning is safe by the outbox's rules: a message claimed but
+    not recorded stays 'sending', later 'unknown' for the operator, never sent twice.
+    """
     from recommender.threads import pin_blas_threads
 
     pin_blas_threads()
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # every lease renewal would be logged
     ctx = build_context(settings, sessions)
-    scheduler = build_scheduler(ctx)
+    scheduler = build_scheduler(ctx, background=True)
 
     def stop(signum: int, _frame: FrameType | None) -> None:
-        # Running jobs stop between two units of work (the sender between two messages): the message on
-        # the wire is finished and recorded instead of being left 'sending' (later 'unknown').
-        log.info("signal %s: stopping the scheduler after the running jobs' current step", signum)
         ctx.stop_requested.set()
-        scheduler.shutdown(wait=True)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     jobs = sorted(job.id for job in scheduler.scheduler.get_jobs() if not job.id.startswith("_"))
     log.info("scheduler %s starting with jobs: %s", ctx.worker_id, ", ".join(jobs))
     scheduler.start()
+    while not ctx.stop_requested.wait(1.0):  # a timeout, so that the signal's handler runs promptly
+        pass
+    timeout = settings.scheduler.stop_timeout
+    log.info("stopping: the running jobs have %s s to finish their current step", timeout)
+    abandoned = scheduler.stop(timeout)
+    if abandoned:
+        log.error(
+            "abandoned jobs still running after %s s: %s (the lease is released; a message being sent "
+            "is left 'sending', later 'unknown', never sent twice)",
+            timeout,
+            ", ".join(abandoned),
+        )
+        logging.shutdown()
+        os._exit(1)  # their threads would keep the interpreter from exiting
+    log.info("scheduler %s stopped", ctx.worker_id)
 
 
 def main() -> None:

@@ -11,7 +11,8 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -41,11 +42,14 @@ class Lease:
         self.ctx, self.holder, self.ttl = ctx, holder, ttl
         self.is_held = False
         self._announced_idle = False
+        self._released = False
         self._lock = threading.Lock()
         self.on_gain: Callable[[], None] = lambda: None
 
     def refresh(self) -> bool:
         with self._lock:
+            if self._released:  # a renewal still queued when the scheduler stopped must not take it back
+                return False
             held = acquire_lease(self.ctx.sessions, LOCK_NAME, self.holder, utcnow(), self.ttl)
             gained = held and not self.is_held
             if gained:
@@ -68,28 +72,66 @@ class Lease:
 
     def release(self) -> None:
         with self._lock:
+            self._released = True
             if self.is_held:
                 release_lease(self.ctx.sessions, LOCK_NAME, self.holder)
                 self.is_held = False
 
 
+class Running:
+    """The jobs running in this process, so that a stop can wait for them, for a bounded time."""
+
+    def __init__(self) -> None:
+        self._names: list[str] = []
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def job(self, name: str) -> Iterator[None]:
+        with self._changed:
+            self._names.append(name)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._names.remove(name)
+                self._changed.notify_all()
+
+    def wait(self, timeout: float) -> list[str]:
+        """Wait until none runs, at most ``timeout`` seconds; the names of those still running."""
+        with self._changed:
+            self._changed.wait_for(lambda: not self._names, timeout)
+            return list(self._names)
+
+
 class Scheduler:
     """An APScheduler instance with its lease; ``start()`` blocks unless built with background=True."""
 
-    def __init__(self, scheduler: BaseScheduler, lease: Lease) -> None:
+    def __init__(self, scheduler: BaseScheduler, lease: Lease, running: Running | None = None) -> None:
         self.scheduler, self.lease = scheduler, lease
+        self.running = running or Running()
 
     def start(self) -> None:
         try:
             self.scheduler.start()
         finally:
-            if isinstance(self.scheduler, BlockingScheduler):
+            # BackgroundScheduler subclasses BlockingScheduler: its start() returns at once.
+            if not isinstance(self.scheduler, BackgroundScheduler):
                 self.lease.release()
 
     def shutdown(self, wait: bool = True) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=wait)
         self.lease.release()
+
+    def stop(self, timeout: float) -> list[str]:
+        """Start no more jobs, give the running ones ``timeout`` seconds to finish (they stop early once
+        ``ctx.stop_requested`` is set), release the lease; the names of the jobs still running, which the
+        caller abandons by exiting. Called from the main thread, never from a signal handler."""
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        left = self.running.wait(timeout)
+        self.lease.release()
+        return left
 
     def run_soon(self, name: str) -> None:
         """Fire job ``name`` now (it still runs only if this scheduler holds the lock)."""
@@ -116,23 +158,27 @@ def build_scheduler(
     )
     ttl = dt.timedelta(seconds=settings.lock_ttl)
     lease = Lease(ctx, holder or ctx.worker_id, ttl)
+    running = Running()
     specs = available_jobs()
     catch_up = [name for name, spec in specs.items() if spec.catch_up]
 
     def guarded(name: str, body: Callable[[JobContext], Any]) -> Callable[[], None]:
         def job() -> None:
-            if not lease.refresh():
-                log.info("job %s: not run, this scheduler does not hold the lock", name)
-                return
-            started, outcome = time.perf_counter(), "failed"
-            try:
-                log.info("job %s: %s", name, body(ctx))
-                outcome = "ok"
-            except Exception:  # the scheduler carries on; the next run retries
-                log.exception("job %s failed", name)
-            finally:
-                JOB_RUNS.labels(name, outcome).inc()
-                JOB_DURATION.labels(name).observe(time.perf_counter() - started)
+            with running.job(name):
+                if ctx.stop_requested.is_set():  # submitted before the stop, started after it
+                    return
+                if not lease.refresh():
+                    log.info("job %s: not run, this scheduler does not hold the lock", name)
+                    return
+                started, outcome = time.perf_counter(), "failed"
+                try:
+                    log.info("job %s: %s", name, body(ctx))
+                    outcome = "ok"
+                except Exception:  # the scheduler carries on; the next run retries
+                    log.exception("job %s failed", name)
+                finally:
+                    JOB_RUNS.labels(name, outcome).inc()
+                    JOB_DURATION.labels(name).observe(time.perf_counter() - started)
 
         return job
 
@@ -158,4 +204,4 @@ def build_scheduler(
         next_run_time=dt.datetime.now(zone),
         misfire_grace_time=None,
     )
-    return Scheduler(scheduler, lease)
+    return Scheduler(scheduler, lease, running)

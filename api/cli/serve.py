@@ -113,9 +113,10 @@ def serve(host: str | None, port: int | None, workers: int, with_scheduler: bool
             time.sleep(0.5)
     finally:
         _stop()
-        # The scheduler finishes the message it is sending (SMTP may take a few timeouts) before it exits;
-        # killing it earlier would leave that message 'sending', later 'unknown'.
-        deadline = time.monotonic() + max(10.0, settings.scheduler.stop_timeout)
+        # The scheduler finishes the message it is sending (SMTP may take a few timeouts) before it exits,
+        # and abandons a job still running after scheduler.stop_timeout itself; killing it earlier would
+        # leave that message 'sending', later 'unknown'. The 10 s are its margin to release the lease.
+        deadline = time.monotonic() + settings.scheduler.stop_timeout + 10.0
         for child in children:
             try:
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))
