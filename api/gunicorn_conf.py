@@ -1,8 +1,54 @@
-"""gunicorn settings that ``giftrec serve`` loads (``--config python:api.gunicorn_conf``)."""
+"""gunicorn settings that ``giftrec serve`` loads (``--config python:api.gunicorn_conf``): JSON log lines
+for gunicorn's own messages and its access log, and the metrics of exited workers."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
+
+from gunicorn import glogging
+
+from api.observe import ENV_REQUEST_ID
+from domain.logs import RequestIdFilter, json_formatter
+
+
+class JsonLogger(glogging.Logger):
+    """gunicorn's logger, writing what :mod:`domain.logs` writes: one JSON object per line.
+
+    gunicorn fills its access-log template (``--access-logformat``) by printf, without escaping: a ``"`` or
+    ``\\`` in a path or a user agent, or a percent-encoded newline in a path, broke the line. Here the
+    access line is a record whose fields python-json-logger escapes, with the request id the app set.
+    """
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                if getattr(handler, "_gunicorn", False):
+                    handler.setFormatter(json_formatter())
+                    handler.addFilter(RequestIdFilter())
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: dt.timedelta) -> None:
+        if not self.access_log_enabled:
+            return
+        atoms = self.atoms(resp, req, environ, request_time)
+        status = int(atoms["s"]) if str(atoms["s"]).isdigit() else atoms["s"]
+        fields = {
+            "request_id": environ.get(ENV_REQUEST_ID),
+            "remote": atoms["h"],
+            "method": atoms["m"],
+            "path": atoms["U"],
+            "query": atoms["q"],
+            "status": status,
+            "bytes": atoms["B"],
+            "duration_us": atoms["D"],
+            "user_agent": environ.get("HTTP_USER_AGENT"),
+            "referer": environ.get("HTTP_REFERER"),
+        }
+        self.access_log.info("%s %s %s", atoms["m"], atoms["U"], status, extra=fields)
+
+
+logger_class = JsonLogger
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -4,30 +4,30 @@ Every request gets an id: the load balancer's ``X-Request-ID`` when it sends a s
 characters of letters, digits and ``._-:``), else a new random one. It is echoed in the response's
 ``X-Request-ID`` (problem responses, the fast path's answers and Flask's error pages alike: this door
 wraps them all), kept in the environ as ``giftrec.request_id`` and added to every log record written
-while the request runs (:class:`RequestIdFilter`), so one line of the access log and the app's own lines
-can be joined. The request's latency is observed into ``giftrec_http_request_duration_seconds`` by route
+while the request runs (``domain.logs.RequestIdFilter``), so one line of the access log and the app's
+own lines can be joined (the log format is :mod:`domain.logs`, shared with the scheduler and the
+commands). The request's latency is observed into ``giftrec_http_request_duration_seconds`` by route
 (the Flask endpoint, or the fast path's) and status.
 
 :func:`configure_logging` makes the process log one JSON object per line (``python-json-logger``);
-``giftrec serve`` gives gunicorn's access log the same shape.
+``giftrec serve`` gives gunicorn's own lines and its access log the same shape (``api/gunicorn_conf.py``).
 """
 
 from __future__ import annotations
 
-import contextvars
-import logging
 import re
-import sys
 import time
 import uuid
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
-from pythonjsonlogger.json import JsonFormatter
 
 from api.fastpath import ENV_ROUTE
+from domain.logs import configure_logging, current_request_id, json_handler
 from domain.metrics import REQUEST_LATENCY
+
+__all__ = ["ENV_REQUEST_ID", "HEADER", "Observed", "configure_logging", "json_handler", "request_id_of"]
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -36,9 +36,6 @@ if TYPE_CHECKING:
 ENV_REQUEST_ID = "giftrec.request_id"
 HEADER = "X-Request-ID"
 _ACCEPTED = re.compile(r"[A-Za-z0-9._:-]{1,128}\Z")
-
-#: The id of the request this thread (or task) is answering, for log records.
-current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 
 def request_id_of(environ: dict[str, Any]) -> str:
@@ -88,43 +85,3 @@ def init_app(app: Flask) -> None:
 
     # Flask's documented place for WSGI middleware (the fast path, if any, is already inside).
     app.wsgi_app = Observed(app.wsgi_app)  # type: ignore[method-assign]
-
-
-class RequestIdFilter(logging.Filter):
-    """Adds ``request_id`` (None outside a request) to every record."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = current_request_id.get()
-        return True
-
-
-def json_handler(stream: TextIO | None = None) -> logging.Handler:
-    """A handler that writes one JSON object per record: time, level, logger, message, request id (and
-    the exception, when there is one)."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(
-        JsonFormatter(
-            "{asctime}{levelname}{name}{message}{request_id}",
-            style="{",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-            datefmt="%Y-%m-%dT%H:%M:%S%z",
-        )
-    )
-    handler.addFilter(RequestIdFilter())
-    return handler
-
-
-def configure_logging(level: int = logging.INFO, stream: TextIO | None = None) -> None:
-    """The process logs JSON lines to stderr (a serving process: the wsgi entry point calls this)."""
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(json_handler(stream))
-    root.setLevel(level)
-
-
-#: gunicorn's access log as JSON lines, with the request id the app echoed (``--access-logformat``).
-ACCESS_LOG_FORMAT = (
-    '{"time": "%(t)s", "logger": "access", "request_id": "%({x-request-id}o)s", "remote": "%(h)s", '
-    '"method": "%(m)s", "path": "%(U)s", "status": "%(s)s", "bytes": "%(B)s", "duration_us": "%(D)s"}'
-)

@@ -3,7 +3,7 @@
 from api import create_app
 from api.observe import configure_logging
 
-configure_logging()  # JSON lines with the request id
+configure_logging(force=True)  # JSON lines with the request id (domain.logs)
 app = create_app()
 # A serving process starts loading the model now rather than on its first request (the CLI builds the app
 # too, so create_app itself does not).

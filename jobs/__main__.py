@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings, load_settings
 from domain.db import make_engine, make_session_factory
+from domain.logs import configure_logging
 from domain.messaging.mail import SmtpMailer
 from jobs.context import JobContext
 from jobs.scheduler import build_scheduler
@@ -69,7 +70,7 @@ def run_scheduler(settings: Settings, sessions: sessionmaker[Session] | None = N
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.INFO)
     run_scheduler(load_settings())
 
 

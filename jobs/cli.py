@@ -14,15 +14,18 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
+from domain.logs import configure_logging
 from jobs.__main__ import build_context, run_scheduler
 from jobs.registry import JOBS, available_jobs
+
+log = logging.getLogger(__name__)
 
 
 @click.command("scheduler")
 @with_appcontext
 def scheduler() -> None:
     """Run the job scheduler in this process (one per database runs jobs; others stay idle)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.INFO)  # JSON lines (domain.logs), like the web processes'
     ctx = current_app.extensions["giftrec"]
     run_scheduler(ctx.settings, ctx.sessions)
 
@@ -50,13 +53,13 @@ def jobs_run(name: str, today: dt.datetime | None) -> None:
     --today moves the business date (what is due, deadlines, the frequency cap), never the clock of claims
     and leases. SIGTERM or Ctrl-C stops the job after its current step (the message being sent).
     """
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.WARNING)  # JSON lines on stderr; the summary below is the command's output
     app_ctx = current_app.extensions["giftrec"]
     ctx = build_context(app_ctx.settings, app_ctx.sessions)
     ctx.today = today.date() if today else None
 
     def stop(signum: int, _frame: object) -> None:
-        click.echo(f"{name}: signal {signum}, stopping after the current step", err=True)
+        log.warning("%s: signal %s, stopping after the current step", name, signum)
         ctx.stop_requested.set()
 
     signal.signal(signal.SIGTERM, stop)

@@ -7,6 +7,7 @@ entry point in setup.cfg), so that the web doors and the jobs never import each 
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
@@ -25,11 +26,14 @@ from api.cli.rfm import rfm
 from api.cli.serve import serve
 from api.cli.users import users
 from config import ConfigError
+from domain.logs import configure_logging
 
 
 @click.group(cls=FlaskGroup, create_app=create_cli_app, add_version_option=False, add_default_commands=True)
 def cli() -> None:
     """giftrec: gift recommendations, important-date reminders and repeat-sales triggers."""
+    # Every command logs JSON lines on stderr (domain.logs); what it prints on stdout is its output.
+    configure_logging(logging.WARNING)
 
 
 for command in (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -13,7 +14,9 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from api.observe import ACCESS_LOG_FORMAT
+from domain.logs import configure_logging
+
+log = logging.getLogger(__name__)
 
 #: gunicorn's longest request line (its default is 4094 bytes): every request the OpenAPI document allows
 #: fits (api.schemas.MAX_EXCLUDE), else gunicorn answers an HTML 414 the document does not describe.
@@ -32,8 +35,11 @@ def _banner(host: str, port: int) -> None:
     ]
     for hook in ctx.services.get("banner_hooks", []):
         lines.extend(hook(base))
-    click.echo("\n".join(lines), err=False)
-    sys.stdout.flush()
+    if sys.stdout.isatty():  # someone at a terminal reads it
+        click.echo("\n".join(lines), err=False)
+        sys.stdout.flush()
+    else:  # a log collector reads every line as JSON
+        log.info("serving on %s", base, extra={"banner": [line.strip() for line in lines]})
 
 
 def _metrics_environment(instance_dir: str) -> dict[str, str]:
@@ -57,6 +63,7 @@ def _metrics_environment(instance_dir: str) -> dict[str, str]:
 def serve(host: str | None, port: int | None, workers: int, with_scheduler: bool) -> None:
     """Serve the web app (and the scheduler in its own process) until interrupted."""
     settings = current_app.extensions["giftrec"].settings
+    configure_logging(logging.INFO)  # the banner, when no terminal reads it
     host = host or settings.server.host
     port = port or settings.server.port
     _banner(host, port)
@@ -73,10 +80,8 @@ def serve(host: str | None, port: int | None, workers: int, with_scheduler: bool
             str(workers),
             "--bind",
             f"{host}:{port}",
-            "--access-logfile",
+            "--access-logfile",  # JSON lines, like every other line (api/gunicorn_conf.py)
             "-",
-            "--access-logformat",
-            ACCESS_LOG_FORMAT,
             "--config",
             "python:api.gunicorn_conf",
             "--graceful-timeout",

@@ -5,10 +5,19 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
 
 from api import observe
 from tests.api.helpers import bearer
+from tests.api.processes import free_port, status, until
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 
@@ -64,3 +73,86 @@ def test_log_lines_are_json_with_the_request_id(app, client):
     assert inside["message"] == "inside the request" and inside["request_id"] == "abc-123"
     assert inside["level"] == "INFO" and inside["logger"] == "tests.observe" and inside["time"]
     assert outside["request_id"] is None and outside["level"] == "WARNING"
+
+
+def _raw_request(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(request)
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.slow
+def test_every_line_giftrec_serve_and_its_scheduler_write_is_json(settings, sessions, tmp_path):
+    """Regression: gunicorn's access line was a printf template without JSON escaping (a quote or a
+    backslash in a path or user agent broke it), gunicorn's own lines and the scheduler's were plain text.
+    Every line the web workers, gunicorn and the scheduler write must parse, hostile requests included."""
+    port = free_port()
+    env = dict(
+        os.environ,
+        GIFTREC_DATABASE_URL=settings.database.url,
+        GIFTREC_SERVER_INSTANCE_DIR=settings.server.instance_dir,
+        GIFTREC_SERVER_SECRET_KEY="test",
+        GIFTREC_MODEL_ARTIFACT_DIR=settings.model.artifact_dir,
+        GIFTREC_MAIL_SMTP_PORT="9",  # nothing is queued; a catch-up send must not reach a real relay
+        # a Redis nobody listens on: the app logs its failure, with a traceback, inside requests
+        GIFTREC_API_RATE_LIMIT_STORAGE=f"redis://127.0.0.1:{free_port()}/0",
+    )
+    giftrec = shutil.which("giftrec", path=os.path.dirname(sys.executable)) or "giftrec"
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    with open(out, "wb") as stdout, open(err, "wb") as stderr:
+        serve = subprocess.Popen(
+            [giftrec, "serve", "--port", str(port), "--workers", "1", "--with-scheduler"],
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+        )
+    try:
+        until(lambda: _answers(port), 120)
+        until(lambda: b"job send-outbox" in err.read_bytes(), 120)  # the scheduler ran its catch-up
+        hostile = (
+            b'GET /v1/no"such\\path%0Anext%22line?q="x\\y HTTP/1.1\r\nHost: localhost\r\n'
+            b'User-Agent: agent "quoted" \\back\\ \t tab\r\nX-Request-ID: hostile-1\r\n'
+            b"Connection: close\r\n\r\n"
+        )
+        assert _raw_request(port, hostile).startswith(b"HTTP/1.1 404")
+        for path, rid, answer in [
+            (b"/health/ready", b"ready-1", b"200"),
+            (b"/v1/bestsellers", b"key-1", b"401"),
+        ]:
+            request = b"GET %s HTTP/1.1\r\nHost: localhost\r\nX-Request-ID: %s\r\n" % (path, rid)
+            assert _raw_request(port, request + b"Connection: close\r\n\r\n").startswith(
+                b"HTTP/1.1 " + answer
+            )
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(90)
+    lines = [line for name in (out, err) for line in name.read_text().splitlines() if line.strip()]
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise AssertionError(f"not a JSON line: {line!r}") from None
+    access = [r for r in records if r.get("request_id") == "hostile-1" and r["logger"] == "gunicorn.access"]
+    assert len(access) == 1, records
+    assert access[0]["path"] == '/v1/no"such\\path\nnext"line'
+    assert access[0]["query"] == 'q="x\\y'
+    assert access[0]["user_agent"] == 'agent "quoted" \\back\\ \t tab'
+    assert access[0]["status"] == 404 and access[0]["method"] == "GET"
+    # the app's own line inside a request carries its id; the scheduler's and gunicorn's lines are JSON too
+    assert any(r["request_id"] == "ready-1" and r["logger"] == "api.health" for r in records)  # degraded
+    failed = [r for r in records if r["request_id"] == "key-1" and r["logger"] == "api.auth"]
+    assert len(failed) == 1 and "ConnectionError" in failed[0]["exc_info"]  # a traceback, in one line
+    loggers = {r["logger"] for r in records}
+    assert {"gunicorn.error", "jobs", "jobs.scheduler"} <= loggers, loggers
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
+
+
+def _answers(port: int) -> bool:
+    try:
+        return status(f"http://127.0.0.1:{port}/health/live", {}) == 200
+    except OSError:
+        return False

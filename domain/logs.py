@@ -1,0 +1,76 @@
+"""JSON log lines for every process: web workers, gunicorn, the scheduler and the `giftrec` commands.
+
+One object per line (``python-json-logger``): ``time``, ``level``, ``logger``, ``message``, ``request_id``
+(None outside a request) and ``exc_info`` when there is an exception, every value JSON-escaped, so that
+no request path, user agent or traceback can break a line. The request id is set by the web door
+(``api/observe.py``) in :data:`current_request_id`; a record that brings its own (gunicorn's access line)
+keeps it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import sys
+from types import TracebackType
+from typing import TextIO
+
+from pythonjsonlogger.json import JsonFormatter
+
+#: The id of the request this thread (or task) is answering, for log records.
+current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``request_id`` (None outside a request) to every record that does not carry one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = current_request_id.get()
+        return True
+
+
+def json_formatter() -> logging.Formatter:
+    """time, level, logger, message, request id; any ``extra`` fields of a record after them."""
+    return JsonFormatter(
+        "{asctime}{levelname}{name}{message}{request_id}",
+        style="{",
+        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+    )
+
+
+def json_handler(stream: TextIO | None = None) -> logging.Handler:
+    """A handler that writes one JSON object per record to ``stream`` (stderr)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(json_formatter())
+    handler.addFilter(RequestIdFilter())
+    handler.giftrec_json = True  # type: ignore[attr-defined]  # recognised by configure_logging
+    return handler
+
+
+def configure_logging(level: int = logging.INFO, stream: TextIO | None = None, force: bool = False) -> None:
+    """The process logs JSON lines to stderr at ``level``, its warnings and uncaught exceptions included.
+
+    Like ``logging.basicConfig``, it leaves a root logger that already has handlers alone unless ``force``
+    (a test's log capture); once configured, a later call only changes the level.
+    """
+    root = logging.getLogger()
+    if any(getattr(h, "giftrec_json", False) for h in root.handlers):
+        root.setLevel(level)
+        return
+    if root.handlers and not force:
+        return
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(json_handler(stream))
+    root.setLevel(level)
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+
+
+def _log_uncaught(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, tb)
+        return
+    logging.getLogger("giftrec").critical("uncaught exception", exc_info=(kind, value, tb))
