@@ -113,9 +113,13 @@ def _outage_and_recovery(app, settings, own_server) -> None:  # type: ignore[no-
     assert down.status_code == 503, down.get_data(as_text=True)
     assert down.mimetype == "application/problem+json"
     assert "database" in down.json["detail"] and down.headers["Retry-After"]
+    # the load balancer's readiness check says so (docs/deployment.md, when a part dies)
+    ready = client.get("/health/ready")
+    assert ready.status_code == 503 and ready.json["checks"]["database"] == "failing", ready.json
     with pytest.raises(Exception, match="(?i)connection|server"):  # a job run fails; the scheduler retries
         send_outbox.run(job)
     own_server.start()
     after = post("after")
     assert after.status_code in (200, 201, 202), after.get_data(as_text=True)
+    assert client.get("/health/ready").json["checks"]["database"] == "ok"
     assert send_outbox.run(job).startswith("sent 0")  # the next run of the job works, same process
