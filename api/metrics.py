@@ -4,7 +4,8 @@ The counters and histograms of :mod:`domain.metrics` (request latency by route a
 by source, job runs and durations) come from every process: under ``giftrec serve`` from the files of
 ``PROMETHEUS_MULTIPROC_DIR`` (all gunicorn workers and the scheduler), else from this process. What is
 state rather than a count is read at the scrape: the model this worker serves (version, age), the outbox
-by status, how long the oldest due reminder has waited, whether the mail queue is paused.
+by status, how long the oldest due reminder has waited, whether the mail queue is paused, whether a
+scheduler holds the database lease.
 
 Access: the figures name no customer, but they tell how a shop is doing (orders, mail volume), so a
 widget key (public, in the shop's pages) or an email key must not read them: a scraper sends a server or
@@ -26,6 +27,7 @@ from prometheus_client.registry import Collector
 
 from api import auth
 from api.context import AppContext
+from domain.locks import SCHEDULER_LOCK, lease_is_live
 from domain.messaging.outbox import outbox_counts
 from domain.messaging.pause import current_pause
 from domain.models._types import utcnow
@@ -38,7 +40,7 @@ METRICS_SCOPES = ("server",)
 
 
 class StateCollector(Collector):
-    """Gauges read at each scrape: the served model, the outbox and the mail queue's pause."""
+    """Gauges read at each scrape: the served model, the outbox, the mail queue's pause, the scheduler."""
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
@@ -64,6 +66,7 @@ class StateCollector(Collector):
         with self.ctx.sessions() as session:
             counts, oldest = outbox_counts(session, now)
             paused = current_pause(session) is not None
+            scheduler = lease_is_live(session, SCHEDULER_LOCK, now)
         outbox = GaugeMetricFamily("giftrec_outbox_messages", "Outbox messages by status", labels=("status",))
         for status, n in counts.items():
             outbox.add_metric([status], float(n))
@@ -75,6 +78,11 @@ class StateCollector(Collector):
         )
         yield GaugeMetricFamily(
             "giftrec_mail_queue_paused", "1 while the mail queue is paused", value=1.0 if paused else 0.0
+        )
+        yield GaugeMetricFamily(
+            "giftrec_scheduler_active",
+            "1 while a scheduler holds the database lease (0: no scheduler runs jobs: nothing is sent)",
+            value=1.0 if scheduler else 0.0,
         )
 
 

@@ -11,6 +11,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from domain.db import session_scope
 from domain.models import JobLock
 
+#: The lease of the active scheduler (jobs/scheduler.py); /metrics reads whether one holds it.
+SCHEDULER_LOCK = "scheduler"
+
 
 def acquire_lease(
     sessions: sessionmaker[Session], name: str, holder: str, now: dt.datetime, ttl: dt.timedelta
@@ -50,3 +53,9 @@ def lease_holder(session: Session, name: str) -> JobLock | None:
 def release_lease(sessions: sessionmaker[Session], name: str, holder: str) -> None:
     with session_scope(sessions) as session:
         session.execute(delete(JobLock).where(JobLock.name == name, JobLock.holder == holder))
+
+
+def lease_is_live(session: Session, name: str, now: dt.datetime) -> bool:
+    """Whether someone holds lease ``name`` now (it exists and has not expired)."""
+    lease = lease_holder(session, name)
+    return lease is not None and lease.expires_at > now

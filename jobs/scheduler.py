@@ -23,7 +23,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from domain.db import session_scope
-from domain.locks import acquire_lease, lease_holder, release_lease
+from domain.locks import SCHEDULER_LOCK, acquire_lease, lease_holder, release_lease
 from domain.metrics import JOB_DURATION, JOB_RUNS
 from domain.models._types import utcnow
 from jobs.context import JobContext
@@ -31,7 +31,7 @@ from jobs.registry import available_jobs
 
 log = logging.getLogger(__name__)
 
-LOCK_NAME = "scheduler"
+LOCK_NAME = SCHEDULER_LOCK
 LEASE_JOB = "_lease"
 
 

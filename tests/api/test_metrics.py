@@ -162,3 +162,21 @@ def test_giftrec_serve_adds_up_the_metrics_of_all_its_workers(app, keys, tmp_pat
     finally:
         serve.send_signal(signal.SIGTERM)
         serve.wait(timeout=30)
+
+
+def test_the_scheduler_gauge_says_whether_a_scheduler_holds_a_live_lease(client, keys, sessions):
+    """With both schedulers dead nothing is trained, planned or sent, and no request fails: this gauge is
+    what an alert can watch (docs/deployment.md, when a part dies)."""
+    from domain.locks import SCHEDULER_LOCK, acquire_lease
+
+    def active() -> float:
+        body = client.get("/metrics", headers=bearer(keys["server"])).get_data(as_text=True)
+        return _value(_samples(body), "giftrec_scheduler_active")
+
+    assert active() == 0  # no scheduler has ever run
+    ttl = dt.timedelta(seconds=120)
+    assert acquire_lease(sessions, SCHEDULER_LOCK, "host:1:abc", utcnow(), ttl)
+    assert active() == 1
+    # its holder died 10 minutes ago without releasing it: the lease has expired
+    assert acquire_lease(sessions, SCHEDULER_LOCK, "host:1:abc", utcnow() - dt.timedelta(minutes=10), ttl)
+    assert active() == 0
