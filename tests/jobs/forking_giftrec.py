@@ -14,6 +14,7 @@ import importlib
 import os
 import pkgutil
 import sys
+import threading
 import traceback
 
 # No BLAS/OpenMP thread pools in the parent: a fork copies only the forking thread, and a child once hung
@@ -28,11 +29,23 @@ import recommender  # noqa: E402
 from api.cli import cli  # noqa: E402
 
 
+#: Modules that do work when imported: api.wsgi builds an app, whose model store starts a thread.
+_NOT_IMPORTED = {"api.wsgi"}
+
+
 def _import_everything() -> None:
-    """Import every giftrec module once, here: create_app imports most of them lazily (scikit-learn...)."""
+    """Import every giftrec module once, here: create_app imports most of them lazily (scikit-learn...).
+
+    The parent must stay one thread: a fork copies only the forking thread, so a child forked while another
+    thread held a lock (SQLite's allocator mutex, once) waits for it forever.
+    """
     for package in (api, domain, jobs, recommender):
         for module in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
-            importlib.import_module(module.name)
+            if module.name not in _NOT_IMPORTED:
+                importlib.import_module(module.name)
+    threads = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+    if threads:
+        raise SystemExit(f"importing giftrec started threads, a fork could hang on their locks: {threads}")
 
 
 def _child(args: list[str], log_file: str) -> None:
