@@ -28,7 +28,6 @@ import jobs  # noqa: E402
 import recommender  # noqa: E402
 from api.cli import cli  # noqa: E402
 
-
 #: Modules that do work when imported: api.wsgi builds an app, whose model store starts a thread.
 _NOT_IMPORTED = {"api.wsgi"}
 
