@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 from apiflask import APIBlueprint, Schema
-from apiflask.fields import Date, Float, Integer, List, Nested, String
+from apiflask.fields import Boolean, Date, Float, Integer, List, Nested, String
 from apiflask.validators import Range
 from flask import current_app, jsonify
 
@@ -37,16 +37,26 @@ class NextPurchaseItemOut(Schema):
     currency = String(required=True, metadata={"example": "GBP"})
     url = String(allow_none=True)
     image_url = String(allow_none=True)
-    expected_on = Date(metadata={"description": "when the customer will probably buy it again"})
-    expected_in_days = Float(metadata={"description": "days from as_of to expected_on"})
+    is_new = Boolean(metadata={"description": "true: the customer has not bought it before"})
+    score = Float(
+        metadata={
+            "description": "the ranker's estimated chance of buying it within horizon_days (the list's order)"
+        }
+    )
+    expected_on = Date(
+        allow_none=True,
+        metadata={"description": "when the customer will probably buy it again (null for a new item)"},
+    )
+    expected_in_days = Float(allow_none=True, metadata={"description": "days from as_of to expected_on"})
     probability = Float(
+        allow_none=True,
         metadata={
             "description": "model estimate of buying it within horizon_days: P(alive) x the customer's "
             "propensity to rebuy it x the chance its repurchase interval ends in the window (not calibrated)"
-        }
+        },
     )
     purchases = Integer(metadata={"description": "days on which the customer bought it"})
-    last_bought_on = Date()
+    last_bought_on = Date(allow_none=True)
 
 
 class NextPurchaseOut(Schema):
@@ -112,11 +122,13 @@ def _body(result: next_purchase.NextPurchase) -> dict[str, Any]:
                 "currency": it.currency,
                 "url": it.url,
                 "image_url": it.image_url,
-                "expected_on": it.expected_on.isoformat(),
+                "is_new": it.is_new,
+                "score": it.score,
+                "expected_on": day(it.expected_on),
                 "expected_in_days": it.expected_in_days,
                 "probability": it.probability,
                 "purchases": it.purchases,
-                "last_bought_on": it.last_bought_on.isoformat(),
+                "last_bought_on": day(it.last_bought_on),
             }
             for it in result.items
         ],

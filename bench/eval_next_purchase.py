@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("|---|---|---|---|---|---|---|")
     rankings = [
-        ("served (repeat ranking)", served),
+        ("served (learned ranker)", served),
         ("due-date ranking", ours),
         ("personal top-frequency", baseline),
         *(

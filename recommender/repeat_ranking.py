@@ -35,7 +35,7 @@ from recommender.base import NotFittedError
 from recommender.next_purchase import NextPurchaseModel
 from recommender.tifuknn import PUBLISHED_PARAMS, TIFUKNN
 
-__all__ = ["FEATURES", "WEIGHTS", "RepeatRanker"]
+__all__ = ["FEATURES", "WEIGHTS", "RepeatRanker", "recent_buyers"]
 
 FEATURES = ("chance", "lines", "days", "recent", "trend", "neighbours")
 #: Chosen on the validation window (module docstring).
@@ -123,8 +123,8 @@ class RepeatRanker:
         recent = np.exp(-(now - scored["last"]) / 30.0)
         own["recent"] = csr_matrix((recent, (scored["user"], scored["item"])), shape=shape)
         self._own = own
-        buyers_14 = _buyers(u, i, d, n_items, now - 14)
-        buyers_90 = _buyers(u, i, d, n_items, now - 90)
+        buyers_14 = recent_buyers(u, i, d, n_items, now - 14)
+        buyers_90 = recent_buyers(u, i, d, n_items, now - 90)
         rate = buyers_14 / np.maximum(buyers_90 * 14.0 / 90.0, 1e-9)
         self._trend = np.where(buyers_90 >= _TREND_MIN_BUYERS, rate, 0.0)
         return self
@@ -167,7 +167,7 @@ class RepeatRanker:
         return items[order], score[order]
 
 
-def _buyers(u: np.ndarray, i: np.ndarray, d: np.ndarray, n_items: int, since: int) -> np.ndarray:
+def recent_buyers(u: np.ndarray, i: np.ndarray, d: np.ndarray, n_items: int, since: int) -> np.ndarray:
     """Distinct customers per item with a purchase after day `since`, shape (n_items,) float."""
     recent = d > since
     pairs = np.unique(u[recent] * n_items + i[recent])

@@ -129,7 +129,7 @@ def find_running_out(
 ) -> list[Firing]:
     """Products the customer rebuys whose expected repurchase day (the next-purchase model) is near."""
     ts = settings.triggers
-    fitted = fit_next_purchase(session, now)
+    fitted = fit_next_purchase(session, now, rank=False)  # the repurchase intervals only
     model = fitted.model
     if model is None:
         return []

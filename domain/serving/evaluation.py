@@ -56,8 +56,8 @@ from recommender.evaluation import (
 )
 from recommender.feedback import simulate_rejections
 from recommender.interactions import IdIndex
+from recommender.next_basket import RANKER_PARAMS
 from recommender.popularity import NewArrivals, PopularityRecommender
-from recommender.repeat_ranking import WEIGHTS
 
 __all__ = [
     "evaluate_command",
@@ -241,7 +241,7 @@ def served_lists(
         recs["next_purchases"] = _next_purchase_lists(
             split, k, purchase_days_of(split.train, customers, products), keys, product_at
         )
-        params["next_purchases"] = {"ranker": "repeat_ranking", "weights": dict(WEIGHTS)}
+        params["next_purchases"] = {"ranker": "next_basket", **RANKER_PARAMS}
         # Discovery: the storefront's picks, filled as serving fills them (fill_picks).
         users = split.truth["discovery"].user_idxs
         out = np.full((users.size, k), -1, dtype=np.int64)

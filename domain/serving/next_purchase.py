@@ -35,8 +35,8 @@ from domain.models._types import utcnow
 from domain.serving.recommendations import MAX_N, Serving
 from recommender.base import RecommenderError
 from recommender.interactions import IdIndex
+from recommender.next_basket import NextBasketRanker, Purchases
 from recommender.next_purchase import NextPurchaseModel
-from recommender.repeat_ranking import RepeatRanker
 
 __all__ = [
     "DEFAULT_HORIZON_DAYS",
@@ -111,11 +111,11 @@ class FittedNextPurchase:
 
     ``model`` is None when the orders cannot support a fit (no orders, nobody bought twice); ``note``
     then says why and every customer gets an answer without estimates. ``ranker`` (None with it) ranks
-    the items; its ``model`` is ``model``.
+    the items; its ``model`` is ``model``; ``ranker.note`` says when it had too little history to learn.
     """
 
     model: NextPurchaseModel | None
-    ranker: RepeatRanker | None
+    ranker: NextBasketRanker | None
     customers: IdIndex
     products: IdIndex
     as_of: dt.date
@@ -128,9 +128,15 @@ def _date(day: int | np.integer[Any]) -> dt.date:
 
 
 def fit_next_purchase(
-    session: Session, now: dt.datetime | None = None, *, horizon_days: float = DEFAULT_HORIZON_DAYS
+    session: Session,
+    now: dt.datetime | None = None,
+    *,
+    horizon_days: float = DEFAULT_HORIZON_DAYS,
+    rank: bool = True,
 ) -> FittedNextPurchase:
-    """Fit BG/NBD and the repurchase intervals on every purchase up to ``now`` (default: the current time).
+    """Fit BG/NBD and the repurchase intervals on every purchase up to ``now`` (default: the current time),
+    and with `rank` the learned item ranking (what the endpoint serves; callers that need only the
+    timing model, like the lifecycle triggers, skip its cost).
 
     "Today" is the day of ``now`` or of the newest purchase, whichever is earlier.
     """
@@ -138,7 +144,9 @@ def fit_next_purchase(
     rows = load_purchase_days(session, until=cut)
     customers = _by_name(session, Customer.id, Customer.external_id, rows.customer_ids)
     products = _by_name(session, Product.id, Product.sku, rows.product_ids)
-    return fit_purchase_days(rows, (cut.date() - _EPOCH).days, customers, products, horizon_days=horizon_days)
+    return fit_purchase_days(
+        rows, (cut.date() - _EPOCH).days, customers, products, horizon_days=horizon_days, rank=rank
+    )
 
 
 def _by_name(session: Session, key: Any, name: Any, wanted: np.ndarray) -> IdIndex:
@@ -159,27 +167,30 @@ def fit_purchase_days(
     products: IdIndex,
     *,
     horizon_days: float = DEFAULT_HORIZON_DAYS,
+    ranker_params: dict[str, Any] | None = None,
+    rank: bool = True,
 ) -> FittedNextPurchase:
-    """Fit the ranker (BG/NBD, repurchase intervals, TIFU-KNN neighbours) on purchase days up to `cut_day`.
+    """Fit the ranker (`recommender.next_basket.NextBasketRanker`) on purchase days up to `cut_day`.
 
     "Today" is `cut_day` or the newest purchase's day, whichever is earlier. `customers` and `products`
     hold every key of `rows` in the order that breaks ties (see `_by_name`). `giftrec evaluate` calls
-    this with the lines of a file, the service with the database's.
+    this with the lines of a file, the service with the database's; `ranker_params` (tuning only)
+    override `recommender.next_basket.RANKER_PARAMS`. Without `rank` only the timing model is fitted
+    (``ranker`` is None).
     """
     today = min(cut_day, int(rows.days.max())) if len(rows) else cut_day
     # one canonical order of the rows, so that sums come out bit for bit the same on either path
     u, i = customers.index_of(rows.customer_ids), products.index_of(rows.product_ids)
     order = np.lexsort((rows.days, i, u))
-    ranker = RepeatRanker(horizon=float(horizon_days))
+    ranker = NextBasketRanker(horizon=float(horizon_days), params=ranker_params)
     try:
+        if not rank:
+            model = NextPurchaseModel(horizon=float(horizon_days))
+            model.fit(u[order], i[order], rows.days[order], len(customers), len(products), now=today)
+            return FittedNextPurchase(model, None, customers, products, _date(today), utcnow())
         ranker.fit(
-            u[order],
-            i[order],
-            rows.days[order],
-            rows.lines[order],
-            n_users=len(customers),
-            n_items=len(products),
-            now=today,
+            Purchases(u[order], i[order], rows.days[order], rows.lines[order], len(customers), len(products)),
+            today,
         )
     except RecommenderError as exc:
         note = f"no next-purchase estimates yet: {exc}"
@@ -261,7 +272,12 @@ class NextPurchaseService:
 
 @dataclass(frozen=True, slots=True)
 class NextPurchaseItem:
-    """A product the customer will probably buy again, and when."""
+    """A product the customer will probably buy next: again (with when), or for the first time (``is_new``).
+
+    ``score`` is the ranker's estimated chance of buying it within the horizon (the order of the list);
+    ``probability``, ``expected_on`` and ``last_bought_on`` come from the repurchase-interval model and are
+    None for a new item.
+    """
 
     sku: str
     title: str
@@ -270,11 +286,13 @@ class NextPurchaseItem:
     url: str | None
     image_url: str | None
     category: str | None
-    expected_on: dt.date
-    expected_in_days: float
-    probability: float
+    is_new: bool
+    score: float
+    expected_on: dt.date | None
+    expected_in_days: float | None
+    probability: float | None
     purchases: int
-    last_bought_on: dt.date
+    last_bought_on: dt.date | None
 
 
 @dataclass(frozen=True)
@@ -304,9 +322,10 @@ def _check_n(n: int) -> int:
 def next_purchase_for(service: NextPurchaseService, customer_external_id: str, n: int = 10) -> NextPurchase:
     """What the customer will probably buy next and when, plus P(alive) and the expected purchases.
 
-    Items are products the customer bought before that are active and in stock, ranked by
-    :class:`~recommender.repeat_ranking.RepeatRanker` (what ``giftrec evaluate`` measures as served); each
-    carries the estimated chance of buying it within the service's horizon and its expected date.
+    Items are active, in-stock products the customer bought before or may buy for the first time, ranked
+    by :class:`~recommender.next_basket.NextBasketRanker` (what ``giftrec evaluate`` measures as served);
+    each carries the ranker's score, and an item bought before the repurchase model's chance of buying it
+    again within the service's horizon and its expected date.
     Raises NotFound for an unknown customer and InvalidInput for a bad ``n``.
     """
     _check_n(n)
@@ -339,21 +358,15 @@ def next_purchase_for(service: NextPurchaseService, customer_external_id: str, n
     inside = positions >= 0
     allowed[inside] = cat.available[positions[inside]]
     assert fitted.ranker is not None  # fitted together with the model
-    ranked, _ = fitted.ranker.rank(row, n, allowed=allowed)
-    # the customer-level estimates, and each item's timing (every own item, in the model's order)
+    ranked, scores = fitted.ranker.rank(row, n, allowed=allowed)
+    # the customer-level estimates, and each own item's timing (every own item, in the model's order)
     p = model.predict(row, model.intervals.n_items, allowed=allowed)
     at = {item: pos for pos, item in enumerate(p.item_idxs.tolist())}
-    chosen = [at[item] for item in ranked.tolist()]
     items = []
-    for item, wait, prob, count, last in zip(
-        p.item_idxs[chosen].tolist(),
-        p.expected_in[chosen].tolist(),
-        p.probabilities[chosen].tolist(),
-        p.purchases[chosen].tolist(),
-        p.last_days[chosen].tolist(),
-        strict=True,
-    ):
+    for item, score in zip(ranked.tolist(), scores.tolist(), strict=True):
         card = cat.card(int(positions[item]))
+        pos = at.get(item)
+        wait = None if pos is None else float(p.expected_in[pos])
         items.append(
             NextPurchaseItem(
                 sku=card.sku,
@@ -363,11 +376,13 @@ def next_purchase_for(service: NextPurchaseService, customer_external_id: str, n
                 url=card.url,
                 image_url=card.image_url,
                 category=card.category,
-                expected_on=fitted.as_of + dt.timedelta(days=round(wait)),
-                expected_in_days=round(float(wait), 1),
-                probability=round(float(prob), 6),
-                purchases=int(count),
-                last_bought_on=_date(last),
+                is_new=pos is None,
+                score=round(float(score), 6),
+                expected_on=None if wait is None else fitted.as_of + dt.timedelta(days=round(wait)),
+                expected_in_days=None if wait is None else round(wait, 1),
+                probability=None if pos is None else round(float(p.probabilities[pos]), 6),
+                purchases=0 if pos is None else int(p.purchases[pos]),
+                last_bought_on=None if pos is None else _date(p.last_days[pos]),
             )
         )
     summary = model.summary

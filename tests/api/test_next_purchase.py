@@ -20,6 +20,8 @@ ITEM_FIELDS = {
     "currency",
     "url",
     "image_url",
+    "is_new",
+    "score",
     "expected_on",
     "expected_in_days",
     "probability",
@@ -68,10 +70,17 @@ def test_next_purchase_of_a_regular_customer(app, client, keys, imported):
     items = body["items"]
     assert 1 <= len(items) <= 5
     assert all(set(item) == ITEM_FIELDS for item in items)
-    assert {item["sku"] for item in items} <= bought
-    assert all(item["expected_on"] >= body["as_of"] >= item["last_bought_on"] for item in items)
+    # items bought before carry their timing; new ones (the ranker's collaborative candidates) have none
+    again = [item for item in items if not item["is_new"]]
+    new = [item for item in items if item["is_new"]]
+    assert {item["sku"] for item in again} <= bought and not {item["sku"] for item in new} & bought
+    assert all(item["expected_on"] >= body["as_of"] >= item["last_bought_on"] for item in again)
+    assert all(0 < i["probability"] <= 1 for i in again)
+    assert all(i["expected_on"] is i["last_bought_on"] is i["probability"] is None for i in new)
+    assert all(i["purchases"] == 0 for i in new)
     # ranked by the served ranking (tests/domain/serving/test_next_purchase.py checks the order)
-    assert all(0 < i["probability"] <= 1 for i in items)
+    scores = [i["score"] for i in items]
+    assert scores == sorted(scores, reverse=True) and all(0 < s <= 1 for s in scores)
 
     # Regression: the public widget key read any customer's purchase counts, dates and p_alive. The
     # purchase history stays with the shop's backend (server keys).

@@ -1,0 +1,92 @@
+"""NextBasketRanker: the learned next-purchase ranking over own and new candidate items."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recommender.base import NotFittedError
+from recommender.next_basket import FEATURES, NextBasketRanker, Purchases, candidate_features
+
+N_USERS, N_ITEMS, NOW = 400, 40, 239
+GROUPS = 10  # customer c follows trigger item 2 * (c % 10) with item 2 * (c % 10) + 1
+FILLERS = np.arange(20, 40)
+
+
+def planted() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Purchases where a trigger item is followed 5 to 25 days later by its partner, plus filler items
+    bought once at random; returns (users, items, days, lines, the customers waiting for the partner)."""
+    rng = np.random.default_rng(7)
+    u: list[int] = []
+    i: list[int] = []
+    d: list[int] = []
+    waiting = []
+    for c in range(N_USERS):
+        trigger = 2 * (c % GROUPS)
+        start = int(rng.integers(0, NOW + 1))
+        follow = start + int(rng.integers(5, 26))
+        u.append(c), i.append(trigger), d.append(start)
+        if follow <= NOW:
+            u.append(c), i.append(trigger + 1), d.append(follow)
+        elif start > NOW - 5:
+            waiting.append(c)
+        for item in rng.choice(FILLERS, size=3, replace=False).tolist():
+            u.append(c), i.append(item), d.append(int(rng.integers(0, NOW + 1)))
+    key = np.unique(np.array([u, i, d]), axis=1)  # distinct (customer, item, day)
+    return key[0], key[1], key[2], np.ones(key.shape[1], np.int64), np.array(waiting)
+
+
+def test_the_ranker_learns_a_planted_follow_up_item_new_to_the_customer():
+    u, i, d, lines, waiting = planted()
+    ranker = NextBasketRanker(params={"training_windows": 4, "max_iter": 100}).fit(
+        Purchases(u, i, d, lines, N_USERS, N_ITEMS), NOW
+    )
+    assert ranker.classifier is not None and ranker.note is None
+    assert waiting.size >= 3
+    for c in waiting.tolist():
+        partner = 2 * (c % GROUPS) + 1
+        items, scores = ranker.rank(c, 3)
+        assert items[0] == partner, (c, items, scores)
+        assert not ranker.is_own(c, items[:1])[0]  # never bought: found by the collaborative candidates
+        assert scores[0] > 2 * scores[1]  # far ahead of the customer's own filler items, not a near tie
+
+
+def test_without_enough_history_it_ranks_own_items_by_the_fixed_blend():
+    u, i, d, lines, _ = planted()
+    keep = d > NOW - 20  # 20 days: no label window has history before it
+    ranker = NextBasketRanker().fit(Purchases(u[keep], i[keep], d[keep], lines[keep], N_USERS, N_ITEMS), NOW)
+    assert ranker.classifier is None and "too little history" in (ranker.note or "")
+    for c in np.unique(u[keep]).tolist():
+        items, _ = ranker.rank(c, 10)
+        assert ranker.is_own(c, items).all()
+
+
+def test_rank_honours_allowed_and_n():
+    u, i, d, lines, waiting = planted()
+    ranker = NextBasketRanker(params={"training_windows": 4, "max_iter": 100}).fit(
+        Purchases(u, i, d, lines, N_USERS, N_ITEMS), NOW
+    )
+    c = int(waiting[0])
+    allowed = np.ones(N_ITEMS, dtype=bool)
+    allowed[2 * (c % GROUPS) + 1] = False
+    items, _ = ranker.rank(c, 2, allowed=allowed)
+    assert items.size == 2 and allowed[items].all()
+
+
+def test_candidate_features_read_nothing_after_the_cut():
+    u, i, d, lines, _ = planted()
+    cut = NOW - 30
+    every = Purchases(u, i, d, lines, N_USERS, N_ITEMS)
+    a, _ = candidate_features(every, cut, horizon=30, new_per_source=5)
+    seen = d <= cut
+    before = Purchases(u[seen], i[seen], d[seen], lines[seen], N_USERS, N_ITEMS)
+    b, _ = candidate_features(before, cut, horizon=30, new_per_source=5)
+    assert np.array_equal(a.users, b.users) and np.array_equal(a.items, b.items)
+    assert np.array_equal(a.X, b.X) and a.X.shape[1] == len(FEATURES)
+
+
+def test_unknown_parameters_and_unfitted_use_raise():
+    with pytest.raises(ValueError, match="unknown ranker parameters"):
+        NextBasketRanker(params={"nonsense": 1})
+    with pytest.raises(NotFittedError):
+        NextBasketRanker().rank(0, 10)
