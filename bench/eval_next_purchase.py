@@ -32,7 +32,7 @@ from scipy.sparse import csr_matrix
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import roc_auc_score
 
-from bench._common import uci_history
+from bench._common import machine_line, uci_history
 from domain.serving.evaluation import _next_purchase_lists, purchase_days_of, training_rows
 from recommender.base import top_k_rows
 from recommender.evaluation import (
@@ -44,6 +44,7 @@ from recommender.evaluation import (
     ranking_metrics,
     temporal_cut,
 )
+from recommender.intervals import paired_difference
 from recommender.next_purchase import NextPurchaseModel
 from recommender.tifuknn import PUBLISHED_PARAMS
 
@@ -80,6 +81,7 @@ def _recency_rule(
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     args, history = uci_history(__doc__ or "", argv, DEFAULT_UCI)
+    print(machine_line())
     cut = temporal_cut(history.timestamps, args.test_days)
     split = make_split(history, cut)
     read_s = time.perf_counter() - started
@@ -184,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     baseline = _personal_top_frequency_recs(split, k)
     popular, _ = top_k_rows(np.broadcast_to(pop, (truth.user_idxs.size, n_items)).copy(), k)
     _, _, customers, products = training_rows(split.train)
+    ranker_cpu = time.process_time()
     served = _next_purchase_lists(
         split,
         k,
@@ -191,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         customers.index_of(split.users.ids),
         split.items.index_of(products.ids),
     )
+    ranker_cpu = time.process_time() - ranker_cpu
     bought_before = split.counts[truth.user_idxs] > 0
     repeat_truth = truth.relevant.multiply(bought_before).tocsr()
     new_truth = (truth.relevant - repeat_truth).tocsr()
@@ -215,8 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         ),
         ("popularity", popular),
     ]
+    every_of = {}
     for name, recs in rankings:
         every = ranking_metrics(recs, truth.relevant, k, n_items, truth.n_relevant)
+        every_of[name] = every
         repeat = ranking_metrics(recs[has_repeat], repeat_truth[has_repeat], k, n_items)
         new = ranking_metrics(recs[has_new], new_truth[has_new], k, n_items)
         print(
@@ -228,6 +234,19 @@ def main(argv: list[str] | None = None) -> int:
                 ],
             )
         )
+    served_m = every_of[rankings[0][0]]
+    best_name, best = max(
+        ((n_, m) for n_, m in every_of.items() if n_.startswith(("personal", "tifu", "popularity"))),
+        key=lambda nm: nm[1].recall,
+    )
+    assert served_m.per_customer_recall is not None and best.per_customer_recall is not None
+    diff = paired_difference(served_m.per_customer_recall, best.per_customer_recall)
+    print(
+        f"\nserved / best baseline ({best_name}): recall@{k} {served_m.recall / best.recall:.3f}x, "
+        f"difference {diff.mean:+.4f} (paired bootstrap {diff.confidence:.0%} CI {diff.low:+.4f} .. "
+        f"{diff.high:+.4f}); the served ranker's fit (learning + scoring every customer): "
+        f"{ranker_cpu:.1f} s process CPU"
+    )
     print(
         f"\ncustomers: {truth.user_idxs.size} evaluated, "
         f"{int(has_repeat.sum())} with a repeat item in the window, {int(has_new.sum())} with a new one "

@@ -38,7 +38,7 @@ from recommender.evaluation import (
     temporal_cut,
 )
 from recommender.interactions import IdIndex
-from recommender.repeat_ranking import WEIGHTS
+from recommender.next_basket import RANKER_PARAMS
 from tests.domain.serving.fixtures import (  # noqa: F401
     clock,
     imported,
@@ -99,8 +99,8 @@ def test_evaluate_reports_the_served_configuration(tmp_path: Path, settings: Set
     out = evaluate_command(path, "generic", 15, 2, True, grids=grids, settings=settings)
     assert isinstance(out, dict)
     assert out["default"] == SERVED
-    # next purchases are the endpoint's ranking of the customer's own items
-    assert out["served"]["next_purchases"] == {"ranker": "repeat_ranking", "weights": WEIGHTS}
+    # next purchases are the endpoint's ranking (the learned ranker and its settings)
+    assert out["served"]["next_purchases"] == {"ranker": "next_basket", **RANKER_PARAMS}
     assert out["served"]["discovery"]["repeat"] is False
     assert out["served"]["discovery"]["interactions"]["half_life_days"] == 365.0
     nxt = out["tasks"]["next_purchases"][SERVED]
