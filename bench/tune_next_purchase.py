@@ -28,22 +28,9 @@ from recommender.interactions import IdIndex
 from recommender.next_basket import RANKER_PARAMS
 
 GRID: list[dict[str, Any]] = [
-    {
-        "training_windows": 1,
-        "max_iter": 200,
-        "learning_rate": 0.05,
-        "max_leaf_nodes": 31,
-        "min_samples_leaf": 40,
-    },
-    {
-        "training_windows": 2,
-        "max_iter": 200,
-        "learning_rate": 0.05,
-        "max_leaf_nodes": 31,
-        "min_samples_leaf": 40,
-    },
     {"training_windows": 2},  # RANKER_PARAMS
-    {"training_windows": 2, "max_iter": 100, "learning_rate": 0.1},
+    {"training_windows": 3},
+    {"training_windows": 4},
 ]
 
 
