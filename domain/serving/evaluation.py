@@ -6,11 +6,11 @@ train` would serve with the given settings, as serving answers a customer with n
 - the model, its matrix (weights, damping, half-life ending at the newest line before the cut) and the
   hybrid's recent-bestsellers prior come from :func:`domain.serving.served.fit_served`, which training
   calls; the discovery picks use :func:`~domain.serving.served.discovery_model`, as the model store does;
-- next purchases are what the next-purchase endpoint serves: the customer's own items ranked by
-  :class:`~recommender.repeat_ranking.RepeatRanker`, fitted by
+- next purchases are what the next-purchase endpoint serves: the customer's own items and new candidates
+  ranked by :class:`~recommender.next_basket.NextBasketRanker`, fitted by
   :func:`domain.serving.next_purchase.fit_purchase_days` on the sales' distinct (customer, product, day)
   rows with their line counts, as the endpoint reads them from the database (nothing is padded: the
-  endpoint returns only products the customer bought);
+  endpoint returns only the ranker's candidates);
 - discovery is the default picks (the discovery blend, items bought net of returns blocked), filled
   along serving's chain: the model's positive scores, items similar to the
   customer's purchases, then bestsellers of ``interactions.bestseller_days`` (distinct buyers, guests
