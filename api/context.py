@@ -25,7 +25,7 @@ class AppContext:
 
     def close(self, timeout: float = 30.0) -> None:
         """Let background refreshes finish (they hold database connections), then close the pool."""
-        for name in ("model_store", "catalog"):
+        for name in ("next_purchase", "model_store", "catalog"):
             service = self.services.get(name)
             if service is not None:
                 service.wait(timeout)

@@ -83,7 +83,15 @@ class NextPurchaseOut(Schema):
         metadata={"description": "median date of the next purchase if the customer is active"},
     )
     items = List(Nested(NextPurchaseItemOut))
-    note = String(allow_none=True, metadata={"description": "why estimates are missing, when they are"})
+    note = String(
+        allow_none=True,
+        metadata={
+            "description": (
+                "why estimates are missing, when they are; or that the learned ranking is being prepared "
+                "(shortly after a start: items bought before, ranked by their repurchase chance)"
+            )
+        },
+    )
 
 
 def next_purchase_service() -> next_purchase.NextPurchaseService:

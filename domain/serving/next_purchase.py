@@ -8,10 +8,12 @@ The data's clock: "today" is the day of the newest order when that is earlier th
 training and bestsellers do, so that historical data (the UCI file ends on 2011-12-09) gives sensible
 answers. Every answer states it as ``as_of``.
 
-:class:`NextPurchaseService` keeps one fitted model per process, built on first use and refitted when
-the served recommendation model changes, or when orders changed and the fit is older than
-``max_age`` seconds. A refit runs in the request that finds it due while others keep answering from the
-previous fit.
+:class:`NextPurchaseService` keeps one fitted model per process. The learned ranking costs tens of seconds
+of CPU on a large shop, so it is fitted in a background thread, never in a request: on first use and
+when the served recommendation model changes (daily training). Until the first learned fit is ready,
+requests are answered at once from the timing model alone (fitted without the ranker, seconds at most),
+its items ranked by repurchase chance and the answer's ``note`` saying the learned ranking is being
+prepared; after a model change the previous learned fit keeps answering until the new one is ready.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -44,6 +46,7 @@ __all__ = [
     "NextPurchase",
     "NextPurchaseItem",
     "NextPurchaseService",
+    "PREPARING",
     "PurchaseDays",
     "day_number",
     "fit_next_purchase",
@@ -112,6 +115,8 @@ class FittedNextPurchase:
     ``model`` is None when the orders cannot support a fit (no orders, nobody bought twice); ``note``
     then says why and every customer gets an answer without estimates. ``ranker`` (None with it) ranks
     the items; its ``model`` is ``model``; ``ranker.note`` says when it had too little history to learn.
+    A fit of the timing model alone has no ``ranker`` (the service's answers while the learned one is
+    fitted, with ``note`` = `PREPARING`).
     """
 
     model: NextPurchaseModel | None
@@ -199,18 +204,27 @@ def fit_purchase_days(
     return FittedNextPurchase(ranker.model, ranker, customers, products, _date(today), utcnow())
 
 
+#: The answer's note while the learned ranking is being fitted (items ranked by repurchase chance meanwhile).
+PREPARING = (
+    "the learned ranking is being prepared: items bought before, by their chance of being bought again"
+)
+_UNSET = object()
+
+
 class NextPurchaseService:
     """The process's fitted next-purchase model (see the module docstring).
 
     Parameters
     ----------
     serving : Serving
-        The model store (its model and data versions say when to refit) and the catalog (product cards).
+        The model store (its model version says when to refit) and the catalog (product cards).
     sessions : sessionmaker
-    max_age : float
-        Seconds after which a fit is redone if orders changed.
+    retry_after : float
+        Seconds before a failed background fit is tried again for the same model version.
     clock : callable
         Monotonic seconds.
+    fit : callable
+        The learned fit, ``fit(session, horizon_days=...)`` (default `fit_next_purchase`; tests gate it).
     """
 
     def __init__(
@@ -218,56 +232,82 @@ class NextPurchaseService:
         serving: Serving,
         sessions: sessionmaker[Session],
         *,
-        max_age: float = 600.0,
+        retry_after: float = 600.0,
         horizon_days: float = DEFAULT_HORIZON_DAYS,
         clock: Callable[[], float] = time.monotonic,
+        fit: Callable[..., FittedNextPurchase] = fit_next_purchase,
     ) -> None:
         self.serving = serving
         self._sessions = sessions
-        self.max_age = max_age
+        self.retry_after = retry_after
         self.horizon_days = horizon_days
         self._clock = clock
-        self._lock = threading.Lock()
-        self._fitted: FittedNextPurchase | None = None
-        self._key: tuple[Any, ...] | None = None
-        self._fitted_clock = float("-inf")
+        self._fit = fit
+        self._lock = threading.Lock()  # the worker's start
+        self._cheap_lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self._fitted: FittedNextPurchase | None = None  # the learned fit
+        self._version: Any = _UNSET  # the model version it was fitted for
+        self._cheap: FittedNextPurchase | None = None  # the timing model, until the learned fit is ready
+        self._failed: tuple[Any, float] | None = None  # (model version, clock) of the last failed fit
 
-    def _wanted_key(self) -> tuple[Any, ...]:
+    def _model_version(self) -> Any:
         data = self.serving.store.current()
-        return (None if data.model is None else data.model.version, data.version)
-
-    def _due(self, key: tuple[Any, ...]) -> bool:
-        if self._fitted is None or self._key is None:
-            return True
-        if key[0] != self._key[0]:
-            return True  # a newly trained or rolled-back model: the data were just read again
-        return key != self._key and self._clock() - self._fitted_clock >= self.max_age
+        return None if data.model is None else data.model.version
 
     def current(self) -> FittedNextPurchase:
-        """The fitted model, refitted first if due (another thread's refit is not waited for)."""
-        key = self._wanted_key()
+        """The learned fit for the served model version; starts its background fit when due. Never waits
+        for it: meanwhile the previous learned fit answers, or before the first one the timing model."""
+        version = self._model_version()
         fitted = self._fitted
-        if fitted is not None and not self._due(key):
+        if fitted is not None and self._version == version:
             return fitted
-        if fitted is not None and not self._lock.acquire(blocking=False):
-            return fitted  # someone is refitting: answer from the previous fit meanwhile
-        if fitted is None:
-            self._lock.acquire()
-        try:
-            if self._fitted is None or self._due(key):
-                self.refresh(key)
-        finally:
-            self._lock.release()
-        assert self._fitted is not None
-        return self._fitted
+        self._start(version)
+        if fitted is not None:
+            return fitted
+        return self._timing_only()
 
-    def refresh(self, key: tuple[Any, ...] | None = None) -> FittedNextPurchase:
-        """Fit now (tests, or after a known change)."""
-        key = self._wanted_key() if key is None else key
+    def _start(self, version: Any) -> None:
+        with self._lock:
+            if self._worker is not None and self._worker.is_alive():
+                return
+            if self._failed is not None and self._failed[0] == version:
+                if self._clock() - self._failed[1] < self.retry_after:
+                    return
+            self._worker = threading.Thread(
+                target=self._work, args=(version,), name="giftrec-next-purchase", daemon=True
+            )
+            self._worker.start()
+
+    def _work(self, version: Any) -> None:
+        try:
+            self.refresh(version)
+        except Exception:  # a thread has nobody to raise to: log, and retry after retry_after
+            log.exception("next-purchase: the learned fit failed")
+            self._failed = (version, self._clock())
+
+    def _timing_only(self) -> FittedNextPurchase:
+        with self._cheap_lock:
+            if self._cheap is None:
+                with self._sessions() as session:
+                    fitted = fit_next_purchase(session, horizon_days=self.horizon_days, rank=False)
+                self._cheap = fitted if fitted.model is None else replace(fitted, note=PREPARING)
+            return self._cheap
+
+    def refresh(self, version: Any = _UNSET) -> FittedNextPurchase:
+        """Fit the learned ranking now, in the caller's thread (tests, or after a known change)."""
+        version = self._model_version() if version is _UNSET else version
         with self._sessions() as session:
-            fitted = fit_next_purchase(session, horizon_days=self.horizon_days)
-        self._fitted, self._key, self._fitted_clock = fitted, key, self._clock()
+            fitted = self._fit(session, horizon_days=self.horizon_days)
+        self._fitted, self._version, self._cheap, self._failed = fitted, version, None, None
         return fitted
+
+    def wait(self, timeout: float = 30.0) -> bool:
+        """Wait for a running background fit to finish; whether the learned fit is ready (tests)."""
+        worker = self._worker
+        if worker is not None:
+            worker.join(timeout)
+        return self._fitted is not None and (worker is None or not worker.is_alive())
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,7 +365,8 @@ def next_purchase_for(service: NextPurchaseService, customer_external_id: str, n
     Items are active, in-stock products the customer bought before or may buy for the first time, ranked
     by :class:`~recommender.next_basket.NextBasketRanker` (what ``giftrec evaluate`` measures as served);
     each carries the ranker's score, and an item bought before the repurchase model's chance of buying it
-    again within the service's horizon and its expected date.
+    again within the service's horizon and its expected date. Until the service's first learned fit is
+    ready, only items bought before, by that chance (their score), and ``note`` says so.
     Raises NotFound for an unknown customer and InvalidInput for a bad ``n``.
     """
     _check_n(n)
@@ -350,17 +391,19 @@ def next_purchase_for(service: NextPurchaseService, customer_external_id: str, n
             None,
             None,
             [],
-            fitted.note or "no purchases yet",
+            (fitted.note if model is None else None) or "no purchases yet",
         )
     cat = service.serving.catalog.current()
     positions = cat.positions(fitted.products.ids)
     allowed = np.zeros(len(fitted.products), dtype=bool)
     inside = positions >= 0
     allowed[inside] = cat.available[positions[inside]]
-    assert fitted.ranker is not None  # fitted together with the model
-    ranked, scores = fitted.ranker.rank(row, n, allowed=allowed)
     # the customer-level estimates, and each own item's timing (every own item, in the model's order)
     p = model.predict(row, model.intervals.n_items, allowed=allowed)
+    if fitted.ranker is not None:
+        ranked, scores = fitted.ranker.rank(row, n, allowed=allowed)
+    else:  # the timing model alone (the learned ranking is being prepared): own items by repurchase chance
+        ranked, scores = p.item_idxs[:n], p.probabilities[:n]
     at = {item: pos for pos, item in enumerate(p.item_idxs.tolist())}
     items = []
     for item, score in zip(ranked.tolist(), scores.tolist(), strict=True):
@@ -401,6 +444,7 @@ def next_purchase_for(service: NextPurchaseService, customer_external_id: str, n
         if median is None or not np.isfinite(median) or median > 36500
         else fitted.as_of + dt.timedelta(days=round(median)),
         items=items,
+        note=fitted.note,
     )
 
 

@@ -155,6 +155,19 @@ def add_order(
     return order
 
 
+def bought_skus(session: Session, customer_external_id: str) -> set[str]:
+    """The SKUs the customer bought (sale orders)."""
+    return set(
+        session.scalars(
+            select(Product.sku)
+            .join(OrderLine, OrderLine.product_id == Product.id)
+            .join(Order, Order.id == OrderLine.order_id)
+            .join(Customer, Customer.id == Order.customer_id)
+            .where(Customer.external_id == customer_external_id, Order.kind == "sale")
+        )
+    )
+
+
 def stored_artifact(sessions: sessionmaker[Session], settings: Settings, run: ModelRun) -> Artifact:
     """The run's artifact as serving loads it (from the database)."""
     with sessions() as session:
