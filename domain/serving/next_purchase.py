@@ -246,8 +246,8 @@ class NextPurchaseService:
         self._lock = threading.Lock()  # the worker's start
         self._cheap_lock = threading.Lock()
         self._worker: threading.Thread | None = None
-        self._fitted: FittedNextPurchase | None = None  # the learned fit
-        self._version: Any = _UNSET  # the model version it was fitted for
+        # the learned fit and the model version it was fitted for, swapped as one
+        self._learned: tuple[FittedNextPurchase, Any] | None = None
         self._cheap: FittedNextPurchase | None = None  # the timing model, until the learned fit is ready
         self._failed: tuple[Any, float] | None = None  # (model version, clock) of the last failed fit
 
@@ -259,12 +259,12 @@ class NextPurchaseService:
         """The learned fit for the served model version; starts its background fit when due. Never waits
         for it: meanwhile the previous learned fit answers, or before the first one the timing model."""
         version = self._model_version()
-        fitted = self._fitted
-        if fitted is not None and self._version == version:
-            return fitted
+        learned = self._learned
+        if learned is not None and learned[1] == version:
+            return learned[0]
         self._start(version)
-        if fitted is not None:
-            return fitted
+        if learned is not None:
+            return learned[0]
         return self._timing_only()
 
     def _start(self, version: Any) -> None:
@@ -299,7 +299,7 @@ class NextPurchaseService:
         version = self._model_version() if version is _UNSET else version
         with self._sessions() as session:
             fitted = self._fit(session, horizon_days=self.horizon_days)
-        self._fitted, self._version, self._cheap, self._failed = fitted, version, None, None
+        self._learned, self._cheap, self._failed = (fitted, version), None, None
         return fitted
 
     def wait(self, timeout: float = 30.0) -> bool:
@@ -307,7 +307,7 @@ class NextPurchaseService:
         worker = self._worker
         if worker is not None:
             worker.join(timeout)
-        return self._fitted is not None and (worker is None or not worker.is_alive())
+        return self._learned is not None and (worker is None or not worker.is_alive())
 
 
 @dataclass(frozen=True, slots=True)
