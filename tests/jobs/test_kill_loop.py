@@ -57,6 +57,17 @@ class Forker:
         self.proc.communicate()
 
 
+def run_twice_at_once(env: dict[str, str], log: Path, command: str) -> list[int]:
+    """Two children running ``command`` at the same time (the scheduler's run and one by hand); their
+    wait statuses."""
+    forker = Forker(env, log)
+    try:
+        first, second = forker.run(command), forker.run(command)
+        return [forker.wait(first), forker.wait(second)]
+    finally:
+        forker.close()
+
+
 def _wait_for(condition, timeout: float) -> bool:  # type: ignore[no-untyped-def]
     end = time.monotonic() + timeout
     while not condition():

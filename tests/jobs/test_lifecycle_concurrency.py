@@ -13,7 +13,7 @@ from domain.db import session_scope
 from domain.models import Customer, OutboundEmail, TriggerAssignment
 from tests.delivery_fixtures import add_cart, make_customer, make_product
 from tests.domain.serving.fixtures import settings  # noqa: F401
-from tests.jobs.test_kill_loop import Forker
+from tests.jobs.test_kill_loop import run_twice_at_once
 from tests.jobs.test_send_outbox import giftrec_env
 
 TODAY = dt.date(2011, 12, 1)
@@ -37,12 +37,7 @@ def test_two_lifecycle_runs_at_once_record_each_firing_once_and_both_succeed(
 ):
     _carts(sessions)
     log = tmp_path / "children.log"
-    forker = Forker(giftrec_env(settings, smtp_server, tmp_path), log)
-    try:
-        first, second = forker.run(RUN), forker.run(RUN)
-        statuses = [forker.wait(first), forker.wait(second)]
-    finally:
-        forker.close()
+    statuses = run_twice_at_once(giftrec_env(settings, smtp_server, tmp_path), log, RUN)
     with session_scope(sessions) as session:
         firings = select(TriggerAssignment.customer_id, TriggerAssignment.trigger)
         keys = Counter(session.execute(firings).all())

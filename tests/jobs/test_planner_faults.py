@@ -18,7 +18,7 @@ from domain.demo.seed import seed_demo
 from domain.models import GiftSelection
 from domain.reminders.planning import plan_due_selections
 from tests.domain.serving.fixtures import imported, imported_rows, sample_slice, settings  # noqa: F401
-from tests.jobs.test_kill_loop import Forker
+from tests.jobs.test_kill_loop import Forker, run_twice_at_once
 from tests.jobs.test_send_outbox import giftrec_env
 
 SEED = 16
@@ -100,11 +100,6 @@ def test_two_planners_at_once_plan_each_selection_once(sessions, settings, impor
     _seeded(sessions)
     expected = _expected(sessions, settings)
     log = tmp_path / "children.log"
-    forker = Forker(giftrec_env(settings, smtp_server, tmp_path), log)
-    try:
-        first, second = forker.run(PLAN), forker.run(PLAN)
-        statuses = [forker.wait(first), forker.wait(second)]
-    finally:
-        forker.close()
+    statuses = run_twice_at_once(giftrec_env(settings, smtp_server, tmp_path), log, PLAN)
     assert _keys(sessions) == expected  # none twice, none missing
     assert statuses == [0, 0], log.read_text()[-8000:]  # the one that lost the race did not fail
