@@ -87,6 +87,41 @@ def test_two_schedulers_one_lock_each_job_runs_once(settings, sessions, caplog):
         assert s.scalars(select(JobLock)).all() == []
 
 
+def test_each_scheduled_run_is_counted_by_job_and_outcome_with_its_duration(settings, sessions):
+    """`/metrics`' job runs and durations (docs/observability.md): the scheduler counts every run it makes,
+    ok or failed, and observes its wall time, by job."""
+    from prometheus_client import REGISTRY
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    def fails(ctx):
+        raise RuntimeError("the relay is down")
+
+    runners = {name: (lambda ctx: "ok") for name in available_jobs()} | {"train-model": fails}
+    catch_up = [name for name, spec in available_jobs().items() if spec.catch_up]
+    plan = "plan-selections"
+    assert plan in catch_up and "train-model" not in catch_up
+    before = {
+        "ok": sample("giftrec_job_runs_total", job=plan, outcome="ok"),
+        "failed": sample("giftrec_job_runs_total", job="train-model", outcome="failed"),
+        "timed": sample("giftrec_job_duration_seconds_count", job="train-model"),
+        "train ok": sample("giftrec_job_runs_total", job="train-model", outcome="ok"),
+    }
+    scheduler = build_scheduler(JobContext(settings, sessions, None), background=True, runners=runners)
+    try:
+        scheduler.scheduler.start()  # gains the lease and catches up: every catch-up job runs once
+        assert _wait(lambda: sample("giftrec_job_runs_total", job=plan, outcome="ok") == before["ok"] + 1)
+        scheduler.run_soon("train-model")
+        assert _wait(
+            lambda: sample("giftrec_job_duration_seconds_count", job="train-model") == before["timed"] + 1
+        )
+    finally:
+        scheduler.shutdown()
+    assert sample("giftrec_job_runs_total", job="train-model", outcome="failed") == before["failed"] + 1
+    assert sample("giftrec_job_runs_total", job="train-model", outcome="ok") == before["train ok"]
+
+
 def test_jobs_run_from_the_cli(app, runner, sessions, smtp_server, settings):
     ctx = app.extensions["giftrec"]
     mail = dataclasses.replace(ctx.settings.mail, smtp_host=smtp_server.host, smtp_port=smtp_server.port)
