@@ -167,6 +167,29 @@ def test_new_arrivals_go_to_loyal_and_champions_only_with_new_products(session, 
     assert picks <= {p.id for p in new} and old.id not in picks
 
 
+def test_running_out_and_new_arrivals_fire_once_per_window_across_repeated_runs(session, settings):
+    """The rule "at most once per customer per window" for the two triggers whose tests above run once:
+    the same day twice, then the next days inside the same window (replacement, abandoned cart, win-back
+    and the review request have theirs)."""
+    s = only(settings, "running_out", "new_arrivals", running_out_days_before=5, new_arrivals_days=14)
+    tea = make_product(session, "8.00", category="tea", title="Breakfast tea")
+    regulars = [make_customer(session) for _ in range(6)]  # BG/NBD needs a few repeat buyers
+    start = dt.datetime(2011, 6, 1, 10)
+    for n, customer in enumerate(regulars):  # every 30 days; customer 0 is due from 24 Sep, 1 from 27 Sep
+        for k in range(4):
+            buy(session, customer, tea, start + dt.timedelta(days=30 * k + 3 * n))
+    first = start + dt.timedelta(days=90 + 25, hours=2)
+    make_product(session, "25.00", created_at=first - dt.timedelta(days=3))
+    champion = make_customer(session)
+    snapshot(session, champion, first.date(), "champions")
+    for later in (dt.timedelta(0), dt.timedelta(hours=5), dt.timedelta(days=1), dt.timedelta(days=3)):
+        run_triggers(session, s, first + later)
+    fired = sorted((a.trigger, a.customer_id) for a in assignments(session))
+    expected = [("running_out", r.id) for r in regulars[:2]] + [("new_arrivals", champion.id)]
+    assert fired == sorted(expected)
+    assert sorted(e.customer_id for e in emails(session)) == sorted(cid for _, cid in expected)
+
+
 # ----------------------------------------------------------------------------------------- abandoned cart
 def test_abandoned_cart_only_when_the_product_was_not_bought_since(session, settings):
     s = only(settings, "abandoned_cart", abandoned_cart_hours=24, abandoned_cart_max_hours=96)
