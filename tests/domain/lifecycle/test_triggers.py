@@ -205,6 +205,25 @@ def test_abandoned_cart_only_when_the_product_was_not_bought_since(session, sett
     assert (pick.product_id, pick.source) == (product.id, "cart")
 
 
+def test_an_abandoned_cart_email_adds_a_few_picks_after_the_carts_products(session, settings):
+    """The cart's items first, then personalised picks (docs/triggers.md): the second part had no test."""
+    s = only(settings, "abandoned_cart")
+    carted = make_product(session, "30.00")
+    others = [make_product(session, p) for p in ("12.00", "18.00", "24.00", "36.00")]
+    shopper, buyer = make_customer(session), make_customer(session)
+    for product in others:  # something sold, for the candidates to rank
+        buy(session, buyer, product, NOW - dt.timedelta(days=10))
+    add_cart(session, shopper, carted, NOW - dt.timedelta(hours=30))
+    run_triggers(session, s, NOW)
+    [a] = assignments(session, "abandoned_cart")
+    picks = sorted(session.get(GiftSelection, a.selection_id).picks, key=lambda p: (p.tier, p.position))
+    assert [(p.product_id, p.source, p.tier) for p in picks[:1]] == [(carted.id, "cart", 1)]
+    rest = picks[1:]
+    assert rest and len(rest) <= s.triggers.picks
+    assert {p.product_id for p in rest} <= {p.id for p in others}
+    assert all(p.tier == 2 and p.source != "cart" for p in rest)
+
+
 # ------------------------------------------------------------------------------------- who is never eligible
 def test_never_for_erased_unsubscribed_or_unconsenting_customers(session, settings):
     s = only(settings, "abandoned_cart")
