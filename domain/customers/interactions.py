@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from config import InteractionSettings
+from domain.customers.origin import real_orders
 from domain.models import Event, Order, OrderLine
 from recommender.interactions import IdIndex, build_user_items
 
@@ -158,7 +159,7 @@ def _queries(session: Session, until: dt.datetime | None) -> tuple[Select[Any], 
             _epoch(session, Order.ordered_at).label("at"),
         )
         .join(Order, Order.id == OrderLine.order_id)
-        .where(Order.customer_id.is_not(None))
+        .where(Order.customer_id.is_not(None), real_orders())
     )
     events = select(
         Event.customer_id.label("customer_id"),
@@ -253,7 +254,7 @@ def load_sales(
             _epoch(session, Order.ordered_at),
         )
         .join(Order, Order.id == OrderLine.order_id)
-        .where(Order.kind == "sale")
+        .where(Order.kind == "sale", real_orders())
     )
     if since is not None:
         statement = statement.where(Order.ordered_at >= since)

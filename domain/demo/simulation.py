@@ -5,7 +5,8 @@ recorded eligible for a trigger buys, within the attribution window, with ``base
 arm, and a treated customer whose email was sent buys with ``extra_probability`` on top. The campaign report
 (:mod:`domain.lifecycle.campaigns`) should then find, by assignment, a conversion difference of about
 ``sent share x extra x (1 - base)`` with that value inside its interval. Generated orders are labelled
-``source = 'simulation'`` and their ids start with ``SIM-``; a re-run adds nothing.
+``source = 'simulation'`` and their ids start with ``SIM-``; a re-run adds nothing. Training, bestsellers,
+next purchase, RFM and category lifetimes never read them (:func:`domain.customers.origin.real_orders`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config import Settings
+from domain.customers.origin import SIMULATED
 from domain.models import (
     Customer,
     Order,
@@ -30,8 +32,8 @@ from domain.models import (
 
 __all__ = ["SOURCE", "SimulationResult", "simulate_uplift"]
 
-#: ``orders.source`` of every generated order.
-SOURCE = "simulation"
+#: ``orders.source`` of every generated order: training, next purchase and RFM leave them out.
+SOURCE = SIMULATED
 
 
 @dataclass

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from config import Settings
+from domain.customers.origin import real_orders
 from domain.models import Order, OrderLine, Product
 from recommender.lifetimes import learn_lifetimes, repurchase_intervals
 
@@ -64,6 +65,7 @@ def category_lifetimes(session: Session, settings: Settings, now: dt.datetime) -
             Order.customer_id.is_not(None),
             Order.ordered_at <= now,
             Product.category.is_not(None),
+            real_orders(),
         )
         .distinct()
     ).all()

@@ -27,6 +27,7 @@ from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from config import RfmSettings
+from domain.customers.origin import real_orders
 from domain.lifecycle.phases import Phases, timed
 from domain.models import Customer, Order, OrderLine, RfmSnapshot
 from domain.serving.next_purchase import day_number
@@ -88,7 +89,7 @@ def load_purchase_spend(session: Session, until: dt.datetime) -> PurchaseSpend:
         select(Order.customer_id)
         .join(OrderLine, OrderLine.order_id == Order.id)
         .join(Customer, Customer.id == Order.customer_id)
-        .where(Customer.erased_at.is_(None), Order.ordered_at <= until)
+        .where(Customer.erased_at.is_(None), Order.ordered_at <= until, real_orders())
     )
     sales = session.execute(
         base.add_columns(day, amount).where(Order.kind == "sale").group_by(Order.customer_id, day)

@@ -30,6 +30,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from config import Settings
+from domain.customers.origin import real_orders
 from domain.models import ModelRun, Order, OrderLine, Product
 from domain.models._types import naive_utc
 from domain.serving.model_runs import load_newest_usable, load_run_artifact
@@ -288,7 +289,7 @@ def _season_sales(
     rows = session.execute(
         select(OrderLine.product_id, day, func.sum(OrderLine.quantity))
         .join(Order, Order.id == OrderLine.order_id)
-        .where(Order.kind == "sale", or_(*ranges))
+        .where(Order.kind == "sale", or_(*ranges), real_orders())
         .group_by(OrderLine.product_id, day)
     ).all()
     if not rows:
@@ -305,7 +306,7 @@ def _bestsellers(session: Session, catalog: Catalog, now: dt.datetime, days: int
         stmt = (
             select(OrderLine.product_id, func.count(func.distinct(OrderLine.order_id)))
             .join(Order, Order.id == OrderLine.order_id)
-            .where(Order.kind == "sale", Order.ordered_at < now)
+            .where(Order.kind == "sale", Order.ordered_at < now, real_orders())
             .group_by(OrderLine.product_id)
         )
         if since is not None:

@@ -31,6 +31,7 @@ import numpy as np
 from sqlalchemy import Integer, cast, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from domain.customers.origin import real_orders
 from domain.errors import InvalidInput, NotFound
 from domain.models import Customer, Order, OrderLine, Product
 from domain.models._types import utcnow
@@ -93,7 +94,7 @@ def load_purchase_days(session: Session, *, until: dt.datetime | None = None) ->
     statement = (
         select(Order.customer_id, OrderLine.product_id, day, func.count())
         .join(Order, Order.id == OrderLine.order_id)
-        .where(Order.kind == "sale", Order.customer_id.is_not(None))
+        .where(Order.kind == "sale", Order.customer_id.is_not(None), real_orders())
         .group_by(Order.customer_id, OrderLine.product_id, day)
     )
     if until is not None:

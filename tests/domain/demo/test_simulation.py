@@ -7,13 +7,17 @@ import datetime as dt
 
 from sqlalchemy import func, select
 
+from domain.customers.interactions import load_interactions, load_sales
 from domain.db import session_scope
 from domain.demo.simulation import SOURCE, simulate_uplift
 from domain.lifecycle.campaigns import campaign_report
+from domain.lifecycle.snapshots import load_purchase_spend
 from domain.lifecycle.trigger_runs import run_triggers
 from domain.messaging.mail import SmtpMailer
 from domain.messaging.sending import send_outbox
 from domain.models import Event, Order
+from domain.serving.next_purchase import load_purchase_days
+from domain.serving.training import train_model
 from tests.delivery_fixtures import make_customer, make_product
 
 NOW = dt.datetime(2011, 11, 1, 4, 0)
@@ -52,3 +56,14 @@ def test_the_report_recovers_the_planted_uplift(sessions, mail_settings, smtp_se
     assert u.conversion_low < planted < u.conversion_high
     assert u.conversion_low > 0  # the planted effect is large enough to be told from none
     assert u.revenue_low > 0 and u.revenue_low < planted * 40.0 < u.revenue_high
+    # Regression (issue 14): the generated orders fed `giftrec train`, next purchase and RFM as real ones.
+    later = NOW + dt.timedelta(days=60)
+    with session_scope(sessions) as session:
+        assert result.orders > 0
+        rows = load_interactions(session, until=later)
+        assert len(rows) == 600 and set(rows.kinds.tolist()) == {"cart"}  # the carts, no purchase
+        assert len(load_sales(session, until=later)) == 0
+        assert len(load_purchase_days(session, until=later)) == 0
+        assert load_purchase_spend(session, later).customer_ids.size == 0
+        run = train_model(session, settings, now=later)
+        assert run.status == "succeeded" and run.metrics["rows"] == 600

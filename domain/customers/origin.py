@@ -1,0 +1,21 @@
+"""Where an order comes from: the demo's generated orders stay out of all that learns from orders."""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement
+
+from domain.models import Order
+
+__all__ = ["SIMULATED", "real_orders"]
+
+#: ``orders.source`` of the orders `giftrec demo simulate-uplift` generates (:mod:`domain.demo.simulation`).
+SIMULATED = "simulation"
+
+
+def real_orders() -> ColumnElement[bool]:
+    """A filter for orders that happened: every source but the simulation.
+
+    Training, bestsellers, next purchase, RFM and category lifetimes read only these; the campaign report
+    reads every order, as it is what the simulation is for.
+    """
+    return Order.source != SIMULATED
