@@ -221,7 +221,9 @@ def email_as_sent(view: SelectionView) -> tuple[RenderedEmail, str]:
         e = live[-1]
         rendered = RenderedEmail(e.subject, e.body_text, e.body_html or "", "")
         return rendered, f"the email in the outbox ({e.status})"
-    return preview_email(get_session(), _settings(), view.selection), "rendered from the current version"
+    return preview_email(
+        get_session(), _settings(), view.selection, now()
+    ), "rendered from the current version"
 
 
 @bp.get("/selections/<int:selection_id>/preview")

@@ -35,6 +35,7 @@ from domain.reminders.queueing import (
     QUEUEABLE_STATUSES,
     TIER_NAMES,
     TRIGGER_KEY,
+    RenderedEmail,
     choose_locale,
     consent_problem,
     format_money,
@@ -49,6 +50,7 @@ __all__ = [
     "TriggerQueueReport",
     "queue_trigger_emails",
     "reminder_blocks",
+    "render_trigger_email",
     "reminder_blocks_many",
 ]
 
@@ -286,3 +288,22 @@ def queue_trigger_emails(
             loaded.blocks.setdefault(selection.customer_id, _cap_reason(now + dt.timedelta(days=cap_days)))
     enqueue_many(session, messages)
     return report
+
+
+def render_trigger_email(
+    session: Session,
+    settings: Settings,
+    selection: GiftSelection,
+    now: dt.datetime,
+    *,
+    signer: LinkSigner | None = None,
+) -> RenderedEmail:
+    """The email :func:`queue_trigger_emails` would render for a trigger selection at ``now``: its
+    trigger's template and context, read as the queueing reads them. For the review page's preview: it
+    checks neither consent nor the frequency cap, and queues nothing."""
+    signer = signer or LinkSigner.from_settings(settings)
+    loaded = _preload(session, settings, [selection], now)
+    customer = loaded.customers[selection.customer_id]
+    context = _context(session, selection, customer, signer, settings, loaded)
+    template = str(getattr(settings.triggers, f"{selection.occasion_code}_template", selection.occasion_code))
+    return render_email(template, choose_locale(customer.locale, template), context)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from config import Settings
 from domain.customers.rejections import load_rejections
+from domain.lifecycle.trigger_emails import render_trigger_email
 from domain.messaging.signing import LinkSigner
 from domain.models import (
     AuditLog,
@@ -26,10 +27,11 @@ from domain.models import (
     Product,
     Recipient,
 )
-from domain.models._types import naive_utc
+from domain.models._types import naive_utc, utcnow
 from domain.reminders.queueing import (
     EXPLANATIONS,
     TIER_NAMES,
+    TRIGGER_KEY,
     RenderedEmail,
     occasion_label,
     render_reminder,
@@ -161,11 +163,18 @@ def selection_view(session: Session, selection: GiftSelection) -> SelectionView:
     return SelectionView(selection, customer, recipient, label, tiers, audit, emails)
 
 
-def preview_email(session: Session, settings: Settings, selection: GiftSelection) -> RenderedEmail:
-    """The email as the queueing job will render it from the selection's current version."""
+def preview_email(
+    session: Session, settings: Settings, selection: GiftSelection, now: dt.datetime | None = None
+) -> RenderedEmail:
+    """The email as the queueing job will render it from the selection's current version: a trigger's
+    selection in its trigger's template (as of ``now``, default the current time), a reminder's in the
+    reminder's."""
+    signer = LinkSigner.from_settings(settings)
+    if selection.occasion_key.startswith(TRIGGER_KEY):
+        return render_trigger_email(session, settings, selection, naive_utc(now or utcnow()), signer=signer)
     customer = session.get(Customer, selection.customer_id)
     assert customer is not None  # the foreign key
-    return render_reminder(session, selection, customer, LinkSigner.from_settings(settings))
+    return render_reminder(session, selection, customer, signer)
 
 
 def _never_offer(session: Session, selection: GiftSelection) -> set[int]:

@@ -8,10 +8,20 @@ import re
 from sqlalchemy import select
 
 from domain.db import session_scope
-from domain.models import GiftSelection, ImportantDate, OccasionOptIn, OutboundEmail, Product, Recipient
+from domain.lifecycle.trigger_runs import run_triggers
+from domain.models import (
+    GiftSelection,
+    ImportantDate,
+    OccasionOptIn,
+    OutboundEmail,
+    Product,
+    Recipient,
+    TriggerAssignment,
+)
 from domain.reminders.queueing import queue_reminders
-from tests.api.manage.conftest import form_token
-from tests.delivery_fixtures import make_product
+from tests.api.manage.conftest import NOW, form_token
+from tests.delivery_fixtures import add_cart, make_customer, make_product
+from tests.domain.lifecycle.test_triggers import only
 
 
 def test_today_lists_my_reviews_by_deadline_then_overdue_then_upcoming_dates(app, anna, people):
@@ -141,3 +151,26 @@ def test_the_client_page_and_one_click_stop_for_a_recipient(app, anna, people):
         assert s.scalars(select(OccasionOptIn).where(OccasionOptIn.recipient_id == recipient_id)).all() == []
         assert s.get(GiftSelection, people.anna_selection).status == "skipped"
         assert [e.status for e in s.scalars(select(OutboundEmail))] == ["cancelled"]
+
+
+def test_the_preview_of_a_vip_trigger_email_renders_the_triggers_own_template(app, anna, people):
+    """Regression (issue 14): the preview of a trigger's selection showed the reminder's layout ("... is on
+    ...: gift ideas") until the email was queued."""
+    ctx = app.extensions["giftrec"]
+    with session_scope(ctx.sessions) as s:
+        vase = make_product(s, "30.00", title="Blue glass vase")
+        # a client of Anna's without a reminder open (a reminder on its way keeps triggers away)
+        client = make_customer(s, name="Irene Adler", is_vip=True, account_manager_id=people.anna)
+        add_cart(s, client, vase, NOW - dt.timedelta(hours=30))
+        run_triggers(s, only(ctx.settings, "abandoned_cart"), NOW)
+        [assignment] = s.scalars(select(TriggerAssignment))
+        sid = assignment.selection_id
+        assert s.get(GiftSelection, sid).status == "awaiting_review"
+    path = f"/manage/selections/{sid}"
+    preview = anna.get(f"{path}/preview").text
+    assert "rendered from the current version" in preview
+    assert "You left something in your basket" in preview  # the abandoned cart's subject
+    assert "You left a few things in your basket" in preview and "Blue glass vase" in preview
+    assert "gift ideas" not in preview  # not the reminder's
+    html = anna.get(f"{path}/preview.html").text
+    assert "Blue glass vase" in html and "Irene Adler" in html
