@@ -6,10 +6,11 @@ import datetime as dt
 import hashlib
 import json
 import os
+import pickle
 import re
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,13 @@ __all__ = [
     "FORMAT_VERSION",
     "MANIFEST",
     "Artifact",
+    "PickledArtifact",
     "list_versions",
     "load_artifact",
     "load_model",
+    "load_pickled_artifact",
     "save_artifact",
+    "save_pickled_artifact",
 ]
 
 FORMAT_VERSION = 1
@@ -36,6 +40,7 @@ MANIFEST = "manifest.json"
 MODEL_DIR = "model"
 USERS_FILE = "users.npz"
 ITEMS_FILE = "items.npz"
+PICKLE_FILE = "object.pkl"
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -114,13 +119,33 @@ def save_artifact(
     -------
     Path of the new version directory.
     """
-    if not _VERSION_RE.match(version):
-        raise ArtifactError(f"invalid artifact version {version!r}")
     if model.n_items != len(item_index):
         raise ArtifactError(f"model has {model.n_items} items but the item index has {len(item_index)}")
     if model.n_users > len(user_index):
         raise ArtifactError(f"model has {model.n_users} users but the user index has {len(user_index)}")
-    root = Path(directory_root)
+
+    def write(tmp: Path) -> None:
+        model.save(tmp / MODEL_DIR)
+        user_index.save(tmp / USERS_FILE)
+        item_index.save(tmp / ITEMS_FILE)
+
+    fields = {
+        "model": model.name,
+        "model_params": model.params,
+        "params": dict(params or {}),
+        "metrics": dict(metrics or {}),
+        "shapes": {"users": len(user_index), "items": len(item_index), "model_users": model.n_users},
+    }
+    return _write_version(Path(directory_root), version, write, fields)
+
+
+def _write_version(
+    root: Path, version: str, write: Callable[[Path], None], fields: Mapping[str, Any]
+) -> Path:
+    """``write`` the files into a temporary sibling of ``<root>/<version>``, add the manifest (``fields``
+    plus every file's SHA-256), flush, then rename into place: a reader sees no artifact or a whole one."""
+    if not _VERSION_RE.match(version):
+        raise ArtifactError(f"invalid artifact version {version!r}")
     root.mkdir(parents=True, exist_ok=True)
     final = root / version
     if final.exists():
@@ -128,9 +153,7 @@ def save_artifact(
     tmp = root / f".tmp-{version}-{uuid.uuid4().hex}"
     tmp.mkdir()
     try:
-        model.save(tmp / MODEL_DIR)
-        user_index.save(tmp / USERS_FILE)
-        item_index.save(tmp / ITEMS_FILE)
+        write(tmp)
         files = {
             p.relative_to(tmp).as_posix(): {"sha256": _sha256(p), "bytes": p.stat().st_size}
             for p in sorted(tmp.rglob("*"))
@@ -139,11 +162,7 @@ def save_artifact(
         manifest = {
             "format_version": FORMAT_VERSION,
             "version": version,
-            "model": model.name,
-            "model_params": model.params,
-            "params": dict(params or {}),
-            "metrics": dict(metrics or {}),
-            "shapes": {"users": len(user_index), "items": len(item_index), "model_users": model.n_users},
+            **fields,
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "files": files,
         }
@@ -185,6 +204,25 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
+def _verified(path: Path, required: tuple[str, ...]) -> dict[str, Any]:
+    """The manifest of the artifact at ``path``, once its format, the ``required`` files and every
+    listed file's SHA-256 are checked (raises ArtifactError)."""
+    if not path.is_dir():
+        raise ArtifactError(f"artifact directory missing: {path}")
+    manifest = _read_manifest(path)
+    files: dict[str, Any] = manifest["files"]
+    for required_file in required:
+        if required_file not in files:
+            raise ArtifactError(f"manifest in {path} does not list {required_file}")
+    for rel, info in files.items():
+        file = path / rel
+        if not file.is_file():
+            raise ArtifactError(f"artifact file missing: {file}")
+        if not isinstance(info, dict) or _sha256(file) != info.get("sha256"):
+            raise ArtifactError(f"checksum mismatch for {file}")
+    return manifest
+
+
 def load_artifact(path: Path) -> Artifact:
     """Load and verify an artifact written by `save_artifact`.
 
@@ -197,25 +235,9 @@ def load_artifact(path: Path) -> Artifact:
         Missing, corrupt, tampered or inconsistent artifact.
     """
     path = Path(path)
-    if not path.is_dir():
-        raise ArtifactError(f"artifact directory missing: {path}")
-    manifest = _read_manifest(path)
-    files: dict[str, Any] = manifest["files"]
-    for required in (USERS_FILE, ITEMS_FILE, f"{MODEL_DIR}/model.npz", f"{MODEL_DIR}/model.json"):
-        if required not in files:
-            raise ArtifactError(f"manifest in {path} does not list {required}")
-    for rel, info in files.items():
-        file = path / rel
-        if not file.is_file():
-            raise ArtifactError(f"artifact file missing: {file}")
-        if not isinstance(info, dict) or _sha256(file) != info.get("sha256"):
-            raise ArtifactError(f"checksum mismatch for {file}")
+    manifest = _verified(path, (USERS_FILE, ITEMS_FILE, f"{MODEL_DIR}/model.npz", f"{MODEL_DIR}/model.json"))
     model = load_model(path / MODEL_DIR)
-    try:
-        users = IdIndex.load(path / USERS_FILE)
-        items = IdIndex.load(path / ITEMS_FILE)
-    except (OSError, ValueError, KeyError, EOFError) as exc:
-        raise ArtifactError(f"id index unreadable in {path}: {exc}") from exc
+    users, items = _indexes(path)
     shapes = manifest.get("shapes", {})
     if model.name != manifest.get("model"):
         raise ArtifactError(f"manifest names model {manifest.get('model')!r}, files hold {model.name!r}")
@@ -231,6 +253,85 @@ def load_artifact(path: Path) -> Artifact:
         item_index=items,
         manifest=manifest,
     )
+
+
+def _indexes(path: Path) -> tuple[IdIndex, IdIndex]:
+    try:
+        return IdIndex.load(path / USERS_FILE), IdIndex.load(path / ITEMS_FILE)
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        raise ArtifactError(f"id index unreadable in {path}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class PickledArtifact:
+    """A loaded, verified artifact of a fitted object that is not a `Recommender` (see
+    `save_pickled_artifact`)."""
+
+    path: Path
+    version: str
+    kind: str
+    obj: Any
+    user_index: IdIndex
+    item_index: IdIndex
+    manifest: dict[str, Any]
+
+
+def save_pickled_artifact(
+    directory_root: Path,
+    version: str,
+    kind: str,
+    obj: Any,
+    user_index: IdIndex,
+    item_index: IdIndex,
+    params: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a fitted object of `kind` (pickled) and its id maps as ``<directory_root>/<version>/``,
+    atomically, with the manifest and checksums of `save_artifact`.
+
+    For fitted objects that have no file format of their own (a scikit-learn classifier with its arrays);
+    `load_pickled_artifact` unpickles only after every checksum matched.
+    """
+
+    def write(tmp: Path) -> None:
+        with open(tmp / PICKLE_FILE, "wb") as fh:
+            pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        user_index.save(tmp / USERS_FILE)
+        item_index.save(tmp / ITEMS_FILE)
+
+    fields = {
+        "kind": kind,
+        "params": dict(params or {}),
+        "metrics": dict(metrics or {}),
+        "shapes": {"users": len(user_index), "items": len(item_index)},
+    }
+    return _write_version(Path(directory_root), version, write, fields)
+
+
+def load_pickled_artifact(path: Path, kind: str) -> PickledArtifact:
+    """Load an artifact written by `save_pickled_artifact`, checked as `load_artifact` checks.
+
+    Raises
+    ------
+    ArtifactError
+        Missing, corrupt, tampered or of another kind, or an object this code cannot unpickle.
+    """
+    path = Path(path)
+    manifest = _verified(path, (PICKLE_FILE, USERS_FILE, ITEMS_FILE))
+    if manifest.get("kind") != kind:
+        raise ArtifactError(f"artifact in {path} holds {manifest.get('kind')!r}, not {kind!r}")
+    users, items = _indexes(path)
+    shapes = manifest.get("shapes", {})
+    if shapes.get("users") != len(users) or shapes.get("items") != len(items):
+        raise ArtifactError(
+            f"shapes in {path} disagree: manifest {shapes}, items {len(items)}, users {len(users)}"
+        )
+    try:
+        with open(path / PICKLE_FILE, "rb") as fh:
+            obj = pickle.load(fh)  # our own file: its checksum was verified above
+    except Exception as exc:  # noqa: BLE001 - e.g. a class that changed since it was saved
+        raise ArtifactError(f"{PICKLE_FILE} in {path} cannot be loaded: {type(exc).__name__}: {exc}") from exc
+    return PickledArtifact(path, str(manifest.get("version", path.name)), kind, obj, users, items, manifest)
 
 
 def list_versions(directory_root: Path) -> list[str]:

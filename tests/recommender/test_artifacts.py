@@ -8,7 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recommender.artifacts import MANIFEST, list_versions, load_artifact, save_artifact
+from recommender.artifacts import (
+    MANIFEST,
+    PICKLE_FILE,
+    list_versions,
+    load_artifact,
+    load_pickled_artifact,
+    save_artifact,
+    save_pickled_artifact,
+)
 from recommender.base import ArtifactError, Recommender
 from recommender.collaborative import ALSRecommender, ItemItemRecommender
 from recommender.interactions import IdIndex
@@ -136,3 +144,34 @@ def test_every_model_kind_round_trips_through_an_artifact(tmp_path: Path, fitted
     loaded = load_artifact(path).model
     assert type(loaded) is type(fitted) and loaded.params == fitted.params
     assert ItemItemRecommender.name != ALSRecommender.name
+
+
+class _Fitted:
+    """A fitted object with no file format of its own (the next-purchase ranker is one)."""
+
+    def __init__(self, scores: np.ndarray) -> None:
+        self.scores = scores
+
+
+def test_a_pickled_object_round_trips_and_is_unpickled_only_once_verified(
+    tmp_path: Path, indexes: tuple[IdIndex, IdIndex]
+) -> None:
+    users, items = indexes
+    path = save_pickled_artifact(
+        tmp_path, "20111209-0400", "ranker", _Fitted(np.arange(5.0)), users, items, {"horizon": 30}
+    )
+    loaded = load_pickled_artifact(path, "ranker")
+    assert isinstance(loaded.obj, _Fitted) and np.array_equal(loaded.obj.scores, np.arange(5.0))
+    assert loaded.version == "20111209-0400" and loaded.manifest["params"] == {"horizon": 30}
+    assert np.array_equal(loaded.user_index.ids, users.ids) and np.array_equal(
+        loaded.item_index.ids, items.ids
+    )
+    with pytest.raises(ArtifactError, match="holds 'ranker', not 'other'"):
+        load_pickled_artifact(path, "other")
+    with pytest.raises(ArtifactError, match="does not list"):
+        load_artifact(path)  # not a Recommender's artifact
+    data = bytearray((path / PICKLE_FILE).read_bytes())
+    data[-2] ^= 0xFF
+    (path / PICKLE_FILE).write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="checksum mismatch"):
+        load_pickled_artifact(path, "ranker")
