@@ -12,6 +12,7 @@ from flask import current_app, jsonify
 
 from api import auth
 from domain.serving import next_purchase
+from domain.serving.next_purchase_service import NextPurchaseService
 
 bp = APIBlueprint("next_purchase", __name__, url_prefix="/v1", tag="Storefront")
 
@@ -87,14 +88,14 @@ class NextPurchaseOut(Schema):
         allow_none=True,
         metadata={
             "description": (
-                "why estimates are missing, when they are; or that the learned ranking is being prepared "
-                "(shortly after a start: items bought before, ranked by their repurchase chance)"
+                "why estimates are missing, when they are; or that the learned ranking is not available "
+                "yet (before its first training: items bought before, ranked by their repurchase chance)"
             )
         },
     )
 
 
-def next_purchase_service() -> next_purchase.NextPurchaseService:
+def next_purchase_service() -> NextPurchaseService:
     """The process's next-purchase model holder, built on first use next to the model store."""
     ctx = current_app.extensions["giftrec"]
     service = ctx.services.get("next_purchase")
@@ -102,7 +103,7 @@ def next_purchase_service() -> next_purchase.NextPurchaseService:
         with _LOCK:
             service = ctx.services.get("next_purchase")
             if service is None:
-                service = next_purchase.NextPurchaseService(ctx.services["serving"], ctx.sessions)
+                service = NextPurchaseService(ctx.services["serving"], ctx.sessions)
                 ctx.services["next_purchase"] = service
     return service
 
@@ -169,3 +170,5 @@ def register(app: Any) -> None:
     """Mount the blueprint with the /v1 per-key rate limit (call after the storefront blueprint)."""
     app.register_blueprint(bp)
     auth.protect(app, bp)
+    # which trained ranker this process serves (and, polled, it is loaded before the first request)
+    app.extensions["giftrec"].readiness_probes["next_purchase"] = lambda: next_purchase_service().status()

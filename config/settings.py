@@ -156,6 +156,8 @@ class SchedulerSettings:
     train_cron: str = "0 3 * * *"
     #: Choosing the served blends (`giftrec train --tune`): weekly; the nightly training re-fits the choice.
     tune_cron: str = "0 2 * * 0"
+    #: The next-purchase ranker (`giftrec train --next-purchase`): nightly, after the model's training.
+    train_next_purchase_cron: str = "0 4 * * *"
     plan_cron: str = "0 6 * * *"
     send_cron: str = "*/5 * * * *"
     lifecycle_cron: str = "30 3 * * *"

@@ -37,6 +37,8 @@ JOBS: dict[str, JobSpec] = {
         # Nightly re-fit of the chosen blends; the weekly tuning chooses them again.
         JobSpec("train-model", "jobs.train_model", "train_cron"),
         JobSpec("tune-model", "jobs.tune_model", "tune_cron"),
+        # The learned next-purchase ranker: fitted here once, loaded by every web process.
+        JobSpec("train-next-purchase", "jobs.train_next_purchase", "train_next_purchase_cron"),
         JobSpec("plan-selections", "jobs.plan_selections", "plan_cron", catch_up=True),
         JobSpec("queue-reminders", "jobs.queue_reminders", "send_cron", catch_up=True),
         JobSpec("queue-triggers", "jobs.queue_triggers", "send_cron", catch_up=True),

@@ -1,7 +1,9 @@
-"""`giftrec train`, `model list|rollback` and `evaluate`: the served model and its quality."""
+"""`giftrec train`, `model list|show|rollback` and `evaluate`: the served models (recommender and
+next-purchase ranker) and their quality."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import click
@@ -21,23 +23,39 @@ from domain.errors import DomainError
     is_flag=True,
     help="First choose the served blends on a validation window of the shop's data (docs/quality.md).",
 )
-def train(if_stale: bool, tune: bool) -> None:
+@click.option(
+    "--next-purchase",
+    is_flag=True,
+    help="Train the learned next-purchase ranker instead (the web processes load it, never fit it).",
+)
+@click.option(
+    "--until",
+    type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]),
+    default=None,
+    help="Train on the data up to this instant (UTC) instead of now: a backtest beside `giftrec evaluate`.",
+)
+def train(if_stale: bool, tune: bool, next_purchase: bool, until: dt.datetime | None) -> None:
     """Train the configured model on the database, save its artifact and record the run.
 
     Without --tune the blends chosen by the last tuning that serves are re-fitted."""
+    if next_purchase:
+        if tune:
+            raise click.UsageError("--tune chooses the recommender's blends; not with --next-purchase")
+        _train_next_purchase(if_stale, until)
+        return
     from domain.serving.training import is_stale, prune_artifacts, train_model
     from domain.serving.tuning import report_lines
 
     settings = current_app.extensions["giftrec"].settings
     with transaction() as session:
         if if_stale:
-            stale, reason = is_stale(session, settings)
+            stale, reason = is_stale(session, settings, now=until)
             if not stale:
                 click.echo(f"skipped: {reason}")
                 return
             click.echo(f"training: {reason}")
         try:
-            run = train_model(session, settings, tune=tune)
+            run = train_model(session, settings, tune=tune, now=until)
         except DomainError as exc:
             raise click.ClickException(exc.message) from None
         tuning = run.metrics.get("tuning") if tune else None
@@ -45,7 +63,7 @@ def train(if_stale: bool, tune: bool) -> None:
             f"{run.status}: model {run.version} ({run.algorithm}) on {run.n_users:,} customers x "
             f"{run.n_items:,} products, {run.n_interactions:,} interactions; data until {run.data_until}"
         )
-        timing = ", ".join(f"{k} {v}" for k, v in run.metrics.items() if k.endswith("_seconds"))
+        timing = _timings(run.metrics)
         error = run.error
     if error is not None:
         raise click.ClickException(f"training failed: {error}")
@@ -57,6 +75,42 @@ def train(if_stale: bool, tune: bool) -> None:
         click.echo(f"  {line}")
 
 
+def _timings(metrics: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in metrics.items() if k.endswith("_seconds"))
+
+
+def _train_next_purchase(if_stale: bool, until: dt.datetime | None) -> None:
+    """`giftrec train --next-purchase`: fit the ranker, store its artifact, record the run, prune."""
+    from domain.serving.next_purchase_runs import (
+        is_next_purchase_stale,
+        prune_next_purchase_artifacts,
+        train_next_purchase,
+    )
+
+    settings = current_app.extensions["giftrec"].settings
+    with transaction() as session:
+        if if_stale:
+            stale, reason = is_next_purchase_stale(session, now=until)
+            if not stale:
+                click.echo(f"skipped: {reason}")
+                return
+            click.echo(f"training: {reason}")
+        run = train_next_purchase(session, settings, now=until)
+        summary = (
+            f"{run.status}: next-purchase ranker {run.version} on {run.n_customers:,} customers x "
+            f"{run.n_items:,} products; data until {run.data_until}"
+        )
+        timing, error, note = _timings(run.metrics), run.error, run.metrics.get("note")
+    if error is not None:
+        raise click.ClickException(f"training failed: {error}")
+    with transaction() as session:
+        prune_next_purchase_artifacts(session, settings)
+    click.echo(summary)
+    click.echo(f"  {timing}")
+    if note:
+        click.echo(f"  {note}")
+
+
 @click.group(cls=AppGroup)
 def model() -> None:
     """Trained models: list the runs, roll back to an earlier one (pinned), unpin, promote."""
@@ -65,7 +119,7 @@ def model() -> None:
 @model.command("list")
 @click.option("--limit", type=int, default=20, show_default=True)
 def model_list(limit: int) -> None:
-    """List model runs, newest first; `*` marks the one serving processes load."""
+    """List model runs, then the next-purchase rankers, newest first; `*` marks what serving loads."""
     from domain.serving.training import list_runs, serving_run
 
     with transaction() as session:
@@ -91,6 +145,47 @@ def model_list(limit: int) -> None:
         click.echo(line.rstrip())
         if served:
             click.echo(f"    {served}")
+    _list_next_purchase(limit)
+
+
+def _list_next_purchase(limit: int) -> None:
+    """The next-purchase rankers, newest first; `*` marks the one web processes load."""
+    from domain.serving.next_purchase_runs import list_next_purchase_runs, serving_next_purchase_run
+
+    with transaction() as session:
+        serving = serving_next_purchase_run(session)
+        runs = [
+            (
+                "*" if serving is not None and r.id == serving.id else " ",
+                r.version,
+                r.status,
+                "" if r.artifact_path or r.status != "succeeded" else "artifact pruned",
+                f"{r.n_customers}x{r.n_items}",
+                r.finished_at.isoformat(sep=" ", timespec="seconds") if r.finished_at else "",
+                str(r.data_until or ""),
+                r.error or "",
+                _next_purchase_summary(r.metrics),
+            )
+            for r in list_next_purchase_runs(session, limit=limit)
+        ]
+    if not runs:  # a shop that never trained one: its answers come from the timing model
+        return
+    click.echo("next-purchase rankers (`giftrec train --next-purchase`):")
+    for mark, version, status, pruned, shape, trained, until, error, summary in runs:
+        line = f"{mark} {version:<40} {status:<11} {shape:<12} trained {trained:<19} data {until:<19} "
+        click.echo(f"{line}{pruned}{error}".rstrip())
+        if summary:
+            click.echo(f"    {summary}")
+
+
+def _next_purchase_summary(metrics: dict[str, Any]) -> str:
+    """The fit's cost and, when it had too little history for the classifier, why."""
+    if "fit_cpu_seconds" not in metrics:
+        return ""
+    text = f"fit {metrics['fit_cpu_seconds']} s CPU ({metrics.get('fit_seconds')} s wall)"
+    if not metrics.get("classifier", True):
+        text += f"; {metrics.get('note', 'no classifier')}"
+    return text
 
 
 def _served_summary(params: dict[str, Any], metrics: dict[str, Any]) -> str:
@@ -130,7 +225,9 @@ def model_show(version: str) -> None:
         try:
             run = find_run(session, version)
         except DomainError as exc:
-            raise click.ClickException(exc.message) from None
+            if not _show_next_purchase(session, version):
+                raise click.ClickException(exc.message) from None
+            return
         head = f"{run.version} ({run.algorithm}) {run.status}; data until {run.data_until}"
         params, metrics = dict(run.params), dict(run.metrics)
     click.echo(head)
@@ -145,6 +242,31 @@ def model_show(version: str) -> None:
     click.echo("metrics: " + json.dumps(metrics, indent=2, sort_keys=True))
     if tuning is not None:
         click.echo("tuning: " + json.dumps(tuning, indent=2, sort_keys=True))
+
+
+def _show_next_purchase(session: Any, version: str) -> bool:
+    """`model show` of a next-purchase ranker's run; False when ``version`` is not one."""
+    import json
+
+    from domain.serving.next_purchase_runs import find_next_purchase_run, serving_next_purchase_run
+
+    run = find_next_purchase_run(session, version)
+    if run is None:
+        return False
+    serving = serving_next_purchase_run(session)
+    state = "serving" if serving is not None and serving.id == run.id else run.status
+    click.echo(
+        f"{run.version} (next-purchase ranker) {state}; trained at {run.finished_at}; "
+        f"data until {run.data_until}"
+    )
+    if run.error:
+        click.echo(f"error: {run.error}")
+    summary = _next_purchase_summary(dict(run.metrics))
+    if summary:
+        click.echo(summary)
+    click.echo("params: " + json.dumps(dict(run.params), indent=2, sort_keys=True))
+    click.echo("metrics: " + json.dumps(dict(run.metrics), indent=2, sort_keys=True))
+    return True
 
 
 @model.command("rollback")

@@ -20,6 +20,7 @@ from domain.models.pipeline import (
     GiftSelection,
     ModelArtifactChunk,
     ModelRun,
+    NextPurchaseRun,
     OutboundEmail,
     SelectionPick,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "MailPause",
     "ModelArtifactChunk",
     "ModelRun",
+    "NextPurchaseRun",
     "OccasionOptIn",
     "Order",
     "OrderLine",

@@ -75,6 +75,29 @@ class ModelRun(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
+class NextPurchaseRun(Base):
+    """One training of the learned next-purchase ranker (`giftrec train --next-purchase`): its artifact,
+    stored with the model artifacts (``model_artifact_chunks``), and its figures."""
+
+    __tablename__ = "next_purchase_runs"
+    __table_args__ = (one_of("status", MODEL_RUN_STATUSES, "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[str] = mapped_column(String(40), unique=True, comment="artifact name")
+    status: Mapped[str] = mapped_column(String(10), default="running")
+    artifact_path: Mapped[str | None] = mapped_column(String(500))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    n_customers: Mapped[int] = mapped_column(Integer, default=0)
+    n_items: Mapped[int] = mapped_column(Integer, default=0)
+    data_until: Mapped[dt.datetime | None] = mapped_column(
+        UTCDateTime(), comment="newest order the ranker saw"
+    )
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[CreatedAt]
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
 class ModelArtifactChunk(Base):
     """One piece of a file of a model artifact: artifacts live in the database, which every host reads."""
 

@@ -15,7 +15,9 @@ A run's ``artifact_path`` says where its artifact is: :data:`IN_DATABASE` follow
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
@@ -29,9 +31,12 @@ __all__ = [
     "IN_DATABASE",
     "delete_artifact",
     "fetch_artifact",
+    "load_stored",
     "load_stored_artifact",
     "store_artifact",
 ]
+
+T = TypeVar("T")
 
 #: Largest piece of a file in one row: small enough for any driver's buffers, large enough to be few.
 CHUNK_BYTES = 4 << 20
@@ -108,11 +113,17 @@ def fetch_artifact(session: Session, version: str, into: Path) -> None:
 
 def load_stored_artifact(session: Session, version: str) -> Artifact:
     """Fetch ``version`` into a temporary folder, load and verify it there (the folder is removed)."""
+    return load_stored(session, version, load_artifact)
+
+
+def load_stored(session: Session, version: str, load: Callable[[Path], T]) -> T:
+    """Fetch ``version`` into a temporary folder and ``load`` it there (the folder is removed); ``load``
+    verifies the checksums (the next-purchase ranker's artifacts pass their own loader)."""
     with tempfile.TemporaryDirectory(prefix="giftrec-artifact-") as tmp:
         folder = Path(tmp) / version
         folder.mkdir()
         fetch_artifact(session, version, folder)
-        return load_artifact(folder)
+        return load(folder)
 
 
 def delete_artifact(session: Session, version: str) -> int:

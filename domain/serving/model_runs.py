@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -39,6 +39,7 @@ __all__ = [
     "load_run_artifact",
     "pinned_run",
     "usable_runs",
+    "walk_newest",
 ]
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,8 @@ class Picked(Generic[T]):
     usable run loaded, or when the run in memory was reached first), the errors on the way, and whether
     any usable run exists at all."""
 
-    run: ModelRun | None = None
+    #: The ModelRun (or, for the next-purchase ranker, NextPurchaseRun) that loaded.
+    run: Any = None
     loaded: T | None = None
     errors: list[str] = field(default_factory=list)
     any_usable: bool = False
@@ -137,6 +139,18 @@ def load_newest_usable(
     loaded, keep it). ``failures`` skips versions inside their back-off and records new failures.
     """
     runs = usable_runs(session, limit=max(2, settings.model.keep_runs + 1))
+    return walk_newest(runs, load, failures=failures, keep_run_id=keep_run_id)
+
+
+def walk_newest(
+    runs: Sequence[Any],
+    load: Callable[[Any], T],
+    *,
+    failures: LoadFailures | None = None,
+    keep_run_id: int | None = None,
+) -> Picked[T]:
+    """:func:`load_newest_usable`'s walk over usable ``runs`` (newest first, each with ``id`` and
+    ``version``): the first that loads wins; also the next-purchase ranker's rule."""
     picked: Picked[T] = Picked(any_usable=bool(runs))
     for run in runs:
         if keep_run_id is not None and run.id == keep_run_id:

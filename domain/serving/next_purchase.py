@@ -8,28 +8,25 @@ The data's clock: "today" is the day of the newest order when that is earlier th
 training and bestsellers do, so that historical data (the UCI file ends on 2011-12-09) gives sensible
 answers. Every answer states it as ``as_of``.
 
-:class:`NextPurchaseService` keeps one fitted model per process. The learned ranking costs tens of seconds
-of CPU on a large shop, so it is fitted in a background thread, never in a request: on first use and
-when the served recommendation model changes (daily training). Until the first learned fit is ready,
-requests are answered at once from the timing model alone (fitted without the ranker, seconds at most),
-its items ranked by repurchase chance and the answer's ``note`` saying the learned ranking is being
-prepared; after a model change the previous learned fit keeps answering until the new one is ready.
+The learned ranking costs tens of seconds of CPU on a large shop: it is fitted by its own training step
+(:mod:`domain.serving.next_purchase_runs`), never by a web process, which loads its artifact
+(:class:`~domain.serving.next_purchase_service.NextPurchaseService`) and answers with
+:func:`next_purchase_for`. Until an artifact exists, answers come from the timing model alone (fitted
+without the ranker, about a second at most), own items ranked by repurchase chance, with `PREPARING`
+as the note.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import Integer, cast, func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from domain.customers.origin import real_orders
 from domain.errors import InvalidInput, NotFound
@@ -46,7 +43,7 @@ __all__ = [
     "FittedNextPurchase",
     "NextPurchase",
     "NextPurchaseItem",
-    "NextPurchaseService",
+    "NextPurchaseSource",
     "PREPARING",
     "PurchaseDays",
     "day_number",
@@ -127,6 +124,8 @@ class FittedNextPurchase:
     as_of: dt.date
     fitted_at: dt.datetime
     note: str | None = None
+    #: The artifact's version (:mod:`domain.serving.next_purchase_runs`); None for a fit in this process.
+    version: str | None = None
 
 
 def _date(day: int | np.integer[Any]) -> dt.date:
@@ -205,110 +204,10 @@ def fit_purchase_days(
     return FittedNextPurchase(ranker.model, ranker, customers, products, _date(today), utcnow())
 
 
-#: The answer's note while the learned ranking is being fitted (items ranked by repurchase chance meanwhile).
+#: The answer's note until a learned ranking is loaded (items ranked by repurchase chance meanwhile).
 PREPARING = (
-    "the learned ranking is being prepared: items bought before, by their chance of being bought again"
+    "the learned ranking is not available yet: items bought before, by their chance of being bought again"
 )
-_UNSET = object()
-
-
-class NextPurchaseService:
-    """The process's fitted next-purchase model (see the module docstring).
-
-    Parameters
-    ----------
-    serving : Serving
-        The model store (its model version says when to refit) and the catalog (product cards).
-    sessions : sessionmaker
-    retry_after : float
-        Seconds before a failed background fit is tried again for the same model version.
-    clock : callable
-        Monotonic seconds.
-    fit : callable
-        The learned fit, ``fit(session, horizon_days=...)`` (default `fit_next_purchase`; tests gate it).
-    """
-
-    def __init__(
-        self,
-        serving: Serving,
-        sessions: sessionmaker[Session],
-        *,
-        retry_after: float = 600.0,
-        horizon_days: float = DEFAULT_HORIZON_DAYS,
-        clock: Callable[[], float] = time.monotonic,
-        fit: Callable[..., FittedNextPurchase] = fit_next_purchase,
-    ) -> None:
-        self.serving = serving
-        self._sessions = sessions
-        self.retry_after = retry_after
-        self.horizon_days = horizon_days
-        self._clock = clock
-        self._fit = fit
-        self._lock = threading.Lock()  # the worker's start
-        self._cheap_lock = threading.Lock()
-        self._worker: threading.Thread | None = None
-        # the learned fit and the model version it was fitted for, swapped as one
-        self._learned: tuple[FittedNextPurchase, Any] | None = None
-        self._cheap: FittedNextPurchase | None = None  # the timing model, until the learned fit is ready
-        self._failed: tuple[Any, float] | None = None  # (model version, clock) of the last failed fit
-
-    def _model_version(self) -> Any:
-        data = self.serving.store.current()
-        return None if data.model is None else data.model.version
-
-    def current(self) -> FittedNextPurchase:
-        """The learned fit for the served model version; starts its background fit when due. Never waits
-        for it: meanwhile the previous learned fit answers, or before the first one the timing model."""
-        version = self._model_version()
-        learned = self._learned
-        if learned is not None and learned[1] == version:
-            return learned[0]
-        self._start(version)
-        if learned is not None:
-            return learned[0]
-        return self._timing_only()
-
-    def _start(self, version: Any) -> None:
-        with self._lock:
-            if self._worker is not None and self._worker.is_alive():
-                return
-            if self._failed is not None and self._failed[0] == version:
-                if self._clock() - self._failed[1] < self.retry_after:
-                    return
-            self._worker = threading.Thread(
-                target=self._work, args=(version,), name="giftrec-next-purchase", daemon=True
-            )
-            self._worker.start()
-
-    def _work(self, version: Any) -> None:
-        try:
-            self.refresh(version)
-        except Exception:  # a thread has nobody to raise to: log, and retry after retry_after
-            log.exception("next-purchase: the learned fit failed")
-            self._failed = (version, self._clock())
-
-    def _timing_only(self) -> FittedNextPurchase:
-        with self._cheap_lock:
-            if self._cheap is None:
-                with self._sessions() as session:
-                    fitted = fit_next_purchase(session, horizon_days=self.horizon_days, rank=False)
-                self._cheap = fitted if fitted.model is None else replace(fitted, note=PREPARING)
-            return self._cheap
-
-    def refresh(self, version: Any = _UNSET) -> FittedNextPurchase:
-        """Fit the learned ranking now, in the caller's thread (tests, or after a known change)."""
-        version = self._model_version() if version is _UNSET else version
-        with self._sessions() as session:
-            fitted = self._fit(session, horizon_days=self.horizon_days)
-        self._learned, self._cheap, self._failed = (fitted, version), None, None
-        return fitted
-
-    def wait(self, timeout: float = 30.0) -> bool:
-        """Wait for a running background fit to finish; whether the learned fit is ready (tests)."""
-        worker = self._worker
-        if worker is not None:
-            worker.join(timeout)
-        return self._learned is not None and (worker is None or not worker.is_alive())
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,20 +253,30 @@ class NextPurchase:
     note: str | None = None
 
 
+class NextPurchaseSource(Protocol):
+    """What :func:`next_purchase_for` answers from (a web process's
+    :class:`~domain.serving.next_purchase_service.NextPurchaseService`)."""
+
+    serving: Serving
+    horizon_days: float
+
+    def current(self) -> FittedNextPurchase: ...
+
+
 def _check_n(n: int) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
         raise InvalidInput("n", f"must be an integer from 1 to {MAX_N}")
     return n
 
 
-def next_purchase_for(service: NextPurchaseService, customer_external_id: str, n: int = 10) -> NextPurchase:
+def next_purchase_for(service: NextPurchaseSource, customer_external_id: str, n: int = 10) -> NextPurchase:
     """What the customer will probably buy next and when, plus P(alive) and the expected purchases.
 
     Items are active, in-stock products the customer bought before or may buy for the first time, ranked
     by :class:`~recommender.next_basket.NextBasketRanker` (what ``giftrec evaluate`` measures as served);
     each carries the ranker's score, and an item bought before the repurchase model's chance of buying it
-    again within the service's horizon and its expected date. Until the service's first learned fit is
-    ready, only items bought before, by that chance (their score), and ``note`` says so.
+    again within the service's horizon and its expected date. Until the service has loaded a trained
+    ranker, only items bought before, by that chance (their score), and ``note`` says so.
     Raises NotFound for an unknown customer and InvalidInput for a bad ``n``.
     """
     _check_n(n)
@@ -403,7 +312,7 @@ def next_purchase_for(service: NextPurchaseService, customer_external_id: str, n
     p = model.predict(row, model.intervals.n_items, allowed=allowed)
     if fitted.ranker is not None:
         ranked, scores = fitted.ranker.rank(row, n, allowed=allowed)
-    else:  # the timing model alone (the learned ranking is being prepared): own items by repurchase chance
+    else:  # the timing model alone (no trained ranker loaded yet): own items by repurchase chance
         ranked, scores = p.item_idxs[:n], p.probabilities[:n]
     at = {item: pos for pos, item in enumerate(p.item_idxs.tolist())}
     items = []

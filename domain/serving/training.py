@@ -48,6 +48,7 @@ from recommender.artifacts import save_artifact
 
 __all__ = [
     "find_run",
+    "finish_run",
     "is_stale",
     "list_runs",
     "promote",
@@ -167,14 +168,23 @@ def train_model(
         run.status = "succeeded"
     except Exception as exc:  # noqa: BLE001 - any failure is recorded on the run, then reported
         log.exception("training %s failed", run.version)
+        finish_run(session, run, exc)
+        return run
+    finish_run(session, run)
+    return run
+
+
+def finish_run(session: Session, run: Any, error: Exception | None = None) -> None:
+    """Record the end of a training (a ModelRun, or the next-purchase ranker's NextPurchaseRun): after
+    an ``error``, as failed with it, and without the pieces of its artifact stored before the failure."""
+    if error is not None:
         run.artifact_path = None
-        delete_artifact(session, run.version)  # pieces stored before the failure
+        delete_artifact(session, run.version)
         run.status = "failed"
-        run.error = f"{type(exc).__name__}: {exc}"
+        run.error = f"{type(error).__name__}: {error}"
     run.finished_at = utcnow()
     session.add(run)
     session.flush()
-    return run
 
 
 def _sales_reader(

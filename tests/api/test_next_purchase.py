@@ -8,6 +8,7 @@ import datetime as dt
 
 from sqlalchemy import func, select
 
+from api.cli import cli
 from api.next_purchase import next_purchase_service
 from domain.db import session_scope
 from domain.models import Customer, Order
@@ -48,7 +49,10 @@ def _regular(app) -> tuple[str, set[str], dt.date]:  # type: ignore[no-untyped-d
 
 
 def _learned(app) -> None:  # type: ignore[no-untyped-def]
-    """The learned fit, done now: until it is ready (in the background) answers come from the timing model."""
+    """`giftrec train --next-purchase`, then this process's look for it, now (until a ranker is trained
+    answers come from the timing model; the web process looks every model.reload_interval seconds)."""
+    trained = app.test_cli_runner().invoke(cli, args=["train", "--next-purchase"])
+    assert trained.exit_code == 0, trained.output
     with app.app_context():
         next_purchase_service().refresh()
 

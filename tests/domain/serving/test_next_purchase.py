@@ -1,11 +1,11 @@
-"""Next purchase from orders: what counts as a purchase, the data's clock, and when the model is refitted."""
+"""Next purchase from orders: what counts as a purchase, the data's clock, and the answers a web process
+gives from the trained ranker (or, before one exists, from the timing model)."""
 
 # ruff: noqa: F811  (pytest fixtures imported from tests.domain.serving.fixtures are redefined as arguments)
 
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.cli import cli
 from config import Settings
+from domain.access.api_keys import create_key
 from domain.catalog.products import ProductInput, upsert_product
 from domain.customers.sources import read_order_lines
 from domain.db import session_scope
@@ -29,15 +31,17 @@ from domain.serving.evaluation import (
 )
 from domain.serving.next_purchase import (
     PREPARING,
-    FittedNextPurchase,
-    NextPurchaseService,
     fit_next_purchase,
     load_purchase_days,
     next_purchase_for,
 )
+from domain.serving.next_purchase_runs import train_next_purchase
+from domain.serving.next_purchase_service import NextPurchaseService
 from domain.serving.recommendations import Serving
 from domain.serving.training import train_model
 from recommender.evaluation import make_split, temporal_cut
+from recommender.next_basket import NextBasketRanker
+from tests.api.helpers import bearer
 from tests.domain.serving.fixtures import (  # noqa: F401
     FakeClock,
     add_order,
@@ -137,14 +141,22 @@ def _busiest(session: Session) -> str:
     ).scalar_one()
 
 
+def _train(sessions: sessionmaker[Session], settings: Settings, **kwargs: Any) -> str:
+    """What `giftrec train --next-purchase` does: fit, store the artifact, record the run; its version."""
+    with session_scope(sessions) as session:
+        run = train_next_purchase(session, settings, **kwargs)
+        assert run.status == "succeeded", run.error
+        return run.version
+
+
 def test_next_purchase_for_a_regular_customer(
-    serving: Serving, sessions: sessionmaker[Session], imported: None, clock: FakeClock
+    settings: Settings, serving: Serving, sessions: sessionmaker[Session], imported: None, clock: FakeClock
 ):
     with sessions() as session:
         customer = _busiest(session)
         bought = bought_skus(session, customer)
+    version = _train(sessions, settings)
     service = NextPurchaseService(serving, sessions, clock=clock)
-    service.refresh()  # the learned fit, now (until it is ready a request answers from the timing model)
     result = next_purchase_for(service, customer, 5)
     assert result.customer_id == customer and result.note is None
     assert 0 < result.p_alive <= 1
@@ -158,7 +170,7 @@ def test_next_purchase_for_a_regular_customer(
     assert all(0 < it.probability <= 1 for it in again)
     # in the ranker's order (what `giftrec evaluate` measures)
     fitted = service.current()
-    assert fitted.ranker is not None
+    assert fitted.ranker is not None and fitted.version == service.version == version
     row = int(fitted.customers.index_of(_customer_key(sessions, customer))[0])
     ranked, _ = fitted.ranker.rank(row, 5)
     assert [it.sku for it in result.items] == _skus(sessions, fitted.products.ids[ranked])
@@ -189,10 +201,17 @@ def _skus(sessions: sessionmaker[Session], product_ids: np.ndarray) -> list[str]
 
 
 def test_the_endpoint_ranks_as_evaluate_measures(
-    sessions: sessionmaker[Session], imported: None, sample_slice: Path
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    imported: None,
+    sample_slice: Path,
+    runner: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ):
     """Regression: the endpoint ranked by repurchase chance while `giftrec evaluate` measured the hybrid's
-    picks. Now both fit `fit_purchase_days` on the same rows (from the database / from the file)."""
+    picks. Now `giftrec train --next-purchase` fits the ranker on the same rows (from the database, up to
+    the evaluation's cut) and a fresh web process, loading only its artifact, answers with exactly the
+    lists `giftrec evaluate` measures for the served next-purchase row; it never fits the ranker itself."""
     history = history_from_lines(read_order_lines(sample_slice, "online-retail").lines)
     split = make_split(history, temporal_cut(history.timestamps, 30))
     _, _, customers, products = training_rows(split.train)
@@ -201,91 +220,144 @@ def test_the_endpoint_ranks_as_evaluate_measures(
         split, 10, rows, customers.index_of(split.users.ids), split.items.index_of(products.ids)
     )
     cut = split.cut.astype("datetime64[s]").item()
+    until = cut - dt.timedelta(seconds=1)
     with sessions() as session:
-        fitted = fit_next_purchase(session, cut - dt.timedelta(seconds=1))
-        db = load_purchase_days(session, until=cut - dt.timedelta(seconds=1))
-    assert fitted.ranker is not None and len(db) == len(rows) and db.lines.sum() == rows.lines.sum()
-    truth = split.truth["next_purchases"].user_idxs
-    assert truth.size >= 10
+        db = load_purchase_days(session, until=until)
+    assert len(db) == len(rows) and db.lines.sum() == rows.lines.sum()
+    trained = runner.invoke(cli, args=["train", "--next-purchase", "--until", f"{until:%Y-%m-%dT%H:%M:%S}"])
+    assert trained.exit_code == 0, trained.output
+    assert "succeeded: next-purchase ranker" in trained.output
+
+    fits: list[object] = []  # every NextBasketRanker.fit from here on (the real method still runs)
+    fit = NextBasketRanker.fit
+
+    def counted(self: NextBasketRanker, *args: Any, **kwargs: Any) -> NextBasketRanker:
+        fits.append(self)
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(NextBasketRanker, "fit", counted)
+    from api import create_app
+
+    fresh = create_app(settings)  # a new web process: shares nothing with the trainer but the database
+    try:
+        with session_scope(sessions) as session:
+            headers = bearer(create_key(session, "server", name="test next purchase")[1])
+        client = fresh.test_client()
+        truth = split.truth["next_purchases"].user_idxs
+        assert truth.size >= 10
+        for r, u in enumerate(truth.tolist()):
+            resp = client.get(f"/v1/customers/{split.users.ids[u]}/next-purchase?n=10", headers=headers)
+            assert resp.status_code == 200, resp.json
+            assert resp.json["note"] is None  # the trained ranker, not the timing model
+            measured = [str(split.items.ids[i]) for i in evaluated[r] if i >= 0]
+            assert [item["sku"] for item in resp.json["items"]] == measured
+    finally:
+        fresh.extensions["giftrec"].close()
+    assert fits == []  # the web process loaded the ranker: it never fitted one
+
+
+def test_two_web_processes_sharing_only_the_database_both_serve_the_new_ranker(
+    settings: Settings, sessions: sessionmaker[Session], imported: None
+):
+    """Train in one place: each app (its own model store and service, nothing shared but the database)
+    serves the new version after its next look (``model.reload_interval``), without a restart."""
+    from api import create_app
+    from api.next_purchase import next_purchase_service
+
     with sessions() as session:
-        key_of = {a: b for a, b in session.execute(select(Customer.external_id, Customer.id))}
-    for r, u in enumerate(truth.tolist()):
-        row = int(fitted.customers.index_of([key_of[str(split.users.ids[u])]])[0])
-        served, _ = fitted.ranker.rank(row, 10)
-        measured = [str(split.items.ids[i]) for i in evaluated[r] if i >= 0]
-        assert _skus(sessions, fitted.products.ids[served]) == measured
+        customer = _busiest(session)
+    apps = [create_app(settings), create_app(settings)]
+    try:
+        services = []
+        for app in apps:
+            with app.app_context():
+                services.append(next_purchase_service())
+        before = [next_purchase_for(s, customer, 5) for s in services]
+        assert all(b.note == PREPARING for b in before)  # nothing trained yet: the timing model
+        first = _train(sessions, settings)
+        for service in services:
+            service.refresh()  # what the next look does every model.reload_interval seconds
+        assert [s.version for s in services] == [first, first]
+        assert all(next_purchase_for(s, customer, 5).note is None for s in services)
+        second = _train(sessions, settings)
+        assert second != first
+        for service in services:
+            service.refresh()
+        assert [s.version for s in services] == [second, second]
+    finally:
+        for app in apps:
+            app.extensions["giftrec"].close()
 
 
 def test_a_customer_without_purchases_gets_no_estimates(
-    serving: Serving, sessions: sessionmaker[Session], imported: None, clock: FakeClock
+    settings: Settings, serving: Serving, sessions: sessionmaker[Session], imported: None, clock: FakeClock
 ):
     with session_scope(sessions) as session:
         session.add(Customer(external_id="NEW-1"))
     service = NextPurchaseService(serving, sessions, clock=clock)
-    result = next_purchase_for(service, "NEW-1")  # from the timing model while the learned fit runs
+    result = next_purchase_for(service, "NEW-1")  # from the timing model: nothing trained yet
     assert result.p_alive is None and result.items == [] and result.note == "no purchases yet"
-    assert service.wait(120)
+    _train(sessions, settings)
+    service.refresh()
+    assert service.version is not None
     result = next_purchase_for(service, "NEW-1")
     assert result.p_alive is None and result.items == [] and result.note == "no purchases yet"
 
 
-def test_a_request_while_the_learned_fit_is_pending_answers_from_the_timing_model(
-    serving: Serving, sessions: sessionmaker[Session], imported: None, clock: FakeClock
+def test_before_any_training_the_timing_model_answers_and_nothing_is_fitted(
+    serving: Serving,
+    sessions: sessionmaker[Session],
+    imported: None,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
 ):
-    """Regression: the learned fit (tens of seconds on the full UCI file) ran inside the first request,
-    and the client page that shows next purchases timed out. Now it runs in the background; here it is
-    held at a gate, so the answers below cannot have waited for it."""
-    gate, entered = threading.Event(), threading.Event()
+    """Regression (issue 18): every web process fitted the learned ranking itself (44 s of CPU on the full
+    UCI file) after each model change. Now it only loads what training stored; until then its own items
+    ranked by repurchase chance, with a note, and the ranker is never fitted here."""
+    fits: list[object] = []
+    fit = NextBasketRanker.fit
 
-    def gated(session: Session, **kwargs: Any) -> FittedNextPurchase:
-        entered.set()
-        assert gate.wait(300)
-        return fit_next_purchase(session, **kwargs)
+    def counted(self: NextBasketRanker, *args: Any, **kwargs: Any) -> NextBasketRanker:
+        fits.append(self)
+        return fit(self, *args, **kwargs)
 
+    monkeypatch.setattr(NextBasketRanker, "fit", counted)
     with sessions() as session:
         customer = _busiest(session)
         bought = bought_skus(session, customer)
-    service = NextPurchaseService(serving, sessions, clock=clock, fit=gated)
-    try:
-        early = next_purchase_for(service, customer, 5)
-        assert entered.wait(300)  # the learned fit started, and is still held
-        assert early.note == PREPARING and early.p_alive is not None
-        assert 1 <= len(early.items) <= 5
-        assert not any(it.is_new for it in early.items) and {it.sku for it in early.items} <= bought
-        assert [it.score for it in early.items] == [it.probability for it in early.items]
-        assert next_purchase_for(service, customer, 5) == early  # still pending: the same timing fit
-    finally:
-        gate.set()
-    assert service.wait(300)
-    ready = next_purchase_for(service, customer, 5)
-    assert ready.note is None
-    fitted = service.current()
-    assert fitted.ranker is not None
-    row = int(fitted.customers.index_of(_customer_key(sessions, customer))[0])
-    ranked, _ = fitted.ranker.rank(row, 5)
-    assert [it.sku for it in ready.items] == _skus(sessions, fitted.products.ids[ranked])
+    service = NextPurchaseService(serving, sessions, clock=clock)
+    early = next_purchase_for(service, customer, 5)
+    assert early.note == PREPARING and early.p_alive is not None
+    assert 1 <= len(early.items) <= 5
+    assert not any(it.is_new for it in early.items) and {it.sku for it in early.items} <= bought
+    assert [it.score for it in early.items] == [it.probability for it in early.items]
+    clock.advance(24 * 3600)  # many looks later, still nothing trained: the same timing fit
+    assert next_purchase_for(service, customer, 5) == early
+    service.wait()
+    assert service.version is None and fits == []
 
 
-def test_the_learned_fit_is_redone_when_the_served_model_changes_not_when_orders_do(
+def test_a_new_ranker_is_swapped_in_at_the_next_look_not_when_orders_or_the_model_change(
     settings: Settings, serving: Serving, sessions: sessionmaker[Session], imported: None, clock: FakeClock
 ):
-    service = NextPurchaseService(serving, sessions, clock=clock)
-    first = service.refresh()
-    assert service.current() is first  # nothing changed
+    first_version = _train(sessions, settings)
+    service = NextPurchaseService(serving, sessions, clock=clock, background=False)
+    first = service.current()
+    assert first.version == first_version
     with session_scope(sessions) as session:
         sku = session.scalar(select(Product.sku).order_by(Product.id).limit(1))
         add_order(session, "LATE-1", [sku], order_id="late-1", at=dt.datetime(2011, 12, 9, 13, 0))
         add_order(session, "LATE-1", [sku], order_id="late-2", at=dt.datetime(2011, 12, 9, 14, 0))
-    serving.store.refresh()  # the store sees the new orders (its data version changes)
-    clock.advance(24 * 3600)
-    assert service.current() is first and service.wait(300)
-    assert service.current() is first  # orders alone start no refit of the classifier
     with sessions.begin() as session:
-        run = train_model(session, settings)  # the daily training
+        run = train_model(session, settings)  # the daily training of the recommender
     assert run.status == "succeeded", run.error
-    assert serving.store.refresh().model.version == run.version  # the store serves it
-    assert service.current() is first  # the previous fit answers while the new one is fitted
-    assert service.wait(300)
-    refitted = service.current()
-    assert refitted is not first
-    assert len(refitted.customers) == len(first.customers) + 1
+    assert serving.store.refresh().model.version == run.version
+    clock.advance(settings.model.reload_interval)
+    assert service.current() is first  # orders and a new recommender model change nothing here
+    second_version = _train(sessions, settings)  # the nightly train-next-purchase job
+    assert service.current() is first  # not before the next look
+    clock.advance(settings.model.reload_interval)
+    service.current()  # the look (inline here; a background thread when serving)
+    swapped = service.current()
+    assert swapped is not first and swapped.version == second_version
+    assert len(swapped.customers) == len(first.customers) + 1
