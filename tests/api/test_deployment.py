@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from domain.db import session_scope
+from domain.serving.next_purchase_runs import train_next_purchase
 from domain.serving.training import train_model
 from tests.api.helpers import bearer
 from tests.api.processes import free_port, status, stop, until, web_process
@@ -81,6 +82,43 @@ def test_a_model_trained_elsewhere_is_served_by_both_web_processes(app, keys, tr
         assert took <= SERVED_WITHIN
         assert not any((tmp_path / f"host{n}" / "models").exists() for n in (0, 1)), "nothing on their disks"
         customer = f"/v1/customers/{trained}/recommendations?n=5"
+        assert all(status(f"http://127.0.0.1:{p}{customer}", bearer(keys["server"])) == 200 for p in ports)
+    finally:
+        stop(workers)
+
+
+def _ranker_version(port: int, admin: dict[str, str]) -> str | None:
+    """The next-purchase ranker the process serves (its readiness check also starts its look)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/health/ready", headers=admin)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            check = json.load(resp)["checks"]["next_purchase"]
+    except (urllib.error.HTTPError, OSError):
+        return None
+    return None if check.get("version") is None else str(check["version"])
+
+
+@pytest.mark.slow
+def test_a_next_purchase_ranker_trained_elsewhere_is_served_by_both_web_processes(
+    app, keys, trained, tmp_path
+):
+    """The ranker is trained in a third place (this test's process); both web processes load it from the
+    database within the stated time and answer from it, without fitting it themselves."""
+    ctx = app.extensions["giftrec"]
+    admin = bearer(keys["admin"])
+    workers, ports = _two_processes(
+        ctx.settings, tmp_path, GIFTREC_MODEL_RELOAD_INTERVAL=str(RELOAD_INTERVAL)
+    )
+    try:
+        until(lambda: all(_live(p) for p in ports), 120)
+        assert [_ranker_version(p, admin) for p in ports] == [None, None]  # nothing trained yet
+        with session_scope(ctx.sessions) as session:
+            run = train_next_purchase(session, ctx.settings)
+            assert run.status == "succeeded", run.error
+            version = run.version
+        took = until(lambda: all(_ranker_version(p, admin) == version for p in ports), SERVED_WITHIN)
+        assert took <= SERVED_WITHIN
+        customer = f"/v1/customers/{trained}/next-purchase?n=5"
         assert all(status(f"http://127.0.0.1:{p}{customer}", bearer(keys["server"])) == 200 for p in ports)
     finally:
         stop(workers)
