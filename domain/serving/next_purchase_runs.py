@@ -34,6 +34,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from config import Settings
+from domain.customers.origin import real_orders
 from domain.errors import InvalidInput
 from domain.models import Customer, NextPurchaseRun, Order
 from domain.models._types import utcnow
@@ -103,7 +104,9 @@ def train_next_purchase(
         }
         run.n_customers, run.n_items = len(fitted.customers), len(fitted.products)
         run.data_until = session.scalar(
-            select(func.max(Order.ordered_at)).where(Order.kind == "sale", Order.ordered_at <= cut)
+            select(func.max(Order.ordered_at)).where(
+                Order.kind == "sale", Order.ordered_at <= cut, real_orders()
+            )
         )
         metrics: dict[str, Any] = {
             "fit_seconds": round(fit_wall, 3),
@@ -205,7 +208,9 @@ def is_next_purchase_stale(session: Session, *, now: dt.datetime | None = None) 
     if erased is not None and erased >= run.started_at:
         return True, f"customers erased since ranker {run.version} was trained"
     newest = session.scalar(
-        select(func.max(Order.ordered_at)).where(Order.kind == "sale", Order.ordered_at <= (now or utcnow()))
+        select(func.max(Order.ordered_at)).where(
+            Order.kind == "sale", Order.ordered_at <= (now or utcnow()), real_orders()
+        )
     )
     if newest is None or (run.data_until is not None and newest <= run.data_until):
         return False, f"ranker {run.version} already covers the newest order"
