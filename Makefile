@@ -33,13 +33,15 @@ lock: | $(BIN)/python
 	  --extra test --extra dev --output-file requirements/dev.txt setup.cfg
 	$(PIP_COMPILE) --upgrade --constraint requirements/dev.txt --output-file requirements/main.txt setup.cfg
 
-# Migrate, import the bundled sample, seed the generated demo dates, train, plan today's selections (the VIP
+# Migrate, import the bundled sample, seed the generated demo dates, train (the model, then the next-purchase
+# ranker, about 15 s of CPU on the sample), plan today's selections (the VIP
 # ones wait in /manage), then serve web + scheduler.
 run: install
 	$(BIN)/giftrec db upgrade
 	$(BIN)/giftrec import orders $(SAMPLE) --format online-retail --quiet
 	$(BIN)/giftrec demo seed
 	$(BIN)/giftrec train --if-stale
+	$(BIN)/giftrec train --next-purchase --if-stale
 	$(BIN)/giftrec jobs run plan-selections
 	$(BIN)/giftrec keys demo --origin http://$(HOST):$(PORT) --origin http://localhost:$(PORT)
 	GIFTREC_SERVER_BASE_URL=http://$(HOST):$(PORT) GIFTREC_DEMO_ENABLED=true \
