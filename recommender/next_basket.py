@@ -32,6 +32,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
 from recommender.base import NotFittedError, RecommenderError
+from recommender.collaborative import ALSRecommender
 from recommender.next_purchase import NextPurchaseModel
 from recommender.repeat_ranking import RepeatRanker, recent_buyers
 
@@ -68,6 +69,9 @@ FEATURES = (
     "customer_items",
     "basket_size",
     "customer_chance",
+    "als",
+    "als_rank",
+    "buyers_7",
 )
 #: The classifier's settings, chosen on the validation window (module docstring).
 RANKER_PARAMS: dict[str, Any] = {
@@ -86,6 +90,9 @@ _LIST_LENGTH = 10
 #: Fewer positive examples than this and the classifier is not trained (`NextBasketRanker.note`).
 _MIN_POSITIVES = 20
 _KNN_NEIGHBOURS = 50  # co-purchase neighbours kept per item
+#: The ALS of the served collaborative model (config/defaults.toml's [model]), on log1p(order lines);
+#: one thread: the ranker is fitted in a background thread of the serving process.
+_ALS = {"factors": 64, "regularization": 0.1, "alpha": 2.0, "iterations": 15, "random_state": 42}
 _CHUNK = 512  # customers per batch of dense (customers x items) scores
 
 
@@ -133,6 +140,22 @@ def _top_new(scores: np.ndarray, own: np.ndarray, n: int) -> np.ndarray:
     order = np.argsort(-s, axis=1, kind="stable")[:, :n]
     top = np.take_along_axis(s, order, axis=1)
     return np.where(top > 0, order, -1)
+
+
+def _als_factors(
+    u: np.ndarray, i: np.ndarray, lines: np.ndarray, n_users: int, n_items: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """User and item factors of an ALS fitted on log1p(order lines) per (customer, item)."""
+    counts = csr_matrix((lines.astype(np.float32), (u, i)), shape=(n_users, n_items))
+    counts.sum_duplicates()
+    counts.data = np.log1p(counts.data)
+    als = ALSRecommender(**_ALS, num_threads=1).fit(counts)
+    return als.user_factors, als.item_factors
+
+
+def _rank_in_row(scores: np.ndarray) -> np.ndarray:
+    """Each entry's 0-based rank in its row, largest first (ties: lower column first)."""
+    return np.argsort(np.argsort(-scores, axis=1, kind="stable"), axis=1, kind="stable").astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -189,7 +212,9 @@ def candidate_features(
     buyers_recent = recent_buyers(u, i, d, n_items, now - int(horizon))
     buyers_90 = recent_buyers(u, i, d, n_items, now - 90)
     trend = buyers_recent / np.maximum(buyers_90 * horizon / 90.0, 1.0)
+    buyers_7 = recent_buyers(u, i, d, n_items, now - 7)
     popular = np.lexsort((np.arange(n_items), -buyers_recent))[:new_per_source]
+    user_factors, item_factors = _als_factors(u, i, lines, n_users, n_items)
     # customer level
     model = base.model
     summary = model.summary
@@ -220,6 +245,7 @@ def candidate_features(
         mine = own_rows.toarray() > 0
         knn = np.asarray((recency_rows[chunk] @ similarity).todense())
         neigh = base.tifu.neighbour_scores(chunk)
+        als = user_factors[chunk].astype(np.float64) @ item_factors.T.astype(np.float64)
         cand = mine.copy()
         for scores in (knn, neigh):
             top = _top_new(scores, mine, new_per_source)
@@ -245,8 +271,10 @@ def candidate_features(
         found = (at < last_pairs.size) & (last_pairs[np.minimum(at, last_pairs.size - 1)] == pair_key)
         feats["since_item"] = np.where(found, now - last_days[np.minimum(at, last_pairs.size - 1)], 400.0)
         feats["knn"] = knn[r, c]
-        knn_order = np.argsort(np.argsort(-knn, axis=1, kind="stable"), axis=1, kind="stable")
-        feats["knn_rank"] = knn_order[r, c].astype(np.float64)
+        feats["knn_rank"] = _rank_in_row(knn)[r, c]
+        feats["als"] = als[r, c]
+        feats["als_rank"] = _rank_in_row(als)[r, c]
+        feats["buyers_7"] = buyers_7[c]
         feats["buyers_recent"] = buyers_recent[c]
         feats["buyers_90"] = buyers_90[c]
         feats["trend"] = trend[c]
@@ -267,7 +295,12 @@ def candidate_features(
 
 
 def training_examples(
-    purchases: Purchases, now: int, *, horizon: float, new_per_source: int, windows: int
+    purchases: Purchases,
+    now: int,
+    *,
+    horizon: float,
+    new_per_source: int,
+    windows: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Labelled examples from the `windows` label windows of `horizon` days ending at `now`, newest first.
 
