@@ -9,9 +9,11 @@ Two stages, as next-basket recommenders usually are:
 2. **A learned ranker** (scikit-learn's `HistGradientBoostingClassifier`) estimates for every candidate
    the chance that the customer buys it within ``horizon`` days, from the features in `FEATURES`: the
    customer's own history of the item (:class:`~recommender.repeat_ranking.RepeatRanker`'s features:
-   repurchase chance, decayed line and day counts, recency, TIFU-KNN neighbours), the item's popularity,
-   trend, repeat rate across customers and age, the item-kNN score, and the customer's frequency,
-   recency, basket size and BG/NBD chance of buying at all.
+   repurchase chance, decayed line and day counts, recency, TIFU-KNN neighbours), the item's popularity
+   (buyers over 7, 30 and 90 days), trend, repeat rate across customers and age, the item-kNN score, the
+   ALS score and its rank among all items for the customer (implicit's ALS with the served collaborative
+   model's settings, fitted on log1p(order lines) as of the same day as the other features), and the
+   customer's frequency, recency, basket size and BG/NBD chance of buying at all.
 
 The classifier learns from the shop's own past without looking past "today": :meth:`NextBasketRanker.fit`
 builds the candidates and features as of ``now - horizon``, labels them with what each customer bought in

@@ -106,6 +106,21 @@ def test_the_als_features_put_the_planted_partner_first_among_new_candidates():
         assert rank[at][0] < rank[others].min()
 
 
+def test_week_buyers_count_distinct_customers_of_the_last_seven_days():
+    u, i, d, lines, _ = planted()
+    u, i, d, lines = (
+        np.r_[a, extra]
+        for a, extra in zip((u, i, d, lines), ([0, 0], [21, 21], [NOW, NOW - 1], [1, 1]), strict=True)
+    )
+    cands, _ = candidate_features(
+        Purchases(u, i, d, lines, N_USERS, N_ITEMS), NOW, horizon=30, new_per_source=5
+    )
+    week = cands.X[:, FEATURES.index("buyers_7")]
+    for item in np.unique(cands.items).tolist():
+        expected = len({c for c, it, day in zip(u, i, d, strict=True) if it == item and day > NOW - 7})
+        assert set(week[cands.items == item].tolist()) == {float(expected)}, item
+
+
 def test_unknown_parameters_and_unfitted_use_raise():
     with pytest.raises(ValueError, match="unknown ranker parameters"):
         NextBasketRanker(params={"nonsense": 1})
