@@ -37,6 +37,7 @@ from recommender.base import NotFittedError, RecommenderError
 from recommender.collaborative import ALSRecommender
 from recommender.next_purchase import NextPurchaseModel
 from recommender.repeat_ranking import RepeatRanker, recent_buyers
+from recommender.threads import pin_blas_threads
 
 __all__ = [
     "FEATURES",
@@ -94,7 +95,13 @@ _MIN_POSITIVES = 20
 _KNN_NEIGHBOURS = 50  # co-purchase neighbours kept per item
 #: The ALS of the served collaborative model (config/defaults.toml's [model]), on log1p(order lines);
 #: one thread: the ranker is fitted in a background thread of the serving process.
-_ALS = {"factors": 64, "regularization": 0.1, "alpha": 2.0, "iterations": 15, "random_state": 42}
+_ALS: dict[str, Any] = {
+    "factors": 64,
+    "regularization": 0.1,
+    "alpha": 2.0,
+    "iterations": 15,
+    "random_state": 42,
+}
 _CHUNK = 512  # customers per batch of dense (customers x items) scores
 
 
@@ -192,6 +199,9 @@ def candidate_features(
     -------
     (Candidates, the repurchase model fitted at `now`)
     """
+    # BLAS on one thread for the whole build, not from the first ALS fit on: sums computed with another
+    # thread count differ in the last bits, and the endpoint's and evaluate's fits must give equal lists
+    pin_blas_threads()
     n_users, n_items = purchases.n_users, purchases.n_items
     seen = purchases.d <= now
     u, i, d, lines = purchases.u[seen], purchases.i[seen], purchases.d[seen], purchases.lines[seen]
