@@ -133,10 +133,12 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 
 
 def uci_history(
-    doc: str, argv: list[str] | None, default: str | None = None
+    doc: str, argv: list[str] | None, default: str | None = None, *, other_formats: bool = False
 ) -> tuple[argparse.Namespace, Any]:
     """Parse ``DATA [--test-days N] [--k K]`` and read the UCI file with the import's cleaning rules.
 
+    With `other_formats` a ``--format`` option (default ``online-retail``) also reads the import's other
+    formats, such as ``generic`` (the generated shops of ``bench.shop_data generate``).
     Returns the arguments and the `OrderHistory`; exits with status 2 when the file does not exist.
     """
     from domain.customers.sources import read_order_lines
@@ -146,11 +148,14 @@ def uci_history(
     parser.add_argument("data", nargs="?" if default else None, default=default)
     parser.add_argument("--test-days", type=int, default=30)
     parser.add_argument("--k", type=int, default=10)
+    if other_formats:
+        parser.add_argument("--format", default="online-retail", help="the import's file format")
     args = parser.parse_args(argv)
     if not Path(args.data).exists():
         print(f"no such file: {args.data}", file=sys.stderr)
         raise SystemExit(2)
-    return args, history_from_lines(read_order_lines(args.data, "online-retail").lines)
+    fmt = getattr(args, "format", "online-retail")
+    return args, history_from_lines(read_order_lines(args.data, fmt).lines)
 
 
 def buyers_and_skus(session: Any, sku_limit: int | None = None) -> tuple[list[str], list[str]]:

@@ -2,9 +2,10 @@
 
 Run from the repository root (by hand, never by the test suite)::
 
-    .venv/bin/python -m bench.eval_next_purchase [UCI_PATH] [--test-days 30] [--k 10]
+    .venv/bin/python -m bench.eval_next_purchase [UCI_PATH] [--test-days 30] [--k 10] [--format FORMAT]
 
-UCI_PATH defaults to ../shared/data/online_retail.csv.gz. The file is read with the import's cleaning
+UCI_PATH defaults to ../shared/data/online_retail.csv.gz; ``--format generic`` reads a generated shop of
+``bench.shop_data generate`` instead. The file is read with the import's cleaning
 rules and split as ``giftrec evaluate`` splits it: training = order lines before midnight of the last day
 minus ``--test-days``, test = the sales from then on. Purchases are counted in distinct days per
 customer (as giftrec serves them); returns and guest lines are never purchases.
@@ -82,7 +83,7 @@ def _recency_rule(
 
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
-    args, history = uci_history(__doc__ or "", argv, DEFAULT_UCI)
+    args, history = uci_history(__doc__ or "", argv, DEFAULT_UCI, other_formats=True)
     print(machine_line())
     cut = temporal_cut(history.timestamps, args.test_days)
     split = make_split(history, cut)

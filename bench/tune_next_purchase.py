@@ -21,10 +21,9 @@ from typing import Any
 import numpy as np
 
 from bench._common import machine_line, uci_history
-from domain.serving.evaluation import purchase_days_of, training_rows
+from domain.serving.evaluation import purchase_days_of, purchase_order, training_rows
 from domain.serving.next_purchase import fit_purchase_days
 from recommender.evaluation import make_split, ranking_metrics, temporal_cut
-from recommender.interactions import IdIndex
 from recommender.next_basket import RANKER_PARAMS
 
 GRID: list[dict[str, Any]] = [
@@ -59,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         fitted = fit_purchase_days(
             rows,
             int(val_cut.astype("datetime64[D]").astype(np.int64)),
-            IdIndex(np.unique(rows.customer_ids)),
-            IdIndex(np.unique(rows.product_ids)),
+            *purchase_order(rows, customers.index_of(split.users.ids), split.users.ids),
             ranker_params=overrides,
         )
         cpu = time.process_time() - started

@@ -9,9 +9,11 @@ Two stages, as next-basket recommenders usually are:
 2. **A learned ranker** (scikit-learn's `HistGradientBoostingClassifier`) estimates for every candidate
    the chance that the customer buys it within ``horizon`` days, from the features in `FEATURES`: the
    customer's own history of the item (:class:`~recommender.repeat_ranking.RepeatRanker`'s features:
-   repurchase chance, decayed line and day counts, recency, TIFU-KNN neighbours), the item's popularity,
-   trend, repeat rate across customers and age, the item-kNN score, and the customer's frequency,
-   recency, basket size and BG/NBD chance of buying at all.
+   repurchase chance, decayed line and day counts, recency, TIFU-KNN neighbours), the item's popularity
+   (buyers over 7, 30 and 90 days), trend, repeat rate across customers and age, the item-kNN score, the
+   ALS score and its rank among all items for the customer (implicit's ALS with the served collaborative
+   model's settings, fitted on log1p(order lines) as of the same day as the other features), and the
+   customer's frequency, recency, basket size and BG/NBD chance of buying at all.
 
 The classifier learns from the shop's own past without looking past "today": :meth:`NextBasketRanker.fit`
 builds the candidates and features as of ``now - horizon``, labels them with what each customer bought in
@@ -32,8 +34,10 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
 from recommender.base import NotFittedError, RecommenderError
+from recommender.collaborative import ALSRecommender
 from recommender.next_purchase import NextPurchaseModel
 from recommender.repeat_ranking import RepeatRanker, recent_buyers
+from recommender.threads import pin_blas_threads
 
 __all__ = [
     "FEATURES",
@@ -68,6 +72,9 @@ FEATURES = (
     "customer_items",
     "basket_size",
     "customer_chance",
+    "als",
+    "als_rank",
+    "buyers_7",
 )
 #: The classifier's settings, chosen on the validation window (module docstring).
 RANKER_PARAMS: dict[str, Any] = {
@@ -86,6 +93,15 @@ _LIST_LENGTH = 10
 #: Fewer positive examples than this and the classifier is not trained (`NextBasketRanker.note`).
 _MIN_POSITIVES = 20
 _KNN_NEIGHBOURS = 50  # co-purchase neighbours kept per item
+#: The ALS of the served collaborative model (config/defaults.toml's [model]), on log1p(order lines);
+#: one thread: the ranker is fitted in a background thread of the serving process.
+_ALS: dict[str, Any] = {
+    "factors": 64,
+    "regularization": 0.1,
+    "alpha": 2.0,
+    "iterations": 15,
+    "random_state": 42,
+}
 _CHUNK = 512  # customers per batch of dense (customers x items) scores
 
 
@@ -135,6 +151,22 @@ def _top_new(scores: np.ndarray, own: np.ndarray, n: int) -> np.ndarray:
     return np.where(top > 0, order, -1)
 
 
+def _als_factors(
+    u: np.ndarray, i: np.ndarray, lines: np.ndarray, n_users: int, n_items: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """User and item factors of an ALS fitted on log1p(order lines) per (customer, item)."""
+    counts = csr_matrix((lines.astype(np.float32), (u, i)), shape=(n_users, n_items))
+    counts.sum_duplicates()
+    counts.data = np.log1p(counts.data)
+    als = ALSRecommender(**_ALS, num_threads=1).fit(counts)
+    return als.user_factors, als.item_factors
+
+
+def _rank_in_row(scores: np.ndarray) -> np.ndarray:
+    """Each entry's 0-based rank in its row, largest first (ties: lower column first)."""
+    return np.argsort(np.argsort(-scores, axis=1, kind="stable"), axis=1, kind="stable").astype(np.float64)
+
+
 @dataclass(frozen=True)
 class Purchases:
     """Distinct (customer row, item column, day) purchases and the order lines behind each, shape (n,)."""
@@ -167,6 +199,9 @@ def candidate_features(
     -------
     (Candidates, the repurchase model fitted at `now`)
     """
+    # BLAS on one thread for the whole build, not from the first ALS fit on: sums computed with another
+    # thread count differ in the last bits, and the endpoint's and evaluate's fits must give equal lists
+    pin_blas_threads()
     n_users, n_items = purchases.n_users, purchases.n_items
     seen = purchases.d <= now
     u, i, d, lines = purchases.u[seen], purchases.i[seen], purchases.d[seen], purchases.lines[seen]
@@ -189,7 +224,9 @@ def candidate_features(
     buyers_recent = recent_buyers(u, i, d, n_items, now - int(horizon))
     buyers_90 = recent_buyers(u, i, d, n_items, now - 90)
     trend = buyers_recent / np.maximum(buyers_90 * horizon / 90.0, 1.0)
+    buyers_7 = recent_buyers(u, i, d, n_items, now - 7)
     popular = np.lexsort((np.arange(n_items), -buyers_recent))[:new_per_source]
+    user_factors, item_factors = _als_factors(u, i, lines, n_users, n_items)
     # customer level
     model = base.model
     summary = model.summary
@@ -220,6 +257,7 @@ def candidate_features(
         mine = own_rows.toarray() > 0
         knn = np.asarray((recency_rows[chunk] @ similarity).todense())
         neigh = base.tifu.neighbour_scores(chunk)
+        als = user_factors[chunk].astype(np.float64) @ item_factors.T.astype(np.float64)
         cand = mine.copy()
         for scores in (knn, neigh):
             top = _top_new(scores, mine, new_per_source)
@@ -245,8 +283,10 @@ def candidate_features(
         found = (at < last_pairs.size) & (last_pairs[np.minimum(at, last_pairs.size - 1)] == pair_key)
         feats["since_item"] = np.where(found, now - last_days[np.minimum(at, last_pairs.size - 1)], 400.0)
         feats["knn"] = knn[r, c]
-        knn_order = np.argsort(np.argsort(-knn, axis=1, kind="stable"), axis=1, kind="stable")
-        feats["knn_rank"] = knn_order[r, c].astype(np.float64)
+        feats["knn_rank"] = _rank_in_row(knn)[r, c]
+        feats["als"] = als[r, c]
+        feats["als_rank"] = _rank_in_row(als)[r, c]
+        feats["buyers_7"] = buyers_7[c]
         feats["buyers_recent"] = buyers_recent[c]
         feats["buyers_90"] = buyers_90[c]
         feats["trend"] = trend[c]
@@ -267,7 +307,12 @@ def candidate_features(
 
 
 def training_examples(
-    purchases: Purchases, now: int, *, horizon: float, new_per_source: int, windows: int
+    purchases: Purchases,
+    now: int,
+    *,
+    horizon: float,
+    new_per_source: int,
+    windows: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Labelled examples from the `windows` label windows of `horizon` days ending at `now`, newest first.
 

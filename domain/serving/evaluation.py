@@ -126,15 +126,26 @@ def purchase_days_of(train: OrderHistory, customers: IdIndex, products: IdIndex)
     return PurchaseDays(rows[0], rows[1], rows[2], lines.astype(np.int64))
 
 
+def purchase_order(rows: PurchaseDays, keys: np.ndarray, external_ids: np.ndarray) -> tuple[IdIndex, IdIndex]:
+    """The customers and products of `rows` in the endpoint's order (`fit_next_purchase`: by external id
+    and SKU as Python orders strings), so that a fit on the file's rows is the endpoint's bit for bit (ALS
+    starts from random factors by position, and positions break ties).
+
+    `keys` gives each external id's customer key (-1 for none); product keys are positions in an index
+    sorted by SKU already.
+    """
+    customers = np.unique(rows.customer_ids)
+    name = {int(k): str(n) for k, n in zip(keys.tolist(), external_ids.tolist(), strict=True) if k >= 0}
+    ordered = np.array(sorted(customers.tolist(), key=lambda k: name[k]), dtype=np.int64)
+    return IdIndex(ordered), IdIndex(np.unique(rows.product_ids))
+
+
 def _next_purchase_lists(
     split: Split, k: int, rows: PurchaseDays, keys: np.ndarray, product_at: np.ndarray
 ) -> np.ndarray:
     """Each evaluated customer's next-purchase items as the endpoint ranks them, in split positions."""
     cut_day = int(split.cut.astype("datetime64[D]").astype(np.int64))
-    # keys are positions in indexes sorted by external id and SKU: in key order is in name order
-    fitted = fit_purchase_days(
-        rows, cut_day, IdIndex(np.unique(rows.customer_ids)), IdIndex(np.unique(rows.product_ids))
-    )
+    fitted = fit_purchase_days(rows, cut_day, *purchase_order(rows, keys, split.users.ids))
     users = split.truth["next_purchases"].user_idxs
     out = np.full((users.size, k), -1, dtype=np.int64)
     if fitted.ranker is None:

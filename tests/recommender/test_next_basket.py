@@ -85,6 +85,42 @@ def test_candidate_features_read_nothing_after_the_cut():
     assert np.array_equal(a.X, b.X) and a.X.shape[1] == len(FEATURES)
 
 
+def test_the_als_features_put_the_planted_partner_first_among_new_candidates():
+    """ALS (fitted as of the cut on the customers' order lines) learns that trigger buyers buy the partner:
+    for a customer still waiting for it, the partner has the highest ALS score of the new candidates, far
+    ahead of the next one, and a better ALS rank than every other new candidate."""
+    u, i, d, lines, waiting = planted()
+    cands, _ = candidate_features(
+        Purchases(u, i, d, lines, N_USERS, N_ITEMS), NOW, horizon=30, new_per_source=5
+    )
+    als, rank = cands.X[:, FEATURES.index("als")], cands.X[:, FEATURES.index("als_rank")]
+    new = cands.X[:, FEATURES.index("is_own")] == 0
+    assert waiting.size >= 3
+    for c in waiting.tolist():
+        partner = 2 * (c % GROUPS) + 1
+        mine = (cands.users == c) & new
+        at = mine & (cands.items == partner)
+        assert at.sum() == 1, (c, cands.items[mine])
+        others = mine & ~at
+        assert als[at][0] > 3 * als[others].max(), (c, als[at], als[others])
+        assert rank[at][0] < rank[others].min()
+
+
+def test_week_buyers_count_distinct_customers_of_the_last_seven_days():
+    u, i, d, lines, _ = planted()
+    u, i, d, lines = (
+        np.r_[a, extra]
+        for a, extra in zip((u, i, d, lines), ([0, 0], [21, 21], [NOW, NOW - 1], [1, 1]), strict=True)
+    )
+    cands, _ = candidate_features(
+        Purchases(u, i, d, lines, N_USERS, N_ITEMS), NOW, horizon=30, new_per_source=5
+    )
+    week = cands.X[:, FEATURES.index("buyers_7")]
+    for item in np.unique(cands.items).tolist():
+        expected = len({c for c, it, day in zip(u, i, d, strict=True) if it == item and day > NOW - 7})
+        assert set(week[cands.items == item].tolist()) == {float(expected)}, item
+
+
 def test_unknown_parameters_and_unfitted_use_raise():
     with pytest.raises(ValueError, match="unknown ranker parameters"):
         NextBasketRanker(params={"nonsense": 1})
