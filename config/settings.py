@@ -93,6 +93,10 @@ class ApiSettings:
     rate_limit: str = "1200/minute"
     #: Storage for rate-limit counters; memory:// is per process.
     rate_limit_storage: str = "memory://"
+    #: Seconds a call to a Redis rate-limit storage may take (connecting, then each answer): past it the
+    #: request goes on unlimited and /health/ready says "degraded", rather than waiting on a Redis that
+    #: accepts connections but never answers.
+    rate_limit_storage_timeout: float = 0.5
     #: Seconds of Cache-Control max-age on bestsellers and new arrivals.
     cache_seconds: int = 300
     #: Maximum number of events in one POST /v1/events batch.
