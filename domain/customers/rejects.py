@@ -6,11 +6,19 @@ reason, raw``) to a hidden file next to its target, then renames it into place f
 ``after_commit`` hook of the root transaction; when that transaction ends any other way (an exception,
 a failed commit, a rollback, a closed session) the hidden file is deleted. A savepoint's commit does not
 count: only the outermost transaction makes the import real.
+
+A process killed between writing the hidden file and its commit (``kill -9``, a lost host) cannot delete
+it: :func:`remove_stale_partials`, called by the next import of the same target, does. Each hidden file is
+held under an exclusive ``flock`` by the process that writes it until it is moved or deleted; the kernel
+drops the lock with the process, so a hidden file whose lock can be taken belongs to no live import, and
+one whose lock is held (an import of the same file running at the same time) is left alone.
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
+import glob
 import logging
 import os
 import uuid
@@ -34,8 +42,36 @@ def default_reject_path(path: str | Path, instance_dir: str | Path = "instance")
 
 def write_rejects(target: Path, rejects: Iterable[Reject]) -> None:
     """Write the reject CSV at once (no transaction): a reader never sees half a file."""
-    partial = _write_aside(target, rejects)
-    os.replace(partial, target)
+    aside = _write_aside(target, rejects)
+    try:
+        os.replace(aside.path, target)
+    finally:
+        aside.release()
+
+
+def remove_stale_partials(target: Path) -> list[Path]:
+    """Delete the hidden files of ``target`` that no live import holds (left by a killed one); returns
+    them. Those an import running at the same time is writing or waiting to publish are left alone."""
+    removed = []
+    for name in glob.glob(f".{glob.escape(target.name)}.*.partial", root_dir=target.parent):
+        partial = target.parent / name
+        try:
+            fd = os.open(partial, os.O_RDONLY)
+        except FileNotFoundError:  # published or deleted by its import meanwhile
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live import holds it
+            if os.fstat(fd).st_nlink:
+                partial.unlink(missing_ok=True)
+                removed.append(partial)
+        finally:
+            os.close(fd)
+    if removed:
+        log.warning("removed %d reject file(s) left by a killed import: %s", len(removed), removed)
+    return removed
 
 
 def publish_rejects_on_commit(session: Session, target: Path, rejects: Iterable[Reject]) -> None:
@@ -45,7 +81,7 @@ def publish_rejects_on_commit(session: Session, target: Path, rejects: Iterable[
     if root is None:  # no transaction to wait for: the import wrote nothing
         write_rejects(target, rejects)
         return
-    partial = _write_aside(target, rejects)
+    aside = _write_aside(target, rejects)
     pending: list[_Pending] | None = session.info.get(_PENDING)
     if pending is None:
         pending = session.info[_PENDING] = []
@@ -53,16 +89,30 @@ def publish_rejects_on_commit(session: Session, target: Path, rejects: Iterable[
         # dispatches the event is not allowed.
         event.listen(session, "after_commit", _on_commit)
         event.listen(session, "after_transaction_end", _on_end)
-    pending.append(_Pending(root, partial, target))
+    pending.append(_Pending(root, aside, target))
 
 
 _PENDING = "giftrec.pending_rejects"
 
 
 @dataclass
+class _Aside:
+    """A hidden reject file, and the descriptor that holds its lock until it is moved or deleted."""
+
+    path: Path
+    fd: int
+
+    def release(self) -> None:
+        """Close the descriptor (which drops the lock); once."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+@dataclass
 class _Pending:
     root: SessionTransaction
-    partial: Path
+    aside: _Aside
     target: Path
     moved: bool = False
 
@@ -73,8 +123,11 @@ def _on_commit(session: Session) -> None:
     current = session.get_transaction()
     for item in session.info.get(_PENDING, []):
         if item.root is current and not item.moved:
-            os.replace(item.partial, item.target)
-            item.moved = True
+            try:
+                os.replace(item.aside.path, item.target)
+                item.moved = True
+            finally:
+                item.aside.release()
 
 
 def _on_end(session: Session, transaction: SessionTransaction) -> None:
@@ -82,20 +135,34 @@ def _on_end(session: Session, transaction: SessionTransaction) -> None:
     for item in [p for p in pending if p.root is transaction]:
         pending.remove(item)
         if not item.moved:
-            item.partial.unlink(missing_ok=True)
+            item.aside.path.unlink(missing_ok=True)
+            item.aside.release()
             log.info("import rolled back: reject file %s not written", item.target)
 
 
-def _write_aside(target: Path, rejects: Iterable[Reject]) -> Path:
+def _write_aside(target: Path, rejects: Iterable[Reject]) -> _Aside:
+    """Write the CSV to a new hidden file next to ``target``, locked until it is moved or deleted."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+    aside = _open_locked(target)
     try:
-        with partial.open("w", encoding="utf-8", newline="") as out:
+        with open(aside.fd, "w", encoding="utf-8", newline="", closefd=False) as out:
             writer = csv.writer(out)
             writer.writerow(REJECT_COLUMNS)
             for r in rejects:
                 writer.writerow((r.line_no, r.kind, r.field, r.reason, r.raw))
     except BaseException:
-        partial.unlink(missing_ok=True)
+        aside.path.unlink(missing_ok=True)
+        aside.release()
         raise
-    return partial
+    return aside
+
+
+def _open_locked(target: Path) -> _Aside:
+    while True:
+        path = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink:
+            return _Aside(path, fd)
+        # Another import's remove_stale_partials took the lock between our open and flock, and deleted it.
+        os.close(fd)
