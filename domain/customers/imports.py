@@ -156,7 +156,7 @@ def import_orders(
     remove_stale_partials(target)  # left by an import of this file killed before its commit
     source = OrderFile(path, fmt, limits=limits)
     show_progress = progress and sys.stderr.isatty()
-    staging = Staging(session, source.order_field)
+    staging = Staging(session, source.order_field, (limits or ImportSettings()).sqlite_cache_mib)
     try:
         summary = _stage_and_load(session, staging, source, target, show_progress)
     except InvalidInput:
