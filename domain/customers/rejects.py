@@ -9,15 +9,13 @@ count: only the outermost transaction makes the import real.
 
 A process killed between writing the hidden file and its commit (``kill -9``, a lost host) cannot delete
 it: :func:`remove_stale_partials`, called by the next import of the same target, does. Each hidden file is
-held under an exclusive ``flock`` by the process that writes it until it is moved or deleted; the kernel
-drops the lock with the process, so a hidden file whose lock can be taken belongs to no live import, and
-one whose lock is held (an import of the same file running at the same time) is left alone.
+held by its import until it is moved or deleted (:mod:`domain.leftovers`), so one an import of the same
+file running at the same time still holds is left alone.
 """
 
 from __future__ import annotations
 
 import csv
-import fcntl
 import glob
 import logging
 import os
@@ -30,6 +28,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 
 from domain.customers.parsing import Reject
+from domain.leftovers import Held, hold_new, remove_if_stale
 
 log = logging.getLogger(__name__)
 
@@ -52,23 +51,8 @@ def write_rejects(target: Path, rejects: Iterable[Reject]) -> None:
 def remove_stale_partials(target: Path) -> list[Path]:
     """Delete the hidden files of ``target`` that no live import holds (left by a killed one); returns
     them. Those an import running at the same time is writing or waiting to publish are left alone."""
-    removed = []
-    for name in glob.glob(f".{glob.escape(target.name)}.*.partial", root_dir=target.parent):
-        partial = target.parent / name
-        try:
-            fd = os.open(partial, os.O_RDONLY)
-        except FileNotFoundError:  # published or deleted by its import meanwhile
-            continue
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # a live import holds it
-            if os.fstat(fd).st_nlink:
-                partial.unlink(missing_ok=True)
-                removed.append(partial)
-        finally:
-            os.close(fd)
+    names = glob.glob(f".{glob.escape(target.name)}.*.partial", root_dir=target.parent)
+    removed = [target.parent / name for name in names if remove_if_stale(target.parent / name)]
     if removed:
         log.warning("removed %d reject file(s) left by a killed import: %s", len(removed), removed)
     return removed
@@ -96,23 +80,9 @@ _PENDING = "giftrec.pending_rejects"
 
 
 @dataclass
-class _Aside:
-    """A hidden reject file, and the descriptor that holds its lock until it is moved or deleted."""
-
-    path: Path
-    fd: int
-
-    def release(self) -> None:
-        """Close the descriptor (which drops the lock); once."""
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-
-@dataclass
 class _Pending:
     root: SessionTransaction
-    aside: _Aside
+    aside: Held
     target: Path
     moved: bool = False
 
@@ -140,12 +110,12 @@ def _on_end(session: Session, transaction: SessionTransaction) -> None:
             log.info("import rolled back: reject file %s not written", item.target)
 
 
-def _write_aside(target: Path, rejects: Iterable[Reject]) -> _Aside:
-    """Write the CSV to a new hidden file next to ``target``, locked until it is moved or deleted."""
+def _write_aside(target: Path, rejects: Iterable[Reject]) -> Held:
+    """Write the CSV to a new hidden file next to ``target``, held until it is moved or deleted."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    aside = _open_locked(target)
+    aside = hold_new(lambda: _new_partial(target))
     try:
-        with open(aside.fd, "w", encoding="utf-8", newline="", closefd=False) as out:
+        with aside.path.open("w", encoding="utf-8", newline="") as out:
             writer = csv.writer(out)
             writer.writerow(REJECT_COLUMNS)
             for r in rejects:
@@ -157,12 +127,7 @@ def _write_aside(target: Path, rejects: Iterable[Reject]) -> _Aside:
     return aside
 
 
-def _open_locked(target: Path) -> _Aside:
-    while True:
-        path = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        if os.fstat(fd).st_nlink:
-            return _Aside(path, fd)
-        # Another import's remove_stale_partials took the lock between our open and flock, and deleted it.
-        os.close(fd)
+def _new_partial(target: Path) -> Path:
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+    partial.touch(exist_ok=False)
+    return partial

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
-import signal
-import subprocess
-import sys
 import tracemalloc
 from pathlib import Path
 
@@ -20,8 +16,8 @@ from domain.demo.order_files import write_uci_like
 from domain.errors import InvalidInput
 from domain.models import Order, OrderLine
 from tests.domain.customers.test_imports import DATA, read_rejects, run_import, table_counts
+from tests.killed import kill_where_it_stops
 
-REPO = Path(__file__).resolve().parents[3]
 SMALL_CHUNKS = ImportSettings(chunk_rows=500)
 SALE = "537999,22633,HAND WARMER UNION JACK,6,2011-02-01 09:00:00,1.85,17850,United Kingdom\n"
 
@@ -142,21 +138,7 @@ def test_an_import_killed_half_way_leaves_nothing_applied(
         f.write(SALE.replace(",6,", ",six,"))  # a reject, so that a reject file is written
     rejects = tmp_path / "orders.rejects.csv"
     args = [database_url, str(path), str(rejects), stage]
-    with subprocess.Popen(
-        [sys.executable, "-m", "tests.domain.customers.killed_import", *args],
-        cwd=REPO,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as child:
-        try:
-            assert child.stdout is not None
-            assert child.stdout.readline() == "stopped\n"  # it stopped where asked: kill it there
-            os.kill(child.pid, signal.SIGKILL)
-            assert child.wait() == -signal.SIGKILL
-        finally:
-            if child.poll() is None:
-                child.kill()
+    kill_where_it_stops("tests.domain.customers.killed_import", args)
 
     assert table_counts(sessions) == before
     assert not rejects.exists()
