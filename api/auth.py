@@ -17,7 +17,7 @@ from limits.errors import ConfigurationError
 from limits.storage import MemoryStorage, Storage, storage_from_string
 
 from api.errors import problem
-from config import ConfigError
+from config import ApiSettings, ConfigError
 from domain.access import api_keys, identity
 from domain.access.api_keys import KeyInfo
 from domain.metrics import RATE_LIMIT_STORAGE_FAILURES
@@ -101,6 +101,23 @@ class SweptMemoryStorage(MemoryStorage):
 
 def _storage_uri(uri: str) -> str:
     return "giftrec-memory://" if uri.rstrip("/") in ("memory:", "memory://") else uri
+
+
+def open_storage(uri: str, timeout: float = ApiSettings.rate_limit_storage_timeout) -> Storage:
+    """limits' storage for ``uri`` (``api.rate_limit_storage``). A Redis client gives up after ``timeout``
+    seconds, to connect and then for each answer (``api.rate_limit_storage_timeout``): without it, a Redis
+    that accepts connections but never answers held every limited request, and the readiness probe,
+    for good. The callers treat the timeout as any other storage failure."""
+    options: dict[str, float] = {}
+    if urlsplit(uri).scheme.startswith(("redis", "valkey")):
+        options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    try:
+        storage = storage_from_string(uri, **options)
+    except ConfigurationError as exc:  # unknown scheme, or its client library is not installed
+        raise ConfigError("api.rate_limit_storage", str(exc)) from None
+    if not isinstance(storage, Storage):
+        raise ConfigError("api.rate_limit_storage", f"not a synchronous storage: {uri!r}")
+    return storage
 
 
 class KeyCache:
@@ -335,15 +352,11 @@ class KeyRateLimit:
 
     NAMESPACE = "giftrec-api"
 
-    def __init__(self, limit: str, storage_uri: str) -> None:
+    def __init__(
+        self, limit: str, storage_uri: str, timeout: float = ApiSettings.rate_limit_storage_timeout
+    ) -> None:
         self.item: RateLimitItem = parse(limit)
-        try:
-            storage = storage_from_string(_storage_uri(storage_uri))
-        except ConfigurationError as exc:  # unknown scheme, or its client library is not installed
-            raise ConfigError("api.rate_limit_storage", str(exc)) from None
-        if not isinstance(storage, Storage):
-            raise ConfigError("api.rate_limit_storage", f"not a synchronous storage: {storage_uri!r}")
-        self.storage = storage
+        self.storage = open_storage(_storage_uri(storage_uri), timeout)
         self._scheme = urlsplit(storage_uri).scheme or storage_uri
         self._expiry = self.item.get_expiry()
         self._failing = False
@@ -511,7 +524,8 @@ def protect(app: Flask, *blueprints: Blueprint) -> KeyRateLimit:
     guard: Guard | None = ctx.services.get("api_guard")
     if guard is None:
         keys = ctx.services.setdefault("api_key_cache", KeyCache(ctx.sessions))
-        limit = KeyRateLimit(ctx.settings.api.rate_limit, ctx.settings.api.rate_limit_storage)
+        api = ctx.settings.api
+        limit = KeyRateLimit(api.rate_limit, api.rate_limit_storage, api.rate_limit_storage_timeout)
         guard = ctx.services["api_guard"] = Guard(ctx, limit, keys, str(app.secret_key))
         ctx.services["rate_limit"] = limit
         ctx.readiness_probes["rate_limit_storage"] = limit.storage_status

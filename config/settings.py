@@ -85,6 +85,10 @@ class ImportSettings:
     max_rows: int = 20_000_000
     #: Data rows parsed and staged at a time: an import's memory grows with this, not with the file.
     chunk_rows: int = 20_000
+    #: MiB of SQLite page cache for the import's connection, for its database and for its temporary one
+    #: (the staging tables) each; SQLite's sorter (building indexes, ordering) may use as much again. On
+    #: SQLite an import's peak memory is about 100 MiB plus three times this, whatever the file's length.
+    sqlite_cache_mib: int = 16
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,10 @@ class ApiSettings:
     rate_limit: str = "1200/minute"
     #: Storage for rate-limit counters; memory:// is per process.
     rate_limit_storage: str = "memory://"
+    #: Seconds a call to a Redis rate-limit storage may take (connecting, then each answer): past it the
+    #: request goes on unlimited and /health/ready says "degraded", rather than waiting on a Redis that
+    #: accepts connections but never answers.
+    rate_limit_storage_timeout: float = 0.5
     #: Seconds of Cache-Control max-age on bestsellers and new arrivals.
     cache_seconds: int = 300
     #: Maximum number of events in one POST /v1/events batch.

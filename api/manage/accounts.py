@@ -15,13 +15,15 @@ from flask import Flask, current_app, flash, redirect, render_template, request,
 from flask.typing import ResponseReturnValue
 from flask_login import UserMixin, current_user, login_required, login_user, logout_user
 from limits import parse
-from limits.storage import MemoryStorage, storage_from_string
+from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import select
 
+from api.auth import open_storage
 from api.db import get_session
 from api.manage.blueprint import bp
 from api.manage.forms import LoginForm
+from config import ApiSettings
 from domain.access.users import authenticate, normalize_email
 from domain.metrics import RATE_LIMIT_STORAGE_FAILURES
 from domain.models import User
@@ -90,8 +92,8 @@ class LoginThrottle:
 
     retry_seconds = 5.0
 
-    def __init__(self, storage_uri: str) -> None:
-        self.shared = MovingWindowRateLimiter(storage_from_string(storage_uri))
+    def __init__(self, storage_uri: str, timeout: float = ApiSettings.rate_limit_storage_timeout) -> None:
+        self.shared = MovingWindowRateLimiter(open_storage(storage_uri, timeout))
         self.local = MovingWindowRateLimiter(MemoryStorage())
         self.account, self.address = parse(PER_ACCOUNT), parse(PER_ADDRESS)
         self._retry_at: float | None = None  # monotonic time to ask the failing storage again
@@ -138,7 +140,8 @@ class LoginThrottle:
 
 def init_throttle(app: Flask) -> None:
     ctx = app.extensions["giftrec"]
-    ctx.services["login_throttle"] = LoginThrottle(ctx.settings.api.rate_limit_storage)
+    api = ctx.settings.api
+    ctx.services["login_throttle"] = LoginThrottle(api.rate_limit_storage, api.rate_limit_storage_timeout)
 
 
 def _throttle() -> LoginThrottle:

@@ -27,7 +27,8 @@ Rows that break a cleaning rule are written to a reject CSV (``line_no, kind, fi
 
 The reject file defaults to ``<instance_dir>/rejects/<input file name>.rejects.csv`` (the input's folder may
 be read-only, like ``../shared/data/``); it is written only when there are rejects, and appears only when
-the caller's transaction commits (:mod:`domain.customers.rejects`): a failed import leaves none.
+the caller's transaction commits (:mod:`domain.customers.rejects`): a failed import leaves none, and the
+hidden file of an import killed before its commit is removed by the next import of the same file.
 """
 
 from __future__ import annotations
@@ -61,7 +62,11 @@ from sqlalchemy.orm import Session
 
 from config import ImportSettings
 from domain.customers import staging
-from domain.customers.rejects import default_reject_path, publish_rejects_on_commit
+from domain.customers.rejects import (
+    default_reject_path,
+    publish_rejects_on_commit,
+    remove_stale_partials,
+)
 from domain.customers.sources import Format, OrderFile
 from domain.customers.staging import Staging
 from domain.db import Base
@@ -147,11 +152,13 @@ def import_orders(
     """
     started = time.perf_counter()
     path = Path(path)
+    target = Path(reject_path) if reject_path is not None else default_reject_path(path, instance_dir)
+    remove_stale_partials(target)  # left by an import of this file killed before its commit
     source = OrderFile(path, fmt, limits=limits)
     show_progress = progress and sys.stderr.isatty()
-    staging = Staging(session, source.order_field)
+    staging = Staging(session, source.order_field, (limits or ImportSettings()).sqlite_cache_mib)
     try:
-        summary = _stage_and_load(session, staging, source, reject_path, instance_dir, show_progress)
+        summary = _stage_and_load(session, staging, source, target, show_progress)
     except InvalidInput:
         staging.drop()  # the file was refused: nothing else was written
         raise
@@ -173,8 +180,7 @@ def _stage_and_load(
     session: Session,
     staging: Staging,
     source: OrderFile,
-    reject_path: str | Path | None,
-    instance_dir: str | Path,
+    reject_target: Path,
     show_progress: bool,
 ) -> ImportSummary:
     reading = _progress_bar("reading", "B") if show_progress else None
@@ -199,9 +205,8 @@ def _stage_and_load(
     summary.rejected = sum(summary.rejected_by_kind.values())
     _load(session, staging.connection, summary)
     if summary.rejected:
-        target = Path(reject_path) if reject_path is not None else default_reject_path(path, instance_dir)
-        publish_rejects_on_commit(session, target, staging.reject_rows(source))
-        summary.reject_path = str(target)
+        publish_rejects_on_commit(session, reject_target, staging.reject_rows(source))
+        summary.reject_path = str(reject_target)
     return summary
 
 

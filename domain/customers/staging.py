@@ -55,9 +55,6 @@ from domain.customers.sources import OrderFile
 from domain.db import Base
 from domain.models._types import UTCDateTime
 
-#: SQLite page cache of the main and the temporary database during an import, in KiB (negative =
-#: KiB in PRAGMA cache_size): a constant, so that the memory stays bounded whatever the file's length.
-SQLITE_IMPORT_CACHE_KIB = -65_536
 #: Rows fetched at a time when the reject file is written from the staging table.
 FETCH_ROWS = 5_000
 
@@ -130,7 +127,10 @@ INDEXES = (
 class Staging:
     """The staging tables of one import, on the session's connection (in its transaction)."""
 
-    def __init__(self, session: Session, order_field: str) -> None:
+    def __init__(self, session: Session, order_field: str, sqlite_cache_mib: int) -> None:
+        """``sqlite_cache_mib`` (``imports.sqlite_cache_mib``) is SQLite's page cache of the main and the
+        temporary database during the import: a constant, so that the memory stays bounded whatever the
+        file's length (SQLite's sorter also keeps up to the main database's ``cache_size`` in memory)."""
         self.connection = session.connection()
         self.order_field = order_field
         dialect = self.connection.dialect
@@ -139,7 +139,8 @@ class Staging:
             for schema in ("main", "temp"):
                 size = self.connection.exec_driver_sql(f"PRAGMA {schema}.cache_size").scalar()
                 self.sqlite_caches.append((schema, int(size or 0)))
-                self.connection.exec_driver_sql(f"PRAGMA {schema}.cache_size={SQLITE_IMPORT_CACHE_KIB}")
+                # negative: a size in KiB, whatever the page size
+                self.connection.exec_driver_sql(f"PRAGMA {schema}.cache_size={-1024 * sqlite_cache_mib}")
         self._drop_tables()
         for table in TABLES:
             self.connection.execute(CreateTable(table))  # without INDEXES: they come once it is filled

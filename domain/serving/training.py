@@ -18,7 +18,6 @@ import datetime as dt
 import logging
 import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +37,7 @@ from domain.customers.interactions import (
 )
 from domain.customers.rejections import load_rejections
 from domain.errors import Conflict, InvalidInput, NotFound
+from domain.leftovers import held_temp_folder
 from domain.models import AuditLog, Customer, ModelRun
 from domain.models._types import utcnow
 from domain.serving.artifact_store import delete_artifact, store_artifact
@@ -158,10 +158,9 @@ def train_model(
             metrics["tuning"] = tuning
         if tune and tuning is not None:
             metrics["tune_seconds"] = tuning.get("seconds", 0.0)
-        with tempfile.TemporaryDirectory(prefix="giftrec-train-") as tmp:
-            path = save_artifact(
-                Path(tmp), run.version, model, served.users, served.items, run.params, metrics
-            )
+        # Held while in use: a training killed here leaves the folder, and the next one removes it.
+        with held_temp_folder(prefix="giftrec-training-") as tmp:
+            path = save_artifact(tmp, run.version, model, served.users, served.items, run.params, metrics)
             run.artifact_path = store_artifact(session, run.version, path)
         metrics["save_seconds"] = round(time.perf_counter() - t2, 3)
         run.metrics = metrics

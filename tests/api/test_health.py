@@ -114,3 +114,52 @@ def test_ready_is_degraded_not_down_while_the_rate_limit_storage_is_down(setting
         assert client.get("/health/ready").get_json()["checks"]["rate_limit_storage"] == "failing"
     finally:
         app.extensions["giftrec"].close()
+
+
+def test_ready_is_degraded_not_held_while_the_rate_limit_storage_accepts_but_never_answers(
+    settings, sessions, redis_server
+):
+    """Regression: the Redis client had no timeout of ours, so a Redis that accepts connections but never
+    answers (here a real one stopped with SIGSTOP: the kernel still accepts) held /health/ready and
+    every limited request for redis-py's default of 5 s per call, longer than a load balancer's probe
+    waits: the process was taken out instead of reported "degraded". Each call now gives up after
+    ``api.rate_limit_storage_timeout``. The bound asserted is far above that timeout (0.2 s) and at
+    redis-py's default, which the unfixed client always waits in full."""
+    import dataclasses
+    import os
+    import signal
+    import time
+
+    from domain.access import api_keys
+    from domain.db import session_scope
+    from tests.redis_server import app_sharing
+
+    settings = dataclasses.replace(
+        settings, api=dataclasses.replace(settings.api, rate_limit_storage_timeout=0.2)
+    )
+    app = app_sharing(settings, redis_server)
+    assert redis_server.proc is not None
+    pid, stopped = redis_server.proc.pid, False
+    try:
+        with session_scope(app.extensions["giftrec"].sessions) as session:
+            admin = api_keys.create_key(session, "admin")[1]
+        client = app.test_client()
+        assert client.get("/health/ready", headers=bearer(admin)).get_json()["status"] == "ok"
+        os.kill(pid, signal.SIGSTOP)
+        stopped = True
+        started = time.monotonic()
+        ready = client.get("/health/ready", headers=bearer(admin))
+        limited = client.get("/v1/bestsellers", headers=bearer(admin))
+        assert time.monotonic() - started < 5.0
+        assert ready.status_code == 200 and ready.get_json()["status"] == "degraded"
+        check = ready.get_json()["checks"]["rate_limit_storage"]
+        assert check["ok"] is False and "unreachable" in check["error"]
+        assert limited.status_code == 200  # not limited while the storage does not answer
+        assert "X-RateLimit-Remaining" not in limited.headers
+        os.kill(pid, signal.SIGCONT)
+        stopped = False
+        assert client.get("/health/ready", headers=bearer(admin)).get_json()["status"] == "ok"
+    finally:
+        if stopped:
+            os.kill(pid, signal.SIGCONT)
+        app.extensions["giftrec"].close()

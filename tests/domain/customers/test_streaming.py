@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
-import signal
-import subprocess
-import sys
 import tracemalloc
 from pathlib import Path
 
@@ -20,8 +16,8 @@ from domain.demo.order_files import write_uci_like
 from domain.errors import InvalidInput
 from domain.models import Order, OrderLine
 from tests.domain.customers.test_imports import DATA, read_rejects, run_import, table_counts
+from tests.killed import kill_where_it_stops
 
-REPO = Path(__file__).resolve().parents[3]
 SMALL_CHUNKS = ImportSettings(chunk_rows=500)
 SALE = "537999,22633,HAND WARMER UNION JACK,6,2011-02-01 09:00:00,1.85,17850,United Kingdom\n"
 
@@ -142,27 +138,39 @@ def test_an_import_killed_half_way_leaves_nothing_applied(
         f.write(SALE.replace(",6,", ",six,"))  # a reject, so that a reject file is written
     rejects = tmp_path / "orders.rejects.csv"
     args = [database_url, str(path), str(rejects), stage]
-    with subprocess.Popen(
-        [sys.executable, "-m", "tests.domain.customers.killed_import", *args],
-        cwd=REPO,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as child:
-        try:
-            assert child.stdout is not None
-            assert child.stdout.readline() == "stopped\n"  # it stopped where asked: kill it there
-            os.kill(child.pid, signal.SIGKILL)
-            assert child.wait() == -signal.SIGKILL
-        finally:
-            if child.poll() is None:
-                child.kill()
+    kill_where_it_stops("tests.domain.customers.killed_import", args)
 
     assert table_counts(sessions) == before
     assert not rejects.exists()
+    partials = sorted(tmp_path.glob(".orders.rejects.csv.*.partial"))
+    # Killed before its commit, the import had written its reject file aside and could not delete it.
+    assert len(partials) == (1 if stage == "commit" else 0)
     # And the file imports in full afterwards (SQLite's write-ahead log and PostgreSQL dropped the rest).
     summary = run_import(sessions, path, reject_path=rejects)
+    # Regression: the killed import's hidden reject file stayed beside the real one for good.
+    assert not any(p.exists() for p in partials)
+    assert not list(tmp_path.glob(".*.partial"))
     assert summary.rows == 3_001 and summary.order_lines_created > 2_900
     assert [r["line_no"] for r in read_rejects(rejects)][-1] == "3002"
     with sessions() as s:
         assert s.scalar(select(OrderLine.id).limit(1)) is not None
+
+
+def test_the_hidden_reject_file_of_an_import_still_running_is_left_alone(tmp_path: Path) -> None:
+    """The next import removes the hidden reject files no live import holds: one being written or waiting
+    for its commit (its lock held) stays, a killed one's (the lock gone with its process) goes."""
+    from domain.customers.parsing import Reject
+    from domain.customers.rejects import _write_aside, remove_stale_partials
+
+    target = tmp_path / "orders.csv.rejects.csv"
+    live = _write_aside(target, [Reject(2, "not a number", "raw", "malformed", "Quantity")])
+    try:
+        left = target.with_name(f".{target.name}.0123abcd.partial")
+        left.write_text("line_no,kind,field,reason,raw\n")  # nobody holds it: a killed import's
+        other = tmp_path / ".other.csv.rejects.csv.0123abcd.partial"
+        other.write_text("")  # another file's: not this import's business
+        assert remove_stale_partials(target) == [left]
+        assert live.path.exists() and other.exists() and not left.exists()
+    finally:
+        live.release()
+    assert remove_stale_partials(target) == [live.path]  # its lock released without a move: stale now
