@@ -281,27 +281,29 @@ def _explanation(
 
 
 def _collaborative_texts(
-    cat: Catalog, to_cat: np.ndarray, reasons: list[list[int]], bought_product_ids: np.ndarray
+    cat: Catalog, loaded: LoadedModel, reasons: list[list[int]], bought_product_ids: np.ndarray
 ) -> list[str]:
     """:func:`_explanation` of collaborative picks with these reasons (model item ids), all at once: one
-    catalog lookup for every item named."""
+    catalog lookup for every item named. A named item was bought when its product id is among the
+    customer's (what :func:`_explanation` asks of its catalog position, without a catalog search)."""
     named = [i for reason in reasons for i in reason]
     if not named:
         return ["Picked for you"] * len(reasons)
-    at = to_cat[named].tolist()
-    bought = set(cat.positions(bought_product_ids).tolist())
+    at = cat.aligned(loaded.item_index)[named].tolist()
+    product_ids = loaded.item_index.ids[named].tolist()
+    bought = set(bought_product_ids.tolist())
     titles = cat.titles
     out = []
     start = 0
     for reason in reasons:
         stop = start + len(reason)
-        positions = [p for p in at[start:stop] if p >= 0]
+        shown = [(p, pid) for p, pid in zip(at[start:stop], product_ids[start:stop], strict=True) if p >= 0]
         start = stop
-        if not positions:
+        if not shown:
             out.append("Picked for you")
             continue
-        verb = "bought" if any(p in bought for p in positions) else "looked at"
-        out.append(f"Because you {verb} {' and '.join(titles[p] for p in positions[:2])}")
+        verb = "bought" if any(pid in bought for _, pid in shown) else "looked at"
+        out.append(f"Because you {verb} {' and '.join(titles[p] for p, _ in shown[:2])}")
     return out
 
 
@@ -381,7 +383,7 @@ def _take_ranked(
             upto = (ranks[-1] // EXPLAIN_BLOCK + 1) * EXPLAIN_BLOCK
             todo = [r for r, i in enumerate(ranked.items[:upto].tolist()) if i not in texts]
         # else a customer's first request (every request, with kept rankings off): only the items shown.
-        _explain(cat, to_cat, loaded, rows, ranked, todo)
+        _explain(cat, loaded, rows, ranked, todo)
     scores = ranked.scores[ranks].tolist()
     return _recommended(
         cat,
@@ -392,9 +394,7 @@ def _take_ranked(
     )
 
 
-def _explain(
-    cat: Catalog, to_cat: np.ndarray, loaded: LoadedModel, rows: CustomerRows, ranked: Ranked, todo: list[int]
-) -> None:
+def _explain(cat: Catalog, loaded: LoadedModel, rows: CustomerRows, ranked: Ranked, todo: list[int]) -> None:
     """Add the texts of the kept items at ranks ``todo``: from the reasons explained ahead where the
     ranking has them (precomputed), else from one factorisation for the rest."""
     ahead = ranked.reasons
@@ -411,7 +411,7 @@ def _explain(
         else:
             reasons += [[] for _ in rest]
     ranked.texts.update(
-        zip(items, _collaborative_texts(cat, to_cat, reasons, rows.bought_product_ids), strict=True)
+        zip(items, _collaborative_texts(cat, loaded, reasons, rows.bought_product_ids), strict=True)
     )
 
 
