@@ -77,6 +77,7 @@ NON_NEGATIVE = {
     "reminders.vip_cutoff_days",
     "api.cache_seconds",
     "api.picks_cache_customers",
+    "api.precomputed_customers",
     "server.port",
     "rfm.clv_discount_rate",
     "triggers.holdout_share",

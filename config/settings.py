@@ -108,6 +108,10 @@ class ApiSettings:
     #: Customers whose ranked picks each web worker keeps in memory (about 16 KB each, explanations
     #: included), so that their next request only filters; 0 ranks on every request.
     picks_cache_customers: int = 10000
+    #: Customers (most interactions first) whose ranking each web worker makes, with the explanations of
+    #: its first 50 products, in a background thread once a model is loaded (about 1.5 KB each), so that
+    #: their first request only filters, as a kept ranking's does; 0 makes none.
+    precomputed_customers: int = 100000
     #: Answer well-formed GET /v1/customers/{id}/recommendations requests before Flask's request machinery
     #: (the same responses, at a little over half the server CPU); false sends every request through Flask.
     fast_path: bool = True

@@ -21,7 +21,7 @@ from domain.customers.interactions import (
     Watermark,
 )
 from domain.models import Event, Order
-from domain.serving.ranked import RankedCache
+from domain.serving.ranked import PrecomputedRankings, RankedCache
 from recommender.base import Recommender
 from recommender.interactions import IdIndex
 from recommender.similar import SimilarItems
@@ -112,6 +112,9 @@ class ServingData:
     #: CustomerRows cut from ``user_items``/``bought`` on first use (slicing a CSR row costs more than the
     #: rest of a recommendation); valid as long as this ServingData, as ``fresh`` overrides them.
     rows: dict[int, CustomerRows] = field(default_factory=dict)
+    #: The most active customers' rankings, made in the background once the model is loaded (see
+    #: domain.serving.precomputed); None when ``api.precomputed_customers`` is 0 or without a model.
+    precomputed: PrecomputedRankings | None = None
 
 
 def data_version(session: Session) -> tuple[int, int, int, int]:

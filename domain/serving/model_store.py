@@ -68,7 +68,8 @@ from domain.serving.data import (
     similar_for,
 )
 from domain.serving.model_runs import LoadFailures, load_newest_usable, load_run_artifact
-from domain.serving.ranked import RankedCache
+from domain.serving.precomputed import fill as fill_ahead
+from domain.serving.ranked import PrecomputedRankings, RankedCache
 from domain.serving.served import discovery_model
 from recommender.interactions import IdIndex
 
@@ -126,6 +127,8 @@ class ModelStore:
         self._erasures_since: dt.datetime | None = None
         self.error: str | None = None
         self.note: str | None = None
+        self._precomputing: PrecomputedRankings | None = None
+        self._precompute_thread: threading.Thread | None = None
 
     @property
     def sessions(self) -> sessionmaker[Session]:
@@ -225,6 +228,9 @@ class ModelStore:
             out["error"] = self.error
         if self.note is not None:
             out["note"] = self.note
+        ahead = data.precomputed
+        if ahead is not None:
+            out["precomputed"] = {"customers": len(ahead), "ranked": ahead.ranked_count}
         return out
 
     # ------------------------------------------------------------------------------------------ refresh
@@ -253,10 +259,14 @@ class ModelStore:
         self._worker.start()
 
     def wait(self, timeout: float = 30.0) -> None:
-        """Wait for a running background check to finish (tests)."""
+        """Wait for a running background check, and the precomputation it started, to finish (tests,
+        benchmarks)."""
         worker = self._worker
         if worker is not None:
             worker.join(timeout)
+        ahead = self._precompute_thread  # started by that check, if it loaded a model
+        if ahead is not None:
+            ahead.join(timeout)
 
     def _first_load(self) -> ServingData:
         with self._load_lock:
@@ -412,7 +422,45 @@ class ModelStore:
         self._extra_customers.clear()
         self._erased.clear()
         self._erasures_since = erasures_since
+        self._precompute(data)
         return data
+
+    def _precompute(self, data: ServingData) -> None:
+        """Rank the most active customers of new data ahead of their first request (in a thread when
+        serving), and stop ranking for the data it replaces."""
+        if self._precomputing is not None:
+            self._precomputing.cancel()
+            self._precomputing = None
+        limit = self.settings.api.precomputed_customers
+        model, user_items = data.model, data.user_items
+        if model is None or user_items is None or limit <= 0:
+            return
+        ahead = PrecomputedRankings.most_active(user_items, data.users.ids, model.n_items, limit)
+        data.precomputed = self._precomputing = ahead
+
+        def rows_of(customer_id: int) -> CustomerRows | None:
+            # A customer reloaded since (fresh rows) ranks on their next request, folded in.
+            return None if customer_id in data.fresh else self._rows_of(data, customer_id)
+
+        def fill() -> None:
+            started = time.thread_time()
+            try:
+                fill_ahead(ahead, model, rows_of)
+            except Exception:  # noqa: BLE001 - the customers left rank on their first request
+                log.exception("precomputing rankings failed")
+            log.info(
+                "precomputed %d rankings of model %s (%.1f MiB, %.1f s CPU of this thread)",
+                ahead.ranked_count,
+                model.version,
+                ahead.nbytes / 2**20,
+                time.thread_time() - started,
+            )
+
+        if self._background:
+            self._precompute_thread = threading.Thread(target=fill, name="giftrec-precompute", daemon=True)
+            self._precompute_thread.start()
+        else:
+            fill()
 
     def _advance(
         self, session: Session, data: ServingData, version: tuple[int, int, int, int]

@@ -37,7 +37,8 @@ from domain.errors import InvalidInput, NotFound
 from domain.serving.data import CustomerRows, LoadedModel, ServingData
 from domain.serving.filling import bestseller_picks, fill_picks
 from domain.serving.model_store import ModelStore
-from domain.serving.ranked import CANDIDATES, Ranked
+from domain.serving.precomputed import rank_customer
+from domain.serving.ranked import EXPLAIN_N, Ranked
 from recommender.interactions import IdIndex
 from recommender.popularity import NewArrivals, PopularityRecommender
 
@@ -58,8 +59,6 @@ __all__ = [
 
 MAX_N = 100
 MAX_DAYS = 3650
-#: Past items named behind a collaborative pick (the chain's default).
-EXPLAIN_N = 3
 #: Kept candidates explained at once when a kept ranking is asked again for items it has not explained
 #: (explaining 25 costs about 1.2x explaining 10); a first request explains only the items it shows.
 EXPLAIN_BLOCK = 25
@@ -282,59 +281,53 @@ def _explanation(
 
 
 def _collaborative_texts(
-    cat: Catalog, to_cat: np.ndarray, reasons: list[list[tuple[int, float]]], bought_product_ids: np.ndarray
+    cat: Catalog, loaded: LoadedModel, reasons: list[list[int]], bought_product_ids: np.ndarray
 ) -> list[str]:
     """:func:`_explanation` of collaborative picks with these reasons (model item ids), all at once: one
-    catalog lookup for every item named."""
-    named = [i for reason in reasons for i, _ in reason]
+    catalog lookup for every item named. A named item was bought when its product id is among the
+    customer's (what :func:`_explanation` asks of its catalog position, without a catalog search)."""
+    named = [i for reason in reasons for i in reason]
     if not named:
         return ["Picked for you"] * len(reasons)
-    at = to_cat[named].tolist()
-    bought = set(cat.positions(bought_product_ids).tolist())
+    at = cat.aligned(loaded.item_index)[named].tolist()
+    product_ids = loaded.item_index.ids[named].tolist()
+    bought = set(bought_product_ids.tolist())
     titles = cat.titles
     out = []
     start = 0
     for reason in reasons:
         stop = start + len(reason)
-        positions = [p for p in at[start:stop] if p >= 0]
+        shown = [(p, pid) for p, pid in zip(at[start:stop], product_ids[start:stop], strict=True) if p >= 0]
         start = stop
-        if not positions:
+        if not shown:
             out.append("Picked for you")
             continue
-        verb = "bought" if any(p in bought for p in positions) else "looked at"
-        out.append(f"Because you {verb} {' and '.join(titles[p] for p in positions[:2])}")
+        verb = "bought" if any(pid in bought for _, pid in shown) else "looked at"
+        out.append(f"Because you {verb} {' and '.join(titles[p] for p, _ in shown[:2])}")
     return out
 
 
 def _ranked(data: ServingData, loaded: LoadedModel, rows: CustomerRows) -> Ranked | None:
-    """The customer's kept discovery ranking, made now if missing and kept unless kept rankings are off
+    """The customer's kept discovery ranking: kept, else precomputed when the model was loaded (while the
+    customer's rows are the ones it was made from), else made now; kept unless kept rankings are off
     (None: the model has nothing to say about this customer)."""
     cache = data.ranked
     found = cache.get(rows.customer_id, rows)
     if found is not None:
         return found
-    row = rows.row
-    assert row is not None
-    known = 0 <= rows.user_idx < loaded.discovery.n_users
-    if not (known or row.nnz):
-        return None  # the chain starts at similar items / bestsellers for them
-    allowed = np.ones(loaded.n_items, dtype=bool)
-    bought = loaded.item_index.index_of(rows.bought_product_ids)
-    allowed[bought[bought >= 0]] = False
-    ids, scores = loaded.discovery.recommend(
-        rows.user_idx if known else -1,
-        row,
-        CANDIDATES,
-        allowed=allowed,
-        exclude_seen=False,
-        recalculate_user=rows.recalculate or not known,
-    )
-    positive = scores > 0  # as the chain: a collaborative pick needs a positive score
-    # Rounded as _Picks.result rounds (exactly: a float32 times 1e6 is exact in float64), once here
-    # rather than per request.
-    ranked = Ranked(rows, ids[positive], np.round(scores[positive].astype(np.float64), 6))
-    cache.put(rows.customer_id, ranked)
-    return ranked
+    ahead = data.precomputed
+    if ahead is not None and ahead.user_items is data.user_items and rows.customer_id not in data.fresh:
+        found = ahead.ranked(rows.customer_id, rows)
+    if found is None:
+        ranking = rank_customer(loaded, rows)
+        if ranking is None:
+            return None  # the chain starts at similar items / bestsellers for them
+        ids, scores = ranking
+        # Rounded as _Picks.result rounds (exactly: a float32 times 1e6 is exact in float64), once here
+        # rather than per request.
+        found = Ranked(rows, ids, np.round(scores.astype(np.float64), 6))
+    cache.put(rows.customer_id, found)
+    return found
 
 
 def _take_ranked(
@@ -382,22 +375,15 @@ def _take_ranked(
         return None
     items = ranked.items[ranks].tolist()
     texts = ranked.texts
-    todo = [i for i in items if i not in texts]
+    todo = [r for r, i in zip(ranks, items, strict=True) if i not in texts]
     if todo:
         if texts:
             # A kept ranking asked again for items it has not explained (other filters): explained a
             # block at a time, so that this one factorisation serves the next requests' filters too.
             upto = (ranks[-1] // EXPLAIN_BLOCK + 1) * EXPLAIN_BLOCK
-            todo = [i for i in ranked.items[:upto].tolist() if i not in texts]
+            todo = [r for r, i in enumerate(ranked.items[:upto].tolist()) if i not in texts]
         # else a customer's first request (every request, with kept rankings off): only the items shown.
-        row = rows.row
-        assert row is not None
-        reasons: list[list[tuple[int, float]]] = [[] for _ in todo]
-        if row.nnz:
-            reasons = loaded.discovery.explain_many(rows.user_idx, row, todo, EXPLAIN_N)
-        texts.update(
-            zip(todo, _collaborative_texts(cat, to_cat, reasons, rows.bought_product_ids), strict=True)
-        )
+        _explain(cat, loaded, rows, ranked, todo)
     scores = ranked.scores[ranks].tolist()
     return _recommended(
         cat,
@@ -405,6 +391,27 @@ def _take_ranked(
             (position, score, "collaborative", texts[item])
             for item, position, score in zip(items, positions, scores, strict=True)
         ],
+    )
+
+
+def _explain(cat: Catalog, loaded: LoadedModel, rows: CustomerRows, ranked: Ranked, todo: list[int]) -> None:
+    """Add the texts of the kept items at ranks ``todo``: from the reasons explained ahead where the
+    ranking has them (precomputed), else from one factorisation for the rest."""
+    ahead = ranked.reasons
+    known = [r for r in todo if r < len(ahead)]
+    rest = [r for r in todo if r >= len(ahead)]
+    reasons = [[i for i in ids if i >= 0] for ids in ahead[known].tolist()] if known else []
+    items = ranked.items[known + rest].tolist()
+    if rest:
+        row = rows.row
+        assert row is not None
+        if row.nnz:
+            found = loaded.discovery.explain_many(rows.user_idx, row, items[len(known) :], EXPLAIN_N)
+            reasons += [[i for i, _ in reason] for reason in found]
+        else:
+            reasons += [[] for _ in rest]
+    ranked.texts.update(
+        zip(items, _collaborative_texts(cat, loaded, reasons, rows.bought_product_ids), strict=True)
     )
 
 

@@ -23,6 +23,7 @@ from domain.models import Customer, ModelArtifactChunk, ModelRun, Order, OrderLi
 from domain.serving.model_runs import load_run_artifact
 from domain.serving.model_store import ModelStore
 from domain.serving.recommendations import Serving
+from domain.serving.training import train_model
 from recommender.artifacts import Artifact
 from tests.conftest import SAMPLE
 
@@ -116,6 +117,14 @@ def imported(sessions: sessionmaker[Session], engine: Engine, imported_rows: dic
                 # Statistics now, not whenever autovacuum gets to it: planned on empty-table estimates, one
                 # join over these rows once ran for over 20 minutes in CI.
                 conn.exec_driver_sql(f"ANALYZE {name}")
+
+
+@pytest.fixture
+def trained(sessions: sessionmaker[Session], settings: Settings, imported: None) -> None:
+    """The default model trained on the imported sample."""
+    with sessions.begin() as session:
+        run = train_model(session, settings)
+    assert run.status == "succeeded", run.error
 
 
 @pytest.fixture

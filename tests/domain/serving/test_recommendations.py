@@ -13,7 +13,6 @@ import pytest
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from config import Settings
 from domain.catalog.products import ProductInput, upsert_product
 from domain.catalog.snapshot import CARD_FIELDS, CatalogSnapshot
 from domain.errors import InvalidInput, NotFound
@@ -32,7 +31,6 @@ from domain.serving.recommendations import (
     recommend_for_customer,
     similar_products,
 )
-from domain.serving.training import train_model
 from tests.domain.serving.fixtures import (  # noqa: F401
     FakeClock,
     add_order,
@@ -42,14 +40,8 @@ from tests.domain.serving.fixtures import (  # noqa: F401
     sample_slice,
     serving,
     settings,
+    trained,
 )
-
-
-@pytest.fixture
-def trained(sessions: sessionmaker[Session], settings: Settings, imported: None) -> None:
-    with sessions.begin() as session:
-        run = train_model(session, settings)
-    assert run.status == "succeeded", run.error
 
 
 def _regular(serving: Serving) -> tuple[str, int, set[str]]:
@@ -264,6 +256,20 @@ def test_rankings_answer_exactly_what_the_chain_ranks_under_the_filters(sessions
         ),
         serving.catalog,
     )
+    # Nothing kept and nothing precomputed: every request ranks (``per_request`` above answers its
+    # customers from the rankings precomputed when the model was loaded).
+    nothing_ahead = Serving(
+        settings,
+        ModelStore(
+            dataclasses.replace(
+                settings,
+                api=dataclasses.replace(settings.api, picks_cache_customers=0, precomputed_customers=0),
+            ),
+            sessions,
+            background=False,
+        ),
+        serving.catalog,
+    )
     with sessions.begin() as session:  # half the products in a category
         session.execute(update(Product).where(Product.id % 2 == 0).values(category="even"))
     catalog_changed(serving)
@@ -288,8 +294,12 @@ def test_rankings_answer_exactly_what_the_chain_ranks_under_the_filters(sessions
             ranked_now = recommend_for_customer(per_request, customer, n, **options)
             expected = _shown(_chain(serving, customer, n, **options))
             assert _shown(twice[0]) == expected == _shown(twice[1]) == _shown(ranked_now), (customer, kwargs)
+            assert _shown(recommend_for_customer(nothing_ahead, customer, n, **options)) == expected
     assert len(serving.store.current().ranked) > 0
     assert len(per_request.store.current().ranked) == 0
+    ahead = per_request.store.current().precomputed
+    assert ahead is not None and ahead.ranked_count == len(ahead) > len(customers)
+    assert nothing_ahead.store.current().precomputed is None
 
 
 def test_recommended_items_start_with_the_card_fields():
