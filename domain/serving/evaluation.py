@@ -10,7 +10,9 @@ train` would serve with the given settings, as serving answers a customer with n
   ranked by :class:`~recommender.next_basket.NextBasketRanker`, fitted by
   :func:`domain.serving.next_purchase.fit_purchase_days` on the sales' distinct (customer, product, day)
   rows with their line counts, as the endpoint reads them from the database (nothing is padded: the
-  endpoint returns only the ranker's candidates);
+  endpoint returns only the ranker's candidates); with `tune`, the ranking `giftrec train --tune` chooses
+  on the validation window (the learned ranker or a simple baseline,
+  :mod:`recommender.next_purchase_choice`), fitted the same way;
 - discovery is the default picks (the discovery blend, items bought net of returns blocked), filled
   along serving's chain: the model's positive scores, items similar to the
   customer's purchases, then bestsellers of ``interactions.bestseller_days`` (distinct buyers, guests
