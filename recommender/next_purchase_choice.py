@@ -84,6 +84,13 @@ class BaselineRanker:
         self._lines: csr_matrix | None = None
         self._last: csr_matrix | None = None
         self._tifu: TIFUKNN | None = None
+        #: As `NextBasketRanker`'s (the next-purchase run records them): no classifier, its name.
+        self.classifier: None = None
+        self.params: dict[str, Any] = {"baseline": name}
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._lines is not None
 
     def fit(self, purchases: Purchases, now: int, *, timing: bool = True) -> BaselineRanker:
         """Fit on the purchases up to day `now` (later ones are ignored); with `timing` also the timing
