@@ -4,8 +4,9 @@ The candidates include the simple baselines themselves, each a blend with one te
 several windows, the customer's own purchase frequency, item-kNN, ALS alone), and blends of them; every
 candidate is scored on the validation customers exactly as `recommender.hybrid.blend_scores` ranks, with
 the lists filled up by bestsellers as serving fills them (a non-positive score is never a model pick).
-The terms are computed once per task and only re-weighted per candidate, so a wide grid costs one ALS and
-one item-kNN fit.
+The terms are computed once per block of customers and only re-weighted per candidate, so a wide grid
+costs one ALS and one item-kNN fit; memory is bounded by the block (`BLOCK_CELLS`), not the catalogue, and
+only each candidate's top k per customer is kept.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from typing import Any
 import numpy as np
 from scipy.sparse import csr_matrix
 
+from recommender.base import NotFittedError
 from recommender.evaluation import TASKS, Metrics, Task, ranking_metrics
-from recommender.hybrid import BlendTerms, HybridRecommender, blend_scores
+from recommender.hybrid import DEFAULT_POPULARITY_DAYS, HybridRecommender
 
 __all__ = [
     "BASELINE_NAMES",
+    "BLOCK_CELLS",
     "POPULARITY_WINDOWS",
     "Scored",
     "ValidationTruth",
@@ -122,34 +125,128 @@ def candidate_blends(
     return out
 
 
-def _lists(
-    scores: np.ndarray, fill: np.ndarray, blocked: tuple[np.ndarray, np.ndarray], k: int
-) -> np.ndarray:
-    """Top-k per row: positive scores first (by score), then bestsellers (`fill`, already scaled to
-    [0, 1)), never a `blocked` (rows, columns) cell; -1 pads a row with fewer than k allowed items."""
-    peak = np.maximum(scores.max(axis=1, keepdims=True), np.float32(1e-12)).astype(np.float64)
-    # Model picks rank in (2, 3], bestsellers in [0, 1): the chain's order, in one sort.
-    key = scores.astype(np.float64)
-    key /= peak
-    key += 2.0
-    np.copyto(key, np.broadcast_to(fill, key.shape), where=scores <= 0)
-    key[blocked] = -np.inf
-    k = min(k, key.shape[1])
-    # The k best of each row at once (a per-row top-k was the slowest step), sorted by value, then item.
-    part = np.argpartition(-key, k - 1, axis=1)[:, :k]
-    values = np.take_along_axis(key, part, axis=1)
-    order = np.lexsort((part, -values), axis=-1)
-    ids, values = np.take_along_axis(part, order, axis=1), np.take_along_axis(values, order, axis=1)
-    # argpartition cuts values equal to the k-th best arbitrarily; serving (`top_k`) keeps the lower
-    # items. Rows with more items at the k-th value than were taken are redone that way (popularity
-    # counts buyers: ties at the 10th place are common).
-    kth = values[:, -1:]
-    tied = np.flatnonzero(np.isfinite(kth[:, 0]) & (np.count_nonzero(key >= kth, axis=1) > k))
-    for r in tied.tolist():
-        keep = np.flatnonzero(key[r] >= kth[r, 0])
-        best = np.lexsort((keep, -key[r, keep]))[:k]
-        ids[r], values[r] = keep[best], key[r, keep[best]]
-    return np.where(np.isfinite(values), ids, -1)
+#: Customers x items cells scored at once: each block's terms and scores are a few float32 arrays of
+#: this many cells (16 MiB each), whatever the catalogue (a 65,000-item shop scores 64 customers at once).
+BLOCK_CELLS = 1 << 22
+
+
+@dataclass(frozen=True)
+class _Sparse:
+    """A term's non-zero cells of a block: flat positions in the (n_users, n_items) block, values."""
+
+    at: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def of(cls, dense: np.ndarray) -> _Sparse:
+        at = np.flatnonzero(dense)
+        return cls(at, dense.reshape(-1)[at])
+
+    def add_to(self, out: np.ndarray, weight: np.float32) -> None:
+        flat = out.reshape(-1)  # a view: `out` is C-contiguous
+        flat[self.at] += weight * self.values
+
+
+@dataclass(frozen=True)
+class _BlockTerms:
+    """`recommender.hybrid.BlendTerms` of a block of customers, with the item-kNN and own terms sparse
+    (non-zero only near and on what the customer bought)."""
+
+    n_users: int
+    cf: np.ndarray | None
+    knn: _Sparse | None
+    own: _Sparse
+    popularity: Mapping[float, np.ndarray]
+
+
+def _block_terms(model: HybridRecommender, user_idxs: np.ndarray, user_items: csr_matrix) -> _BlockTerms:
+    terms = model.blend_terms(user_idxs, user_items[user_idxs])
+    knn = None if terms.knn is None else _Sparse.of(terms.knn)
+    return _BlockTerms(int(user_idxs.size), terms.cf, knn, _Sparse.of(terms.own), terms.popularity)
+
+
+def _blend_into(out: np.ndarray, terms: _BlockTerms, blend: Mapping[str, Any]) -> np.ndarray:
+    """`recommender.hybrid.blend_scores` into `out` (float32, shape (n_users, n_items)): the same terms
+    added in the same order in float32, so the sums are bit for bit the same; the sparse terms are added
+    only where they are non-zero (adding 0 changes nothing)."""
+    if blend["cf_weight"] > 0:
+        if terms.cf is None:
+            raise NotFittedError("the blend needs the ALS part")
+        np.multiply(terms.cf, np.float32(blend["cf_weight"]), out=out)
+    else:
+        out.fill(0.0)
+    if blend.get("knn_weight", 0.0) > 0:
+        if terms.knn is None:
+            raise NotFittedError("the blend needs the item-kNN part (fit with knn_k > 0)")
+        terms.knn.add_to(out, np.float32(blend["knn_weight"]))
+    weight = blend["popularity_weight"]
+    pop = terms.popularity.get(float(blend.get("popularity_days", DEFAULT_POPULARITY_DAYS)))
+    if pop is None:
+        raise ValueError(f"no popularity prior of {blend.get('popularity_days')} days")
+    if weight > 0 and pop.size and pop.max() > 0:
+        out += (np.float32(weight / pop.max()) * pop)[None, :]
+    if blend["repeat"] and blend["repeat_weight"] > 0:
+        terms.own.add_to(out, np.float32(blend["repeat_weight"]))
+    return out
+
+
+def _top_positive(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's (at most) `k` best positive scores, by score then item (`recommender.base.top_k`'s
+    order): ``(ids, count)``, ids of shape (n_rows, k) padded with -1, count of shape (n_rows,).
+
+    A full partition of every row was the slowest step: instead the k-th largest of the rows' chunk
+    maxima (one pass) bounds the k-th best score from below, and only the cells at or above it (a few
+    times k per row, every tie included) are sorted.
+    """
+    n_rows, n_items = scores.shape
+    width = max(1, n_items // (32 * k))  # chunks of `width` items, at least 32 k of them
+    main = n_items - n_items % width
+    peaks = scores[:, :main].reshape(n_rows, -1, width).max(axis=2)
+    if main < n_items:
+        peaks = np.column_stack([peaks, scores[:, main:].max(axis=1)])
+    n_chunks = peaks.shape[1]
+    bound = np.partition(peaks, n_chunks - k, axis=1)[:, n_chunks - k]
+    # at or above the bound, and positive (the smallest positive float32 is the floor)
+    floor = np.maximum(bound, np.finfo(np.float32).smallest_subnormal)
+    r, c = np.nonzero(scores >= floor[:, None].astype(np.float32))
+    v = scores[r, c]
+    order = np.lexsort((c, -v, r))
+    r, c = r[order], c[order]
+    first = np.searchsorted(r, np.arange(n_rows))
+    rank = np.arange(r.size) - first[r]
+    keep = rank < k
+    ids = np.full((n_rows, k), -1, dtype=np.int64)
+    ids[r[keep], rank[keep]] = c[keep]
+    return ids, np.minimum(np.bincount(r, minlength=n_rows), k)
+
+
+def _lists(scores: np.ndarray, fill_order: np.ndarray, k: int) -> np.ndarray:
+    """Top-k per row as serving fills a list: positive scores first (by score, then item, as
+    `recommender.base.top_k` breaks ties), then the bestsellers in `fill_order` (best first), never a
+    cell at -inf (blocked); -1 pads a row with fewer than k allowed items. Shape (n_rows, k)."""
+    n_rows, n_items = scores.shape
+    out = np.full((n_rows, k), -1, dtype=np.int64)
+    kk = min(k, n_items)
+    if n_rows == 0 or kk == 0:
+        return out
+    out[:, :kk], positive = _top_positive(scores, kk)
+    # Rows with fewer than k positive scores go on with the bestsellers that are neither positive nor
+    # blocked, in `fill_order`: a prefix of it, longer until it holds enough for every such row (all the
+    # rows at once, never one list at a time).
+    pending = np.flatnonzero(positive < kk)
+    length = min(n_items, 4 * kk)
+    while pending.size:
+        prefix = fill_order[:length]
+        cand = scores[pending][:, prefix]
+        ok = (cand <= 0) & (cand > -np.inf)
+        rank = np.cumsum(ok, axis=1)
+        need = kk - positive[pending]
+        done = (rank[:, -1] >= need) | (length == n_items)
+        r, c = np.nonzero(ok & (rank <= need[:, None]) & done[:, None])
+        out[pending[r], positive[pending[r]] + rank[r, c] - 1] = prefix[c]
+        pending = pending[~done]
+        length = min(n_items, 4 * length)
+    return out
 
 
 def rank_candidates(
@@ -159,6 +256,8 @@ def rank_candidates(
     bestsellers: np.ndarray,
     k: int,
     candidates: Mapping[Task, Sequence[tuple[str, Mapping[str, Any]]]] | None = None,
+    *,
+    block: int | None = None,
 ) -> dict[Task, list[Scored]]:
     """Score every candidate blend of `model` (fitted on `user_items`) on the validation truth.
 
@@ -175,27 +274,40 @@ def rank_candidates(
     k : int
     candidates : mapping task -> [(name, blend)], optional
         Default `candidate_blends` of each task.
+    block : int, optional
+        Customers scored at once (default: `BLOCK_CELLS` cells' worth); the result does not depend on it.
 
     Returns
     -------
     dict task -> list of Scored, best first (recall@k, then NDCG@k; the earlier candidate on a tie).
     """
     out: dict[Task, list[Scored]] = {}
-    fill = np.asarray(bestsellers, dtype=np.float64) / (
-        max(float(np.max(bestsellers, initial=0.0)), 0.0) + 1.0
-    )
+    n_items = user_items.shape[1]
+    fill = np.asarray(bestsellers, dtype=np.float64)
+    fill_order = np.lexsort((np.arange(n_items), -fill))  # bestsellers first, ties to the lower item
+    size = block if block is not None else max(1, BLOCK_CELLS // max(n_items, 1))
     for task in TASKS:
         t = truth[task]
+        named = list(candidates[task] if candidates is not None else candidate_blends(task))
         if t.customers == 0:
             out[task] = []
             continue
-        terms: BlendTerms = model.blend_terms(t.user_idxs, user_items[t.user_idxs])
-        blocked = t.blocked.nonzero() if t.blocked is not None else (np.empty(0, int), np.empty(0, int))
-        scored: list[Scored] = []
-        for name, blend in candidates[task] if candidates is not None else candidate_blends(task):
-            recs = _lists(blend_scores(terms, blend), fill, blocked, k)
-            metrics = ranking_metrics(recs, t.relevant, k, user_items.shape[1], t.n_relevant)
-            scored.append(Scored(name, dict(blend), metrics))
+        # Customers in blocks: only each candidate's k best per customer are kept, never a full matrix.
+        recs = np.full((len(named), t.customers, k), -1, dtype=np.int64)
+        for start in range(0, t.customers, size):
+            rows = slice(start, start + size)
+            terms = _block_terms(model, t.user_idxs[rows], user_items)
+            blocked = t.blocked[rows].nonzero() if t.blocked is not None else None
+            scores = np.empty((terms.n_users, n_items), dtype=np.float32)
+            for c, (_, blend) in enumerate(named):
+                _blend_into(scores, terms, blend)
+                if blocked is not None:
+                    scores[blocked] = -np.inf
+                recs[c, rows] = _lists(scores, fill_order, k)
+        scored = [
+            Scored(name, dict(blend), ranking_metrics(recs[c], t.relevant, k, n_items, t.n_relevant))
+            for c, (name, blend) in enumerate(named)
+        ]
         order = sorted(
             range(len(scored)), key=lambda i: (-scored[i].metrics.recall, -scored[i].metrics.ndcg, i)
         )

@@ -10,7 +10,9 @@ train` would serve with the given settings, as serving answers a customer with n
   ranked by :class:`~recommender.next_basket.NextBasketRanker`, fitted by
   :func:`domain.serving.next_purchase.fit_purchase_days` on the sales' distinct (customer, product, day)
   rows with their line counts, as the endpoint reads them from the database (nothing is padded: the
-  endpoint returns only the ranker's candidates);
+  endpoint returns only the ranker's candidates); with `tune`, the ranking `giftrec train --tune` chooses
+  on the validation window (the learned ranker or a simple baseline,
+  :mod:`recommender.next_purchase_choice`), fitted the same way;
 - discovery is the default picks (the discovery blend, items bought net of returns blocked), filled
   along serving's chain: the model's positive scores, items similar to the
   customer's purchases, then bestsellers of ``interactions.bestseller_days`` (distinct buyers, guests
@@ -57,6 +59,7 @@ from recommender.evaluation import (
 from recommender.feedback import simulate_rejections
 from recommender.interactions import IdIndex
 from recommender.next_basket import RANKER_PARAMS
+from recommender.next_purchase_choice import LEARNED
 from recommender.popularity import NewArrivals, PopularityRecommender
 
 __all__ = [
@@ -141,11 +144,16 @@ def purchase_order(rows: PurchaseDays, keys: np.ndarray, external_ids: np.ndarra
 
 
 def _next_purchase_lists(
-    split: Split, k: int, rows: PurchaseDays, keys: np.ndarray, product_at: np.ndarray
+    split: Split,
+    k: int,
+    rows: PurchaseDays,
+    keys: np.ndarray,
+    product_at: np.ndarray,
+    ranking: str = LEARNED,
 ) -> np.ndarray:
     """Each evaluated customer's next-purchase items as the endpoint ranks them, in split positions."""
     cut_day = int(split.cut.astype("datetime64[D]").astype(np.int64))
-    fitted = fit_purchase_days(rows, cut_day, *purchase_order(rows, keys, split.users.ids))
+    fitted = fit_purchase_days(rows, cut_day, *purchase_order(rows, keys, split.users.ids), ranking=ranking)
     users = split.truth["next_purchases"].user_idxs
     out = np.full((users.size, k), -1, dtype=np.int64)
     if fitted.ranker is None:
@@ -210,10 +218,12 @@ def served_lists(
         anchor = decay_anchor(rows, cut)
         record: dict[str, Any] | None = None
         blends = None
+        ranking = LEARNED
         if tune:
             tuning = tune_blends(rows, sales, settings, anchor=anchor)
             record = tuning.record()
             blends = tuning.blends if tuning.status == "tuned" else None
+            ranking = tuning.next_purchase_ranking
         served = fit_served(rows, settings, anchor=anchor, sales=lambda: sales, blends=blends)
         rejections: Rejections | None = None
         if reject_share > 0:
@@ -250,9 +260,11 @@ def served_lists(
         params: dict[Task, dict[str, Any]] = {}
         # Next purchases: the next-purchase endpoint's ranking (fit_purchase_days, as the endpoint fits it).
         recs["next_purchases"] = _next_purchase_lists(
-            split, k, purchase_days_of(split.train, customers, products), keys, product_at
+            split, k, purchase_days_of(split.train, customers, products), keys, product_at, ranking
         )
-        params["next_purchases"] = {"ranker": "next_basket", **RANKER_PARAMS}
+        params["next_purchases"] = (
+            {"ranker": "next_basket", **RANKER_PARAMS} if ranking == LEARNED else {"ranker": ranking}
+        )
         # Discovery: the storefront's picks, filled as serving fills them (fill_picks).
         users = split.truth["discovery"].user_idxs
         out = np.full((users.size, k), -1, dtype=np.int64)

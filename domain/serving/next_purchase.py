@@ -37,6 +37,7 @@ from recommender.base import RecommenderError
 from recommender.interactions import IdIndex
 from recommender.next_basket import NextBasketRanker, Purchases
 from recommender.next_purchase import NextPurchaseModel
+from recommender.next_purchase_choice import LEARNED, BaselineRanker
 
 __all__ = [
     "DEFAULT_HORIZON_DAYS",
@@ -51,6 +52,7 @@ __all__ = [
     "fit_purchase_days",
     "load_purchase_days",
     "next_purchase_for",
+    "served_ranking",
 ]
 
 log = logging.getLogger(__name__)
@@ -118,7 +120,7 @@ class FittedNextPurchase:
     """
 
     model: NextPurchaseModel | None
-    ranker: NextBasketRanker | None
+    ranker: NextBasketRanker | BaselineRanker | None
     customers: IdIndex
     products: IdIndex
     as_of: dt.date
@@ -150,8 +152,24 @@ def fit_next_purchase(
     customers = _by_name(session, Customer.id, Customer.external_id, rows.customer_ids)
     products = _by_name(session, Product.id, Product.sku, rows.product_ids)
     return fit_purchase_days(
-        rows, (cut.date() - _EPOCH).days, customers, products, horizon_days=horizon_days, rank=rank
+        rows,
+        (cut.date() - _EPOCH).days,
+        customers,
+        products,
+        horizon_days=horizon_days,
+        rank=rank,
+        ranking=served_ranking(session),
     )
+
+
+def served_ranking(session: Session) -> str:
+    """The ranking the serving model run chose for this shop (``params["served"]["next_purchase_ranking"]``,
+    written by ``giftrec train --tune`` and kept by the nightly refit); the learned ranker without one."""
+    from domain.serving.training import serving_run  # training -> tuning -> this module's callers
+
+    run = serving_run(session)
+    served = (run.params.get("served") or {}) if run is not None else {}
+    return str(served.get("next_purchase_ranking") or LEARNED)
 
 
 def _by_name(session: Session, key: Any, name: Any, wanted: np.ndarray) -> IdIndex:
@@ -174,6 +192,7 @@ def fit_purchase_days(
     horizon_days: float = DEFAULT_HORIZON_DAYS,
     ranker_params: dict[str, Any] | None = None,
     rank: bool = True,
+    ranking: str = LEARNED,
 ) -> FittedNextPurchase:
     """Fit the ranker (`recommender.next_basket.NextBasketRanker`) on purchase days up to `cut_day`.
 
@@ -181,7 +200,8 @@ def fit_purchase_days(
     hold every key of `rows` in the order that breaks ties (see `_by_name`). `giftrec evaluate` calls
     this with the lines of a file, the service with the database's; `ranker_params` (tuning only)
     override `recommender.next_basket.RANKER_PARAMS`. Without `rank` only the timing model is fitted
-    (``ranker`` is None).
+    (``ranker`` is None). `ranking` is the shop's chosen ranking (`served_ranking`): the learned one, or a
+    simple baseline (`recommender.next_purchase_choice.BaselineRanker`) where it won on validation.
     """
     today = min(cut_day, int(rows.days.max())) if len(rows) else cut_day
     # one canonical order of the rows, so that sums come out bit for bit the same on either path
@@ -193,10 +213,13 @@ def fit_purchase_days(
             model = NextPurchaseModel(horizon=float(horizon_days))
             model.fit(u[order], i[order], rows.days[order], len(customers), len(products), now=today)
             return FittedNextPurchase(model, None, customers, products, _date(today), utcnow())
-        ranker.fit(
-            Purchases(u[order], i[order], rows.days[order], rows.lines[order], len(customers), len(products)),
-            today,
+        purchases = Purchases(
+            u[order], i[order], rows.days[order], rows.lines[order], len(customers), len(products)
         )
+        if ranking != LEARNED:
+            baseline = BaselineRanker(ranking, horizon=float(horizon_days)).fit(purchases, today)
+            return FittedNextPurchase(baseline.model, baseline, customers, products, _date(today), utcnow())
+        ranker.fit(purchases, today)
     except RecommenderError as exc:
         note = f"no next-purchase estimates yet: {exc}"
         log.warning("%s", note)

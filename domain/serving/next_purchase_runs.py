@@ -45,6 +45,7 @@ from domain.serving.training import finish_run
 from recommender.artifacts import load_pickled_artifact, save_pickled_artifact
 from recommender.base import ArtifactError
 from recommender.next_basket import FEATURES, NextBasketRanker
+from recommender.next_purchase_choice import BaselineRanker
 
 __all__ = [
     "KIND",
@@ -144,7 +145,7 @@ def load_next_purchase_run(session: Session, run: NextPurchaseRun) -> FittedNext
     """The run's fitted ranker, from its artifact in the database, verified (raises ArtifactError)."""
     artifact = load_stored(session, run.version, lambda folder: load_pickled_artifact(folder, KIND))
     ranker = artifact.obj
-    if not isinstance(ranker, NextBasketRanker) or not ranker.is_fitted:
+    if not isinstance(ranker, NextBasketRanker | BaselineRanker) or not ranker.is_fitted:
         raise ArtifactError(f"next-purchase artifact {run.version} holds no fitted ranker")
     params = artifact.manifest.get("params", {})
     return FittedNextPurchase(

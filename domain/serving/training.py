@@ -224,7 +224,9 @@ def _served_blends(
         tuning = tune_blends(rows, sales(), settings, anchor=anchor)
         record = tuning.record()
         if tuning.status == "tuned":
-            return {"source": "tuned", "blends": tuning.blends, "tuned_in": version}, record
+            chosen = {"source": "tuned", "blends": tuning.blends, "tuned_in": version}
+            # the next-purchase endpoint's ranking, chosen on the same window (`fit_next_purchase` reads it)
+            return {**chosen, "next_purchase_ranking": tuning.next_purchase_ranking}, record
         return {"source": "default", "blends": None, "tuned_in": version}, record
     current = serving_run(session)
     served = (current.params.get("served") or {}) if current is not None else {}

@@ -26,10 +26,12 @@ from domain.serving.served import decay_anchor, recent_popularity, settings_blen
 from recommender.evaluation import TASKS, Task, task_truth
 from recommender.hybrid import HybridRecommender
 from recommender.interactions import IdIndex
+from recommender.next_basket import Purchases
+from recommender.next_purchase_choice import LEARNED, RankingChoice, choose_ranking
 from recommender.popularity import PopularityRecommender
 from recommender.selection import POPULARITY_WINDOWS, Scored, ValidationTruth, rank_candidates
 
-__all__ = ["TUNE_K", "Tuning", "report_lines", "tune_blends"]
+__all__ = ["TUNE_K", "Tuning", "choose_next_purchase_ranking", "report_lines", "tune_blends"]
 
 #: List length the candidates are compared at (the storefront's default page of picks).
 TUNE_K = 10
@@ -50,6 +52,13 @@ class Tuning:
     validation_until: dt.datetime | None
     ranking: dict[Task, list[Scored]] = field(default_factory=dict)
     seconds: float = 0.0
+    #: The next-purchase endpoint's ranking chosen on the same window (None: not chosen, the learned one).
+    next_purchase: RankingChoice | None = None
+
+    @property
+    def next_purchase_ranking(self) -> str:
+        """The ranking the next-purchase endpoint serves (`recommender.next_purchase_choice`)."""
+        return LEARNED if self.next_purchase is None else self.next_purchase.chosen
 
     def record(self) -> dict[str, Any]:
         """The JSON kept with the model run (``metrics["tuning"]``)."""
@@ -73,6 +82,9 @@ class Tuning:
                 "until": None if self.validation_until is None else self.validation_until.isoformat(),
             },
             "tasks": tasks,
+            "next_purchase_ranking": None
+            if self.next_purchase is None
+            else self.next_purchase.record(TUNE_K),
             "seconds": round(self.seconds, 3),
         }
 
@@ -98,7 +110,24 @@ def report_lines(record: dict[str, Any]) -> list[str]:
             line += f"; best baseline {base['name']} {base[f'recall@{k}']:.4f}"
             line += f" ({_margin(chosen[f'recall@{k}'], base[f'recall@{k}'])})"
         lines.append(line)
+    choice = record.get("next_purchase_ranking")
+    if choice is not None:
+        lines.append(_ranking_line(choice, k))
     return lines
+
+
+def _ranking_line(choice: dict[str, Any], k: int) -> str:
+    if choice["status"] != "tuned":
+        return f"next-purchase ranking: {choice['chosen']} (safe default): {choice['reason']}"
+    best, runner, learned = choice["best"], choice.get("runner_up"), choice.get("learned")
+    line = f"next-purchase ranking: {best['name']} won on validation, recall@{k} {best[f'recall@{k}']:.4f}"
+    line += f" ({choice['customers']} customers)"
+    if runner is not None:
+        line += f"; runner-up {runner['name']} {runner[f'recall@{k}']:.4f}"
+        line += f" ({_margin(best[f'recall@{k}'], runner[f'recall@{k}'])})"
+    if learned is not None and learned["name"] not in (best["name"], (runner or {}).get("name")):
+        line += f"; {learned['name']} {learned[f'recall@{k}']:.4f}"
+    return line
 
 
 def _label(entry: dict[str, Any]) -> str:
@@ -229,6 +258,50 @@ def tune_blends(
     blends: dict[str, dict[str, Any]] = {
         task: (dict(ranking[task][0].blend) if ranking[task] else default[task]) for task in TASKS
     }
+    choice = choose_next_purchase_ranking(sales, settings, anchor=anchor)
     return Tuning(
-        "tuned", "chosen on the validation window", blends, cut, anchor, ranking, time.perf_counter() - t0
+        "tuned",
+        "chosen on the validation window",
+        blends,
+        cut,
+        anchor,
+        ranking,
+        time.perf_counter() - t0,
+        choice,
+    )
+
+
+def _day(at: dt.datetime) -> int:
+    return int(np.datetime64(at, "D").astype(np.int64))
+
+
+def choose_next_purchase_ranking(
+    sales: SalesRows, settings: Settings, *, anchor: dt.datetime
+) -> RankingChoice:
+    """The next-purchase endpoint's ranking for this shop: the learned ranker or a simple baseline, chosen
+    on the same validation window as the blends (`recommender.next_purchase_choice.choose_ranking`), on
+    the registered customers' sales up to `anchor` as distinct (customer, product, day) purchases with
+    their order lines, as the endpoint reads them."""
+    m = settings.model
+    mine = (sales.customer_ids >= 0) & (sales.timestamps <= np.datetime64(anchor, "s"))
+    if not mine.any():
+        return RankingChoice(LEARNED, "default", "no registered customer's sales")
+    days = sales.timestamps[mine].astype("datetime64[D]").astype(np.int64)
+    customers, u = np.unique(sales.customer_ids[mine], return_inverse=True)
+    products, i = np.unique(sales.product_ids[mine], return_inverse=True)
+    key, lines = np.unique(np.stack([u, i, days]), axis=1, return_counts=True)
+    purchases = Purchases(
+        key[0].astype(np.int64),
+        key[1].astype(np.int64),
+        key[2].astype(np.int64),
+        lines.astype(np.int64),
+        int(customers.size),
+        int(products.size),
+    )
+    return choose_ranking(
+        purchases,
+        _day(anchor),
+        validation_days=m.tune_validation_days,
+        k=TUNE_K,
+        min_customers=m.tune_min_customers,
     )

@@ -12,10 +12,12 @@ from recommender.selection import ValidationTruth, candidate_blends, rank_candid
 K = 10
 
 
-def _fitted(n_users: int, n_items: int, prior: np.ndarray) -> tuple[HybridRecommender, csr_matrix]:
+def _fitted(
+    n_users: int, n_items: int, prior: np.ndarray, knn_k: int = 0
+) -> tuple[HybridRecommender, csr_matrix]:
     rng = np.random.default_rng(3)
     user_items = csr_matrix((rng.random((n_users, n_items)) < 0.1).astype(np.float32))
-    model = HybridRecommender(factors=4, iterations=2, num_threads=1, random_state=0)
+    model = HybridRecommender(factors=4, iterations=2, num_threads=1, random_state=0, knn_k=knn_k)
     return model.fit(user_items, item_popularity={30.0: prior}), user_items
 
 
@@ -57,3 +59,35 @@ def test_popularity_ties_at_the_kth_place_break_as_serving_breaks_them() -> None
     expected = ranking_metrics(lists, relevant, K, n_items, truth.n_relevant)
     assert expected.recall == 1.0  # the truth is what serving shows
     assert ranked["discovery"][0].metrics.recall == expected.recall
+
+
+def test_scoring_in_blocks_of_customers_gives_the_figures_of_scoring_all_at_once() -> None:
+    # The grid is scored a block of customers at a time (memory bounded by the block, not the
+    # catalogue): the block size must not change any candidate's lists.
+    rng = np.random.default_rng(4)
+    n_users, n_items = 60, 80
+    prior = rng.integers(0, 3, size=n_items).astype(np.float32)  # ties at the k-th place
+    model, user_items = _fitted(n_users, n_items, prior, knn_k=10)
+    users = np.sort(rng.choice(n_users, 45, replace=False))
+    bought = rng.random((users.size, n_items)) < 0.08
+    bought[:, 1] = True  # everyone bought something in the window
+    relevant = csr_matrix(bought.astype(np.float32))
+    sizes = np.diff(relevant.indptr)
+    truth = {
+        "next_purchases": ValidationTruth(users, relevant, sizes),
+        "discovery": ValidationTruth(users, relevant, sizes, user_items[users]),
+    }
+    bestsellers = rng.integers(0, 4, size=n_items).astype(np.float64)
+    candidates = {task: candidate_blends(task, (30.0,)) for task in ("next_purchases", "discovery")}
+
+    def figures(block: int | None) -> dict[str, list[tuple[str, dict[str, object], list[float]]]]:
+        ranked = rank_candidates(model, user_items, truth, bestsellers, K, candidates, block=block)
+        return {
+            task: [(s.name, s.blend, list(s.metrics.per_customer_recall)) for s in scored]
+            for task, scored in ranked.items()
+        }
+
+    whole = figures(None)
+    assert len(whole["next_purchases"]) == len(candidates["next_purchases"])
+    assert figures(7) == whole
+    assert figures(1) == whole

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings, load_settings
 from domain.customers.interactions import InteractionRows, SalesRows
+from domain.models import ModelRun
 from domain.serving.model_store import ModelStore
 from domain.serving.served import settings_blends
 from domain.serving.training import train_model
@@ -111,13 +112,22 @@ def test_too_little_data_to_validate_keeps_the_configured_blends() -> None:
     assert tuning.record()["tasks"] == {}
 
 
-def test_the_tuned_blends_are_served_and_refitted_nightly(
-    sessions: sessionmaker[Session], settings: Settings, imported: None
-) -> None:
-    settings = dataclasses.replace(settings, model=dataclasses.replace(settings.model, tune_min_customers=5))
+def _with_min_customers(settings: Settings, n: int) -> Settings:
+    return dataclasses.replace(settings, model=dataclasses.replace(settings.model, tune_min_customers=n))
+
+
+def _train_tuned(sessions: sessionmaker[Session], settings: Settings) -> ModelRun:
     with sessions.begin() as session:
         tuned = train_model(session, settings, tune=True)
         assert tuned.status == "succeeded", tuned.error
+    return tuned
+
+
+def test_the_tuned_blends_are_served_and_refitted_nightly(
+    sessions: sessionmaker[Session], settings: Settings, imported: None
+) -> None:
+    settings = _with_min_customers(settings, 5)
+    tuned = _train_tuned(sessions, settings)
     record = tuned.metrics["tuning"]
     assert record["status"] == "tuned" and tuned.params["served"]["source"] == "tuned"
     blends = tuned.params["served"]["blends"]
@@ -177,3 +187,26 @@ def test_tuning_a_model_without_blends_is_refused_naming_the_setting(
     with sessions.begin() as session, pytest.raises(InvalidInput) as caught:
         train_model(session, settings, tune=True)
     assert caught.value.field == "model.algorithm"
+
+
+def test_the_next_purchase_ranking_chosen_by_tuning_is_what_the_endpoint_fits(
+    sessions: sessionmaker[Session], settings: Settings, imported: None
+) -> None:
+    from domain.serving.next_purchase import fit_next_purchase, served_ranking
+    from recommender.next_purchase_choice import LEARNED, BaselineRanker, ranking_candidates
+
+    settings = _with_min_customers(settings, 5)
+    tuned = _train_tuned(sessions, settings)
+    choice = tuned.metrics["tuning"]["next_purchase_ranking"]
+    assert choice["status"] == "tuned" and choice["chosen"] in ranking_candidates()
+    assert tuned.params["served"]["next_purchase_ranking"] == choice["chosen"] == choice["best"]["name"]
+    with sessions.begin() as session:
+        refit = train_model(session, settings)  # the nightly training keeps the weekly choice
+    assert refit.params["served"]["next_purchase_ranking"] == choice["chosen"]
+    with sessions() as session:
+        assert served_ranking(session) == choice["chosen"]
+        fitted = fit_next_purchase(session)
+    if choice["chosen"] == LEARNED:
+        assert not isinstance(fitted.ranker, BaselineRanker)
+    else:
+        assert isinstance(fitted.ranker, BaselineRanker) and fitted.ranker.name == choice["chosen"]
