@@ -125,10 +125,28 @@ def _picks(
             mask[own] = False
             out += _scored(catalog, cands, row, _top(scores, mask, k), 2)
         return out, []
-    mask = available.copy()
+    mask = available
     if firing.trigger == "new_arrivals":
-        mask &= np.isin(np.arange(catalog.n_items), own)
+        mask = np.zeros(catalog.n_items, dtype=bool)
+        mask[own] = available[own]
     return _scored(catalog, cands, row, _top(scores, mask, k), 1), []
+
+
+def _offered(catalog: Catalog, firings: Sequence[Firing]) -> np.ndarray | None:
+    """The item positions (ascending) the firings' emails may offer, or None for the whole catalogue:
+    a trigger that picks from everything (win-back, the cart's "you may also like") needs every score;
+    the others offer their own products (new arrivals, running out...) or one category (replacement)."""
+    wanted = np.zeros(catalog.n_items, dtype=bool)
+    for firing in firings:
+        if firing.trigger in ("winback", "abandoned_cart"):
+            return None
+        own = catalog.index_of(list(firing.product_ids))
+        wanted[own[own >= 0]] = True
+        if firing.trigger == "replacement":
+            category = str(firing.details.get("category", ""))
+            if category in catalog.category_names:
+                wanted |= catalog.categories == catalog.category_names.index(category)
+    return np.flatnonzero(wanted)
 
 
 def draft_trigger_selections(
@@ -155,8 +173,11 @@ def draft_trigger_selections(
             ],
             occasion_codes=[a.trigger for a, _, _ in batch],
             occasion_on=[now.date()] * len(batch),
+            items=_offered(catalog, [f for _, f, _ in batch]),
         )
         cands = candidates_fn(catalog, rows)
+        # a candidates function that scores the offered items only gives their columns: pick from those
+        offered = catalog if cands.items is None else catalog.take(cands.items)
         rejected = load_rejections(session, customer_ids=rows.customer_ids.tolist()).by_key()
         drafted: list[Recorded] = []
         selection_rows: list[dict[str, Any]] = []
@@ -164,7 +185,7 @@ def draft_trigger_selections(
         for row, (assignment, firing, is_vip) in enumerate(batch):
             try:
                 picks, bounds = _picks(
-                    settings, catalog, cands, row, firing, rejected.get((assignment.customer_id, OWN), [])
+                    settings, offered, cands, row, firing, rejected.get((assignment.customer_id, OWN), [])
                 )
             except (CurationError, ValueError) as exc:
                 assignment.reason = f"no picks: {exc}"[:300]
