@@ -82,20 +82,49 @@ def find_replacement(
     (:mod:`domain.lifecycle.lifetimes`)."""
     if not settings.triggers.lifetimes():
         return []
-    known = [lt for lt in category_lifetimes(session, settings, now) if lt.window is not None]
+    known = [lt for lt in category_lifetimes(session, settings, now, configured_only=True) if lt.window]
     lifetimes = {lt.category: lt.window for lt in known if lt.window is not None}
     sources = {lt.category: lt.source for lt in known}
-    rows = session.execute(
-        select(Order.customer_id, Product.category, Order.ordered_at, OrderLine.unit_price, Product.id)
+    # the newest sale line of each (customer, category), found by the database: the latest order, and
+    # in it the last line
+    newest = (
+        select(
+            Order.customer_id,
+            Product.category,
+            Order.ordered_at,
+            OrderLine.unit_price,
+            Product.id.label("product_id"),
+            func.row_number()
+            .over(
+                partition_by=(Order.customer_id, Product.category),
+                order_by=(Order.ordered_at.desc(), OrderLine.id.desc()),
+            )
+            .label("rank"),
+        )
         .join(OrderLine, OrderLine.order_id == Order.id)
         .join(Product, Product.id == OrderLine.product_id)
-        .where(Order.kind == "sale", Order.ordered_at <= now, Product.category.in_(sorted(lifetimes)))
-        .order_by(Order.ordered_at, OrderLine.id)
+        .where(
+            Order.kind == "sale",
+            Order.customer_id.is_not(None),
+            Order.ordered_at <= now,
+            Product.category.in_(sorted(lifetimes)),
+        )
+        .subquery()
+    )
+    rows = session.execute(
+        select(
+            newest.c.customer_id,
+            newest.c.category,
+            newest.c.ordered_at,
+            newest.c.unit_price,
+            newest.c.product_id,
+        )
+        .where(newest.c.rank == 1)
+        .order_by(newest.c.customer_id, newest.c.category)
     ).all()
-    last: dict[tuple[int, str], tuple[dt.datetime, float, int]] = {}
-    for cid, category, at, price, pid in rows:
-        if cid in allowed and category is not None:
-            last[(cid, category)] = (at, float(price), pid)  # the newest purchase wins (ordered)
+    last: dict[tuple[int, str], tuple[dt.datetime, float, int]] = {
+        (cid, category): (at, float(price), pid) for cid, category, at, price, pid in rows if cid in allowed
+    }
     if not last:
         return []
     keys = list(last)

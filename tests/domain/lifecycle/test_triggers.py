@@ -11,12 +11,14 @@ from sqlalchemy import func, select
 
 from domain.lifecycle.trigger_emails import queue_trigger_emails
 from domain.lifecycle.trigger_runs import run_triggers
+from domain.lifecycle.triggers import FINDERS
 from domain.models import (
     Event,
     GiftSelection,
     Order,
     OrderLine,
     OutboundEmail,
+    Product,
     TriggerAssignment,
     User,
 )
@@ -94,6 +96,69 @@ def test_replacement_fires_inside_the_lifetime_window_with_tiers_around_the_last
     [email] = emails(session)
     assert email.kind == "replacement" and email.customer_id == due.id and "Bag" in email.body_text
     assert summary.queued == 1
+
+
+def _newest_by_scan(session, now, categories):
+    """The replacement finder's former reading: every sale line of the categories in time order, in
+    Python, the newest of each (customer, category) winning (the reference for the grouped query)."""
+    rows = session.execute(
+        select(Order.customer_id, Product.category, Order.ordered_at, OrderLine.unit_price, Product.id)
+        .join(OrderLine, OrderLine.order_id == Order.id)
+        .join(Product, Product.id == OrderLine.product_id)
+        .where(Order.kind == "sale", Order.ordered_at <= now, Product.category.in_(categories))
+        .order_by(Order.ordered_at, OrderLine.id)
+    ).all()
+    last = {}
+    for cid, category, at, price, pid in rows:
+        if cid is not None:
+            last[(cid, category)] = (at.date().isoformat(), float(price), pid)
+    return last
+
+
+def test_replacement_reads_the_newest_line_per_customer_and_category_as_the_scan_did(session, settings):
+    """The newest purchase per (customer, category) is grouped in the database, no longer found in Python
+    from every sale line; same answer: same-time lines (the last wins), returns, guest and later orders."""
+    s = only(settings, "replacement", replacement_lifetimes="bags: 540-720; wallets: 300-400")
+    bag = make_product(session, "100.00", category="bags")
+    dear_bag = make_product(session, "130.00", category="bags")
+    wallet = make_product(session, "40.00", category="wallets")
+    cup = make_product(session, "5.00", category="cups")  # a category nobody configured
+
+    def order(customer, days_ago: int, *products, kind: str = "sale") -> None:
+        at = NOW - dt.timedelta(days=days_ago)
+        row = Order(
+            external_id=f"T{next(_orders)}", customer_id=customer and customer.id, ordered_at=at, kind=kind
+        )
+        for line_no, (product, price) in enumerate(products, start=1):
+            row.lines.append(
+                OrderLine(line_no=line_no, product_id=product.id, quantity=1, unit_price=Decimal(price))
+            )
+        session.add(row)
+
+    two_lines, returned, later, wallets, cups = (make_customer(session) for _ in range(5))
+    order(two_lines, 700, (bag, "100.00"))
+    order(two_lines, 600, (bag, "100.00"), (dear_bag, "130.00"))  # one order: its last line is the newest
+    order(returned, 650, (bag, "90.00"))
+    order(returned, 100, (bag, "90.00"), kind="return")
+    order(later, 560, (dear_bag, "125.00"))
+    order(later, -2, (bag, "100.00"))  # after the run: not read
+    order(None, 600, (bag, "100.00"))  # a guest
+    order(wallets, 350, (wallet, "40.00"))
+    order(cups, 600, (cup, "5.00"))
+    session.flush()
+    allowed = {c.id for c in (two_lines, returned, later, wallets, cups)}
+    got = {
+        (f.customer_id, f.details["category"]): (
+            f.details["last_on"],
+            f.details["last_price"],
+            f.product_ids[0],
+        )
+        for f in FINDERS["replacement"](session, s, NOW, allowed)
+    }
+    assert got == _newest_by_scan(session, NOW, ["bags", "wallets"])
+    assert got[(two_lines.id, "bags")][1:] == (130.0, dear_bag.id)
+    assert got[(returned.id, "bags")][1] == 90.0 and got[(later.id, "bags")][1:] == (125.0, dear_bag.id)
+    assert {c for c, _ in got} == {two_lines.id, returned.id, later.id, wallets.id}
 
 
 def test_each_trigger_fires_once_per_window_across_repeated_runs(session, settings, bags):
