@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 from decimal import Decimal
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
@@ -25,6 +26,8 @@ from domain.models import (
 from domain.models._types import utcnow
 from domain.reminders.queueing import queue_reminders
 from domain.reminders.selections import approve_selection
+from domain.serving.next_purchase import fit_next_purchase
+from recommender.triggers import running_out_due
 from tests.delivery_fixtures import add_cart, make_customer, make_product, make_selection, make_snapshot
 
 NOW = dt.datetime(2011, 12, 1, 4, 0)
@@ -200,6 +203,61 @@ def test_running_out_fires_n_days_before_the_expected_repurchase(session, settin
     assert mine.eligible_on == dt.date(2011, 9, 24) == (last + dt.timedelta(days=25)).date()
     # the interval learned is 30 days, so the expected day is 30 days after the last purchase
     assert mine.details["expected_on"] == [(last + dt.timedelta(days=30)).date().isoformat()]
+
+
+def _running_out_by_the_model(session, settings, now):
+    """The running-out finder's former reading: the next-purchase model's timing fit (BG/NBD and the
+    intervals, customers and products ordered by external id and SKU), its intervals' due pairs."""
+    fitted = fit_next_purchase(session, now, rank=False)
+    iv = fitted.model.intervals
+    mask = iv.pair_days >= settings.triggers.running_out_min_purchases
+    mask &= running_out_due(
+        iv.pair_last,
+        iv.pair_interval,
+        (now.date() - dt.date(1970, 1, 1)).days,
+        settings.triggers.running_out_days_before,
+    )
+    return {
+        (int(fitted.customers.ids[iv.pair_user[p]]), int(fitted.products.ids[iv.pair_item[p]])): float(
+            iv.pair_interval[p]
+        )
+        for p in np.flatnonzero(mask)
+    }
+
+
+@pytest.mark.parametrize("min_purchases", [2, 1, 3])
+def test_running_out_fits_the_intervals_only_with_the_answer_of_the_whole_timing_model(
+    session, settings, min_purchases
+):
+    """The finder fits the repurchase intervals alone (no BG/NBD, ids in number order): the same products
+    fire for the same customers, with the same expected days, on irregular purchases of many pairs."""
+    s = only(settings, "running_out", running_out_days_before=20, running_out_min_purchases=min_purchases)
+    rng = np.random.default_rng(14)
+    products = [make_product(session, "8.00", category="tea") for _ in range(12)]
+    customers = [make_customer(session) for _ in range(15)]  # external ids C10 < C9: name order differs
+    for customer in customers:
+        for product in rng.choice(products, size=3, replace=False):
+            day = NOW - dt.timedelta(days=int(rng.integers(5, 40)))
+            for _ in range(int(rng.integers(1, 5))):
+                buy(session, customer, product, day)
+                day -= dt.timedelta(days=int(rng.integers(20, 45)))
+    want = _running_out_by_the_model(session, s, NOW)
+    firings = FINDERS["running_out"](session, s, NOW, {c.id for c in customers})
+    got = {}
+    for f in firings:
+        for pid, expected in zip(f.product_ids, f.details["expected_on"], strict=True):
+            got[(f.customer_id, pid)] = expected
+    assert len(want) >= 5 and set(got) == set(want)
+    last = {
+        (c, p): max(
+            o.ordered_at
+            for o in session.scalars(select(Order).where(Order.customer_id == c))
+            if any(line.product_id == p for line in o.lines)
+        )
+        for c, p in want
+    }
+    for key, interval in want.items():
+        assert got[key] == (last[key].date() + dt.timedelta(days=round(interval))).isoformat()
 
 
 # ---------------------------------------------------------------------------------------------- win-back
