@@ -46,8 +46,8 @@ def load_secret_key(settings: Settings) -> str:
 
 class _KeyedOnceSigner(Signer):
     """itsdangerous' signer (HMAC-SHA1, key derived from the secret and the salt) with the key derived and
-    the HMAC keyed once, not for every link: the same signatures, a third cheaper each (an email signs
-    five or six links, a nightly run tens of thousands of emails)."""
+    the HMAC keyed once, not for every link: the same signatures for less work (an email signs five or
+    six links, a nightly run tens of thousands of emails)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

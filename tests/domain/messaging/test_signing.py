@@ -8,9 +8,9 @@ from domain.messaging.signing import LinkSigner
 
 
 def test_links_are_signed_as_itsdangerous_signs_them_and_load_both_ways():
-    """The key is derived and the HMAC keyed once per purpose (not once per link: a third of each
-    signature's cost); the tokens must stay byte for byte what `URLSafeSerializer.dumps` makes, so links
-    already in sent emails keep working, compressed payloads included."""
+    """The key is derived and the HMAC keyed once per purpose, not once per link; the tokens must stay
+    byte for byte what `URLSafeSerializer.dumps` makes, so links already in sent emails keep working,
+    compressed payloads included."""
     signer = LinkSigner("s3cret", "https://giftrec.example")
     payloads = [{"c": c, "s": 500_000 + c, "p": 1 + c % 97} for c in range(0, 5000, 37)]
     payloads += [{"c": 12345, "s": 12345, "p": 12345}, {"c": 7, "o": "birthday:" + "x" * 200}]
