@@ -13,12 +13,13 @@ import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config import Settings
 from domain.customers.origin import real_orders
 from domain.models import Order, OrderLine, Product
+from domain.serving.next_purchase import day_number
 from recommender.lifetimes import learn_lifetimes, repurchase_intervals
 
 __all__ = ["CategoryLifetime", "category_lifetimes"]
@@ -49,14 +50,21 @@ class CategoryLifetime:
         return "learned" if self.learned else "configured"
 
 
-def category_lifetimes(session: Session, settings: Settings, now: dt.datetime) -> list[CategoryLifetime]:
-    """Every configured category, and every other one with enough intervals to learn, by name.
+def category_lifetimes(
+    session: Session, settings: Settings, now: dt.datetime, *, configured_only: bool = False
+) -> list[CategoryLifetime]:
+    """Every configured category, and every other one with enough intervals to learn, by name;
+    ``configured_only``: the configured ones only (what the replacement trigger uses), reading only
+    their sales.
 
-    One query: the distinct (customer, category, day) of sales up to `now`.
+    One query: the distinct (customer, category, day) of sales up to `now`, the day a number computed
+    by the database.
     """
     configured = {name: (first, last) for name, first, last in settings.triggers.lifetimes()}
-    day = func.date(Order.ordered_at)
-    rows = session.execute(
+    if configured_only and not configured:
+        return []
+    day = day_number(session)
+    statement = (
         select(Order.customer_id, Product.category, day)
         .join(OrderLine, OrderLine.order_id == Order.id)
         .join(Product, Product.id == OrderLine.product_id)
@@ -68,16 +76,17 @@ def category_lifetimes(session: Session, settings: Settings, now: dt.datetime) -
             real_orders(),
         )
         .distinct()
-    ).all()
+    )
+    if configured_only:
+        statement = statement.where(Product.category.in_(sorted(configured)))
+    rows = session.execute(statement).all()
     names = sorted({str(r[1]) for r in rows} | set(configured))
     code = {name: i for i, name in enumerate(names)}
     n = len(rows)
     cats, gaps = repurchase_intervals(
         np.fromiter((r[0] for r in rows), dtype=np.int64, count=n),
         np.fromiter((code[str(r[1])] for r in rows), dtype=np.int64, count=n),
-        np.fromiter(
-            (dt.date.fromisoformat(str(r[2])[:10]).toordinal() for r in rows), dtype=np.int64, count=n
-        ),
+        np.fromiter((r[2] for r in rows), dtype=np.int64, count=n),
     )
     min_count = settings.triggers.replacement_min_intervals
     learned = learn_lifetimes(cats, gaps, len(names), min_count=min_count)

@@ -86,16 +86,19 @@ def _picks(
     row: int,
     firing: Firing,
     rejected: Sequence[int] = (),
+    positions: dict[tuple[int, ...], np.ndarray] | None = None,
 ) -> tuple[list[dict[str, Any]], list[list[float]]]:
     """The picks of one firing; `rejected` (product ids a manager took out of the customer's own
-    selections) are never offered, not even when the trigger names them."""
+    selections) are never offered, not even when the trigger names them. `positions` keeps the catalogue
+    positions of product id tuples between calls (every new-arrivals firing of a run names the same)."""
     k = settings.triggers.picks
     scores = cands.scores[row].astype(np.float64)
-    available = catalog.available.copy()
-    blocked = catalog.index_of(list(rejected))
-    available[blocked[blocked >= 0]] = False
-    own = catalog.index_of(list(firing.product_ids))
-    own = own[own >= 0]
+    available = catalog.available
+    if rejected:
+        available = available.copy()
+        blocked = catalog.index_of(list(rejected))
+        available[blocked[blocked >= 0]] = False
+    own = _positions(catalog, firing.product_ids, {} if positions is None else positions)
     if firing.trigger == "replacement":
         category = str(firing.details.get("category", ""))
         code = catalog.category_names.index(category) if category in catalog.category_names else -2
@@ -125,10 +128,36 @@ def _picks(
             mask[own] = False
             out += _scored(catalog, cands, row, _top(scores, mask, k), 2)
         return out, []
-    mask = available.copy()
+    mask = available
     if firing.trigger == "new_arrivals":
-        mask &= np.isin(np.arange(catalog.n_items), own)
+        mask = np.zeros(catalog.n_items, dtype=bool)
+        mask[own] = available[own]
     return _scored(catalog, cands, row, _top(scores, mask, k), 1), []
+
+
+def _positions(
+    catalog: Catalog, product_ids: tuple[int, ...], known: dict[tuple[int, ...], np.ndarray]
+) -> np.ndarray:
+    """The catalogue positions of the products (those in the catalogue), remembered in `known`."""
+    if product_ids not in known:
+        found = catalog.index_of(list(product_ids))
+        known[product_ids] = found[found >= 0]
+    return known[product_ids]
+
+
+def _offered(catalog: Catalog, firings: Sequence[Firing]) -> np.ndarray | None:
+    """The item positions (ascending) the firings' emails may offer, or None for the whole catalogue:
+    a trigger that picks from everything (win-back, the cart's "you may also like") needs every score;
+    the others offer their own products (new arrivals, running out...) or one category (replacement)."""
+    if any(f.trigger in ("winback", "abandoned_cart") for f in firings):
+        return None
+    wanted = np.zeros(catalog.n_items, dtype=bool)
+    named = catalog.index_of(sorted({p for f in firings for p in f.product_ids}))
+    wanted[named[named >= 0]] = True
+    for category in {str(f.details.get("category", "")) for f in firings if f.trigger == "replacement"}:
+        if category in catalog.category_names:
+            wanted |= catalog.categories == catalog.category_names.index(category)
+    return np.flatnonzero(wanted)
 
 
 def draft_trigger_selections(
@@ -155,8 +184,12 @@ def draft_trigger_selections(
             ],
             occasion_codes=[a.trigger for a, _, _ in batch],
             occasion_on=[now.date()] * len(batch),
+            items=_offered(catalog, [f for _, f, _ in batch]),
         )
         cands = candidates_fn(catalog, rows)
+        # a candidates function that scores the offered items only gives their columns: pick from those
+        offered = catalog if cands.items is None else catalog.take(cands.items)
+        positions: dict[tuple[int, ...], np.ndarray] = {}
         rejected = load_rejections(session, customer_ids=rows.customer_ids.tolist()).by_key()
         drafted: list[Recorded] = []
         selection_rows: list[dict[str, Any]] = []
@@ -164,7 +197,13 @@ def draft_trigger_selections(
         for row, (assignment, firing, is_vip) in enumerate(batch):
             try:
                 picks, bounds = _picks(
-                    settings, catalog, cands, row, firing, rejected.get((assignment.customer_id, OWN), [])
+                    settings,
+                    offered,
+                    cands,
+                    row,
+                    firing,
+                    rejected.get((assignment.customer_id, OWN), []),
+                    positions,
                 )
             except (CurationError, ValueError) as exc:
                 assignment.reason = f"no picks: {exc}"[:300]

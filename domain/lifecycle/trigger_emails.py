@@ -42,7 +42,7 @@ from domain.reminders.queueing import (
     manager_name,
     outbox_key,
     render_email,
-    sold_picks_many,
+    sold_picks_query,
 )
 
 __all__ = [
@@ -132,7 +132,8 @@ class _Preloaded:
     customers: dict[int, Customer]
     blocks: dict[int, str]
     details: dict[int, dict[str, Any]]
-    picks: dict[int, list[tuple[SelectionPick, Product]]]
+    #: {selection id: its picks of products still sold, in tier and position order}, as plain rows
+    picks: dict[int, list[Any]]
 
 
 def _preload(
@@ -162,8 +163,31 @@ def _preload(
         customers=customers,
         blocks=reminder_blocks_many(session, settings, customer_ids, now),
         details=details,
-        picks=sold_picks_many(session, selection_ids),
+        picks=_sold_picks(session, selection_ids),
     )
+
+
+def _sold_picks(session: Session, selection_ids: list[int]) -> dict[int, list[Any]]:
+    """What the emails show of each selection's picks whose product is still sold: one query per chunk
+    of ids, read as plain rows (no ORM object per pick and product: a run has a hundred thousand)."""
+    out: dict[int, list[Any]] = {}
+    for start in range(0, len(selection_ids), IN_CHUNK):
+        chunk = selection_ids[start : start + IN_CHUNK]
+        for row in session.execute(
+            sold_picks_query(
+                chunk,
+                SelectionPick.selection_id,
+                SelectionPick.tier,
+                SelectionPick.explanation,
+                Product.id,
+                Product.title,
+                Product.price,
+                Product.currency,
+                Product.image_url,
+            )
+        ):
+            out.setdefault(row.selection_id, []).append(row)
+    return out
 
 
 def _context(
@@ -177,14 +201,14 @@ def _context(
     trigger = selection.occasion_code
     details = loaded.details.get(selection.id, {})
     tiers: dict[int, list[dict[str, Any]]] = {}
-    for pick, product in loaded.picks.get(selection.id, []):
+    for pick in loaded.picks.get(selection.id, []):
         tiers.setdefault(pick.tier, []).append(
             {
-                "title": product.title,
-                "price": format_money(product.price, product.currency, "en"),
-                "image_url": product.image_url,
+                "title": pick.title,
+                "price": format_money(pick.price, pick.currency, "en"),
+                "image_url": pick.image_url,
                 "url": signer.click_url(
-                    customer_id=customer.id, selection_id=selection.id, product_id=product.id
+                    customer_id=customer.id, selection_id=selection.id, product_id=pick.id
                 ),
                 "explanation": EXPLANATIONS.get(pick.explanation)
                 or (pick.explanation if " " in pick.explanation else None),
@@ -270,6 +294,7 @@ def queue_trigger_emails(
         return report
     loaded = _preload(session, settings, selections, now)
     cap_days = settings.mail.frequency_cap_days
+    capped = _cap_reason(now + dt.timedelta(days=cap_days))
     messages: list[dict[str, Any]] = []
     for selection in selections:
         try:
@@ -285,7 +310,7 @@ def queue_trigger_emails(
         messages.append(outcome)
         report.queued.append(selection.id)
         if cap_days > 0:  # this email now counts against the customer's cap
-            loaded.blocks.setdefault(selection.customer_id, _cap_reason(now + dt.timedelta(days=cap_days)))
+            loaded.blocks.setdefault(selection.customer_id, capped)
     enqueue_many(session, messages)
     return report
 

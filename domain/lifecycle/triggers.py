@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session
 from config import Settings
 from domain.lifecycle.lifetimes import category_lifetimes
 from domain.models import Customer, Event, Order, OrderLine, Product, RfmSnapshot
-from domain.serving.next_purchase import fit_next_purchase
+from domain.serving.next_purchase import load_purchase_days
+from recommender.next_purchase import RepurchaseIntervals
 from recommender.triggers import replacement_due, review_request_due, running_out_due
 
 __all__ = ["FINDERS", "Firing", "emailable_customers", "latest_segments"]
@@ -82,20 +83,49 @@ def find_replacement(
     (:mod:`domain.lifecycle.lifetimes`)."""
     if not settings.triggers.lifetimes():
         return []
-    known = [lt for lt in category_lifetimes(session, settings, now) if lt.window is not None]
+    known = [lt for lt in category_lifetimes(session, settings, now, configured_only=True) if lt.window]
     lifetimes = {lt.category: lt.window for lt in known if lt.window is not None}
     sources = {lt.category: lt.source for lt in known}
-    rows = session.execute(
-        select(Order.customer_id, Product.category, Order.ordered_at, OrderLine.unit_price, Product.id)
+    # the newest sale line of each (customer, category), found by the database: the latest order, and
+    # in it the last line
+    newest = (
+        select(
+            Order.customer_id,
+            Product.category,
+            Order.ordered_at,
+            OrderLine.unit_price,
+            Product.id.label("product_id"),
+            func.row_number()
+            .over(
+                partition_by=(Order.customer_id, Product.category),
+                order_by=(Order.ordered_at.desc(), OrderLine.id.desc()),
+            )
+            .label("rank"),
+        )
         .join(OrderLine, OrderLine.order_id == Order.id)
         .join(Product, Product.id == OrderLine.product_id)
-        .where(Order.kind == "sale", Order.ordered_at <= now, Product.category.in_(sorted(lifetimes)))
-        .order_by(Order.ordered_at, OrderLine.id)
+        .where(
+            Order.kind == "sale",
+            Order.customer_id.is_not(None),
+            Order.ordered_at <= now,
+            Product.category.in_(sorted(lifetimes)),
+        )
+        .subquery()
+    )
+    rows = session.execute(
+        select(
+            newest.c.customer_id,
+            newest.c.category,
+            newest.c.ordered_at,
+            newest.c.unit_price,
+            newest.c.product_id,
+        )
+        .where(newest.c.rank == 1)
+        .order_by(newest.c.customer_id, newest.c.category)
     ).all()
-    last: dict[tuple[int, str], tuple[dt.datetime, float, int]] = {}
-    for cid, category, at, price, pid in rows:
-        if cid in allowed and category is not None:
-            last[(cid, category)] = (at, float(price), pid)  # the newest purchase wins (ordered)
+    last: dict[tuple[int, str], tuple[dt.datetime, float, int]] = {
+        (cid, category): (at, float(price), pid) for cid, category, at, price, pid in rows if cid in allowed
+    }
     if not last:
         return []
     keys = list(last)
@@ -127,20 +157,26 @@ def find_replacement(
 def find_running_out(
     session: Session, settings: Settings, now: dt.datetime, allowed: set[int]
 ) -> list[Firing]:
-    """Products the customer rebuys whose expected repurchase day (the next-purchase model) is near."""
+    """Products the customer rebuys whose expected repurchase day (the next-purchase model's repurchase
+    intervals) is near.
+
+    Only the intervals are fitted: the trigger reads no BG/NBD estimate, and the pairs' intervals do not
+    depend on how customers and products are numbered, so ids sorted by number serve (the endpoint's
+    order by external id and SKU breaks ranking ties; there is no ranking here)."""
     ts = settings.triggers
-    fitted = fit_next_purchase(session, now, rank=False)  # the repurchase intervals only
-    model = fitted.model
-    if model is None:
+    rows = load_purchase_days(session, until=now)
+    if not len(rows):
         return []
-    iv = model.intervals
+    customer_ids, u = np.unique(rows.customer_ids, return_inverse=True)
+    product_ids, i = np.unique(rows.product_ids, return_inverse=True)
+    iv = RepurchaseIntervals().fit(u, i, rows.days, customer_ids.size, product_ids.size)
     mask = iv.pair_days >= ts.running_out_min_purchases
     mask &= running_out_due(iv.pair_last, iv.pair_interval, _day(now.date()), ts.running_out_days_before)
     by_customer: dict[int, list[tuple[int, int, float]]] = {}
     for p in np.flatnonzero(mask).tolist():
-        cid = int(fitted.customers.ids[iv.pair_user[p]])
+        cid = int(customer_ids[iv.pair_user[p]])
         if cid in allowed:
-            pid = int(fitted.products.ids[iv.pair_item[p]])
+            pid = int(product_ids[iv.pair_item[p]])
             by_customer.setdefault(cid, []).append((pid, int(iv.pair_last[p]), float(iv.pair_interval[p])))
     out = []
     for cid, items in sorted(by_customer.items()):

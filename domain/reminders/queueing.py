@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from sqlalchemy import exists, select
+from sqlalchemy import Select, exists, select
 from sqlalchemy.orm import Session
 
 from config import Settings
@@ -187,18 +187,26 @@ def sold_picks_many(
     out: dict[int, list[tuple[SelectionPick, Product]]] = {}
     for start in range(0, len(selection_ids), IN_CHUNK):
         rows = session.execute(
-            select(SelectionPick, Product)
-            .join(Product, Product.id == SelectionPick.product_id)
-            .where(
-                SelectionPick.selection_id.in_(selection_ids[start : start + IN_CHUNK]),
-                Product.is_active.is_(True),
-                Product.in_stock.is_(True),
-            )
-            .order_by(SelectionPick.selection_id, SelectionPick.tier, SelectionPick.position)
-        ).all()
-        for pick, product in rows:
+            sold_picks_query(selection_ids[start : start + IN_CHUNK], SelectionPick, Product)
+        )
+        for pick, product in rows.all():
             out.setdefault(pick.selection_id, []).append((pick, product))
     return out
+
+
+def sold_picks_query(selection_ids: list[int], *columns: Any) -> Select[Any]:
+    """`columns` of the selections' picks whose product is still sold (active, in stock), by selection,
+    tier and position."""
+    return (
+        select(*columns)
+        .join(Product, Product.id == SelectionPick.product_id)
+        .where(
+            SelectionPick.selection_id.in_(selection_ids),
+            Product.is_active.is_(True),
+            Product.in_stock.is_(True),
+        )
+        .order_by(SelectionPick.selection_id, SelectionPick.tier, SelectionPick.position)
+    )
 
 
 def manager_name(session: Session, selection: GiftSelection, customer: Customer) -> str | None:

@@ -114,6 +114,21 @@ class Catalog:
         """Active and in stock, shape (n_items,)."""
         return self.is_active & self.in_stock
 
+    def take(self, items: np.ndarray) -> Catalog:
+        """The catalogue of the item positions `items` (ascending), in that order; category codes and
+        names unchanged."""
+        return Catalog(
+            product_ids=self.product_ids[items],
+            skus=[self.skus[i] for i in items.tolist()],
+            prices=self.prices[items],
+            categories=self.categories[items],
+            category_names=self.category_names,
+            is_active=self.is_active[items],
+            in_stock=self.in_stock[items],
+            delivery_days=self.delivery_days[items],
+            texts=[self.texts[i] for i in items.tolist()],
+        )
+
     def index_of(self, product_ids: np.ndarray | list[int]) -> np.ndarray:
         """Positions of product ids, -1 for ids not in the catalogue."""
         ids = np.asarray(product_ids, dtype=np.int64).reshape(-1)
@@ -132,6 +147,9 @@ class CandidateRows:
     profiles: list[list[str]]
     occasion_codes: list[str]
     occasion_on: list[dt.date]
+    #: The item positions to score, ascending; None scores the whole catalogue. A caller that offers a
+    #: few items (a trigger's new arrivals, one category) asks for those only: their scores are the same.
+    items: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.customer_ids.size)
@@ -139,11 +157,13 @@ class CandidateRows:
 
 @dataclass(frozen=True)
 class Candidates:
-    """Scores over the catalogue, shape (n_rows, n_items), and the main source of each score."""
+    """Scores over the catalogue, shape (n_rows, n_items), and the main source of each score; or over
+    the item positions ``items`` only (``CandidateRows.items``), shape (n_rows, items.size)."""
 
     scores: np.ndarray
     sources: np.ndarray
     model_run_id: int | None = None
+    items: np.ndarray | None = None
 
 
 CandidatesFn = Callable[[Catalog, CandidateRows], Candidates]
@@ -209,29 +229,50 @@ class BlendedCandidates:
         return self._season[on]
 
     def __call__(self, catalog: Catalog, rows: CandidateRows) -> Candidates:
-        n_rows, n_items = len(rows), catalog.n_items
-        # each part scaled to [0, 1], in the order of SOURCES; None where a part is absent (all zero)
+        cols = rows.items
+        n_rows = len(rows)
+        n_cols = catalog.n_items if cols is None else int(cols.size)
+
+        def take(values: np.ndarray) -> np.ndarray:
+            return values if cols is None else values[..., cols]
+
+        # each part scaled to [0, 1] over the whole catalogue (also when only `cols` are scored, so that
+        # their scores do not change), in the order of SOURCES; None where a part is absent (all zero)
         parts: list[np.ndarray | None] = [None] * len(SOURCES)
         if self.collaborative is not None and n_rows:
-            pids, cf_scores = self.collaborative(rows.customer_ids)
-            r, c = np.nonzero(pids >= 0)
-            pos = catalog.index_of(pids[r, c])
-            ok = pos >= 0
-            vals = np.asarray(cf_scores[r, c], dtype=np.float32)
-            cf = np.zeros((n_rows, n_items), dtype=np.float32)
-            cf[r[ok], pos[ok]] = np.maximum(vals[ok], 0.0)
-            top = cf.max(axis=1, keepdims=True)
-            parts[0] = np.divide(cf, top, out=np.zeros_like(cf), where=top > 0)
+            parts[0] = self._collaborative(catalog, rows.customer_ids, cols)
         if self.vectorizer is not None and self.item_terms is not None and n_rows:
             docs = [" ".join(words) for words in rows.profiles]
-            match = (self.vectorizer.transform(docs) @ self.item_terms.T).toarray().astype(np.float32)
-            top = match.max(axis=1, keepdims=True)
+            matches = csr_matrix(self.vectorizer.transform(docs) @ self.item_terms.T).astype(np.float32)
+            top = matches.max(axis=1).toarray()  # the matches are >= 0: the implicit zeros change nothing
+            match = (matches if cols is None else matches[:, cols]).toarray()
             parts[1] = np.divide(match, top, out=np.zeros_like(match), where=top > 0)
         if n_rows:
-            parts[2] = np.stack([self.seasonal(catalog, on) for on in rows.occasion_on])
-        parts[3] = self.bestseller[None, :]
-        scores, sources = _blend(parts, (n_rows, n_items))
-        return Candidates(scores=scores, sources=sources, model_run_id=self.model_run_id)
+            parts[2] = np.stack([take(self.seasonal(catalog, on)) for on in rows.occasion_on])
+        parts[3] = take(self.bestseller)[None, :]
+        scores, sources = _blend(parts, (n_rows, n_cols))
+        return Candidates(scores=scores, sources=sources, model_run_id=self.model_run_id, items=cols)
+
+    def _collaborative(
+        self, catalog: Catalog, customer_ids: np.ndarray, cols: np.ndarray | None
+    ) -> np.ndarray:
+        """The model's top picks of each customer, divided by the customer's best (over the catalogue),
+        in the columns `cols` (None: every item)."""
+        assert self.collaborative is not None
+        pids, cf_scores = self.collaborative(customer_ids)
+        pos = np.where(pids >= 0, catalog.index_of(pids).reshape(pids.shape), -1)
+        vals = np.where(pos >= 0, np.maximum(np.asarray(cf_scores, dtype=np.float32), 0.0), np.float32(0.0))
+        top = vals.max(axis=1, initial=np.float32(0.0), keepdims=True)  # a model's picks are distinct items
+        if cols is None:
+            column = pos
+        else:
+            column_of = np.full(catalog.n_items, -1, dtype=np.int64)
+            column_of[cols] = np.arange(cols.size)
+            column = np.where(pos >= 0, column_of[np.maximum(pos, 0)], -1)
+        r, c = np.nonzero(column >= 0)
+        cf = np.zeros((customer_ids.size, catalog.n_items if cols is None else cols.size), dtype=np.float32)
+        cf[r, column[r, c]] = vals[r, c]
+        return np.divide(cf, top, out=np.zeros_like(cf), where=top > 0)
 
 
 def _blend(parts: list[np.ndarray | None], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

@@ -6,23 +6,28 @@ import dataclasses
 import datetime as dt
 from decimal import Decimal
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
 from domain.lifecycle.trigger_emails import queue_trigger_emails
 from domain.lifecycle.trigger_runs import run_triggers
+from domain.lifecycle.triggers import FINDERS
 from domain.models import (
     Event,
     GiftSelection,
     Order,
     OrderLine,
     OutboundEmail,
+    Product,
     TriggerAssignment,
     User,
 )
 from domain.models._types import utcnow
 from domain.reminders.queueing import queue_reminders
 from domain.reminders.selections import approve_selection
+from domain.serving.next_purchase import fit_next_purchase
+from recommender.triggers import running_out_due
 from tests.delivery_fixtures import add_cart, make_customer, make_product, make_selection, make_snapshot
 
 NOW = dt.datetime(2011, 12, 1, 4, 0)
@@ -96,6 +101,69 @@ def test_replacement_fires_inside_the_lifetime_window_with_tiers_around_the_last
     assert summary.queued == 1
 
 
+def _newest_by_scan(session, now, categories):
+    """The replacement finder's former reading: every sale line of the categories in time order, in
+    Python, the newest of each (customer, category) winning (the reference for the grouped query)."""
+    rows = session.execute(
+        select(Order.customer_id, Product.category, Order.ordered_at, OrderLine.unit_price, Product.id)
+        .join(OrderLine, OrderLine.order_id == Order.id)
+        .join(Product, Product.id == OrderLine.product_id)
+        .where(Order.kind == "sale", Order.ordered_at <= now, Product.category.in_(categories))
+        .order_by(Order.ordered_at, OrderLine.id)
+    ).all()
+    last = {}
+    for cid, category, at, price, pid in rows:
+        if cid is not None:
+            last[(cid, category)] = (at.date().isoformat(), float(price), pid)
+    return last
+
+
+def test_replacement_reads_the_newest_line_per_customer_and_category_as_the_scan_did(session, settings):
+    """The newest purchase per (customer, category) is grouped in the database, no longer found in Python
+    from every sale line; same answer: same-time lines (the last wins), returns, guest and later orders."""
+    s = only(settings, "replacement", replacement_lifetimes="bags: 540-720; wallets: 300-400")
+    bag = make_product(session, "100.00", category="bags")
+    dear_bag = make_product(session, "130.00", category="bags")
+    wallet = make_product(session, "40.00", category="wallets")
+    cup = make_product(session, "5.00", category="cups")  # a category nobody configured
+
+    def order(customer, days_ago: int, *products, kind: str = "sale") -> None:
+        at = NOW - dt.timedelta(days=days_ago)
+        row = Order(
+            external_id=f"T{next(_orders)}", customer_id=customer and customer.id, ordered_at=at, kind=kind
+        )
+        for line_no, (product, price) in enumerate(products, start=1):
+            row.lines.append(
+                OrderLine(line_no=line_no, product_id=product.id, quantity=1, unit_price=Decimal(price))
+            )
+        session.add(row)
+
+    two_lines, returned, later, wallets, cups = (make_customer(session) for _ in range(5))
+    order(two_lines, 700, (bag, "100.00"))
+    order(two_lines, 600, (bag, "100.00"), (dear_bag, "130.00"))  # one order: its last line is the newest
+    order(returned, 650, (bag, "90.00"))
+    order(returned, 100, (bag, "90.00"), kind="return")
+    order(later, 560, (dear_bag, "125.00"))
+    order(later, -2, (bag, "100.00"))  # after the run: not read
+    order(None, 600, (bag, "100.00"))  # a guest
+    order(wallets, 350, (wallet, "40.00"))
+    order(cups, 600, (cup, "5.00"))
+    session.flush()
+    allowed = {c.id for c in (two_lines, returned, later, wallets, cups)}
+    got = {
+        (f.customer_id, f.details["category"]): (
+            f.details["last_on"],
+            f.details["last_price"],
+            f.product_ids[0],
+        )
+        for f in FINDERS["replacement"](session, s, NOW, allowed)
+    }
+    assert got == _newest_by_scan(session, NOW, ["bags", "wallets"])
+    assert got[(two_lines.id, "bags")][1:] == (130.0, dear_bag.id)
+    assert got[(returned.id, "bags")][1] == 90.0 and got[(later.id, "bags")][1:] == (125.0, dear_bag.id)
+    assert {c for c, _ in got} == {two_lines.id, returned.id, later.id, wallets.id}
+
+
 def test_each_trigger_fires_once_per_window_across_repeated_runs(session, settings, bags):
     s = only(settings, "replacement", "abandoned_cart")
     customer = make_customer(session)
@@ -135,6 +203,61 @@ def test_running_out_fires_n_days_before_the_expected_repurchase(session, settin
     assert mine.eligible_on == dt.date(2011, 9, 24) == (last + dt.timedelta(days=25)).date()
     # the interval learned is 30 days, so the expected day is 30 days after the last purchase
     assert mine.details["expected_on"] == [(last + dt.timedelta(days=30)).date().isoformat()]
+
+
+def _running_out_by_the_model(session, settings, now):
+    """The running-out finder's former reading: the next-purchase model's timing fit (BG/NBD and the
+    intervals, customers and products ordered by external id and SKU), its intervals' due pairs."""
+    fitted = fit_next_purchase(session, now, rank=False)
+    iv = fitted.model.intervals
+    mask = iv.pair_days >= settings.triggers.running_out_min_purchases
+    mask &= running_out_due(
+        iv.pair_last,
+        iv.pair_interval,
+        (now.date() - dt.date(1970, 1, 1)).days,
+        settings.triggers.running_out_days_before,
+    )
+    return {
+        (int(fitted.customers.ids[iv.pair_user[p]]), int(fitted.products.ids[iv.pair_item[p]])): float(
+            iv.pair_interval[p]
+        )
+        for p in np.flatnonzero(mask)
+    }
+
+
+@pytest.mark.parametrize("min_purchases", [2, 1, 3])
+def test_running_out_fits_the_intervals_only_with_the_answer_of_the_whole_timing_model(
+    session, settings, min_purchases
+):
+    """The finder fits the repurchase intervals alone (no BG/NBD, ids in number order): the same products
+    fire for the same customers, with the same expected days, on irregular purchases of many pairs."""
+    s = only(settings, "running_out", running_out_days_before=20, running_out_min_purchases=min_purchases)
+    rng = np.random.default_rng(14)
+    products = [make_product(session, "8.00", category="tea") for _ in range(12)]
+    customers = [make_customer(session) for _ in range(15)]  # external ids C10 < C9: name order differs
+    for customer in customers:
+        for product in rng.choice(products, size=3, replace=False):
+            day = NOW - dt.timedelta(days=int(rng.integers(5, 40)))
+            for _ in range(int(rng.integers(1, 5))):
+                buy(session, customer, product, day)
+                day -= dt.timedelta(days=int(rng.integers(20, 45)))
+    want = _running_out_by_the_model(session, s, NOW)
+    firings = FINDERS["running_out"](session, s, NOW, {c.id for c in customers})
+    got = {}
+    for f in firings:
+        for pid, expected in zip(f.product_ids, f.details["expected_on"], strict=True):
+            got[(f.customer_id, pid)] = expected
+    assert len(want) >= 5 and set(got) == set(want)
+    last = {
+        (c, p): max(
+            o.ordered_at
+            for o in session.scalars(select(Order).where(Order.customer_id == c))
+            if any(line.product_id == p for line in o.lines)
+        )
+        for c, p in want
+    }
+    for key, interval in want.items():
+        assert got[key] == (last[key].date() + dt.timedelta(days=round(interval))).isoformat()
 
 
 # ---------------------------------------------------------------------------------------------- win-back
