@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from config import Settings
+from domain.customers.origin import real_orders
 from domain.lifecycle.lifetimes import category_lifetimes
 from domain.models import Customer, Event, Order, OrderLine, Product, RfmSnapshot
 from domain.serving.next_purchase import load_purchase_days
@@ -108,6 +109,7 @@ def find_replacement(
             Order.kind == "sale",
             Order.customer_id.is_not(None),
             Order.ordered_at <= now,
+            real_orders(),
             Product.category.in_(sorted(lifetimes)),
         )
         .subquery()

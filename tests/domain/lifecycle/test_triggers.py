@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from domain.customers.origin import SIMULATED
 from domain.lifecycle.trigger_emails import queue_trigger_emails
 from domain.lifecycle.trigger_runs import run_triggers
 from domain.lifecycle.triggers import FINDERS
@@ -468,3 +469,24 @@ def test_one_queueing_run_sends_a_customer_one_trigger_email_within_the_cap(sess
     [reason] = report.skipped.values()
     assert reason.startswith("frequency cap")
     assert len(emails(session)) == 1
+
+
+def test_a_simulated_order_is_not_the_customer_s_last_purchase_for_replacement(session, settings):
+    """The demo's generated orders (`giftrec demo simulate-uplift`) never stand in for a real purchase: a
+    simulated bag bought last week does not hide the real one bought 600 days ago, whose lifetime is due."""
+    s = only(settings, "replacement", replacement_lifetimes="bags: 540-720")
+    bag = make_product(session, "100.00", category="bags")
+    customer = make_customer(session)
+    for days_ago, source in ((600, "import"), (7, SIMULATED)):
+        row = Order(
+            external_id=f"T{next(_orders)}",
+            customer_id=customer.id,
+            ordered_at=NOW - dt.timedelta(days=days_ago),
+            kind="sale",
+            source=source,
+        )
+        row.lines.append(OrderLine(line_no=1, product_id=bag.id, quantity=1, unit_price=Decimal("100.00")))
+        session.add(row)
+    session.flush()
+    fired = FINDERS["replacement"](session, s, NOW, {customer.id})
+    assert [(f.customer_id, f.details["category"]) for f in fired] == [(customer.id, "bags")]
