@@ -25,9 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -36,6 +34,7 @@ from sqlalchemy.orm import Session
 from config import Settings
 from domain.customers.origin import real_orders
 from domain.errors import InvalidInput
+from domain.leftovers import held_temp_folder
 from domain.models import Customer, NextPurchaseRun, Order
 from domain.models._types import utcnow
 from domain.serving.artifact_store import delete_artifact, load_stored, store_artifact
@@ -117,9 +116,10 @@ def train_next_purchase(
         if ranker.note:
             metrics["note"] = ranker.note
         wall = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="giftrec-train-") as tmp:
+        # Held while in use, as the model training's: a killed training leaves it, the next removes it.
+        with held_temp_folder(prefix="giftrec-training-") as tmp:
             path = save_pickled_artifact(
-                Path(tmp),
+                tmp,
                 run.version,
                 KIND,
                 ranker,

@@ -5,6 +5,7 @@ and what `giftrec model list|show` say about it."""
 
 from __future__ import annotations
 
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -83,6 +84,23 @@ def test_the_job_trains_once_and_model_list_and_show_name_the_ranker(
     assert shown.output.startswith(f"{run.version} (next-purchase ranker) serving; trained at")
     assert '"horizon_days": 30.0' in shown.output and '"fit_cpu_seconds"' in shown.output
     assert runner.invoke(cli, ["model", "show", "no-such-version"]).exit_code != 0
+
+
+def test_the_ranker_s_training_removes_a_killed_training_s_folder_and_leaves_none_of_its_own(
+    runner, sessions: sessionmaker[Session], imported: None, monkeypatch, tmp_path
+):  # type: ignore[no-untyped-def]
+    """The ranker's training holds its temporary folder like the model's training (domain.leftovers): a
+    folder a killed training left (no live process holds it) is removed, and its own is gone after it."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    killed = tmp / "giftrec-training-killed"
+    killed.mkdir()
+    (killed / "ranker.pkl").write_bytes(b"a copy of a ranker")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    ran = runner.invoke(cli, ["train", "--next-purchase"])
+    assert ran.exit_code == 0, ran.output
+    assert _runs(sessions)[-1].status == "succeeded"
+    assert list(tmp.iterdir()) == []
 
 
 def test_a_corrupt_newest_artifact_falls_back_to_the_previous_one(
