@@ -277,6 +277,7 @@ def find_abandoned_cart(
                     Order.customer_id.in_(ids[start : start + IN_CHUNK]),
                     Order.ordered_at >= oldest,
                     Order.ordered_at <= now,
+                    real_orders(),  # a generated order does not close a real cart
                 )
             )
         )

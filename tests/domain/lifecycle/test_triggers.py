@@ -45,8 +45,10 @@ def only(settings, *triggers, **extra):
     return dataclasses.replace(settings, triggers=dataclasses.replace(settings.triggers, **values))
 
 
-def buy(session, customer, product, at: dt.datetime, price: str | None = None) -> None:
-    order = Order(external_id=f"T{next(_orders)}", customer_id=customer.id, ordered_at=at)
+def buy(
+    session, customer, product, at: dt.datetime, price: str | None = None, source: str = "import"
+) -> None:
+    order = Order(external_id=f"T{next(_orders)}", customer_id=customer.id, ordered_at=at, source=source)
     order.lines.append(
         OrderLine(line_no=1, product_id=product.id, quantity=1, unit_price=Decimal(price or product.price))
     )
@@ -327,6 +329,18 @@ def test_abandoned_cart_only_when_the_product_was_not_bought_since(session, sett
     assert a.customer_id == left.id
     [pick, *_] = session.get(GiftSelection, a.selection_id).picks
     assert (pick.product_id, pick.source) == (product.id, "cart")
+
+
+def test_a_simulated_purchase_does_not_close_an_abandoned_cart(session, settings):
+    """Regression: an order `giftrec demo simulate-uplift` generated counted as the customer buying the
+    carted product, so the cart was never followed up."""
+    s = only(settings, "abandoned_cart", abandoned_cart_hours=24, abandoned_cart_max_hours=96)
+    product = make_product(session, "30.00")
+    customer = make_customer(session)
+    add_cart(session, customer, product, NOW - dt.timedelta(hours=30))
+    buy(session, customer, product, NOW - dt.timedelta(hours=20), source=SIMULATED)
+    fired = FINDERS["abandoned_cart"](session, s, NOW, {customer.id})
+    assert [(f.customer_id, f.product_ids) for f in fired] == [(customer.id, (product.id,))]
 
 
 def test_an_abandoned_cart_email_adds_a_few_picks_after_the_carts_products(session, settings):
