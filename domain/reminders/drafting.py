@@ -17,6 +17,7 @@ from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from config import Settings
+from domain.customers.origin import real_orders
 from domain.customers.rejections import OWN, load_rejections
 from domain.errors import DomainError
 from domain.models import (
@@ -121,7 +122,8 @@ def draft_selections(
                 Order.recipient_id,
             )
             .join(Order, Order.id == OrderLine.order_id)
-            .where(Order.kind == "sale", Order.customer_id.in_(ids), Order.ordered_at < now)
+            # the demo's generated orders are no gift given, no purchase and no spending of anyone's
+            .where(Order.kind == "sale", Order.customer_id.in_(ids), Order.ordered_at < now, real_orders())
         ):
             if cid is None:  # pragma: no cover - filtered by the IN list
                 continue

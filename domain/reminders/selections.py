@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from domain.customers.origin import real_orders
 from domain.customers.rejections import load_rejections
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.messaging.outbox import cancel_queued
@@ -173,6 +174,7 @@ def _product_for(session: Session, selection: GiftSelection, sku: str) -> Produc
                 Order.recipient_id == selection.recipient_id,
                 Order.kind == "sale",
                 OrderLine.product_id == product.id,
+                real_orders(),
             )
         ).scalar_one()
         if given:

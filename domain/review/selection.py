@@ -12,6 +12,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from config import Settings
+from domain.customers.origin import real_orders
 from domain.customers.rejections import load_rejections
 from domain.lifecycle.trigger_emails import render_trigger_email
 from domain.messaging.signing import LinkSigner
@@ -196,7 +197,7 @@ def _never_offer(session: Session, selection: GiftSelection) -> set[int]:
             session.scalars(
                 select(OrderLine.product_id)
                 .join(Order, Order.id == OrderLine.order_id)
-                .where(Order.recipient_id == selection.recipient_id, Order.kind == "sale")
+                .where(Order.recipient_id == selection.recipient_id, Order.kind == "sale", real_orders())
             )
         )
     return out

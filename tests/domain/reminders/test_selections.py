@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
 from domain.customers.imports import import_orders
+from domain.customers.origin import SIMULATED
 from domain.db import Base, make_session_factory, session_scope
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.models import (
@@ -42,6 +43,7 @@ from domain.reminders.selections import (
     remove_pick,
     swap_pick,
 )
+from domain.review.selection import search_catalog
 from domain.serving.candidates import CandidateRows, Candidates, Catalog
 from tests.conftest import SAMPLE
 
@@ -323,6 +325,46 @@ def test_never_suggests_what_the_customer_bought_recently(db, settings):
     plan_selections(db, settings, now=NOW)
     (s,) = selections(db)
     assert s.picks and not bought & {p.product_id for p in s.picks}
+
+
+def _simulated_gift(db: Session, c: Customer, r: Recipient, product_ids: set[int], key: str) -> None:
+    """An order as `giftrec demo simulate-uplift` labels its own, for ``r``, two days before NOW."""
+    order = Order(
+        external_id=f"SIM-test-{key}",
+        customer_id=c.id,
+        recipient_id=r.id,
+        ordered_at=NOW.replace(tzinfo=None) - dt.timedelta(days=2),
+        source=SIMULATED,
+    )
+    for n, pid in enumerate(sorted(product_ids), start=1):
+        price = db.scalar(select(Product.price).where(Product.id == pid))
+        order.lines.append(OrderLine(line_no=n, product_id=pid, quantity=1, unit_price=price))
+    db.add(order)
+    db.flush()
+
+
+def test_a_simulated_order_is_neither_a_gift_given_nor_a_recent_purchase(db, settings):
+    """Regression: the orders `giftrec demo simulate-uplift` generates made planning, a manual add and the
+    review page's catalog search treat their products as already given to the recipient (and bought
+    recently by the customer), and moved the price tiers."""
+    c = customer(db)
+    wife = recipient(db, c, interests=["heart", "candle", "christmas"])
+    date(db, wife, 12, 8)
+    plan_selections(db, settings, now=NOW)
+    (first,) = selections(db)
+    offered = {p.product_id for p in first.picks}
+    _simulated_gift(db, c, wife, offered, "first")
+    second = date(db, wife, 12, 8)  # the same day and kind: planned from the same candidates
+    plan_selections(db, settings, now=NOW)
+    (again,) = selections(db, important_date_id=second.id)
+    assert again.tier_bounds == first.tier_bounds
+    assert {p.product_id for p in again.picks} == offered
+    free = _free_sku(db, again)
+    free_id = db.scalar(select(Product.id).where(Product.sku == free))
+    assert free_id is not None
+    _simulated_gift(db, c, wife, {free_id}, "free")
+    assert [card.product_id for card in search_catalog(db, again, free)] == [free_id]
+    assert add_pick(db, again.id, free, manager(db)).product_id == free_id
 
 
 def test_picks_come_in_three_price_tiers_of_available_products(db, settings):
