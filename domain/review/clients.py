@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from config import Settings
+from domain.customers.origin import real_orders
 from domain.errors import NotFound
 from domain.lifecycle.segments import CustomerSegment, customer_segment
 from domain.messaging.outbox import cancel_queued
@@ -134,7 +135,7 @@ def client_view(
         for ext, at, kind, n, total in session.execute(
             select(Order.external_id, Order.ordered_at, Order.kind, func.count(OrderLine.id), func.sum(value))
             .join(OrderLine, OrderLine.order_id == Order.id)
-            .where(Order.customer_id == customer.id)
+            .where(Order.customer_id == customer.id, real_orders())  # not the demo's generated orders
             .group_by(Order.id, Order.external_id, Order.ordered_at, Order.kind)
             .order_by(Order.ordered_at.desc(), Order.id.desc())
         )

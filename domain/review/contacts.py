@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from domain.customers.origin import real_orders
 from domain.errors import InvalidInput
 from domain.models import CONTACT_KINDS, AuditLog, ClientContact, Customer, Order, User
 from domain.models._types import naive_utc
@@ -86,7 +87,7 @@ def lapsing_clients(
     last_sale = dict(
         session.execute(
             select(Order.customer_id, func.max(Order.ordered_at))
-            .where(Order.customer_id.in_(ids), Order.kind == "sale", Order.ordered_at <= now)
+            .where(Order.customer_id.in_(ids), Order.kind == "sale", Order.ordered_at <= now, real_orders())
             .group_by(Order.customer_id)
         ).all()
     )

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from config import Settings
+from domain.customers.origin import real_orders
 from domain.models import Customer, GiftSelection, ImportantDate, Order, Recipient, User
 from domain.models._types import naive_utc
 from domain.reminders.occasions import local_today, next_occurrence
@@ -167,6 +168,7 @@ def upcoming_dates(
                 Order.customer_id.in_({c.id for *_, c, _, _ in found}),
                 Order.kind == "sale",
                 Order.ordered_at <= now,
+                real_orders(),  # the demo's generated orders are no client's last purchase
             )
             .group_by(Order.customer_id)
         ).all()

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from domain.customers.erasure import erase_customer
+from domain.customers.origin import SIMULATED
 from domain.db import session_scope
 from domain.models import (
     AuditLog,
@@ -18,10 +19,11 @@ from domain.models import (
     Customer,
     ImportantDate,
     Order,
+    OrderLine,
     Recipient,
 )
 from tests.api.manage.conftest import NOW, form_token
-from tests.delivery_fixtures import make_snapshot
+from tests.delivery_fixtures import make_product, make_snapshot
 
 DATE = {"kind": "birthday", "title": "", "day": "14", "month": "2", "year": "", "recurrence": "yearly"}
 
@@ -239,6 +241,34 @@ def test_log_a_contact_and_todays_lapsing_clients_count_purchases_and_contacts(a
             "call",
         )
         assert s.scalar(select(AuditLog.action).where(AuditLog.entity_id == str(people.anna_client)))
+
+
+def test_a_simulated_order_is_not_the_client_s_last_purchase_on_any_page(app, anna, people):
+    """Regression: an order `giftrec demo simulate-uplift` generated showed as the client's last purchase
+    (Today's upcoming dates and lapsing clients) and in the client page's purchases and net spend."""
+    ctx = app.extensions["giftrec"]
+    with session_scope(ctx.sessions) as s:
+        product = make_product(s, "40.00")
+        for external_id, days_ago, source in (("O-real", 200, "import"), ("SIM-7", 3, SIMULATED)):
+            order = Order(
+                external_id=external_id,
+                customer_id=people.anna_client,
+                ordered_at=NOW - dt.timedelta(days=days_ago),
+                source=source,
+            )
+            order.lines.append(
+                OrderLine(line_no=1, product_id=product.id, quantity=1, unit_price=product.price)
+            )
+            s.add(order)
+    page = anna.get("/manage/").text
+    upcoming = page.split('id="upcoming"')[1].split('id="lapsing"')[0]
+    assert "200 days ago" in upcoming and "3 days ago" not in upcoming
+    lapsing = page.split('id="lapsing"')[1]
+    assert "Olga Ivanova" in lapsing and "200" in lapsing
+    assert "<li><b>1</b> lapsing: no purchase in 90+ days</li>" in page
+    client = anna.get(f"/manage/clients/{people.anna_client}").text
+    assert "O-real" in client and "SIM-7" not in client
+    assert "£40.00" in client and "£80.00" not in client
 
 
 def test_a_contact_with_a_bad_kind_or_too_long_a_note_is_refused_by_its_field(app, anna, people):
