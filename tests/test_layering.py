@@ -19,7 +19,7 @@ PACKAGES = ("api", "config", "domain", "jobs", "recommender")
 PROJECT_LAYERS = (grimp.Layer("api", "jobs"), grimp.Layer("domain"), grimp.Layer("recommender"), "config")
 
 #: domain/'s capabilities, top to bottom. catalog and access are independent of each other; the bottom
-#: layer (models, db, errors, locks, logs, metrics, schema) is shared by all and may use itself.
+#: layer (models, db, errors, locks, logs, metrics, origin, schema) is shared by all and may use itself.
 DOMAIN_LAYERS = (
     grimp.Layer("demo"),
     grimp.Layer("review"),
@@ -29,7 +29,7 @@ DOMAIN_LAYERS = (
     grimp.Layer("customers"),
     grimp.Layer("messaging"),
     grimp.Layer("catalog", "access"),
-    grimp.Layer("models", "db", "errors", "locks", "logs", "metrics", "schema", independent=False),
+    grimp.Layer("models", "db", "errors", "locks", "logs", "metrics", "origin", "schema", independent=False),
 )
 
 

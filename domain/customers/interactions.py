@@ -26,8 +26,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from config import InteractionSettings
-from domain.customers.origin import real_orders
 from domain.models import Event, Order, OrderLine
+from domain.origin import real_orders
 from recommender.interactions import IdIndex, build_user_items
 
 __all__ = [

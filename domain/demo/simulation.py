@@ -6,7 +6,7 @@ arm, and a treated customer whose email was sent buys with ``extra_probability``
 (:mod:`domain.lifecycle.campaigns`) should then find, by assignment, a conversion difference of about
 ``sent share x extra x (1 - base)`` with that value inside its interval. Generated orders are labelled
 ``source = 'simulation'`` and their ids start with ``SIM-``; a re-run adds nothing. Training, bestsellers,
-next purchase, RFM and category lifetimes never read them (:func:`domain.customers.origin.real_orders`).
+next purchase, RFM and category lifetimes never read them (:func:`domain.origin.real_orders`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config import Settings
-from domain.customers.origin import SIMULATED
 from domain.models import (
     Customer,
     Order,
@@ -29,6 +28,7 @@ from domain.models import (
     SelectionPick,
     TriggerAssignment,
 )
+from domain.origin import SIMULATED
 
 __all__ = ["SOURCE", "SimulationResult", "simulate_uplift"]
 

@@ -79,6 +79,8 @@ def _chunks(values: list[int]) -> Iterable[list[int]]:
 def _orders(session: Session, customer_ids: list[int], lo: dt.datetime, hi: dt.datetime) -> dict[int, Any]:
     """Per customer: sorted order times and the running revenue, for window sums by bisection."""
     amounts: dict[int, list[tuple[dt.datetime, float]]] = defaultdict(list)
+    # Every order, the simulated ones included (no real_orders() here): measuring the uplift that
+    # `giftrec demo simulate-uplift` plants is what those orders are for, and only this report reads them.
     for chunk in _chunks(customer_ids):
         for cid, at, amount in session.execute(
             select(Order.customer_id, Order.ordered_at, func.sum(OrderLine.quantity * OrderLine.unit_price))

@@ -17,8 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config import Settings
-from domain.customers.origin import real_orders
 from domain.models import Order, OrderLine, Product
+from domain.origin import real_orders
 from domain.serving.next_purchase import day_number
 from recommender.lifetimes import learn_lifetimes, repurchase_intervals
 

@@ -27,9 +27,9 @@ from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from config import RfmSettings
-from domain.customers.origin import real_orders
 from domain.lifecycle.phases import Phases, timed
 from domain.models import Customer, Order, OrderLine, RfmSnapshot
+from domain.origin import real_orders
 from domain.serving.next_purchase import day_number
 from recommender.base import RecommenderError
 from recommender.bgnbd import BGNBD

@@ -21,9 +21,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from config import Settings
-from domain.customers.origin import real_orders
 from domain.lifecycle.lifetimes import category_lifetimes
 from domain.models import Customer, Event, Order, OrderLine, Product, RfmSnapshot
+from domain.origin import real_orders
 from domain.serving.next_purchase import load_purchase_days
 from recommender.next_purchase import RepurchaseIntervals
 from recommender.triggers import replacement_due, review_request_due, running_out_due

@@ -38,6 +38,7 @@ from domain.models import (
     SelectionPick,
 )
 from domain.models._types import naive_utc
+from domain.origin import real_orders
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,9 @@ def _matches(session: Session, now: dt.datetime, customer_ids: Sequence[int] | N
             (Order.customer_id == GiftSelection.customer_id)
             & (Order.kind == "sale")
             & (Order.ordered_at >= sent_at)
-            & (Order.ordered_at <= now),
+            & (Order.ordered_at <= now)
+            # a generated order buys nothing for anyone (the campaign report reads those itself)
+            & real_orders(),
         )
         .join(
             OrderLine,

@@ -17,7 +17,6 @@ from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from config import Settings
-from domain.customers.origin import real_orders
 from domain.customers.rejections import OWN, load_rejections
 from domain.errors import DomainError
 from domain.models import (
@@ -28,6 +27,7 @@ from domain.models import (
     SelectionPick,
 )
 from domain.models._types import utcnow
+from domain.origin import real_orders
 from domain.reminders.occasions import (
     Decision,
     local_midnight_utc,

@@ -23,7 +23,6 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from domain.customers.origin import real_orders
 from domain.customers.rejections import load_rejections
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.messaging.outbox import cancel_queued
@@ -41,6 +40,7 @@ from domain.models import (
     User,
 )
 from domain.models._types import utcnow
+from domain.origin import real_orders
 from domain.reminders.planning import (
     CutoffSummary,
     PlanSummary,

@@ -11,7 +11,6 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from config import Settings
-from domain.customers.origin import real_orders
 from domain.errors import NotFound
 from domain.lifecycle.segments import CustomerSegment, customer_segment
 from domain.messaging.outbox import cancel_queued
@@ -29,6 +28,7 @@ from domain.models import (
     User,
 )
 from domain.models._types import naive_utc
+from domain.origin import real_orders
 from domain.reminders.occasions import local_today, next_occurrence
 from domain.reminders.queueing import occasion_label
 from domain.review.scope import customer_for, visible

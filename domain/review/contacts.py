@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from domain.customers.origin import real_orders
 from domain.errors import InvalidInput
 from domain.models import CONTACT_KINDS, AuditLog, ClientContact, Customer, Order, User
 from domain.models._types import naive_utc
+from domain.origin import real_orders
 from domain.review.scope import customer_for, visible
 
 MAX_CONTACT_NOTE = 1000

@@ -12,7 +12,6 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from config import Settings
-from domain.customers.origin import real_orders
 from domain.customers.rejections import load_rejections
 from domain.lifecycle.trigger_emails import render_trigger_email
 from domain.messaging.signing import LinkSigner
@@ -29,6 +28,7 @@ from domain.models import (
     Recipient,
 )
 from domain.models._types import naive_utc, utcnow
+from domain.origin import real_orders
 from domain.reminders.queueing import (
     EXPLANATIONS,
     TIER_NAMES,

@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from config import Settings
-from domain.customers.origin import real_orders
 from domain.models import Customer, GiftSelection, ImportantDate, Order, Recipient, User
 from domain.models._types import naive_utc
+from domain.origin import real_orders
 from domain.reminders.occasions import local_today, next_occurrence
 from domain.reminders.queueing import occasion_label
 from domain.review.contacts import LapsingClient, lapsing_clients

@@ -30,9 +30,9 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from config import Settings
-from domain.customers.origin import real_orders
 from domain.models import ModelRun, Order, OrderLine, Product
 from domain.models._types import naive_utc
+from domain.origin import real_orders
 from domain.serving.model_runs import load_newest_usable, load_run_artifact
 from recommender.artifacts import Artifact
 from recommender.curation import SOURCES

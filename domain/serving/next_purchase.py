@@ -28,10 +28,10 @@ import numpy as np
 from sqlalchemy import Integer, cast, func, select
 from sqlalchemy.orm import Session
 
-from domain.customers.origin import real_orders
 from domain.errors import InvalidInput, NotFound
 from domain.models import Customer, Order, OrderLine, Product
 from domain.models._types import utcnow
+from domain.origin import real_orders
 from domain.serving.recommendations import MAX_N, Serving
 from recommender.base import RecommenderError
 from recommender.interactions import IdIndex

@@ -32,11 +32,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from config import Settings
-from domain.customers.origin import real_orders
 from domain.errors import InvalidInput
 from domain.leftovers import held_temp_folder
 from domain.models import Customer, NextPurchaseRun, Order
 from domain.models._types import utcnow
+from domain.origin import real_orders
 from domain.serving.artifact_store import delete_artifact, load_stored, store_artifact
 from domain.serving.model_runs import LoadFailures, Picked, walk_newest
 from domain.serving.next_purchase import DEFAULT_HORIZON_DAYS, FittedNextPurchase, fit_next_purchase

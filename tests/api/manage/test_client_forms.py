@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import func, select
 
 from domain.customers.erasure import erase_customer
-from domain.customers.origin import SIMULATED
 from domain.db import session_scope
 from domain.models import (
     AuditLog,
@@ -22,6 +21,7 @@ from domain.models import (
     OrderLine,
     Recipient,
 )
+from domain.origin import SIMULATED
 from tests.api.manage.conftest import NOW, form_token
 from tests.delivery_fixtures import make_product, make_snapshot
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from domain.customers.origin import SIMULATED
 from domain.lifecycle.trigger_emails import queue_trigger_emails
 from domain.lifecycle.trigger_runs import run_triggers
 from domain.lifecycle.triggers import FINDERS
@@ -25,6 +24,7 @@ from domain.models import (
     User,
 )
 from domain.models._types import utcnow
+from domain.origin import SIMULATED
 from domain.reminders.queueing import queue_reminders
 from domain.reminders.selections import approve_selection
 from domain.serving.next_purchase import fit_next_purchase

@@ -23,6 +23,7 @@ from domain.models import (
     OutboundEmail,
     Product,
 )
+from domain.origin import SIMULATED
 from tests.delivery_fixtures import make_customer, make_product, make_selection
 
 SENT_AT = dt.datetime(2011, 12, 1, 12, 0, 5)
@@ -52,12 +53,20 @@ def _sent(session, selection: GiftSelection, *, at: dt.datetime = SENT_AT, statu
     session.flush()
 
 
-def _order(session, customer_id: int, products: list[Product], at: dt.datetime, kind: str = "sale") -> Order:
+def _order(
+    session,
+    customer_id: int,
+    products: list[Product],
+    at: dt.datetime,
+    kind: str = "sale",
+    source: str = "import",
+) -> Order:
     order = Order(
         external_id=f"T{next(_orders)}",
         customer_id=customer_id,
         kind=kind,
         ordered_at=at,
+        source=source,
         lines=[
             OrderLine(line_no=i + 1, product_id=p.id, quantity=1, unit_price=p.price)
             for i, p in enumerate(products)
@@ -107,6 +116,25 @@ def test_a_pick_bought_in_the_window_marks_the_selection_purchased_and_records_t
     audit = session.scalars(select(AuditLog).where(AuditLog.action == "selection.purchased")).one()
     assert (audit.entity_id, audit.actor) == (str(selection.id), "job:attribute-purchases")
     assert audit.details["order_id"] == order.external_id and audit.details["previous_status"] == "sent"
+
+
+def test_a_simulated_order_neither_marks_a_selection_purchased_nor_records_a_gift(session, settings):
+    """Regression: the nightly attribution took an order `giftrec demo simulate-uplift` generated for a
+    picked product as the purchase: the selection showed as purchased and the recipient as given it, so
+    planning never offered it to them again. (The uplift measurement reads the orders themselves.)"""
+    selection = make_selection(session)
+    _sent(session, selection)
+    _order(
+        session,
+        selection.customer_id,
+        [_picked(session, selection, 0)],
+        SENT_AT.replace(day=3),
+        source=SIMULATED,
+    )
+    summary = attribute_purchases(session, settings, NOW)
+    assert (summary.matches, summary.purchased, summary.gifts) == (0, 0, 0)
+    session.refresh(selection)
+    assert selection.status == "sent" and _gifts(session) == []
 
 
 def test_running_again_adds_nothing(session, settings):

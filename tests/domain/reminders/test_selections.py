@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
 from domain.customers.imports import import_orders
-from domain.customers.origin import SIMULATED
 from domain.db import Base, make_session_factory, session_scope
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.models import (
@@ -32,6 +31,7 @@ from domain.models import (
     SelectionPick,
     User,
 )
+from domain.origin import SIMULATED
 from domain.reminders.selections import (
     add_pick,
     apply_review_cutoff,
