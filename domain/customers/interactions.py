@@ -378,8 +378,11 @@ class Watermark:
 
 
 def activity_watermark(session: Session, *, until: dt.datetime | None = None) -> Watermark:
-    """The newest order id and event id (optionally among rows dated up to ``until``)."""
-    orders = select(func.max(Order.id))
+    """The newest order id and event id (optionally among rows dated up to ``until``).
+
+    Simulated orders are not activity: nothing that reads the watermark (``train --if-stale``, the web
+    processes' look for customers with new rows) reads them."""
+    orders = select(func.max(Order.id)).where(real_orders())
     events = select(func.max(Event.id))
     if until is not None:
         orders = orders.where(Order.ordered_at <= until)
@@ -392,7 +395,7 @@ def changed_customers(session: Session, since: Watermark) -> dict[int, Watermark
     out: dict[int, Watermark] = {}
     orders = session.execute(
         select(Order.customer_id, func.max(Order.id))
-        .where(Order.id > since.order_id, Order.customer_id.is_not(None))
+        .where(Order.id > since.order_id, Order.customer_id.is_not(None), real_orders())
         .group_by(Order.customer_id)
     )
     for customer_id, order_id in orders:

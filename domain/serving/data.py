@@ -21,6 +21,7 @@ from domain.customers.interactions import (
     Watermark,
 )
 from domain.models import Event, Order
+from domain.origin import real_orders
 from domain.serving.ranked import PrecomputedRankings, RankedCache
 from recommender.base import Recommender
 from recommender.interactions import IdIndex
@@ -118,8 +119,9 @@ class ServingData:
 
 
 def data_version(session: Session) -> tuple[int, int, int, int]:
-    """Newest ids and row counts of orders and events: changes on insert and on delete."""
-    orders = session.execute(select(func.max(Order.id), func.count(Order.id))).one()
+    """Newest ids and row counts of orders and events: changes on insert and on delete. Simulated orders
+    are left out: serving never reads them, so adding them changes nothing it serves."""
+    orders = session.execute(select(func.max(Order.id), func.count(Order.id)).where(real_orders())).one()
     events = session.execute(select(func.max(Event.id), func.count(Event.id))).one()
     return (int(orders[0] or 0), int(orders[1] or 0), int(events[0] or 0), int(events[1] or 0))
 
@@ -127,7 +129,9 @@ def data_version(session: Session) -> tuple[int, int, int, int]:
 def rows_between(session: Session, since: Watermark, upto: Watermark) -> tuple[int, int]:
     """How many orders and events have ids above ``since`` and up to ``upto``."""
     orders = session.scalar(
-        select(func.count(Order.id)).where(Order.id > since.order_id, Order.id <= upto.order_id)
+        select(func.count(Order.id)).where(
+            Order.id > since.order_id, Order.id <= upto.order_id, real_orders()
+        )
     )
     events = session.scalar(
         select(func.count(Event.id)).where(Event.id > since.event_id, Event.id <= upto.event_id)

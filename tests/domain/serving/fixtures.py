@@ -148,6 +148,7 @@ def add_order(
     order_id: str,
     at: dt.datetime = dt.datetime(2011, 12, 10, 12, 0),
     kind: str = "sale",
+    source: str = "api",
 ) -> Order:
     """A one-off order (builder): the customer is created when missing."""
     customer = session.scalars(select(Customer).where(Customer.external_id == customer_external_id)).first()
@@ -155,7 +156,7 @@ def add_order(
         customer = Customer(external_id=customer_external_id)
         session.add(customer)
         session.flush()
-    order = Order(external_id=order_id, customer_id=customer.id, kind=kind, ordered_at=at, source="api")
+    order = Order(external_id=order_id, customer_id=customer.id, kind=kind, ordered_at=at, source=source)
     for i, sku in enumerate(skus):
         product = session.scalars(select(Product).where(Product.sku == sku)).one()
         order.lines.append(OrderLine(line_no=i + 1, product_id=product.id, quantity=1, unit_price=Decimal(1)))

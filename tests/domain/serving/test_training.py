@@ -18,6 +18,7 @@ from config import Settings
 from domain.customers.interactions import build_matrix, load_interactions
 from domain.errors import Conflict, NotFound
 from domain.models import AuditLog, ModelArtifactChunk, ModelRun, Order
+from domain.origin import SIMULATED
 from domain.serving.model_runs import load_newest_usable
 from domain.serving.training import (
     is_stale,
@@ -30,10 +31,13 @@ from domain.serving.training import (
     unpin,
 )
 from tests.domain.serving.fixtures import (  # noqa: F401
+    FakeClock,
     add_order,
+    clock,
     imported,
     imported_rows,
     sample_slice,
+    serving,
     settings,
     stored_artifact,
 )
@@ -122,6 +126,27 @@ def test_if_stale_skips_until_a_new_order_arrives(sessions, settings, imported):
     with sessions() as session:
         stale, reason = is_stale(session, settings)
     assert stale and "new data" in reason
+
+
+def test_a_simulated_order_is_no_new_data_for_training_or_a_web_process(
+    sessions, settings, imported, serving
+):
+    """Regression: an order `giftrec demo simulate-uplift` generated made `train --if-stale` train again
+    (the watermark counted it) and every web process read the data again and reloaded the customer, for
+    an order that training and serving leave out."""
+    _train(sessions, settings)
+    data = serving.store.refresh()
+    with sessions.begin() as session:
+        add_order(session, "12347", ["85123A"], order_id="SIM-1", source=SIMULATED)
+    with sessions() as session:
+        stale, reason = is_stale(session, settings)
+    assert not stale and "already covers" in reason
+    assert serving.store.refresh() is data and not data.fresh
+    with sessions.begin() as session:
+        add_order(session, "12347", ["85123A"], order_id="API-1")
+    with sessions() as session:
+        assert is_stale(session, settings)[0]
+    assert serving.store.refresh() is not data
 
 
 def test_old_artifacts_beyond_keep_runs_are_pruned(sessions, settings, imported):
