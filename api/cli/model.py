@@ -1,5 +1,5 @@
-"""`giftrec train`, `model list|show|rollback` and `evaluate`: the served models (recommender and
-next-purchase ranker) and their quality."""
+"""`giftrec train`, `model list|show|rollback|unpin|promote` and `evaluate`: the served models
+(recommender and next-purchase ranker) and their quality."""
 
 from __future__ import annotations
 
@@ -158,7 +158,7 @@ def _list_next_purchase(limit: int) -> None:
             (
                 "*" if serving is not None and r.id == serving.id else " ",
                 r.version,
-                r.status,
+                "rolled back" if r.is_rolled_back else "pinned" if r.is_pinned else r.status,
                 "" if r.artifact_path or r.status != "succeeded" else "artifact pruned",
                 f"{r.n_customers}x{r.n_items}",
                 r.finished_at.isoformat(sep=" ", timespec="seconds") if r.finished_at else "",
@@ -269,46 +269,81 @@ def _show_next_purchase(session: Any, version: str) -> bool:
     return True
 
 
+def _kind(session: Any, version: str | None, next_purchase: bool) -> Any:
+    """The runs a command acts on: the ranker's when asked or when ``version`` is a ranker's, else the
+    models'."""
+    from domain.models import ModelRun, NextPurchaseRun
+    from domain.serving.next_purchase_runs import find_next_purchase_run
+
+    if next_purchase or (version is not None and find_next_purchase_run(session, version) is not None):
+        return NextPurchaseRun
+    return ModelRun
+
+
+def _pinned_note(kind: Any) -> str:
+    from domain.models import NextPurchaseRun
+
+    if kind is NextPurchaseRun:
+        return "pinned: newer rankers wait until `giftrec model unpin --next-purchase`"
+    return "pinned: newer models wait until `giftrec model unpin`"
+
+
+def _named(run: Any) -> str:
+    from domain.models import NextPurchaseRun
+
+    if isinstance(run, NextPurchaseRun):
+        return f"next-purchase ranker {run.version}"
+    return f"model {run.version} ({run.algorithm})"
+
+
+NEXT_PURCHASE = click.option(
+    "--next-purchase",
+    is_flag=True,
+    help="The next-purchase ranker's runs (`giftrec train --next-purchase`) instead of the models'.",
+)
+
+
 @model.command("rollback")
 @click.argument("version", required=False)
-def model_rollback(version: str | None) -> None:
-    """Stop serving the current model: back to the previous one, or to VERSION, pinned.
+@NEXT_PURCHASE
+def model_rollback(version: str | None, next_purchase: bool) -> None:
+    """Stop serving the current model (or ranker): back to the previous one, or to VERSION, pinned.
 
-    Serving processes switch within `model.reload_interval` seconds, without a restart. Models trained
+    Serving processes switch within `model.reload_interval` seconds, without a restart. Runs trained
     later (the nightly training) are not served until `giftrec model unpin` or `promote`.
     """
     from domain.serving.training import rollback
 
     with transaction() as session:
-        target = rollback(session, version, actor="cli")
-        line = (
-            f"serving model {target.version} ({target.algorithm}) from the next reload; pinned: "
-            "newer models wait until `giftrec model unpin`"
-        )
+        kind = _kind(session, version, next_purchase)
+        target = rollback(session, version, actor="cli", kind=kind)
+        line = f"serving {_named(target)} from the next reload; {_pinned_note(kind)}"
     click.echo(line)
 
 
 @model.command("unpin")
-def model_unpin() -> None:
-    """Release the pin of a rollback: the newest usable model serves again."""
+@NEXT_PURCHASE
+def model_unpin(next_purchase: bool) -> None:
+    """Release the pin of a rollback: the newest usable model (or ranker) serves again."""
     from domain.serving.training import unpin
 
     with transaction() as session:
-        serving = unpin(session, actor="cli")
-        line = f"serving model {serving.version} from the next reload" if serving else "no usable model"
+        serving = unpin(session, actor="cli", kind=_kind(session, None, next_purchase))
+        line = f"serving {_named(serving)} from the next reload" if serving else "nothing usable left"
     click.echo(line)
 
 
 @model.command("promote")
 @click.argument("version")
 def model_promote(version: str) -> None:
-    """Serve VERSION again (even one rolled back); pinned if newer models exist."""
+    """Serve VERSION (a model's or a ranker's) again, even one rolled back; pinned if newer ones exist."""
     from domain.serving.training import promote
 
     with transaction() as session:
-        run = promote(session, version, actor="cli")
-        pinned = "; pinned: newer models wait until `giftrec model unpin`" if run.is_pinned else ""
-        line = f"serving model {run.version} from the next reload{pinned}"
+        kind = _kind(session, version, False)
+        run = promote(session, version, actor="cli", kind=kind)
+        pinned = f"; {_pinned_note(kind)}" if run.is_pinned else ""
+        line = f"serving {_named(run)} from the next reload{pinned}"
     click.echo(line)
 
 

@@ -93,6 +93,18 @@ class NextPurchaseRun(Base):
     data_until: Mapped[dt.datetime | None] = mapped_column(
         UTCDateTime(), comment="newest order the ranker saw"
     )
+    is_rolled_back: Mapped[bool] = mapped_column(
+        Boolean,
+        default=False,
+        server_default=false(),
+        comment="set by `model rollback --next-purchase`: never served again",
+    )
+    is_pinned: Mapped[bool] = mapped_column(
+        Boolean,
+        default=False,
+        server_default=false(),
+        comment="set by `model rollback`/`promote`: served ahead of newer runs until `model unpin`",
+    )
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[CreatedAt]
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())

@@ -2,7 +2,9 @@
 
 A run is *usable* when it succeeded, is not rolled back and still has its artifact. A usable run an
 operator *pinned* (``giftrec model rollback`` or ``promote``) comes first: runs newer than it (the nightly
-training's) wait until ``giftrec model unpin``; older ones remain its fall-backs. Both the serving
+training's) wait until ``giftrec model unpin``; older ones remain its fall-backs. The same rule, on the
+same two flags, holds for the next-purchase ranker's runs (``kind=NextPurchaseRun``, loaded by
+:mod:`domain.serving.next_purchase_runs`). Both the serving
 process (:class:`~domain.serving.model_store.ModelStore`) and selection planning
 (:func:`~domain.serving.candidates.latest_model_scorer`) call :func:`load_newest_usable`: the newest
 usable run whose artifact loads wins; a missing or corrupt artifact is reported and the previous usable
@@ -27,12 +29,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from config import Settings
-from domain.models import ModelRun
+from domain.models import ModelRun, NextPurchaseRun
 from domain.serving.artifact_store import IN_DATABASE, load_stored_artifact
 from recommender.artifacts import Artifact, load_artifact
 
 __all__ = [
+    "RUN_KINDS",
+    "MODELS",
     "LoadFailures",
+    "Run",
     "Picked",
     "artifact_location",
     "load_newest_usable",
@@ -45,30 +50,42 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+#: A recorded training of something served: a model (``ModelRun``) or the next-purchase ranker.
+Run = TypeVar("Run", ModelRun, NextPurchaseRun)
+#: What each kind of run is called in messages, and its audit log entity type.
+RUN_KINDS: dict[type, tuple[str, str]] = {
+    ModelRun: ("model", "model_run"),
+    NextPurchaseRun: ("next-purchase ranker", "next_purchase_run"),
+}
+#: The ``kind`` of the functions here and in :mod:`domain.serving.training` when none is given: the
+#: models. Typed ``Any`` so that a ``type[Run]`` parameter may default to it (mypy then infers ModelRun).
+MODELS: Any = ModelRun
 
 
-_USABLE = (
-    ModelRun.status == "succeeded",
-    ModelRun.is_rolled_back.is_(False),
-    ModelRun.artifact_path.is_not(None),
-)
+def _usable(kind: type[Run]) -> tuple[Any, ...]:
+    return (kind.status == "succeeded", kind.is_rolled_back.is_(False), kind.artifact_path.is_not(None))
 
 
-def pinned_run(session: Session) -> ModelRun | None:
+def pinned_run(session: Session, kind: type[Run] = MODELS) -> Run | None:
     """The usable run an operator pinned, if any (a pinned run whose artifact is gone pins nothing)."""
     return session.scalars(
-        select(ModelRun).where(*_USABLE, ModelRun.is_pinned.is_(True)).order_by(ModelRun.id.desc()).limit(1)
+        select(kind).where(*_usable(kind), kind.is_pinned.is_(True)).order_by(kind.id.desc()).limit(1)
     ).first()
 
 
-def usable_runs(session: Session, *, limit: int) -> list[ModelRun]:
+def usable_runs(
+    session: Session,
+    *,
+    limit: int,
+    kind: type[Run] = MODELS,
+) -> list[Run]:
     """The newest ``limit`` usable runs, newest first (by id, as rollback and training see them),
     starting at the pinned run when there is one."""
-    query = select(ModelRun).where(*_USABLE)
-    pinned = pinned_run(session)
+    query = select(kind).where(*_usable(kind))
+    pinned = pinned_run(session, kind)
     if pinned is not None:
-        query = query.where(ModelRun.id <= pinned.id)
-    return list(session.scalars(query.order_by(ModelRun.id.desc()).limit(limit)))
+        query = query.where(kind.id <= pinned.id)
+    return list(session.scalars(query.order_by(kind.id.desc()).limit(limit)))
 
 
 def artifact_location(settings: Settings, run: ModelRun) -> Path:

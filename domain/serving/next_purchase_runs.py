@@ -16,8 +16,11 @@ sale now and looks up the timing. Customers who first bought after the training 
 
 Loading follows the model runs' rule (:func:`domain.serving.model_runs.walk_newest`): the newest usable
 run whose artifact loads and verifies wins, else the one before it; a version that failed waits
-``model.load_retry_seconds``. Old artifacts are pruned like the model runs' (``model.keep_runs``, and those
-from before a customer erasure).
+``model.load_retry_seconds``. An operator rolls a ranker back, pins, promotes and unpins it as a model
+(`giftrec model rollback --next-purchase`: :func:`domain.serving.training.rollback` and its siblings with
+``kind=NextPurchaseRun``, on the same two columns), and old artifacts are pruned by the models' rule
+(:func:`domain.serving.training.prune_artifacts`: ``model.keep_runs``, a pinned run kept, rolled-back
+ones and those from before a customer erasure removed).
 """
 
 from __future__ import annotations
@@ -37,10 +40,10 @@ from domain.leftovers import held_temp_folder
 from domain.models import Customer, NextPurchaseRun, Order
 from domain.models._types import utcnow
 from domain.origin import real_orders
-from domain.serving.artifact_store import delete_artifact, load_stored, store_artifact
-from domain.serving.model_runs import LoadFailures, Picked, walk_newest
+from domain.serving.artifact_store import load_stored, store_artifact
+from domain.serving.model_runs import LoadFailures, Picked, usable_runs, walk_newest
 from domain.serving.next_purchase import DEFAULT_HORIZON_DAYS, FittedNextPurchase, fit_next_purchase
-from domain.serving.training import finish_run
+from domain.serving.training import finish_run, newest_run, prune_artifacts, serving_run
 from recommender.artifacts import load_pickled_artifact, save_pickled_artifact
 from recommender.base import ArtifactError
 from recommender.next_basket import FEATURES, NextBasketRanker
@@ -62,8 +65,6 @@ log = logging.getLogger(__name__)
 
 #: The artifact's kind (its manifest says so; a model artifact under this name does not load).
 KIND = "next-purchase"
-
-_USABLE = (NextPurchaseRun.status == "succeeded", NextPurchaseRun.artifact_path.is_not(None))
 
 
 def _new_version() -> str:
@@ -159,15 +160,10 @@ def load_next_purchase_run(session: Session, run: NextPurchaseRun) -> FittedNext
     )
 
 
-def _usable(session: Session, *, limit: int) -> list[NextPurchaseRun]:
-    query = select(NextPurchaseRun).where(*_USABLE).order_by(NextPurchaseRun.id.desc()).limit(limit)
-    return list(session.scalars(query))
-
-
 def serving_next_purchase_run(session: Session) -> NextPurchaseRun | None:
-    """The run web processes load: the newest usable one (they fall back to older ones if it fails)."""
-    runs = _usable(session, limit=1)
-    return runs[0] if runs else None
+    """The run web processes load: the pinned one, else the newest usable one (they fall back to older
+    ones if it fails to load)."""
+    return serving_run(session, NextPurchaseRun)
 
 
 def load_newest_next_purchase(
@@ -178,7 +174,7 @@ def load_newest_next_purchase(
     keep_run_id: int | None = None,
 ) -> Picked[FittedNextPurchase]:
     """The newest usable run whose artifact loads (the model runs' rule, see the module docstring)."""
-    runs = _usable(session, limit=max(2, settings.model.keep_runs + 1))
+    runs = usable_runs(session, limit=max(2, settings.model.keep_runs + 1), kind=NextPurchaseRun)
     return walk_newest(
         runs, lambda run: load_next_purchase_run(session, run), failures=failures, keep_run_id=keep_run_id
     )
@@ -194,18 +190,14 @@ def find_next_purchase_run(session: Session, version: str) -> NextPurchaseRun | 
     return session.scalars(select(NextPurchaseRun).where(NextPurchaseRun.version == version)).first()
 
 
-def _last_erasure(session: Session) -> dt.datetime | None:
-    value = session.scalar(select(func.max(Customer.erased_at)))
-    return value if isinstance(value, dt.datetime) else None
-
-
 def is_next_purchase_stale(session: Session, *, now: dt.datetime | None = None) -> tuple[bool, str]:
     """Whether a training would see anything new: (stale, reason). New sale orders or a customer
-    erasure since the newest usable run make it stale."""
-    run = serving_next_purchase_run(session)
+    erasure since the newest trained run make it stale (a pinned older run does not: training would only
+    record one more run that waits behind the pin)."""
+    run = newest_run(session, NextPurchaseRun)
     if run is None:
         return True, "no next-purchase ranker trained yet"
-    erased = _last_erasure(session)
+    erased = session.scalar(select(func.max(Customer.erased_at)))
     if erased is not None and erased >= run.started_at:
         return True, f"customers erased since ranker {run.version} was trained"
     newest = session.scalar(
@@ -219,17 +211,5 @@ def is_next_purchase_stale(session: Session, *, now: dt.datetime | None = None) 
 
 
 def prune_next_purchase_artifacts(session: Session, settings: Settings) -> list[str]:
-    """Delete artifacts beyond the newest ``model.keep_runs`` usable runs, and those of runs older than
-    the newest one started before the latest customer erasure (they hold the erased customers' lists).
-    Returns the versions pruned; a pruned run keeps its row with ``artifact_path`` cleared."""
-    usable = _usable(session, limit=1_000_000)
-    keep = max(1, settings.model.keep_runs)
-    doomed = usable[keep:]
-    erased = _last_erasure(session)
-    if erased is not None:
-        doomed += [r for r in usable[1:keep] if r.started_at <= erased]
-    for run in doomed:
-        delete_artifact(session, run.version)
-        run.artifact_path = None
-    session.flush()
-    return [r.version for r in doomed]
+    """The models' pruning (:func:`domain.serving.training.prune_artifacts`) of the ranker's runs."""
+    return prune_artifacts(session, settings, kind=NextPurchaseRun)

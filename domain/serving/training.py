@@ -5,8 +5,10 @@ What is fitted (model, matrix, prior) is built by :func:`domain.serving.served.f
 
 Serving picks the newest run that ``succeeded`` and is not ``is_rolled_back``, unless an operator pinned
 one (see :mod:`domain.serving.model_runs`): a rollback pins its target, so the next nightly training
-records a new run without serving it, until ``unpin`` (or ``promote``). Nothing here commits: the
-caller's transaction records the run.
+records a new run without serving it, until ``unpin`` (or ``promote``). The next-purchase ranker's runs
+(:class:`~domain.models.NextPurchaseRun`) are listed, rolled back, pinned, promoted and pruned by the
+same functions, given ``kind=NextPurchaseRun``. Nothing here commits: the caller's transaction records
+the run.
 
 Training reads first and writes last: the ModelRun row is added only when the fit is over, so a long
 training never holds SQLite's write lock while the web process records orders and events.
@@ -38,10 +40,10 @@ from domain.customers.interactions import (
 from domain.customers.rejections import load_rejections
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.leftovers import held_temp_folder
-from domain.models import AuditLog, Customer, ModelRun
+from domain.models import AuditLog, Customer, ModelRun, NextPurchaseRun
 from domain.models._types import utcnow
 from domain.serving.artifact_store import delete_artifact, store_artifact
-from domain.serving.model_runs import pinned_run
+from domain.serving.model_runs import MODELS, RUN_KINDS, Run, pinned_run
 from domain.serving.served import HYBRID_POPULARITY_DAYS, decay_anchor, fit_served
 from domain.serving.tuning import tune_blends
 from recommender.artifacts import save_artifact
@@ -51,6 +53,7 @@ __all__ = [
     "finish_run",
     "is_stale",
     "list_runs",
+    "newest_run",
     "promote",
     "prune_artifacts",
     "rollback",
@@ -238,19 +241,19 @@ def _served_blends(
     return {"source": "settings", "blends": None, "tuned_in": None}, None
 
 
-def _newest_run(session: Session) -> ModelRun | None:
+def newest_run(session: Session, kind: type[Run] = MODELS) -> Run | None:
     """The newest succeeded, not rolled-back run (what training last produced)."""
     return session.scalars(
-        select(ModelRun)
-        .where(ModelRun.status == "succeeded", ModelRun.is_rolled_back.is_(False))
-        .order_by(ModelRun.id.desc())
+        select(kind)
+        .where(kind.status == "succeeded", kind.is_rolled_back.is_(False))
+        .order_by(kind.id.desc())
         .limit(1)
     ).first()
 
 
-def serving_run(session: Session) -> ModelRun | None:
+def serving_run(session: Session, kind: type[Run] = MODELS) -> Run | None:
     """The run serving processes load: the pinned run, else the newest succeeded, not rolled-back run."""
-    return pinned_run(session) or _newest_run(session)
+    return pinned_run(session, kind) or newest_run(session, kind)
 
 
 def is_stale(session: Session, settings: Settings, *, now: dt.datetime | None = None) -> tuple[bool, str]:
@@ -260,7 +263,7 @@ def is_stale(session: Session, settings: Settings, *, now: dt.datetime | None = 
     order and event (dated up to ``now``). A pinned older run does not make the data stale: training
     would only record one more run that waits behind the pin.
     """
-    run = _newest_run(session)
+    run = newest_run(session)
     if run is None:
         return True, "no trained model yet"
     if run.algorithm != settings.model.algorithm:
@@ -292,8 +295,15 @@ def list_runs(session: Session, *, limit: int = 20) -> list[ModelRun]:
     return list(session.scalars(select(ModelRun).order_by(ModelRun.id.desc()).limit(limit)))
 
 
-def rollback(session: Session, version: str | None = None, *, actor: str = "cli") -> ModelRun:
-    """Stop serving the current model; returns the run that serves from now on, pinned.
+def rollback(
+    session: Session,
+    version: str | None = None,
+    *,
+    actor: str = "cli",
+    kind: type[Run] = MODELS,
+) -> Run:
+    """Stop serving the current run (a model's, or with ``kind=NextPurchaseRun`` the ranker's); returns
+    the run that serves from now on, pinned.
 
     Without ``version`` the current serving run is marked rolled back and the previous successful one
     takes over. With ``version`` every successful run newer than it, up to the current one, is marked
@@ -301,31 +311,32 @@ def rollback(session: Session, version: str | None = None, *, actor: str = "cli"
     :func:`unpin` or :func:`promote`. Raises NotFound for an unknown version, Conflict when there is
     nothing to go back to.
     """
-    current = serving_run(session)
+    name = RUN_KINDS[kind][0]
+    current = serving_run(session, kind)
     if current is None:
-        raise Conflict("no model is serving: nothing to roll back")
+        raise Conflict(f"no {name} is serving: nothing to roll back")
     candidates = list(
         session.scalars(
-            select(ModelRun)
+            select(kind)
             .where(
-                ModelRun.status == "succeeded",
-                ModelRun.is_rolled_back.is_(False),
-                ModelRun.id < current.id,
-                ModelRun.artifact_path.is_not(None),
+                kind.status == "succeeded",
+                kind.is_rolled_back.is_(False),
+                kind.id < current.id,
+                kind.artifact_path.is_not(None),
             )
-            .order_by(ModelRun.id.desc())
+            .order_by(kind.id.desc())
         )
     )
     if version is None:
         if not candidates:
-            raise Conflict(f"model {current.version} is the only usable model: nothing to roll back to")
+            raise Conflict(f"{name} {current.version} is the only usable {name}: nothing to roll back to")
         target = candidates[0]
     else:
-        found = session.scalars(select(ModelRun).where(ModelRun.version == version)).first()
+        found = session.scalars(select(kind).where(kind.version == version)).first()
         if found is None:
-            raise NotFound("model version", version)
+            raise NotFound(f"{name} version", version)
         if found.id == current.id:
-            raise Conflict(f"model {version} is already serving")
+            raise Conflict(f"{name} {version} is already serving")
         if found not in candidates:
             why = (
                 "was rolled back"
@@ -334,71 +345,76 @@ def rollback(session: Session, version: str | None = None, *, actor: str = "cli"
                 if found.status != "succeeded"
                 else "has no artifact any more"
                 if found.artifact_path is None
-                else "is newer than the serving model"
+                else f"is newer than the serving {name}"
             )
-            raise Conflict(f"cannot roll back to model {version}: it {why}")
+            raise Conflict(f"cannot roll back to {name} {version}: it {why}")
         target = found
     newer = session.scalars(
-        select(ModelRun).where(
-            ModelRun.status == "succeeded",
-            ModelRun.is_rolled_back.is_(False),
-            ModelRun.id > target.id,
-            ModelRun.id <= current.id,
+        select(kind).where(
+            kind.status == "succeeded",
+            kind.is_rolled_back.is_(False),
+            kind.id > target.id,
+            kind.id <= current.id,
         )
     ).all()
     for run in newer:
         run.is_rolled_back = True
-    _pin(session, target)
+    _pin(session, kind, target)
     _audit(session, actor, "model.rollback", target, {"rolled_back": [r.version for r in newer]})
     return target
 
 
-def _audit(session: Session, actor: str, action: str, run: ModelRun, details: dict[str, Any]) -> None:
+def _audit(
+    session: Session, actor: str, action: str, run: ModelRun | NextPurchaseRun, details: dict[str, Any]
+) -> None:
+    entity_type = RUN_KINDS[type(run)][1]
     session.add(
-        AuditLog(actor=actor, action=action, entity_type="model_run", entity_id=run.version, details=details)
+        AuditLog(actor=actor, action=action, entity_type=entity_type, entity_id=run.version, details=details)
     )
     session.flush()
 
 
-def _pin(session: Session, run: ModelRun | None) -> None:
-    """Pin ``run`` (None: release every pin); at most one run is pinned."""
-    for other in session.scalars(select(ModelRun).where(ModelRun.is_pinned.is_(True))):
+def _pin(session: Session, kind: type[Run], run: Run | None) -> None:
+    """Pin ``run`` (None: release every pin of its kind); at most one run of a kind is pinned."""
+    for other in session.scalars(select(kind).where(kind.is_pinned.is_(True))):
         other.is_pinned = False
     if run is not None:
         run.is_pinned = True
     session.flush()
 
 
-def unpin(session: Session, *, actor: str = "cli") -> ModelRun | None:
+def unpin(session: Session, *, actor: str = "cli", kind: type[Run] = MODELS) -> Run | None:
     """Release the pin a rollback set: the newest usable run serves again (None: none left).
 
     Runs rolled back stay rolled back; runs trained while the pin held are served from now on. Raises
     Conflict when nothing is pinned.
     """
-    pinned = session.scalars(select(ModelRun).where(ModelRun.is_pinned.is_(True))).first()
+    name = RUN_KINDS[kind][0]
+    pinned = session.scalars(select(kind).where(kind.is_pinned.is_(True))).first()
     if pinned is None:
-        raise Conflict("no model is pinned: the newest usable model already serves")
-    _pin(session, None)
-    serving = serving_run(session)
+        raise Conflict(f"no {name} is pinned: the newest usable {name} already serves")
+    _pin(session, kind, None)
+    serving = serving_run(session, kind)
     _audit(session, actor, "model.unpin", pinned, {"serving": None if serving is None else serving.version})
     return serving
 
 
-def promote(session: Session, version: str, *, actor: str = "cli") -> ModelRun:
+def promote(session: Session, version: str, *, actor: str = "cli", kind: type[Run] = MODELS) -> Run:
     """Serve ``version`` again: clear its rollback and release the pin; if newer usable runs exist, it is
     pinned ahead of them instead (an operator named it). Raises NotFound, or Conflict for a run that did
     not succeed or whose artifact is gone."""
-    run = session.scalars(select(ModelRun).where(ModelRun.version == version)).first()
+    name = RUN_KINDS[kind][0]
+    run = session.scalars(select(kind).where(kind.version == version)).first()
     if run is None:
-        raise NotFound("model version", version)
+        raise NotFound(f"{name} version", version)
     if run.status != "succeeded" or run.artifact_path is None:
         why = "did not succeed" if run.status != "succeeded" else "has no artifact any more"
-        raise Conflict(f"cannot promote model {version}: it {why}")
+        raise Conflict(f"cannot promote {name} {version}: it {why}")
     run.is_rolled_back = False
-    _pin(session, None)
-    newest = _newest_run(session)
+    _pin(session, kind, None)
+    newest = newest_run(session, kind)
     if newest is not None and newest.id != run.id:
-        _pin(session, run)
+        _pin(session, kind, run)
     _audit(session, actor, "model.promote", run, {"pinned": run.is_pinned})
     return run
 
@@ -409,8 +425,9 @@ def _last_erasure(session: Session) -> dt.datetime | None:
     return value if isinstance(value, dt.datetime) else None
 
 
-def prune_artifacts(session: Session, settings: Settings) -> list[str]:
-    """Delete artifacts beyond the newest ``keep_runs`` usable runs; returns the versions pruned.
+def prune_artifacts(session: Session, settings: Settings, *, kind: type[Run] = MODELS) -> list[str]:
+    """Delete artifacts beyond the newest ``keep_runs`` usable runs (of models, or of ``kind``); returns
+    the versions pruned.
 
     Rolled-back runs are never served again, so their artifacts go first. Artifacts of runs started
     before the latest customer erasure go too (they hold the erased customers' factors), except the
@@ -419,9 +436,9 @@ def prune_artifacts(session: Session, settings: Settings) -> list[str]:
     """
     keep = max(1, settings.model.keep_runs)
     runs = session.scalars(
-        select(ModelRun)
-        .where(ModelRun.status == "succeeded", ModelRun.artifact_path.is_not(None))
-        .order_by(ModelRun.id.desc())
+        select(kind)
+        .where(kind.status == "succeeded", kind.artifact_path.is_not(None))
+        .order_by(kind.id.desc())
     ).all()
     usable = [r for r in runs if not r.is_rolled_back]
     # A pinned run serves ahead of the runs trained after it: kept however many there are (not past an

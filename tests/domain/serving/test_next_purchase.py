@@ -6,6 +6,8 @@ gives from the trained ranker (or, before one exists, from the timing model)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -256,37 +258,78 @@ def test_the_endpoint_ranks_as_evaluate_measures(
     assert fits == []  # the web process loaded the ranker: it never fitted one
 
 
-def test_two_web_processes_sharing_only_the_database_both_serve_the_new_ranker(
-    settings: Settings, sessions: sessionmaker[Session], imported: None
-):
-    """Train in one place: each app (its own model store and service, nothing shared but the database)
-    serves the new version after its next look (``model.reload_interval``), without a restart."""
+@contextmanager
+def _web_processes(settings: Settings) -> Iterator[list[NextPurchaseService]]:
+    """Two apps, each with its own model store and next-purchase service, sharing only the database."""
     from api import create_app
     from api.next_purchase import next_purchase_service
 
-    with sessions() as session:
-        customer = _busiest(session)
     apps = [create_app(settings), create_app(settings)]
     try:
         services = []
         for app in apps:
             with app.app_context():
                 services.append(next_purchase_service())
-        before = [next_purchase_for(s, customer, 5) for s in services]
-        assert all(b.note == PREPARING for b in before)  # nothing trained yet: the timing model
-        first = _train(sessions, settings)
-        for service in services:
-            service.refresh()  # what the next look does every model.reload_interval seconds
-        assert [s.version for s in services] == [first, first]
-        assert all(next_purchase_for(s, customer, 5).note is None for s in services)
-        second = _train(sessions, settings)
-        assert second != first
-        for service in services:
-            service.refresh()
-        assert [s.version for s in services] == [second, second]
+        yield services
     finally:
         for app in apps:
             app.extensions["giftrec"].close()
+
+
+def _look(services: list[NextPurchaseService]) -> list[str | None]:
+    """What each process's next look (every ``model.reload_interval`` seconds) loads: their versions."""
+    for service in services:
+        service.refresh()
+    return [s.version for s in services]
+
+
+def test_two_web_processes_sharing_only_the_database_both_serve_the_new_ranker(
+    settings: Settings, sessions: sessionmaker[Session], imported: None
+):
+    """Train in one place: each app (its own model store and service, nothing shared but the database)
+    serves the new version after its next look (``model.reload_interval``), without a restart."""
+    with sessions() as session:
+        customer = _busiest(session)
+    with _web_processes(settings) as services:
+        before = [next_purchase_for(s, customer, 5) for s in services]
+        assert all(b.note == PREPARING for b in before)  # nothing trained yet: the timing model
+        first = _train(sessions, settings)
+        assert _look(services) == [first, first]
+        assert all(next_purchase_for(s, customer, 5).note is None for s in services)
+        second = _train(sessions, settings)
+        assert second != first
+        assert _look(services) == [second, second]
+
+
+def test_after_a_rollback_the_web_processes_serve_the_pinned_ranker_until_unpin(
+    runner, settings: Settings, sessions: sessionmaker[Session], imported: None
+):  # type: ignore[no-untyped-def]
+    """Regression: the ranker had no rollback or pin; a bad nightly ranker could only be replaced by
+    training again. `giftrec model rollback --next-purchase` now works as it does for the models: each web
+    process (nothing shared but the database) serves the previous ranker after its next look, the next
+    nightly training waits behind the pin, and `model unpin --next-purchase` serves the newest again."""
+    with sessions() as session:
+        customer = _busiest(session)
+    with _web_processes(settings) as services:
+        first, second = _train(sessions, settings), _train(sessions, settings)
+        assert _look(services) == [second, second]
+
+        rolled = runner.invoke(cli, ["model", "rollback", "--next-purchase"])
+        assert rolled.exit_code == 0, rolled.output
+        assert f"serving next-purchase ranker {first}" in rolled.output and "pinned" in rolled.output
+        nightly = _train(sessions, settings)  # waits behind the pin
+        assert _look(services) == [first, first]
+        assert all(next_purchase_for(s, customer, 5).note is None for s in services)
+        listing = runner.invoke(cli, ["model", "list"]).output.splitlines()
+        rankers = listing[listing.index("next-purchase rankers (`giftrec train --next-purchase`):") + 1 :]
+        marks = {line[2:].split()[0]: line for line in rankers if line[:2] in ("* ", "  ") and line[2] != " "}
+        assert marks[first].startswith("*") and "pinned" in marks[first]
+        assert "rolled back" in marks[second] and marks[nightly].startswith(" ")
+
+        released = runner.invoke(cli, ["model", "unpin", "--next-purchase"])
+        assert released.exit_code == 0, released.output
+        assert f"serving next-purchase ranker {nightly}" in released.output
+        assert _look(services) == [nightly, nightly]
 
 
 def test_a_customer_without_purchases_gets_no_estimates(

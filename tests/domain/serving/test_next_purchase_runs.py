@@ -9,20 +9,24 @@ import tempfile
 import tomllib
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.cli import cli
 from config import Settings
 from domain.db import session_scope
-from domain.models import ModelArtifactChunk, NextPurchaseRun
+from domain.errors import Conflict
+from domain.models import AuditLog, ModelArtifactChunk, NextPurchaseRun
 from domain.serving.artifact_store import store_artifact
 from domain.serving.next_purchase_runs import (
+    is_next_purchase_stale,
     prune_next_purchase_artifacts,
     serving_next_purchase_run,
 )
 from domain.serving.next_purchase_service import NextPurchaseService
 from domain.serving.recommendations import Serving
+from domain.serving.training import promote, rollback, serving_run, unpin
 from jobs.registry import JOBS, available_jobs
 from recommender.artifacts import PICKLE_FILE
 from tests.domain.serving.fixtures import (  # noqa: F401
@@ -151,3 +155,42 @@ def test_old_artifacts_are_pruned_beyond_keep_runs(
             for r in session.scalars(select(NextPurchaseRun).where(NextPurchaseRun.artifact_path.is_(None)))
         ]
     assert left == set(versions[2:]) and kept == versions and sorted(cleared) == versions[:2]
+
+
+def test_the_ranker_s_runs_roll_back_pin_promote_and_prune_as_the_models_do(
+    settings: Settings, sessions: sessionmaker[Session], tmp_path: Path
+):
+    """The models' rollback, pin, pruning, promote and unpin, given the ranker's runs: a rollback pins its
+    target ahead of the nightly trainings after it, whose pruning (keep_runs 3) keeps the pinned artifact
+    and removes the rolled-back ones; the models' runs are not touched; each step is audited."""
+    with session_scope(sessions) as session:
+        runs = [_fake_run(session, tmp_path, n).version for n in range(3)]
+    with session_scope(sessions) as session:
+        assert rollback(session, runs[0], actor="test", kind=NextPurchaseRun).version == runs[0]
+    with session_scope(sessions) as session:
+        runs += [_fake_run(session, tmp_path, n).version for n in range(3, 7)]  # nightly, behind the pin
+        pruned = prune_next_purchase_artifacts(session, settings)
+        assert is_next_purchase_stale(session)[1].startswith(f"ranker {runs[-1]}")  # the newest, not the pin
+    with sessions() as session:
+        found = {r.version: r for r in session.scalars(select(NextPurchaseRun))}
+        assert serving_next_purchase_run(session).version == runs[0]  # type: ignore[union-attr]
+        assert found[runs[0]].is_pinned and found[runs[0]].artifact_path is not None
+        assert all(found[v].is_rolled_back and found[v].artifact_path is None for v in runs[1:3])
+        assert sorted(pruned) == sorted(runs[1:4])  # rolled back, and past keep_runs behind the pin
+        assert serving_run(session) is None  # the models: none trained, none pinned
+    with session_scope(sessions) as session:
+        assert promote(session, runs[5], actor="test", kind=NextPurchaseRun).is_pinned  # newer exists
+        assert serving_next_purchase_run(session).version == runs[5]  # type: ignore[union-attr]
+    with session_scope(sessions) as session:
+        assert unpin(session, actor="test", kind=NextPurchaseRun).version == runs[-1]  # type: ignore[union-attr]
+        with pytest.raises(Conflict, match="no next-purchase ranker is pinned"):
+            unpin(session, kind=NextPurchaseRun)
+        with pytest.raises(Conflict, match="cannot roll back to next-purchase ranker"):
+            rollback(session, runs[1], kind=NextPurchaseRun)
+    with sessions() as session:
+        audit = session.execute(select(AuditLog.action, AuditLog.entity_type).order_by(AuditLog.id)).all()
+    assert audit == [
+        ("model.rollback", "next_purchase_run"),
+        ("model.promote", "next_purchase_run"),
+        ("model.unpin", "next_purchase_run"),
+    ]
