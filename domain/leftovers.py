@@ -39,7 +39,10 @@ def hold_new(create: Callable[[], Path]) -> Held:
     """Create a new file or folder with ``create`` and hold it."""
     while True:
         path = create()
-        fd = os.open(path, os.O_RDONLY)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:  # another process's remove_if_stale removed it before we opened it
+            continue
         fcntl.flock(fd, fcntl.LOCK_EX)
         if os.fstat(fd).st_nlink:
             return Held(path, fd)
