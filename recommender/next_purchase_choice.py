@@ -5,8 +5,15 @@ customers buy once or twice, the customer's own items then the bestsellers do be
 blends are chosen per shop (:mod:`recommender.selection`), the ranking is chosen among the simple
 baselines themselves and the learned ranker, on what the customers bought in a validation window just
 before ``now``: each candidate is fitted on the purchases before the window and scored by recall@k (then
-NDCG@k) of its lists; on a tie the simpler candidate (listed first) wins. The chosen one is then fitted on
-everything and served (:class:`BaselineRanker` has the learned ranker's ``rank``).
+NDCG@k) of its lists; on a tie the simpler candidate (listed first) wins. The window ahead of the choice
+may be a season the recent window does not resemble (a December peak after a quiet November): when the
+data covers it, the same window one year earlier (the ``validation_days`` after ``now - YEAR``, each
+candidate fitted on the purchases before it) is scored too, and its customers join the validation
+customers. A baseline replaces the learned ranker only when it leads it beyond noise: the paired bootstrap
+95% interval of its per-customer recall@k minus the learned ranker's, over the validation customers
+(`recommender.intervals.paired_difference`, as the test figures of ``giftrec evaluate`` are compared), lies
+above zero; a lead within noise keeps the learned ranker. The chosen one is then fitted on everything and
+served (:class:`BaselineRanker` has the learned ranker's ``rank``).
 
 The baselines are those of ``giftrec evaluate`` (`recommender.evaluation`), on the served purchase rows
 (distinct customer, item, day with their order lines; registered customers only):
@@ -22,14 +29,15 @@ The baselines are those of ``giftrec evaluate`` (`recommender.evaluation`), on t
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from scipy.sparse import csr_matrix
+from scipy.sparse import csr_matrix, vstack
 
 from recommender.base import NotFittedError, top_k
 from recommender.evaluation import Metrics, ranking_metrics
+from recommender.intervals import Difference, paired_difference
 from recommender.next_basket import NextBasketRanker, Purchases
 from recommender.next_purchase import NextPurchaseModel
 from recommender.repeat_ranking import recent_buyers
@@ -40,7 +48,9 @@ __all__ = [
     "LEARNED",
     "POPULARITY_DAYS",
     "BaselineRanker",
+    "YEAR",
     "RankingChoice",
+    "choose_among",
     "choose_ranking",
     "ranking_candidates",
 ]
@@ -48,6 +58,8 @@ __all__ = [
 #: The learned ranker's name (the default: what serves when nothing was chosen).
 LEARNED = "next-basket ranker"
 POPULARITY_DAYS = 90
+#: One year earlier, in days: the same calendar window as the one ahead.
+YEAR = 365
 #: The baselines, simplest first.
 BASELINE_RANKINGS: tuple[str, ...] = (
     "popularity",
@@ -172,14 +184,18 @@ class BaselineRanker:
 @dataclass(frozen=True)
 class RankingChoice:
     """The outcome: ``chosen`` (a name of `ranking_candidates`), ``status`` ``tuned`` or ``default`` (too
-    little data: the learned ranker, ``reason`` says why) and every candidate's validation figures, best
-    first."""
+    little data: the learned ranker, ``reason`` says why), every candidate's validation figures, best
+    first, and ``lead``: where a baseline was best, its per-customer recall minus the learned ranker's
+    with the paired bootstrap interval (the baseline serves only when the interval is above zero)."""
 
     chosen: str
     status: str
     reason: str
     customers: int = 0
     ranking: Sequence[tuple[str, Metrics]] = field(default_factory=tuple)
+    lead: Difference | None = None
+    #: Of the ``customers``, those of the same window one year earlier (0: the data does not cover it).
+    year_earlier: int = 0
 
     def record(self, k: int) -> dict[str, Any]:
         """JSON for the model run: the chosen ranking, the runner-up and the best baseline."""
@@ -193,10 +209,19 @@ class RankingChoice:
             "reason": self.reason,
             "chosen": self.chosen,
             "customers": self.customers,
+            "year_earlier": self.year_earlier,
             "best": entry(self.ranking[0] if self.ranking else None),
             "runner_up": entry(self.ranking[1] if len(self.ranking) > 1 else None),
             "best_baseline": entry(best_baseline),
             "learned": entry(next((r for r in self.ranking if r[0] == LEARNED), None)),
+            "lead": None
+            if self.lead is None
+            else {
+                "name": self.ranking[0][0],
+                **self.lead.as_dict(),
+                "confidence": self.lead.confidence,
+                "beyond_noise": self.lead.low > 0,
+            },
         }
 
 
@@ -226,6 +251,8 @@ def choose_ranking(
     horizon: float = 30.0,
     ranker_params: Mapping[str, Any] | None = None,
     candidates: Sequence[str] | None = None,
+    seed: int = 42,
+    year_earlier: bool = True,
 ) -> RankingChoice:
     """Choose the served next-purchase ranking on the `validation_days` up to day `now` (module docstring).
 
@@ -241,26 +268,56 @@ def choose_ranking(
         ``status`` ``default``.
     candidates : sequence of str, optional
         Default `ranking_candidates()`.
+    seed : int
+        Of the bootstrap that decides whether a baseline's lead over the learned ranker is beyond noise.
+    year_earlier : bool
+        Also score the candidates on the `validation_days` after ``now`` one year earlier (`YEAR` days),
+        each fitted on the purchases before that window, when the purchases cover the `validation_days`
+        before it (module docstring); its customers join the validation customers.
     """
     names = tuple(candidates) if candidates is not None else ranking_candidates()
-    cut = now - int(validation_days)
-    before = purchases.d <= cut
-    inside = (purchases.d > cut) & (purchases.d <= now)
-    known = np.zeros(purchases.n_users, dtype=bool)
-    known[purchases.u[before]] = True
-    keep = inside & known[purchases.u]
-    pairs = np.unique(purchases.u[keep] * purchases.n_items + purchases.i[keep])
-    users, cols = pairs // purchases.n_items, pairs % purchases.n_items
-    customers = np.unique(users)
+    days = int(validation_days)
+    windows = [_window(purchases, now - days, now)]
+    customers = windows[0][0]
     if customers.size < min_customers:
         reason = (
             f"{customers.size} customers bought in the validation window of {validation_days} days, "
             f"fewer than {min_customers}: the learned ranker serves"
         )
         return RankingChoice(LEARNED, "default", reason, int(customers.size))
-    rows = np.searchsorted(customers, users)
+    earlier = now - YEAR
+    if year_earlier and purchases.d.size and int(purchases.d.min()) <= earlier - days:
+        windows.append(_window(purchases, earlier, earlier + days))
+    relevant = vstack([w[1] for w in windows]).tocsr()
+    scored: list[tuple[str, Metrics]] = []
+    for name in names:
+        parts = []
+        for users, _, past, cut in windows:
+            if name == LEARNED:
+                parts.append(_learned_lists(past, cut, users, k, horizon, ranker_params))
+            else:
+                parts.append(BaselineRanker(name, horizon).fit(past, cut, timing=False).lists(users, k))
+        scored.append((name, ranking_metrics(np.vstack(parts), relevant, k, purchases.n_items)))
+    choice = choose_among(scored, int(relevant.shape[0]), seed=seed)
+    if len(windows) > 1:
+        choice = replace(choice, year_earlier=int(windows[1][0].size))
+    return choice
+
+
+def _window(purchases: Purchases, cut: int, end: int) -> tuple[np.ndarray, csr_matrix, Purchases, int]:
+    """The customers who bought in the days ``(cut, end]`` having bought before (sorted), what they bought
+    then (customers x items), the purchases up to `cut`, and `cut`."""
+    before = purchases.d <= cut
+    inside = (purchases.d > cut) & (purchases.d <= end)
+    known = np.zeros(purchases.n_users, dtype=bool)
+    known[purchases.u[before]] = True
+    keep = inside & known[purchases.u]
+    pairs = np.unique(purchases.u[keep] * purchases.n_items + purchases.i[keep])
+    users, cols = pairs // purchases.n_items, pairs % purchases.n_items
+    customers = np.unique(users)
     relevant = csr_matrix(
-        (np.ones(pairs.size, np.float32), (rows, cols)), shape=(customers.size, purchases.n_items)
+        (np.ones(pairs.size, np.float32), (np.searchsorted(customers, users), cols)),
+        shape=(customers.size, purchases.n_items),
     )
     past = Purchases(
         purchases.u[before],
@@ -270,15 +327,36 @@ def choose_ranking(
         purchases.n_users,
         purchases.n_items,
     )
-    scored: list[tuple[str, Metrics]] = []
-    for name in names:
-        if name == LEARNED:
-            lists = _learned_lists(past, cut, customers, k, horizon, ranker_params)
-        else:
-            lists = BaselineRanker(name, horizon).fit(past, cut, timing=False).lists(customers, k)
-        scored.append((name, ranking_metrics(lists, relevant, k, purchases.n_items)))
+    return customers, relevant, past, cut
+
+
+def choose_among(scored: Sequence[tuple[str, Metrics]], customers: int, *, seed: int = 42) -> RankingChoice:
+    """The choice from each candidate's validation figures (module docstring).
+
+    Parameters
+    ----------
+    scored : sequence of (name, Metrics)
+        In candidate order, simplest first; ``per_customer_recall`` of every candidate in the same
+        customers' order (the pairs of the bootstrap).
+    customers : int
+        Validation customers.
+    seed : int
+        Of the bootstrap.
+    """
     order = sorted(range(len(scored)), key=lambda j: (-scored[j][1].recall, -scored[j][1].ndcg, j))
     ranked = [scored[j] for j in order]
-    return RankingChoice(
-        ranked[0][0], "tuned", "chosen on the validation window", int(customers.size), tuple(ranked)
-    )
+    chosen, reason, lead = ranked[0][0], "chosen on the validation window", None
+    learned = dict(scored).get(LEARNED)
+    if chosen != LEARNED and learned is not None:
+        best = ranked[0][1]
+        if best.per_customer_recall is None or learned.per_customer_recall is None:
+            raise ValueError("the per-customer recall of the best baseline and the learned ranker are needed")
+        lead = paired_difference(best.per_customer_recall, learned.per_customer_recall, seed=seed)
+        if lead.low > 0:
+            reason = f"{chosen} leads the learned ranker beyond noise on the validation window"
+        else:
+            reason = (
+                f"{chosen} leads the learned ranker within noise on the validation window: {LEARNED} serves"
+            )
+            chosen = LEARNED
+    return RankingChoice(chosen, "tuned", reason, customers, tuple(ranked), lead)

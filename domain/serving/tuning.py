@@ -120,13 +120,24 @@ def _ranking_line(choice: dict[str, Any], k: int) -> str:
     if choice["status"] != "tuned":
         return f"next-purchase ranking: {choice['chosen']} (safe default): {choice['reason']}"
     best, runner, learned = choice["best"], choice.get("runner_up"), choice.get("learned")
-    line = f"next-purchase ranking: {best['name']} won on validation, recall@{k} {best[f'recall@{k}']:.4f}"
-    line += f" ({choice['customers']} customers)"
+    lead = choice.get("lead")
+    verb = "won" if lead is None or lead["beyond_noise"] else "led"
+    line = f"next-purchase ranking: {best['name']} {verb} on validation, recall@{k} {best[f'recall@{k}']:.4f}"
+    earlier = choice.get("year_earlier") or 0
+    season = f", {earlier} of them in the same window one year earlier" if earlier else ""
+    line += f" ({choice['customers']} customers{season})"
     if runner is not None:
         line += f"; runner-up {runner['name']} {runner[f'recall@{k}']:.4f}"
         line += f" ({_margin(best[f'recall@{k}'], runner[f'recall@{k}'])})"
     if learned is not None and learned["name"] not in (best["name"], (runner or {}).get("name")):
         line += f"; {learned['name']} {learned[f'recall@{k}']:.4f}"
+    if lead is not None:
+        noise = "beyond noise" if lead["beyond_noise"] else "within noise"
+        line += (
+            f"; lead over {learned['name'] if learned else 'the learned ranker'} {lead['difference']:+.4f},"
+            f" {lead['confidence']:.0%} CI [{lead['low']:+.4f}, {lead['high']:+.4f}], {noise}:"
+            f" {choice['chosen']} serves"
+        )
     return line
 
 

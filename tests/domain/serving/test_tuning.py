@@ -17,7 +17,9 @@ from domain.models import ModelRun
 from domain.serving.model_store import ModelStore
 from domain.serving.served import settings_blends
 from domain.serving.training import train_model
-from domain.serving.tuning import tune_blends
+from domain.serving.tuning import report_lines, tune_blends
+from recommender.evaluation import Metrics
+from recommender.next_purchase_choice import LEARNED, choose_among
 from tests.domain.serving.fixtures import clock, imported, imported_rows, sample_slice, settings  # noqa: F401
 
 END = dt.datetime(2024, 6, 30)
@@ -210,3 +212,32 @@ def test_the_next_purchase_ranking_chosen_by_tuning_is_what_the_endpoint_fits(
         assert not isinstance(fitted.ranker, BaselineRanker)
     else:
         assert isinstance(fitted.ranker, BaselineRanker) and fitted.ranker.name == choice["chosen"]
+
+
+def _hits(n: int, ones: slice) -> Metrics:
+    hits = np.zeros(n)
+    hits[ones] = 1.0
+    recall = float(hits.mean())
+    return Metrics(recall, recall / 10, recall, recall, recall, 0.1, n, per_customer_recall=hits)
+
+
+def test_the_report_line_says_a_baseline_led_within_noise_and_the_learned_ranker_serves() -> None:
+    # personal top-frequency hits 204 of 400 customers (12 the learned ranker misses), the learned 200
+    scored = [("personal top-frequency", _hits(400, slice(8, 212))), (LEARNED, _hits(400, slice(0, 200)))]
+    record = {
+        "status": "tuned",
+        "k": 10,
+        "tasks": {},
+        "next_purchase_ranking": choose_among(scored, 400).record(10),
+    }
+    line = report_lines(record)[-1]
+    assert line.startswith(
+        "next-purchase ranking: personal top-frequency led on validation, recall@10 0.5100"
+    )
+    assert "; lead over next-basket ranker +0.0100, 95% CI [" in line
+    assert line.endswith("], within noise: next-basket ranker serves"), line
+    far = [("personal top-frequency", _hits(400, slice(0, 300))), (LEARNED, _hits(400, slice(0, 200)))]
+    record["next_purchase_ranking"] = choose_among(far, 400).record(10)
+    line = report_lines(record)[-1]
+    assert line.startswith("next-purchase ranking: personal top-frequency won on validation")
+    assert line.endswith("], beyond noise: personal top-frequency serves"), line
