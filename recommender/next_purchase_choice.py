@@ -9,11 +9,13 @@ NDCG@k) of its lists; on a tie the simpler candidate (listed first) wins. The wi
 may be a season the recent window does not resemble (a December peak after a quiet November): when the
 data covers it, the same window one year earlier (the ``validation_days`` after ``now - YEAR``, each
 candidate fitted on the purchases before it) is scored too, and its customers join the validation
-customers. A baseline replaces the learned ranker only when it leads it beyond noise: the paired bootstrap
-95% interval of its per-customer recall@k minus the learned ranker's, over the validation customers
-(`recommender.intervals.paired_difference`, as the test figures of ``giftrec evaluate`` are compared), lies
-above zero; a lead within noise keeps the learned ranker. The chosen one is then fitted on everything and
-served (:class:`BaselineRanker` has the learned ranker's ``rank``).
+customers. The burden of proof is on the learned ranker: it serves only when it leads the best baseline
+beyond noise, that is when the paired bootstrap 95% interval of its per-customer recall@k minus the best
+baseline's, over the validation customers (`recommender.intervals.paired_difference`, as the test figures
+of ``giftrec evaluate`` are compared), lies above zero; otherwise the best baseline on validation serves (a
+simple ranking that is as good within noise is the safer one to serve: a shop's next window may not be
+its validation window). The chosen one is then fitted on everything and served (:class:`BaselineRanker`
+has the learned ranker's ``rank``).
 
 The baselines are those of ``giftrec evaluate`` (`recommender.evaluation`), on the served purchase rows
 (distinct customer, item, day with their order lines; registered customers only):
@@ -185,8 +187,8 @@ class BaselineRanker:
 class RankingChoice:
     """The outcome: ``chosen`` (a name of `ranking_candidates`), ``status`` ``tuned`` or ``default`` (too
     little data: the learned ranker, ``reason`` says why), every candidate's validation figures, best
-    first, and ``lead``: where a baseline was best, its per-customer recall minus the learned ranker's
-    with the paired bootstrap interval (the baseline serves only when the interval is above zero)."""
+    first, and ``lead``: the learned ranker's per-customer recall minus the best baseline's with the
+    paired bootstrap interval (the learned ranker serves only when the interval is above zero)."""
 
     chosen: str
     status: str
@@ -217,7 +219,8 @@ class RankingChoice:
             "lead": None
             if self.lead is None
             else {
-                "name": self.ranking[0][0],
+                "name": LEARNED,
+                "over": next(r[0] for r in self.ranking if r[0] != LEARNED),
                 **self.lead.as_dict(),
                 "confidence": self.lead.confidence,
                 "beyond_noise": self.lead.low > 0,
@@ -347,16 +350,15 @@ def choose_among(scored: Sequence[tuple[str, Metrics]], customers: int, *, seed:
     ranked = [scored[j] for j in order]
     chosen, reason, lead = ranked[0][0], "chosen on the validation window", None
     learned = dict(scored).get(LEARNED)
-    if chosen != LEARNED and learned is not None:
-        best = ranked[0][1]
+    baseline = next((r for r in ranked if r[0] != LEARNED), None)
+    if learned is not None and baseline is not None:
+        name, best = baseline
         if best.per_customer_recall is None or learned.per_customer_recall is None:
             raise ValueError("the per-customer recall of the best baseline and the learned ranker are needed")
-        lead = paired_difference(best.per_customer_recall, learned.per_customer_recall, seed=seed)
+        lead = paired_difference(learned.per_customer_recall, best.per_customer_recall, seed=seed)
         if lead.low > 0:
-            reason = f"{chosen} leads the learned ranker beyond noise on the validation window"
+            chosen, reason = LEARNED, f"{LEARNED} leads {name} beyond noise on the validation window"
         else:
-            reason = (
-                f"{chosen} leads the learned ranker within noise on the validation window: {LEARNED} serves"
-            )
-            chosen = LEARNED
+            chosen = name
+            reason = f"{LEARNED} does not lead {name} beyond noise on the validation window: {name} serves"
     return RankingChoice(chosen, "tuned", reason, customers, tuple(ranked), lead)

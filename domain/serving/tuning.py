@@ -121,7 +121,7 @@ def _ranking_line(choice: dict[str, Any], k: int) -> str:
         return f"next-purchase ranking: {choice['chosen']} (safe default): {choice['reason']}"
     best, runner, learned = choice["best"], choice.get("runner_up"), choice.get("learned")
     lead = choice.get("lead")
-    verb = "won" if lead is None or lead["beyond_noise"] else "led"
+    verb = "won" if best["name"] == choice["chosen"] else "led"
     line = f"next-purchase ranking: {best['name']} {verb} on validation, recall@{k} {best[f'recall@{k}']:.4f}"
     earlier = choice.get("year_earlier") or 0
     season = f", {earlier} of them in the same window one year earlier" if earlier else ""
@@ -132,9 +132,9 @@ def _ranking_line(choice: dict[str, Any], k: int) -> str:
     if learned is not None and learned["name"] not in (best["name"], (runner or {}).get("name")):
         line += f"; {learned['name']} {learned[f'recall@{k}']:.4f}"
     if lead is not None:
-        noise = "beyond noise" if lead["beyond_noise"] else "within noise"
+        noise = "beyond noise" if lead["beyond_noise"] else "not beyond noise"
         line += (
-            f"; lead over {learned['name'] if learned else 'the learned ranker'} {lead['difference']:+.4f},"
+            f"; {lead['name']} minus {lead['over']} {lead['difference']:+.4f},"
             f" {lead['confidence']:.0%} CI [{lead['low']:+.4f}, {lead['high']:+.4f}], {noise}:"
             f" {choice['chosen']} serves"
         )

@@ -52,11 +52,12 @@ def test_on_a_shop_where_personal_top_frequency_is_best_by_construction_it_is_ch
     # Beyond noise: well ahead of the learned ranker (own items only) and of popularity (no staples).
     assert ours > figures[LEARNED].recall + 0.1, choice.ranking
     assert ours > figures["popularity"].recall + 0.1, choice.ranking
-    # ... so it leads the learned ranker beyond noise on the validation customers, and serves.
-    assert choice.lead is not None and choice.lead.low > 0.1, choice.lead
+    # ... so the learned ranker is far behind it (beyond noise) on the validation customers.
+    assert choice.lead is not None and choice.lead.high < -0.1, choice.lead
     record = choice.record(10)
     assert record["chosen"] == "personal top-frequency" and record["learned"]["name"] == LEARNED
-    assert record["lead"]["beyond_noise"] and record["lead"]["name"] == "personal top-frequency"
+    assert not record["lead"]["beyond_noise"] and record["lead"]["name"] == LEARNED
+    assert record["lead"]["over"] == "personal top-frequency"
     # Among every candidate (TIFU-KNN too, which also lists own items then what everyone buys), a
     # baseline still serves, not the learned ranker.
     full = choose_ranking(purchases, now, validation_days=20, k=10, min_customers=50)
@@ -107,31 +108,34 @@ def _scored(baseline_only: int, learned_only: int, n: int = 400) -> list[tuple[s
     ]
 
 
-def test_a_baseline_leading_within_noise_keeps_the_learned_ranker() -> None:
-    # Regression (issue 17, the weekly shop): personal top-frequency led the learned ranker by +0.0011 on
-    # 810 validation customers and replaced it; on the test window the learned ranker was ahead beyond
-    # noise. Here the baseline leads by 4 customers of 400 (+0.01; 12 gained, 8 lost): within noise.
-    choice = choose_among(_scored(baseline_only=12, learned_only=8), 400)
-    assert choice.ranking[0][0] == "personal top-frequency"  # the best on validation ...
+def test_a_learned_ranker_leading_within_noise_leaves_the_best_baseline_serving() -> None:
+    # Issue 17 ("never worse than a simple baseline"): on the weekly shop the learned ranker and personal
+    # top-frequency were within noise of each other on validation, and on the luxury shop a validation
+    # lead of the learned ranker did not hold on the next window. The burden of proof is on the learned
+    # ranker. Here it leads by 4 customers of 400 (+0.01; 12 gained, 8 lost): within noise.
+    choice = choose_among(_scored(baseline_only=8, learned_only=12), 400)
+    assert choice.ranking[0][0] == LEARNED  # the best on validation ...
     assert choice.lead is not None and choice.lead.mean == pytest.approx(0.01)
     assert choice.lead.low < 0 < choice.lead.high  # ... within noise
-    assert choice.chosen == LEARNED and "within noise" in choice.reason
+    assert choice.chosen == "personal top-frequency" and "not lead personal top-frequency" in choice.reason
     record = choice.record(10)
-    assert record["chosen"] == LEARNED and record["best"]["name"] == "personal top-frequency"
-    assert record["lead"]["beyond_noise"] is False
+    assert record["chosen"] == "personal top-frequency" and record["best"]["name"] == LEARNED
+    assert record["lead"]["beyond_noise"] is False and record["lead"]["over"] == "personal top-frequency"
 
 
-def test_a_baseline_leading_beyond_noise_replaces_the_learned_ranker() -> None:
+def test_a_baseline_leading_within_noise_serves() -> None:
+    # The mirror case: the baseline is best on validation by a margin within noise; it serves.
+    choice = choose_among(_scored(baseline_only=12, learned_only=8), 400)
+    assert choice.ranking[0][0] == "personal top-frequency" and choice.chosen == "personal top-frequency"
+    assert choice.lead is not None and choice.lead.low < 0 < choice.lead.high
+
+
+def test_a_learned_ranker_leading_beyond_noise_serves() -> None:
     # 120 customers gained, 10 lost of 400: +0.275, far beyond noise.
-    choice = choose_among(_scored(baseline_only=120, learned_only=10), 400)
+    choice = choose_among(_scored(baseline_only=10, learned_only=120), 400)
     assert choice.lead is not None and choice.lead.low > 0.2
-    assert choice.chosen == "personal top-frequency" and "beyond noise" in choice.reason
-
-
-def test_the_learned_ranker_best_on_validation_serves_without_a_bootstrap() -> None:
-    scored = _scored(baseline_only=0, learned_only=50)
-    choice = choose_among(scored, 400)
-    assert choice.chosen == LEARNED and choice.lead is None and choice.record(10)["lead"] is None
+    assert choice.chosen == LEARNED and "beyond noise" in choice.reason
+    assert choice.record(10)["lead"]["beyond_noise"] is True
 
 
 def test_the_same_window_one_year_earlier_joins_the_validation_when_the_data_covers_it() -> None:
