@@ -17,6 +17,7 @@ from typing import Any
 __all__ = [
     "ChildResult",
     "buyers_and_skus",
+    "machine_busy_seconds",
     "uci_history",
     "machine_line",
     "median",
@@ -24,6 +25,7 @@ __all__ = [
     "print_table",
     "rss_mib",
     "run_child",
+    "tree_cpu_seconds",
     "vm_hwm_mib",
 ]
 
@@ -177,3 +179,48 @@ def buyers_and_skus(session: Any, sku_limit: int | None = None) -> tuple[list[st
         )
     )
     return customers, skus
+
+
+def _proc_stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, utime + stime + cutime + cstime in clock ticks) of a live process (Linux), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[1]), sum(int(f) for f in fields[11:15])
+
+
+def tree_cpu_seconds(roots: Sequence[int]) -> float:
+    """User + system CPU seconds of the processes ``roots`` and all their live descendants, each with its
+    reaped children (Linux ``/proc``).
+
+    A process that exited and was waited for is counted in its parent's ``cutime``/``cstime``: the
+    difference of two samples is the tree's CPU between them, whether its children (PostgreSQL's
+    backends, gunicorn's workers) lived throughout or came and went.
+    """
+    stats: dict[int, tuple[int, int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            found = _proc_stat(int(entry.name))
+            if found is not None:
+                stats[int(entry.name)] = found
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    ticks, todo, seen = 0, list(roots), set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen or pid not in stats:
+            continue
+        seen.add(pid)
+        ticks += stats[pid][1]
+        todo.extend(children.get(pid, ()))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent outside idle and iowait since boot (``/proc/stat``)."""
+    with open("/proc/stat", encoding="ascii") as fh:
+        fields = [int(f) for f in fh.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")

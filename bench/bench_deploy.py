@@ -43,6 +43,7 @@ import json
 import multiprocessing
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -55,7 +56,14 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
-from bench._common import buyers_and_skus, machine_line, percentile, print_table
+from bench._common import (
+    buyers_and_skus,
+    machine_busy_seconds,
+    machine_line,
+    percentile,
+    print_table,
+    tree_cpu_seconds,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO / "data" / "online_retail_sample.csv.gz"
@@ -124,6 +132,13 @@ def _served(port: int, admin: str) -> str | None:
     if body is None:
         return None
     return body.get("checks", {}).get("model", {}).get("version")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def _wait(check: Any, seconds: float, what: str) -> None:
@@ -205,6 +220,7 @@ async def _connection(
 def generator(index: int, plan: dict[str, Any], connections: int, until: float, result: str) -> None:
     """One load-generating process: ``connections`` loops, each bound to a port round-robin."""
     out: list[tuple[Any, ...]] = []
+    started = resource.getrusage(resource.RUSAGE_SELF)
 
     async def main() -> None:
         loops = []
@@ -215,7 +231,9 @@ def generator(index: int, plan: dict[str, Any], connections: int, until: float, 
         await asyncio.gather(*loops)
 
     asyncio.run(main())
-    Path(result).write_text(json.dumps(out))
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = used.ru_utime + used.ru_stime - started.ru_utime - started.ru_stime
+    Path(result).write_text(json.dumps({"rows": out, "cpu_seconds": cpu}))
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -230,6 +248,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="gunicorn workers per web process")
     parser.add_argument("--train-at", type=float, default=0.3, help="share of the run when training starts")
     parser.add_argument("--reload-interval", type=float, default=5.0)
+    parser.add_argument(
+        "--train-prefix", default="", help="a command the training runs under, e.g. 'nice -n 19'"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "setup":
@@ -353,12 +374,33 @@ def main() -> None:
             ctx.Process(target=generator, args=(i, plan, per_gen[i], until, str(results[i])))
             for i in range(args.generators)
         ]
+        postmaster = int((work / "pg" / "postmaster.pid").read_text().split()[0])
+        components = {
+            **{f"web process :{p} (gunicorn)": [procs[1 + n].pid] for n, p in enumerate(ports)},
+            "PostgreSQL (server + backends)": [postmaster],
+            "Redis": [procs[0].pid],
+            "scheduler": [procs[3].pid],
+        }
+        print(
+            "pids: "
+            + ", ".join(f"{name} {roots[0]}" for name, roots in components.items())
+            + "; web workers "
+            + str([_children(procs[1 + n].pid) for n in range(len(ports))]),
+            flush=True,
+        )
         load_before = os.getloadavg()
+        cpu_before = {name: tree_cpu_seconds(roots) for name, roots in components.items()}
+        busy_before, self_before = machine_busy_seconds(), resource.getrusage(resource.RUSAGE_SELF)
         for g in gens:
             g.start()
         time.sleep(args.duration * args.train_at)
         train_started = time.monotonic()
-        trainer = subprocess.Popen([_bin("giftrec"), "train"], env=env, cwd=REPO, stdout=subprocess.DEVNULL)
+        trainer = subprocess.Popen(
+            [*args.train_prefix.split(), _bin("giftrec"), "train"],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+        )
         swapped: dict[int, float] = {}
         new_version: str | None = None
         while time.monotonic() < until:
@@ -370,11 +412,24 @@ def main() -> None:
             time.sleep(0.5)
         for g in gens:
             g.join()
+        cpu_after = {name: tree_cpu_seconds(roots) for name, roots in components.items()}
+        busy_after, self_after = machine_busy_seconds(), resource.getrusage(resource.RUSAGE_SELF)
         load_after = os.getloadavg()
-        trainer.wait()
+        _, status, trained = os.wait4(trainer.pid, 0)  # the trainer's own CPU (and its children's)
+        trainer.returncode = os.waitstatus_to_exitcode(status)
         rows: list[tuple[Any, ...]] = []
+        cpu = {name: cpu_after[name] - cpu_before[name] for name in components}
+        cpu["training (giftrec train)"] = trained.ru_utime + trained.ru_stime
+        cpu[f"load generators ({args.generators} processes)"] = 0.0
         for r in results:
-            rows.extend(tuple(x) for x in json.loads(r.read_text()))
+            result = json.loads(r.read_text())
+            rows.extend(tuple(x) for x in result["rows"])
+            cpu[f"load generators ({args.generators} processes)"] += result["cpu_seconds"]
+        cpu["this benchmark (swap monitor)"] = (
+            self_after.ru_utime + self_after.ru_stime - self_before.ru_utime - self_before.ru_stime
+        )
+        busy = busy_after - busy_before
+        cpu["rest of the machine (not this benchmark)"] = max(0.0, busy - sum(cpu.values()))
 
         # Rate limit: what both processes count for the server key, against what was sent with it.
         sent = sum(1 for r in rows if not r[0].startswith("bare"))
@@ -415,6 +470,17 @@ def main() -> None:
             f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}"
         )
         print_table(["endpoint", "requests", "req/s", "p50 ms", "p99 ms", "errors"], table)
+        print(
+            f"\nCPU during the load ({busy:.1f} s busy of {args.duration * (os.cpu_count() or 1):.0f} s on "
+            f"{os.cpu_count()} cores; the training's whole run, though it may end after the load):"
+        )
+        print_table(
+            ["component", "CPU s", "CPU ms / request", "share"],
+            [
+                [name, seconds, seconds * 1000 / max(1, len(rows)), f"{seconds / max(busy, 1e-9):.0%}"]
+                for name, seconds in cpu.items()
+            ],
+        )
 
         recs = sorted((r for r in rows if r[0] == "recommendations"), key=lambda r: r[4])
         seen: set[tuple[int, str]] = set()
