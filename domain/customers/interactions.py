@@ -38,6 +38,7 @@ __all__ = [
     "build_matrix",
     "changed_customers",
     "event_weights",
+    "new_activity",
     "load_interactions",
     "load_session",
     "load_sales",
@@ -409,3 +410,15 @@ def changed_customers(session: Session, since: Watermark) -> dict[int, Watermark
         key = int(customer_id or 0)  # never NULL: filtered above
         out[key] = Watermark(out.get(key, Watermark()).order_id, int(event_id))
     return out
+
+
+def new_activity(session: Session, since: Watermark) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The (customer id, order id) pairs of orders and (customer id, event id) pairs of events with ids
+    above ``since`` that belong to a customer: each row, so that a reader can tell which it has read."""
+    orders = session.execute(
+        select(Order.customer_id, Order.id).where(Order.id > since.order_id, Order.customer_id.is_not(None))
+    )
+    events = session.execute(
+        select(Event.customer_id, Event.id).where(Event.id > since.event_id, Event.customer_id.is_not(None))
+    )
+    return [(int(c or 0), int(i)) for c, i in orders], [(int(c or 0), int(i)) for c, i in events]

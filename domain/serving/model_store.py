@@ -17,11 +17,12 @@ Refreshing, in a background thread started by the request that finds a check due
   bestsellers). The matrix, the directory and the kept rankings stay; only rows that disappeared (an
   erasure) make it read everything again, and even then rankings of unchanged customers are kept. Only a
   new model starts an empty ranked-picks cache.
-- **customers** (freshness): every ``freshness_interval`` seconds, read which customers have orders or
-  events with ids above the watermark seen ``freshness_overlap`` seconds ago and reload their rows (one
-  query per 500 customers). These customers are then folded in (``recalculate_user``) with their new
-  purchases. The overlap re-reads recent ids so that a transaction that committed a little after a later
-  one is not missed.
+- **customers** (freshness): every ``freshness_interval`` seconds, read the orders and events with ids
+  above the watermark seen ``freshness_overlap`` seconds ago and reload the rows of the customers with one
+  this process has not read yet (one query per 500 customers). These customers are then folded in
+  (``recalculate_user``) with their new purchases. The overlap re-reads recent ids so that a transaction
+  that committed a little after a later one is not missed; the ids already read are remembered for the
+  overlap, so that each write is reloaded once, not at every check of its overlap.
 
 Same-process writes are visible at once: the code that records an order or event calls
 :meth:`ModelStore.customer_changed` after its commit, and the next recommendation for that customer
@@ -53,6 +54,7 @@ from domain.customers.interactions import (
     changed_customers,
     load_interactions,
     load_sales,
+    new_activity,
 )
 from domain.models import Customer, ModelRun
 from domain.models._types import utcnow
@@ -118,6 +120,10 @@ class ModelStore:
         self._next_model_check = self._next_data_check = self._next_tail = float("inf")
         self._marks: deque[tuple[float, Watermark]] = deque()
         self._dirty: set[int] = set()
+        #: Order and event ids above the oldest watermark of ``_marks`` whose rows this process has read
+        #: (the freshness check reloads a customer for an id not among them).
+        self._read_orders: set[int] = set()
+        self._read_events: set[int] = set()
         #: Versions that failed to load, tried again after ``model.load_retry_seconds`` (on ``clock``).
         self._failures = LoadFailures(settings.model.load_retry_seconds, clock)
         self._extra_customers: dict[str, int] = {}
@@ -519,9 +525,17 @@ class ModelStore:
         since = self._marks[0][1]
         if since == mark or data is None:
             return
-        changed = changed_customers(session, since)
+        dirty = set(self._dirty)  # told before this read: its rows are committed, the reload reads them
+        orders, events = new_activity(session, since)
+        changed = {c for c, i in orders if i not in self._read_orders}
+        changed.update(c for c, i in events if i not in self._read_events)
         if changed:
             self._reload_customers(session, data, sorted(changed))
+            self._dirty.difference_update(dirty & changed)
+        # Every id above ``since`` is now read (rows only grow: a new full read keeps them too); older
+        # ones never come back from this query.
+        self._read_orders = {i for _, i in orders}
+        self._read_events = {i for _, i in events}
 
     def _reload_customers(self, session: Session, data: ServingData, customer_ids: Iterable[int]) -> None:
         ids = sorted({int(c) for c in customer_ids})

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from domain.catalog.products import ProductInput, upsert_product
@@ -169,6 +169,55 @@ def test_a_new_customer_who_buys_after_training_is_folded_in(sessions, settings,
     clock.advance(1.0)
     other.store.current()  # the due freshness check runs
     assert items[0].sku not in {i.sku for i in recommend_for_customer(other, "NEW-2", 6)}
+
+
+def _view(session: Session, customer_id: int, product_id: int, event_id: int) -> None:
+    """A view event with a chosen id: a lower id committed after a higher one is a transaction that
+    committed late."""
+    session.add(
+        Event(
+            id=event_id,
+            customer_id=customer_id,
+            product_id=product_id,
+            kind="view",
+            occurred_at=dt.datetime(2011, 12, 10, 12, 0),
+        )
+    )
+
+
+def test_the_freshness_check_reloads_a_customer_once_per_new_activity_not_at_every_check_of_its_overlap(
+    sessions, settings, serving, trained, clock
+):
+    """Regression (issue 18, the deployment benchmark): every freshness check (each second) reloaded every
+    customer with activity in the last ``freshness_overlap`` (10) seconds, so each write was read ten
+    times over by every web process, a third of a web process's CPU under mixed traffic. A customer is
+    reloaded when an order or event of theirs appears that this process has not read yet, including one
+    committed late with a lower id."""
+    _, customer_id, _ = _regular(serving)
+    other = ModelStore(settings, sessions, background=False, clock=clock)
+    data = other.current()
+    assert data.model is not None
+    base = (sessions().scalar(select(func.max(Event.id))) or 0) + 1000
+    seen = set(data.model.item_index.ids[other.customer(data, customer_id).row.indices].tolist())
+    unseen = [int(p) for p in data.model.item_index.ids.tolist() if p not in seen][:2]
+    with sessions.begin() as session:
+        _view(session, customer_id, unseen[0], base + 10)
+    clock.advance(1.0)
+    data = other.current()
+    first = data.fresh[customer_id]
+    assert first.recalculate
+
+    for _ in range(3):  # within the overlap: nothing new for this customer
+        clock.advance(1.0)
+        assert other.current().fresh[customer_id] is first
+
+    with sessions.begin() as session:  # committed late: a lower id than one already seen
+        _view(session, customer_id, unseen[1], base + 5)
+    clock.advance(1.0)
+    again = other.current().fresh[customer_id]
+    assert again is not first
+    column = int(data.model.item_index.index_of([unseen[1]])[0])
+    assert column in again.row.indices and column not in first.row.indices
 
 
 def test_a_known_customer_who_buys_again_is_recalculated(sessions, serving, trained):
