@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, Response, request
 from limits import RateLimitItem, parse
 from limits.errors import ConfigurationError
-from limits.storage import MemoryStorage, Storage, storage_from_string
+from limits.storage import MemoryStorage, RedisStorage, Storage, storage_from_string
 
 from api.errors import problem
 from config import ApiSettings, ConfigError
@@ -97,6 +97,18 @@ class SweptMemoryStorage(MemoryStorage):
         if now >= self._next_sweep:
             self._next_sweep = now + self.SWEEP_SECONDS
             self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
+
+
+#: limits' fixed window in one Redis round trip: count the hit (the first one of a window sets its
+#: expiry, as limits' own ``incr`` script does) and return the count with the window's time to live, which
+#: limits reads with a second call (``get_expiry``).
+HIT_SCRIPT = """
+local count = redis.call("incrby", KEYS[1], 1)
+if count == 1 then
+    redis.call("expire", KEYS[1], ARGV[1])
+end
+return {count, redis.call("ttl", KEYS[1])}
+"""
 
 
 def _storage_uri(uri: str) -> str:
@@ -362,6 +374,9 @@ class KeyRateLimit:
         self._failing = False
         self._limit = str(self.item.amount)
         self._counters: dict[str, str] = {}  # who -> the storage key of their window (bounded below)
+        self._hit_script: Any = None
+        if isinstance(self.storage, RedisStorage):
+            self._hit_script = self.storage.get_connection().register_script(HIT_SCRIPT.encode())
 
     def _counter(self, environ: dict[str, Any]) -> str:
         # Counted per key only once the secret is verified: made-up secrets under a real key's prefix are
@@ -388,10 +403,14 @@ class KeyRateLimit:
             key = self._counter(environ)
             try:
                 # limits' fixed window (FixedWindowRateLimiter.hit + get_window_stats): two storage calls,
-                # or one for the in-process storage
+                # or one for the in-process storage and for Redis (HIT_SCRIPT)
                 storage = self.storage
                 if isinstance(storage, SweptMemoryStorage):
                     count, reset = storage.hit(key, self._expiry)
+                elif self._hit_script is not None:
+                    assert isinstance(storage, RedisStorage)
+                    count, ttl = self._hit_script([storage.prefixed_key(key)], [self._expiry])
+                    count, reset = int(count), max(int(ttl), 0) + time.time()  # as limits' get_expiry
                 else:
                     count = storage.incr(key, self._expiry)
                     reset = storage.get_expiry(key)

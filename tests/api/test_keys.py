@@ -271,7 +271,7 @@ def test_an_unusable_rate_limit_storage_stops_start_up_naming_the_key(settings, 
     assert info.value.key == "api.rate_limit_storage"
 
 
-def _limited_app(settings, limit: str = "3/minute"):  # type: ignore[no-untyped-def]
+def _limited_app(settings, limit: str = "3/minute", storage: str = "memory://"):  # type: ignore[no-untyped-def]
     from api import create_app
 
     return create_app(
@@ -279,7 +279,7 @@ def _limited_app(settings, limit: str = "3/minute"):  # type: ignore[no-untyped-
             environ={},
             database={"url": settings.database.url},
             server={"instance_dir": settings.server.instance_dir, "secret_key": "test"},
-            api={"rate_limit": limit},
+            api={"rate_limit": limit, "rate_limit_storage": storage},
         )
     )
 
@@ -348,20 +348,11 @@ def test_while_redis_is_down_api_requests_go_through_unlimited_and_are_counted(
     (no window headers), every failed counter call counted in /metrics; limited again once it is back."""
     from prometheus_client import REGISTRY
 
-    from api import create_app
-
     def failures() -> float:
         labels = {"limit": "api"}
         return REGISTRY.get_sample_value("giftrec_rate_limit_storage_failures_total", labels) or 0.0
 
-    app = create_app(
-        load_settings(
-            environ={},
-            database={"url": settings.database.url},
-            server={"instance_dir": settings.server.instance_dir, "secret_key": "test"},
-            api={"rate_limit": "2/hour", "rate_limit_storage": redis_server.url},
-        )
-    )
+    app = _limited_app(settings, "2/hour", redis_server.url)
     try:
         with app.extensions["giftrec"].sessions() as session:
             _, key = api_keys.create_key(session, "server")
@@ -379,4 +370,43 @@ def test_while_redis_is_down_api_requests_go_through_unlimited_and_are_counted(
         statuses = [client.delete("/v1/customers/X", headers=bearer(key)).status_code for _ in range(3)]
         assert statuses == [404, 404, 429]
     finally:
+        app.extensions["giftrec"].close()
+
+
+def test_with_redis_each_api_request_is_one_round_trip_and_its_window_expires(
+    settings, sessions, redis_server
+):
+    """Regression (issue 18, the deployment benchmark): the rate limit called Redis twice per request (the
+    counter, then its time to live for ``X-RateLimit-Reset``). One script now counts, sets the window's
+    expiry on the first hit and returns the time to live. Counted with a real Redis's slow log (every
+    command, each with the client that sent it; a script's own calls have no client address)."""
+    import redis
+
+    app = _limited_app(settings, "3/hour", redis_server.url)
+    watcher = redis.Redis(port=redis_server.port)
+    try:
+        with app.extensions["giftrec"].sessions() as session:
+            _, key = api_keys.create_key(session, "server")
+            session.commit()
+        client = app.test_client()
+        first = client.get("/v1/bestsellers", headers=bearer(key))  # loads the script into Redis
+        assert first.headers["X-RateLimit-Remaining"] == "2"
+        watcher.config_set("slowlog-log-slower-than", 0)
+        watcher.slowlog_reset()
+        answers = [client.get("/v1/bestsellers", headers=bearer(key)) for _ in range(3)]
+        sent = [
+            entry["command"].split()[0].upper()
+            for entry in watcher.slowlog_get(100)
+            if entry["client_address"] != b"?:0" and not entry["command"].upper().startswith(b"SLOWLOG")
+        ]
+        assert sent == [b"EVALSHA"] * 3  # one per request
+        assert [a.status_code for a in answers] == [200, 200, 429]
+        assert [a.headers.get("X-RateLimit-Remaining") for a in answers] == ["1", "0", "0"]
+        reset = int(answers[2].headers["X-RateLimit-Reset"])
+        assert 3590 < reset - time.time() <= 3601
+        assert 3590 < int(answers[2].headers["Retry-After"]) <= 3601
+        keys = watcher.keys("*giftrec-api*")
+        assert len(keys) == 1 and 3590 < int(watcher.ttl(keys[0])) <= 3600
+    finally:
+        watcher.close()
         app.extensions["giftrec"].close()
