@@ -246,6 +246,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--generators", type=int, default=2, help="load-generating processes")
     parser.add_argument("--workers", type=int, default=1, help="gunicorn workers per web process")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="threads per gunicorn worker (above 1: the gthread worker)"
+    )
     parser.add_argument("--train-at", type=float, default=0.3, help="share of the run when training starts")
     parser.add_argument("--reload-interval", type=float, default=5.0)
     parser.add_argument(
@@ -329,7 +332,8 @@ def main() -> None:
                 GIFTREC_SERVER_INSTANCE_DIR=str(work / f"web{n}"),
                 GIFTREC_MODEL_ARTIFACT_DIR=str(work / f"web{n}" / "models"),
             )
-            gunicorn = [_bin("gunicorn"), "--workers", str(args.workers), "--bind", f"127.0.0.1:{port}"]
+            gunicorn = [_bin("gunicorn"), "--workers", str(args.workers), "--threads", str(args.threads)]
+            gunicorn += ["--bind", f"127.0.0.1:{port}"]
             procs.append(
                 subprocess.Popen([*gunicorn, "api.wsgi:app"], env=own, cwd=REPO, stderr=subprocess.DEVNULL)
             )
