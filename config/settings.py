@@ -190,6 +190,11 @@ class ServerSettings:
     #: Public base URL used in emails and click links.
     base_url: str = "http://127.0.0.1:5000"
     instance_dir: str = "instance"
+    #: Seconds a thread of a web process under gunicorn may keep the GIL while another waits for it
+    #: (sys.setswitchinterval; Python's default is 0.005). A request waits up to this long each time it
+    #: needs the GIL back (after every database or Redis call) while a background thread computes: the
+    #: model store's checks, the rebuild and the rankings made after a model swap.
+    switch_interval: float = 0.005
 
 
 @dataclass(frozen=True)

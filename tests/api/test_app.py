@@ -35,3 +35,28 @@ def test_async_functions_are_still_refused_or_wrapped_as_flask_does(app):
             app.ensure_sync(view)
     else:
         assert app.ensure_sync(view)() == "ok"
+
+
+def test_the_serving_entry_point_sets_the_configured_switch_interval(tmp_path):
+    """gunicorn's ``api.wsgi`` gives background threads ``server.switch_interval`` seconds with the GIL
+    while a request thread waits (a fresh process: the interval is process-wide)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(
+        os.environ,
+        GIFTREC_DATABASE_URL=f"sqlite:///{tmp_path / 'empty.db'}",
+        GIFTREC_SERVER_INSTANCE_DIR=str(tmp_path / "instance"),
+        GIFTREC_SERVER_SECRET_KEY="test",
+        GIFTREC_SERVER_SWITCH_INTERVAL="0.0015",
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, api.wsgi; print(sys.getswitchinterval())"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert float(out.stdout.strip().splitlines()[-1]) == pytest.approx(0.0015)
