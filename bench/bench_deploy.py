@@ -30,7 +30,14 @@ p99 latency (client-side, connect to last byte) and errors (any status that is n
 connection), the hot swap's times, the share of recommendation requests that were a customer's first at
 that process, and the rate-limit check: the counter both processes report for the server key (from
 ``X-RateLimit-Remaining``) against the requests sent with it through both ports. One shared budget means
-the two are equal; per-process counters would each show about half.
+the two are equal; per-process counters would each show about half. Then the CPU each part used during
+the load (user + system seconds from ``/proc``: each web process with its workers, PostgreSQL with its
+backends, Redis, the scheduler, the training's whole run, the load generators, this process, and the
+rest of the machine's busy time, which is other people's work on a shared host), also as CPU ms per
+request of the run.
+
+``--threads N`` gives each gunicorn worker N threads (its ``gthread`` worker); ``--train-prefix 'nice -n
+19'`` runs the training under that command (docs/deployment.md, web processes on a small host).
 
 Goals (issue 18): 0 errors; recommendations p99 <= 25 ms at 16 connections; one rate-limit budget.
 """
