@@ -414,9 +414,12 @@ def changed_customers(session: Session, since: Watermark) -> dict[int, Watermark
 
 def new_activity(session: Session, since: Watermark) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """The (customer id, order id) pairs of orders and (customer id, event id) pairs of events with ids
-    above ``since`` that belong to a customer: each row, so that a reader can tell which it has read."""
+    above ``since`` that belong to a customer: each row, so that a reader can tell which it has read.
+    Simulated orders are not activity (as for :func:`changed_customers`)."""
     orders = session.execute(
-        select(Order.customer_id, Order.id).where(Order.id > since.order_id, Order.customer_id.is_not(None))
+        select(Order.customer_id, Order.id).where(
+            Order.id > since.order_id, Order.customer_id.is_not(None), real_orders()
+        )
     )
     events = session.execute(
         select(Event.customer_id, Event.id).where(Event.id > since.event_id, Event.customer_id.is_not(None))

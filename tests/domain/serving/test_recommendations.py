@@ -17,6 +17,7 @@ from domain.catalog.products import ProductInput, upsert_product
 from domain.catalog.snapshot import CARD_FIELDS, CatalogSnapshot
 from domain.errors import InvalidInput, NotFound
 from domain.models import Customer, Event, Product
+from domain.origin import SIMULATED
 from domain.serving.model_store import ModelStore
 from domain.serving.ranked import Ranked, RankedCache
 from domain.serving.recommendations import (
@@ -210,6 +211,11 @@ def test_the_freshness_check_reloads_a_customer_once_per_new_activity_not_at_eve
     for _ in range(3):  # within the overlap: nothing new for this customer
         clock.advance(1.0)
         assert other.current().fresh[customer_id] is first
+    with sessions.begin() as session:  # a simulated order is no activity
+        external = session.scalar(select(Customer.external_id).where(Customer.id == customer_id))
+        add_order(session, external, [], order_id="SIM-FRESH", source=SIMULATED)
+    clock.advance(1.0)
+    assert other.current().fresh[customer_id] is first
 
     with sessions.begin() as session:  # committed late: a lower id than one already seen
         _view(session, customer_id, unseen[1], base + 5)
