@@ -90,7 +90,12 @@ def serve(host: str | None, port: int | None, workers: int, with_scheduler: bool
             str(MAX_REQUEST_LINE),
             "api.wsgi:app",
         ]
-    else:
+    else:  # an install without the web server (it is a dependency): say so, never pose as N workers
+        log.warning(
+            "gunicorn is not installed: serving with Flask's development server, one process "
+            "(--workers %d ignored); install giftrec's requirements for production",
+            workers,
+        )
         web = [
             sys.executable,
             "-m",
