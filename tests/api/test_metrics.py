@@ -47,6 +47,22 @@ def test_only_server_and_admin_keys_read_the_metrics(client, keys):
         assert resp.status_code == 200 and resp.mimetype == "text/plain", scope
 
 
+def _queue(session, key: str, kind: str, due: dt.datetime):  # type: ignore[no-untyped-def]
+    email = enqueue(
+        session,
+        dedupe_key=key,
+        kind=kind,
+        to_address="ann@example.com",
+        subject="s",
+        body_text="b",
+        body_html=None,
+        customer_id=None,
+        not_before=due,
+    )
+    assert email is not None
+    return email
+
+
 def test_metrics_count_requests_sources_and_read_the_state(app, client, keys, trained):
     server = bearer(keys["server"])
     before = _samples(client.get("/metrics", headers=server).get_data(as_text=True))
@@ -58,18 +74,7 @@ def test_metrics_count_requests_sources_and_read_the_state(app, client, keys, tr
     now = utcnow()
     with session_scope(ctx.sessions) as session:
         for i, kind in enumerate(("reminder", "reminder", "winback")):
-            email = enqueue(
-                session,
-                dedupe_key=f"metrics-{i}",
-                kind=kind,
-                to_address="ann@example.com",
-                subject="s",
-                body_text="b",
-                body_html=None,
-                customer_id=None,
-                not_before=now - dt.timedelta(hours=3 - i),
-            )
-            assert email is not None
+            _queue(session, f"metrics-{i}", kind, now - dt.timedelta(hours=3 - i))
         pause(session, ctx.settings.mail, reason="SMTP login refused", now=now, by="test")
     after = _samples(client.get("/metrics", headers=server).get_data(as_text=True))
 
@@ -90,6 +95,26 @@ def test_metrics_count_requests_sources_and_read_the_state(app, client, keys, tr
     assert _value(after, "giftrec_outbox_messages", status="sent") == 0
     assert 3 * 3600 - 60 < _value(after, "giftrec_oldest_due_reminder_seconds") < 3 * 3600 + 60
     assert _value(after, "giftrec_mail_queue_paused") == 1
+
+
+def test_the_oldest_due_reminder_is_a_queued_reminder_whose_time_has_come(app, client, keys):
+    """Only a reminder counts (a trigger email's delay is not a missed occasion) and only one still queued (a
+    sent or failed one waits for nothing); one queued for tomorrow is not late."""
+    ctx = app.extensions["giftrec"]
+    now = utcnow()
+    queued = {  # dedupe key: (kind, hours since it became due, status)
+        "due-reminder": ("reminder", 2, "queued"),
+        "older-winback": ("winback", 9, "queued"),
+        "older-sent-reminder": ("reminder", 8, "sent"),
+        "older-failed-reminder": ("reminder", 7, "failed"),
+        "future-reminder": ("reminder", -24, "queued"),
+    }
+    with session_scope(ctx.sessions) as session:
+        for key, (kind, hours, status) in queued.items():
+            _queue(session, key, kind, now - dt.timedelta(hours=hours)).status = status
+    body = client.get("/metrics", headers=bearer(keys["server"])).get_data(as_text=True)
+    waited = _value(_samples(body), "giftrec_oldest_due_reminder_seconds")
+    assert 2 * 3600 - 60 < waited < 2 * 3600 + 60
 
 
 def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
