@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from config import Settings
 from domain.models import ModelRun
 from domain.serving.model_store import ModelStore
-from domain.serving.recommendations import recommend_for_customer
+from domain.serving.recommendations import Serving, recommend_for_customer
 from domain.serving.training import rollback, train_model
 from tests.domain.serving.fixtures import (  # noqa: F401
     FakeClock,
@@ -63,6 +64,29 @@ def test_the_newest_run_is_served_without_a_restart(settings, sessions, imported
     serving.store.current()  # the check runs (inline in these tests)
     assert serving.store.current().model.version == second.version
     assert serving.store.status()["version"] == second.version
+
+
+def test_a_new_model_starts_an_empty_ranked_picks_cache(settings, sessions, imported, serving, clock):
+    """The kept rankings are the old model's scores: after a swap none may answer. (New orders and events
+    keep them, test_recommendations; only a new model resets them, issue 18.)"""
+    _train(sessions, settings)
+    customer = _a_customer(serving.store)
+    recommend_for_customer(serving, customer, 5)
+    old = serving.store.current()
+    cid = old.customers[customer]
+    assert old.ranked.get(cid, serving.store.customer(old, cid)) is not None
+    other = dataclasses.replace(settings, model=dataclasses.replace(settings.model, random_state=7))
+    second = _train(sessions, other)  # another start: other factors, other scores
+    clock.advance(settings.model.reload_interval)
+    serving.store.current()
+    new = serving.store.current()
+    assert new.model is not None and new.model.version == second.version
+    assert new.ranked.get(cid, serving.store.customer(new, cid)) is None
+    served = recommend_for_customer(serving, customer, 5)
+    fresh = Serving(settings, ModelStore(settings, sessions, background=False, clock=clock), serving.catalog)
+    assert fresh.store.current().model.version == second.version
+    expected = recommend_for_customer(fresh, customer, 5)
+    assert [(i.sku, i.score) for i in served] == [(i.sku, i.score) for i in expected]
 
 
 def test_a_rollback_is_picked_up_and_the_previous_version_serves(
