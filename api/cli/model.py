@@ -190,7 +190,7 @@ def _next_purchase_summary(metrics: dict[str, Any]) -> str:
 
 def _served_summary(params: dict[str, Any], metrics: dict[str, Any]) -> str:
     """How the run's blends were chosen, in a few words, with the validation recall of each task."""
-    from domain.serving.tuning import TUNE_K
+    from domain.serving.tuning import TUNE_K, candidate_label
 
     served = params.get("served") or {}
     tuning = metrics.get("tuning") or {}
@@ -205,10 +205,13 @@ def _served_summary(params: dict[str, Any], metrics: dict[str, Any]) -> str:
     parts = []
     for task, entry in (tuning.get("tasks") or {}).items():
         chosen, runner = entry["chosen"], entry.get("runner_up")
-        text = f"{task} {chosen['name']} {chosen[f'recall@{k}']:.4f}"
+        text = f"{task} {candidate_label(chosen)} {chosen[f'recall@{k}']:.4f}"
         if runner is not None:
-            text += f" vs runner-up {runner['name']} {runner[f'recall@{k}']:.4f}"
+            text += f" vs runner-up {candidate_label(runner)} {runner[f'recall@{k}']:.4f}"
         parts.append(text)
+    ranking = tuning.get("next_purchase_ranking")
+    if ranking is not None:
+        parts.append(f"next-purchase ranking {ranking['chosen']}")
     return f"blends: tuned{refit}; validation recall@{k}: " + "; ".join(parts)
 
 

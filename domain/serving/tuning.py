@@ -31,7 +31,14 @@ from recommender.next_purchase_choice import LEARNED, RankingChoice, choose_rank
 from recommender.popularity import PopularityRecommender
 from recommender.selection import POPULARITY_WINDOWS, Scored, ValidationTruth, rank_candidates
 
-__all__ = ["TUNE_K", "Tuning", "choose_next_purchase_ranking", "report_lines", "tune_blends"]
+__all__ = [
+    "TUNE_K",
+    "Tuning",
+    "candidate_label",
+    "choose_next_purchase_ranking",
+    "report_lines",
+    "tune_blends",
+]
 
 #: List length the candidates are compared at (the storefront's default page of picks).
 TUNE_K = 10
@@ -101,10 +108,10 @@ def report_lines(record: dict[str, Any]) -> list[str]:
             lines.append(f"{task}: no validation customers, configured blend")
             continue
         chosen, runner, base = entry["chosen"], entry.get("runner_up"), entry.get("best_baseline")
-        line = f"{task}: {_label(chosen)} won on validation, recall@{k} {chosen[f'recall@{k}']:.4f}"
+        line = f"{task}: {candidate_label(chosen)} won on validation, recall@{k} {chosen[f'recall@{k}']:.4f}"
         line += f" ({chosen['customers']} customers)"
         if runner is not None:
-            line += f"; runner-up {_label(runner)} {runner[f'recall@{k}']:.4f}"
+            line += f"; runner-up {candidate_label(runner)} {runner[f'recall@{k}']:.4f}"
             line += f" ({_margin(chosen[f'recall@{k}'], runner[f'recall@{k}'])})"
         if base is not None and base is not chosen and base["name"] != chosen["name"]:
             line += f"; best baseline {base['name']} {base[f'recall@{k}']:.4f}"
@@ -141,7 +148,8 @@ def _ranking_line(choice: dict[str, Any], k: int) -> str:
     return line
 
 
-def _label(entry: dict[str, Any]) -> str:
+def candidate_label(entry: dict[str, Any]) -> str:
+    """A candidate of a tuning record in words: its name, or a blend's terms and weights."""
     if entry["name"] != "blend":
         return str(entry["name"])
     b = entry["blend"]

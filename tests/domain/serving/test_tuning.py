@@ -9,6 +9,7 @@ import datetime as dt
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings, load_settings
@@ -178,6 +179,35 @@ def test_giftrec_model_list_says_when_the_safe_default_serves(
         assert '"status": "default"' in shown.output
     finally:
         app.extensions["giftrec"].close()
+
+
+def test_giftrec_model_list_names_the_tuned_choices_and_their_runners_up(
+    sessions: sessionmaker[Session], settings: Settings, imported: None
+) -> None:
+    """Each task's chosen candidate and runner-up by what they are ("blend (own 1, ALS 0.3, ...)", not
+    "blend"), and the next-purchase ranking chosen with them."""
+    from api import create_app
+    from api.cli import cli
+    from domain.serving.tuning import candidate_label
+
+    app = create_app(_with_min_customers(settings, 5))
+    try:
+        runner = app.test_cli_runner()
+        trained = runner.invoke(cli, ["train", "--tune"])
+        assert trained.exit_code == 0, trained.output
+        listed = runner.invoke(cli, ["model", "list"])
+        assert listed.exit_code == 0, listed.output
+        with sessions() as session:
+            record = session.scalars(select(ModelRun)).one().metrics["tuning"]
+    finally:
+        app.extensions["giftrec"].close()
+    summary = next(line.strip() for line in listed.output.splitlines() if "blends: tuned" in line)
+    for task in ("next_purchases", "discovery"):
+        chosen, runner_up = record["tasks"][task]["chosen"], record["tasks"][task]["runner_up"]
+        assert f"{task} {candidate_label(chosen)} {chosen['recall@10']:.4f}" in summary
+        assert f"vs runner-up {candidate_label(runner_up)} {runner_up['recall@10']:.4f}" in summary
+    assert "blend (" in summary  # the sample's winners are blends: their weights are shown
+    assert f"next-purchase ranking {record['next_purchase_ranking']['chosen']}" in summary
 
 
 def test_tuning_a_model_without_blends_is_refused_naming_the_setting(
