@@ -97,6 +97,24 @@ def test_metrics_count_requests_sources_and_read_the_state(app, client, keys, tr
     assert _value(after, "giftrec_mail_queue_paused") == 1
 
 
+def test_similar_items_and_bestsellers_are_counted_by_source(client, keys, trained):
+    """The Flask path's responses count too (the recommendations test above takes the fast path)."""
+    server = bearer(keys["server"])
+    before = _samples(client.get("/metrics", headers=server).get_data(as_text=True))
+    best = client.get("/v1/bestsellers?n=4", headers=server)
+    assert best.status_code == 200
+    similar = client.get(f"/v1/products/{best.get_json()['items'][0]['sku']}/similar?n=3", headers=server)
+    assert similar.status_code == 200
+    sources = [item["source"] for resp in (best, similar) for item in resp.get_json()["items"]]
+    assert {"bestsellers", "similar"} <= set(sources)
+    after = _samples(client.get("/metrics", headers=server).get_data(as_text=True))
+    name = "giftrec_recommendations_served_total"
+    for source in set(sources):
+        assert _value(after, name, source=source) - _value(before, name, source=source) == sources.count(
+            source
+        ), source
+
+
 def test_the_oldest_due_reminder_is_a_queued_reminder_whose_time_has_come(app, client, keys):
     """Only a reminder counts (a trigger email's delay is not a missed occasion) and only one still queued (a
     sent or failed one waits for nothing); one queued for tomorrow is not late."""
