@@ -210,6 +210,39 @@ def test_giftrec_model_list_names_the_tuned_choices_and_their_runners_up(
     assert f"next-purchase ranking {record['next_purchase_ranking']['chosen']}" in summary
 
 
+def test_the_weekly_tune_model_job_tunes_and_the_nightly_train_model_job_keeps_its_choice(
+    sessions: sessionmaker[Session], settings: Settings, imported: None
+) -> None:
+    """The schedule of docs/quality.md: `tune-model` (scheduler.tune_cron, weekly) runs `train --tune`,
+    `train-model` (nightly) re-fits what it chose. Too little data here, so the choice is the safe default."""
+    import jobs.train_model
+    import jobs.tune_model
+    from jobs.context import JobContext
+    from jobs.scheduler import build_scheduler
+
+    settings = _with_min_customers(settings, 100_000)
+    ctx = JobContext(settings, sessions, mailer=None)  # type: ignore[arg-type]  # no job here sends mail
+    summary = jobs.tune_model.run(ctx)
+    assert "(tuned): succeeded" in summary and "safe default: " in summary
+    assert "fewer than model.tune_min_customers" in summary
+    nightly = jobs.train_model.run(ctx)
+    assert "(tuned)" not in nightly and "succeeded" in nightly
+    with sessions() as session:
+        tuned, refit = session.scalars(select(ModelRun).order_by(ModelRun.id)).all()
+    assert tuned.params["served"]["source"] == refit.params["served"]["source"] == "default"
+    assert refit.metrics["tuning"]["refit_of"] == tuned.version
+
+    scheduler = build_scheduler(ctx, background=True)
+    scheduler.scheduler.start(paused=True)  # jobs get their triggers' fields once added to a started one
+    try:
+        job = scheduler.scheduler.get_job("tune-model")
+    finally:
+        scheduler.shutdown()
+    fields = {f.name: str(f) for f in job.trigger.fields}
+    minute, hour, _, _, day_of_week = settings.scheduler.tune_cron.split()
+    assert (fields["minute"], fields["hour"], fields["day_of_week"]) == (minute, hour, day_of_week)
+
+
 def test_tuning_a_model_without_blends_is_refused_naming_the_setting(
     sessions: sessionmaker[Session], settings: Settings
 ) -> None:
