@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -159,17 +160,24 @@ def test_evaluate_can_train_the_served_row_with_simulated_rejections(
         assert err.value.field == field
 
 
+@pytest.mark.parametrize("tune", [False, True], ids=["train", "train --tune"])
 def test_evaluated_served_figures_equal_those_of_the_model_train_saved(
     sessions: sessionmaker[Session],
     settings: Settings,
     imported: None,
     sample_slice: Path,
     serving: Serving,
+    tune: bool,
 ) -> None:
     """Regression: evaluate's served row was not what the saved model serves. It filled the lists with its
     own copy of serving's fill order, and its fit differed from training's: customers numbered by id
     rather than as the import numbers them, and lines dated each on its own rather than at their order's
-    time (ALS's start depends on the row order, and a 1e-6 difference in the matrix moved its factors)."""
+    time (ALS's start depends on the row order, and a 1e-6 difference in the matrix moved its factors).
+    With `tune`, `evaluate --tune`'s served row is the model `train --tune` saved (issue 17's test)."""
+    if tune:  # the slice has fewer buyers in its validation window than the default minimum
+        settings = dataclasses.replace(
+            settings, model=dataclasses.replace(settings.model, tune_min_customers=5)
+        )
     history = history_from_lines(read_order_lines(sample_slice, "online-retail").lines)
     k, test_days = 10, 30
     cut_np = temporal_cut(history.timestamps, test_days)
@@ -181,11 +189,16 @@ def test_evaluated_served_figures_equal_those_of_the_model_train_saved(
         session.execute(delete(Order).where(Order.ordered_at >= cut))
         sold = select(OrderLine.product_id)
         session.execute(update(Product).where(Product.id.not_in(sold)).values(is_active=False))
-        run = train_model(session, settings, now=cut)
+        run = train_model(session, settings, now=cut, tune=tune)
         assert run.status == "succeeded", run.error
+        assert run.params["served"]["source"] == ("tuned" if tune else "settings")
 
     grids = {"hybrid": [Candidate("hybrid", {"factors": 2, "iterations": 2, "num_threads": 1})]}
-    result = evaluate(history, test_days=test_days, k=k, grids=grids, served=served_lists(settings))
+    served = served_lists(settings, tune=tune)
+    result = evaluate(history, test_days=test_days, k=k, grids=grids, served=served)
+    if tune:  # the same choice on the same window
+        assert result.tuning is not None and result.tuning["status"] == "tuned"
+        assert result.tuning["tasks"] == run.metrics["tuning"]["tasks"]
     split = make_split(history, cut_np)
     # Discovery here; next purchases are the endpoint's ranking, compared list for list in
     # test_next_purchase.py::test_the_endpoint_ranks_as_evaluate_measures.
