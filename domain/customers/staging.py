@@ -318,12 +318,16 @@ def _scalars(conn: Connection, query: Any) -> Iterator[int]:
 
 
 class BulkWriter:
-    """Rows written in chunks with one ``executemany`` each, the fast way.
+    """Rows written in chunks, the fast way: one ``COPY ... FROM STDIN`` each on PostgreSQL (psycopg 3),
+    one ``executemany`` each elsewhere.
 
-    The statement is compiled once by SQLAlchemy for the session's dialect and executed with
-    ``exec_driver_sql`` and plain tuples: SQLAlchemy's per-row parameter processing cost more than SQLite's
-    own insert work (see docs/performance.md). Typed values (prices, times, flags) go through their column
-    type's own bind processor, cached per distinct value within a chunk.
+    On SQLite the statement is compiled once by SQLAlchemy and executed with ``exec_driver_sql`` and plain
+    tuples: SQLAlchemy's per-row parameter processing cost more than SQLite's own insert work (see
+    docs/performance.md). On PostgreSQL even a pipelined ``executemany`` is one INSERT per row for the
+    server to parse, plan and run; ``COPY`` streams the rows in psycopg's escaped text format (tabs,
+    newlines and backslashes in a value escaped, ``None`` as NULL), on the session's own connection and
+    so in the import's transaction. Typed values (prices, times, flags) go through their column type's own
+    bind processor, cached per distinct value within a chunk.
     """
 
     def __init__(self, connection: Connection, table: Table) -> None:
@@ -345,6 +349,11 @@ class BulkWriter:
             and not isinstance(column.type, Integer | String)
         ]
         self.pending: list[Sequence[Any]] = []
+        self.copy_sql: str | None = None
+        if dialect.name == "postgresql" and dialect.driver == "psycopg":
+            quote = dialect.identifier_preparer
+            listed = ", ".join(quote.format_column(column) for column in table.columns)
+            self.copy_sql = f"COPY {quote.format_table(table)} ({listed}) FROM STDIN"
 
     def add(self, row: Sequence[Any]) -> None:
         self.pending.append(row)
@@ -368,6 +377,9 @@ class BulkWriter:
             for _, _, cache in self.processors:
                 cache.clear()
             rows = converted  # type: ignore[assignment]
+        if self.copy_sql is not None:
+            self._copy(self.copy_sql, rows)
+            return len(rows)
         params: list[Any]
         if self.positional:
             if self.order != list(range(len(self.columns))):
@@ -377,3 +389,13 @@ class BulkWriter:
             params = [dict(zip(self.columns, row, strict=True)) for row in rows]
         self.connection.exec_driver_sql(self.sql, params)
         return len(rows)
+
+    def _copy(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """``COPY`` the rows through the DBAPI cursor of the session's connection (its transaction)."""
+        cursor = self.connection.connection.cursor()
+        try:
+            with cursor.copy(sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        finally:
+            cursor.close()

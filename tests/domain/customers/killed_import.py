@@ -10,12 +10,13 @@ stop when everything is written and the transaction is about to commit. At that 
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from sqlalchemy import event
 
 from config import ImportSettings
 from domain.customers.imports import import_orders
+from domain.customers.parsing import Chunk
+from domain.customers.staging import Staging
 from domain.db import make_engine, make_session_factory, session_scope
 
 
@@ -30,15 +31,18 @@ def main() -> None:
     engine = make_engine(url)
     sessions = make_session_factory(engine)
     staged = 0
+    add = Staging.add
 
-    def before_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+    def add_and_count(self: Staging, chunk: Chunk) -> None:
+        # Counted here, not from the statements: on PostgreSQL the chunks go in with COPY, which
+        # SQLAlchemy's cursor events do not see.
         nonlocal staged
-        if statement.startswith("INSERT INTO giftrec_import_lines"):
-            staged += 1
-            if staged == 3 and stage == "staging":
-                _stop()  # two chunks are in the staging table, the third is being written
+        staged += 1
+        if staged == 3 and stage == "staging":
+            _stop()  # two chunks are in the staging table, the third is about to be written
+        add(self, chunk)
 
-    event.listen(engine, "before_cursor_execute", before_execute)
+    Staging.add = add_and_count  # type: ignore[method-assign]
     with session_scope(sessions) as session:
         if stage == "commit":
             event.listen(session, "before_commit", lambda _session: _stop())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 from decimal import Decimal
 from pathlib import Path
 
@@ -362,3 +363,71 @@ def test_a_file_over_a_cap_changes_nothing_and_writes_no_reject_file(
     assert raised.value.field == "file" and setting in raised.value.detail
     assert table_counts(sessions) == before
     assert not tmp_path.joinpath("rejects").exists()
+
+
+#: Text that a hand-made COPY (tab-separated, ``\N`` for NULL, ``\.`` to end) would mangle or cut short.
+AWKWARD = {
+    "SKU-QUOTES": ('He said "hi", it\'s \\N', "Tab\there"),
+    "SKU-LINES": ("first line\nsecond\r\nthird", None),
+    "SKU-SLASH": ("back\\slash \\t and \\\\ end", "日本 🎁"),
+    "SKU-END": ("\\.", "\\N"),
+}
+
+
+def test_awkward_text_reaches_the_database_and_the_reject_file_unchanged(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Staged chunks go in with COPY on PostgreSQL (executemany elsewhere): quotes, tabs, backslashes,
+    newlines and unicode in a value, and NULLs (a guest, a blank category or country), arrive as they were
+    in the file, and so does the raw text of a rejected row."""
+    header = ["customer_id", "order_id", "sku", "quantity", "unit_price", "ordered_at", "title"]
+    header += ["category", "country"]
+    rows = [
+        [
+            "Ünïcode-1",
+            "W-1",
+            "SKU-QUOTES",
+            "1",
+            "2.50",
+            "2011-03-01T10:00:00Z",
+            *AWKWARD["SKU-QUOTES"],
+            "Côte",
+        ],
+        ["", "W-2", "SKU-LINES", "2", "3.00", "2011-03-02 09:30:00", AWKWARD["SKU-LINES"][0], "", ""],
+        ["C\\2", "W-3", "SKU-SLASH", "1", "1.25", "2011-03-03T08:00:00+01:00", *AWKWARD["SKU-SLASH"], "Рос"],
+        ["C\\2", "W-3", "SKU-END", "4", "0.99", "2011-03-03T08:00:00+01:00", *AWKWARD["SKU-END"], "Рос"],
+        ["C-3", "W-4", "SKU-X", "1", "a\tb\\N\nc", "2011-03-04T08:00:00Z", "x", "", ""],
+    ]
+    path = tmp_path / "awkward.csv"
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    rejects_file = tmp_path / "awkward.rejects.csv"
+
+    summary = run_import(sessions, path, "generic", reject_path=rejects_file)
+
+    assert (summary.lines, summary.rejected, summary.order_lines_created) == (4, 1, 4)
+    with sessions() as s:
+        products = {p.sku: (p.title, p.category) for p in s.scalars(select(Product))}
+        assert products == AWKWARD
+        customers = {c.external_id: c.country for c in s.scalars(select(Customer))}
+        assert customers == {"Ünïcode-1": "Côte", "C\\2": "Рос"}
+        orders = {o.external_id: o for o in s.scalars(select(Order))}
+        assert orders["W-2"].customer_id is None and orders["W-2"].country is None
+        assert orders["W-3"].ordered_at == dt.datetime(2011, 3, 3, 7, 0)
+        prices = s.execute(
+            select(Product.sku, OrderLine.unit_price, OrderLine.quantity).join(
+                OrderLine, OrderLine.product_id == Product.id
+            )
+        ).all()
+        assert sorted(prices) == [
+            ("SKU-END", Decimal("0.99"), 4),
+            ("SKU-LINES", Decimal("3.00"), 2),
+            ("SKU-QUOTES", Decimal("2.50"), 1),
+            ("SKU-SLASH", Decimal("1.25"), 1),
+        ]
+    (reject,) = read_rejects(rejects_file)
+    assert (reject["kind"], reject["field"]) == ("bad_number", "unit_price")
+    assert reject["reason"] == "unit_price is not a number: 'a\\tb\\\\N\\nc'"
+    raw = io.StringIO()
+    csv.writer(raw, lineterminator="").writerow(rows[-1])
+    assert reject["raw"] == raw.getvalue()
