@@ -14,7 +14,6 @@ A run's ``artifact_path`` says where its artifact is: :data:`IN_DATABASE` follow
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -22,6 +21,7 @@ from typing import TypeVar
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
+from domain.leftovers import held_temp_folder
 from domain.models import ModelArtifactChunk
 from recommender.artifacts import Artifact, load_artifact
 from recommender.base import ArtifactError
@@ -118,9 +118,12 @@ def load_stored_artifact(session: Session, version: str) -> Artifact:
 
 def load_stored(session: Session, version: str, load: Callable[[Path], T]) -> T:
     """Fetch ``version`` into a temporary folder and ``load`` it there (the folder is removed); ``load``
-    verifies the checksums (the next-purchase ranker's artifacts pass their own loader)."""
-    with tempfile.TemporaryDirectory(prefix="giftrec-artifact-") as tmp:
-        folder = Path(tmp) / version
+    verifies the checksums (the next-purchase ranker's artifacts pass their own loader).
+
+    The folder is held as the trainings hold theirs (:func:`domain.leftovers.held_temp_folder`): one left
+    by a process killed while loading (a copy of the model) is removed by the next load on the host."""
+    with held_temp_folder(prefix="giftrec-artifact-") as tmp:
+        folder = tmp / version
         folder.mkdir()
         fetch_artifact(session, version, folder)
         return load(folder)

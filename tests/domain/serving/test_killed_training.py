@@ -49,17 +49,27 @@ def _stored(sessions: sessionmaker[Session]) -> tuple[list[str], set[str]]:
         return runs, set(session.scalars(select(ModelArtifactChunk.version).distinct()))
 
 
-def test_a_training_killed_while_storing_its_artifact_leaves_the_served_model_and_the_next_one_works(
-    sessions, settings, imported, tmp_path
-):
+def train_then_kill(
+    sessions: sessionmaker[Session], settings: Settings, tmp_path: Path, module: str
+) -> tuple[ModelRun, Path]:
+    """Train and serve a model, then run ``module`` (a ``giftrec`` process on its temporary folder) and
+    kill it where it stops; the served run and that temporary folder, which holds the killed process's
+    artifact folder and nothing else."""
     served = _train(sessions, settings)
     assert served.status == "succeeded", served.error
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    kill_where_it_stops("tests.domain.serving.killed_training", [], _env(settings, tmp))
+    kill_where_it_stops(module, [], _env(settings, tmp))
 
     left = list(tmp.iterdir())
     assert len(left) == 1 and list(left[0].rglob("manifest.json")), left  # its temporary artifact folder
+    return served, tmp
+
+
+def test_a_training_killed_while_storing_its_artifact_leaves_the_served_model_and_the_next_one_works(
+    sessions, settings, imported, tmp_path
+):
+    served, tmp = train_then_kill(sessions, settings, tmp_path, "tests.domain.serving.killed_training")
     # Nothing of the killed run: no run row, no piece of its artifact (its transaction never committed).
     assert _stored(sessions) == ([served.version], {served.version})
     with sessions() as session:
