@@ -21,7 +21,8 @@ from domain.errors import DomainError
 @click.option(
     "--tune",
     is_flag=True,
-    help="First choose the served blends on a validation window of the shop's data (docs/quality.md).",
+    help="First choose the served blends and the next-purchase ranking (the learned ranker or a simple"
+    " baseline) on a validation window of the shop's data (docs/quality.md).",
 )
 @click.option(
     "--next-purchase",
@@ -390,7 +391,8 @@ def model_promote(version: str) -> None:
 @click.option(
     "--tune",
     is_flag=True,
-    help="Measure what `giftrec train --tune` would serve: blends chosen on the window before the test.",
+    help="Measure what `giftrec train --tune` would serve: blends and the next-purchase ranking chosen on"
+    " the window before the test.",
 )
 def evaluate(
     data: str,
