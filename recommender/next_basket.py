@@ -102,7 +102,13 @@ _ALS: dict[str, Any] = {
     "iterations": 15,
     "random_state": 42,
 }
-_CHUNK = 512  # customers per batch of dense (customers x items) scores
+_CHUNK = 512  # customers per batch of dense (customers x items) scores, at most
+#: Cells of one dense (customers x items) array of a batch: on a large catalogue the batch is smaller
+#: (65,000 items: 128 customers, 64 MiB per array; about ten such arrays are alive at once).
+_CHUNK_CELLS = 8_388_608
+#: Non-zeros of item-item co-purchase counts held at once by `_cooccurrence_similarity` (about 60 bytes
+#: each while a block is cut to its best neighbours: some 500 MB at most).
+_COOCCURRENCE_CELLS = 8_000_000
 
 
 class Candidates:
@@ -122,24 +128,60 @@ class Candidates:
         return int(self.users.size)
 
 
-def _cooccurrence_similarity(bought: csr_matrix, keep: int) -> csr_matrix:
-    """Item-item cosine of co-purchase (items x items), each row cut to its `keep` largest, no diagonal."""
-    b = bought.copy()
-    b.data[:] = 1.0
-    co = (b.T @ b).tocsr()
-    co.setdiag(0.0)
-    co.eliminate_zeros()
-    deg = np.sqrt(np.asarray(b.sum(axis=0)).ravel())
-    co = co.tocoo()
-    vals = co.data / np.maximum(deg[co.row] * deg[co.col], 1e-12)
-    # keep each row's `keep` best (ties: lower column), deterministically
-    order = np.lexsort((co.col, -vals, co.row))
-    row, col, vals = co.row[order], co.col[order], vals[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(row)) + 1]
-    rank = np.arange(row.size) - np.repeat(starts, np.diff(np.r_[starts, row.size]))
-    ok = rank < keep
+def _cooccurrence_similarity(bought: csr_matrix, keep: int, block_cells: int | None = None) -> csr_matrix:
+    """Item-item cosine of co-purchase (items x items), each row cut to its `keep` largest, no diagonal.
+
+    Computed for blocks of items at a time (rows of the result), each block's co-purchase counts holding
+    at most about `block_cells` (default `_COOCCURRENCE_CELLS`) non-zeros before the cut: the whole
+    product ``bought.T @ bought`` has a non-zero for every pair of items one customer bought, hundreds of
+    millions where households buy hundreds of items each (The Complete Journey: 10 GiB). The counts are
+    sums of ones and each value is computed from its own pair, so the result does not depend on the
+    blocks.
+    """
     n = bought.shape[1]
-    return csr_matrix((vals[ok], (row[ok], col[ok])), shape=(n, n))
+    if keep < 1:
+        return csr_matrix((n, n))
+    b = bought.tocsr().astype(np.float64)
+    b.data[:] = 1.0
+    deg = np.sqrt(np.asarray(b.sum(axis=0)).ravel())
+    budget = max(int(block_cells if block_cells is not None else _COOCCURRENCE_CELLS), 1)
+    # an upper bound of each item row's non-zeros: the items of every customer who bought it
+    bound = np.asarray(b.T @ np.diff(b.indptr).astype(np.float64)).ravel()
+    bt = b.T.tocsr()
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
+    start = 0
+    while start < n:
+        # the longest run of items from `start` whose bound fits the budget (at least one item)
+        stop = start + max(int(np.searchsorted(np.cumsum(bound[start:]), budget, side="right")), 1)
+        co = (bt[start:stop] @ b).tocsr()
+        row = np.repeat(np.arange(start, stop, dtype=np.int64), np.diff(co.indptr))
+        col = co.indices.astype(np.int64)
+        off = (row != col) & (co.data != 0)
+        row, col, data = row[off], col[off], co.data[off]
+        v = data / np.maximum(deg[row] * deg[col], 1e-12)
+        # only values >= the row's `keep`-th largest can be among its `keep` best: cut before sorting
+        bounds = np.searchsorted(row, np.arange(start, stop + 1))
+        floor = np.full(stop - start, -np.inf)
+        for r in np.flatnonzero(np.diff(bounds) > keep).tolist():
+            part = v[bounds[r] : bounds[r + 1]]
+            floor[r] = np.partition(part, part.size - keep)[part.size - keep]
+        near = v >= floor[row - start]
+        row, col, v = row[near], col[near], v[near]
+        # keep each row's `keep` best (ties: lower column), deterministically
+        order = np.lexsort((col, -v, row))
+        row, col, v = row[order], col[order], v[order]
+        starts = np.r_[0, np.flatnonzero(np.diff(row)) + 1] if row.size else np.zeros(0, np.int64)
+        rank = np.arange(row.size) - np.repeat(starts, np.diff(np.r_[starts, row.size]))
+        ok = rank < keep
+        rows.append(row[ok])
+        cols.append(col[ok])
+        vals.append(v[ok])
+        start = stop
+    if not rows:
+        return csr_matrix((n, n))
+    return csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
 
 
 def _top_new(scores: np.ndarray, own: np.ndarray, n: int) -> np.ndarray:
@@ -251,8 +293,9 @@ def candidate_features(
     out_u: list[np.ndarray] = []
     out_i: list[np.ndarray] = []
     out_x: list[np.ndarray] = []
-    for start in range(0, wanted.size, _CHUNK):
-        chunk = wanted[start : start + _CHUNK]
+    per_chunk = int(np.clip(_CHUNK_CELLS // max(n_items, 1), 1, _CHUNK))
+    for start in range(0, wanted.size, per_chunk):
+        chunk = wanted[start : start + per_chunk]
         own_rows = own["days"][chunk]
         mine = own_rows.toarray() > 0
         knn = np.asarray((recency_rows[chunk] @ similarity).todense())

@@ -126,3 +126,83 @@ def test_unknown_parameters_and_unfitted_use_raise():
         NextBasketRanker(params={"nonsense": 1})
     with pytest.raises(NotFittedError):
         NextBasketRanker().rank(0, 10)
+
+
+def _whole_cooccurrence(bought, keep):  # type: ignore[no-untyped-def]
+    """The co-purchase similarity of one whole ``bought.T @ bought`` (the code before issue 17's blocks)."""
+    from scipy.sparse import csr_matrix
+
+    b = bought.copy()
+    b.data[:] = 1.0
+    co = (b.T @ b).tocsr()
+    co.setdiag(0.0)
+    co.eliminate_zeros()
+    deg = np.sqrt(np.asarray(b.sum(axis=0)).ravel())
+    co = co.tocoo()
+    vals = co.data / np.maximum(deg[co.row] * deg[co.col], 1e-12)
+    order = np.lexsort((co.col, -vals, co.row))
+    row, col, vals = co.row[order], co.col[order], vals[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(row)) + 1]
+    rank = np.arange(row.size) - np.repeat(starts, np.diff(np.r_[starts, row.size]))
+    ok = rank < keep
+    n = bought.shape[1]
+    return csr_matrix((vals[ok], (row[ok], col[ok])), shape=(n, n))
+
+
+@pytest.mark.parametrize("block_cells", [1, 37, 5_000, None])
+def test_cooccurrence_in_item_blocks_equals_the_whole_product(block_cells):
+    # issue 17: the whole items x items product held 10 GiB on The Complete Journey; blocks of item rows
+    # (down to one item at a time) must give the same neighbours and values
+    from scipy.sparse import random as sparse_random
+
+    from recommender.next_basket import _cooccurrence_similarity
+
+    bought = sparse_random(300, 120, density=0.08, format="csr", random_state=3)
+    bought.data = np.ceil(bought.data * 4)  # days bought: 1 to 4
+    bought.data[bought.indices == 7] = 0.0  # an item nobody bought
+    bought.eliminate_zeros()
+    whole = _whole_cooccurrence(bought, 5)
+    blocked = _cooccurrence_similarity(bought, 5, block_cells)
+    assert (whole != blocked).nnz == 0
+    np.testing.assert_array_equal(whole.indptr, blocked.indptr)
+    np.testing.assert_array_equal(whole.indices, blocked.indices)
+    np.testing.assert_array_equal(whole.data, blocked.data)
+
+
+def test_cooccurrence_memory_is_bounded_by_the_block_not_the_product(monkeypatch):
+    # issue 17: 2,467 households buying hundreds of items each made ``bought.T @ bought`` hold hundreds
+    # of millions of item pairs (10.1 GiB resident); with a budget of cells per block the peak is the
+    # block's, here a fraction of the whole product's
+    import tracemalloc
+
+    from scipy.sparse import random as sparse_random
+
+    import recommender.next_basket as nb
+
+    bought = sparse_random(60, 1500, density=0.3, format="csr", random_state=5)
+    bought.data[:] = 1.0
+    pairs = (bought.T @ bought).nnz  # about 1.5M item pairs, 12 bytes or more each
+    monkeypatch.setattr(nb, "_COOCCURRENCE_CELLS", 40_000, raising=False)
+    tracemalloc.start()
+    try:
+        nb._cooccurrence_similarity(bought, 5)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 12 * pairs / 4
+
+
+def test_candidate_features_do_not_depend_on_the_customer_batch(monkeypatch):
+    # issue 17: on a large catalogue the customers are taken in smaller batches of dense rows; the
+    # candidates and their features must be those of one batch (the ALS scores, a matrix product, up to
+    # the last bits: BLAS sums a row differently at another position of the batch)
+    import recommender.next_basket as nb
+
+    u, i, d, lines, _ = planted()
+    p = Purchases(u, i, d, lines, N_USERS, N_ITEMS)
+    whole, _ = candidate_features(p, NOW, horizon=30.0, new_per_source=5)
+    monkeypatch.setattr(nb, "_CHUNK_CELLS", 7 * N_ITEMS)  # 7 customers per batch
+    small, _ = candidate_features(p, NOW, horizon=30.0, new_per_source=5)
+    np.testing.assert_array_equal(whole.users, small.users)
+    np.testing.assert_array_equal(whole.items, small.items)
+    np.testing.assert_allclose(whole.X, small.X, rtol=1e-9, atol=1e-15)
