@@ -247,3 +247,22 @@ def test_evaluate_command_rejects_bad_arguments() -> None:
     with pytest.raises(InvalidInput) as exc:
         evaluate_command(SAMPLE, "online-retail", 30, 0, False)
     assert exc.value.field == "k"
+
+
+def test_dense_baselines_scored_in_blocks_give_the_lists_of_one_block(
+    sample_history: OrderHistory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # issue 17: personal top-frequency and TIFU-KNN held dense scores of every customer over the whole
+    # catalogue (about 5 GiB on The Complete Journey); in blocks of rows the lists must not change
+    import recommender.evaluation as ev
+    from recommender.tifuknn import PUBLISHED_PARAMS
+
+    split = make_split(sample_history, temporal_cut(sample_history.timestamps, 30))
+    params = PUBLISHED_PARAMS["tafeng"]
+    monkeypatch.setattr(ev, "BASELINE_BLOCK_CELLS", 1 << 40)  # one block: every customer at once
+    whole = (ev._personal_top_frequency_recs(split, 10), ev._tifu_knn_recs(split, 10, params))
+    monkeypatch.setattr(ev, "BASELINE_BLOCK_CELLS", 7 * len(split.items))  # 7 customers a block
+    blocked = (ev._personal_top_frequency_recs(split, 10), ev._tifu_knn_recs(split, 10, params))
+    assert split.truth["next_purchases"].user_idxs.size > 7 * 3
+    for a, b in zip(whole, blocked, strict=True):
+        np.testing.assert_array_equal(a, b)
