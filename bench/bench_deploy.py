@@ -3,6 +3,7 @@
 Run from the repository root, by hand (never by the test suite), bounded with ``timeout``::
 
     timeout 1200 .venv/bin/python -m bench.bench_deploy [ORDERS_FILE] [--duration 60] [--connections 16]
+        [--rate R]
 
 Needs Debian's ``postgresql`` and ``redis-server``. Setup, not measured: a PostgreSQL server
 (``.ci/postgres.sh``) and a Redis server on free loopback ports, ``giftrec db upgrade``, the orders file
@@ -10,8 +11,14 @@ imported (default: the bundled sample), a model trained, a server and an admin k
 processes on two ports (their own instance folders: they share only PostgreSQL and Redis; Redis is the
 rate-limit storage) and one scheduler (it holds the lease; its jobs are not due during the run).
 
-The load generator (``--generators`` processes, asyncio, ``--connections`` concurrent requests in all)
-assigns connections to the two ports round-robin, as a load balancer does, and sends a realistic mix:
+The load generator (``--generators`` processes, asyncio, ``--connections`` concurrent requests in all,
+``bench/_load.py``) assigns connections to the two ports round-robin, as a load balancer does. By default it
+runs closed loop (each connection sends its next request as soon as the last one returned). With ``--rate
+R`` it runs open loop, as a storefront's visitors arrive: R requests a second over all connections at
+send times drawn in advance (Poisson arrivals, seeded), at most ``--connections`` in flight, and every
+latency counts from the request's scheduled send time, so a request that waited for a free connection
+counts its wait (no coordinated omission); the achieved rate, the late and the dropped requests are
+printed. Either way it sends a realistic mix:
 
 - 55 % recommendations for a customer drawn from a Zipf distribution (s = 1) over every customer with
   orders, so a few come back often and most are asked for once or twice (not in any worker's cache);
@@ -26,15 +33,15 @@ host would run it): the new model is stored in PostgreSQL and both web processes
 new version is recorded from ``/health/ready``.
 
 Printed: the machine and its load average (before and after), per endpoint the requests, req/s, p50 and
-p99 latency (client-side, connect to last byte) and errors (any status that is not 2xx, or a failed
-connection), the hot swap's times, the share of recommendation requests that were a customer's first at
-that process, and the rate-limit check: the counter both processes report for the server key (from
-``X-RateLimit-Remaining``) against the requests sent with it through both ports. One shared budget means
-the two are equal; per-process counters would each show about half. Then the CPU each part used during
-the load (user + system seconds from ``/proc``: each web process with its workers, PostgreSQL with its
-backends, Redis, the scheduler, the training's whole run, the load generators, this process, and the
-rest of the machine's busy time, which is other people's work on a shared host), also as CPU ms per
-request of the run.
+p99 latency (client-side, from the connect, in open loop from the scheduled send, to the last byte) and
+errors (any status that is not 2xx, or a failed connection), the hot swap's times, the share of
+recommendation requests that were a customer's first at that process, and the rate-limit check: the
+counter both processes report for the server key (from ``X-RateLimit-Remaining``) against the requests
+sent with it through both ports. One shared budget means the two are equal; per-process counters would
+each show about half. Then the CPU each part used during the load (user + system seconds from ``/proc``:
+each web process with its workers, PostgreSQL with its backends, Redis, the scheduler, the training's
+whole run, the load generators, this process, and the rest of the machine's busy time, which is other
+people's work on a shared host), also as CPU ms per request of the run.
 
 ``--threads N`` gives each gunicorn worker N threads (its ``gthread`` worker); ``--train-prefix 'nice -n
 19'`` runs the training under that command (docs/deployment.md, web processes on a small host).
@@ -45,7 +52,6 @@ Goals (issue 18): 0 errors; recommendations p99 <= 25 ms at 16 connections; one 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import multiprocessing
 import os
@@ -59,7 +65,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -71,19 +76,21 @@ from bench._common import (
     print_table,
     tree_cpu_seconds,
 )
+from bench._load import (
+    DRAIN_SECONDS,
+    DROPPED,
+    LATE_MS,
+    MIX,
+    SEED,
+    generator,
+    open_loop_summary,
+    poisson_schedule,
+    zipf_cum,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO / "data" / "online_retail_sample.csv.gz"
 RATE_LIMIT = 10_000_000
-SEED = 18
-MIX = (
-    ("recommendations", 0.55),
-    ("similar", 0.15),
-    ("bestsellers", 0.10),
-    ("event write", 0.06),
-    ("order write", 0.04),
-    ("bare Flask /health/live", 0.10),
-)
 
 
 # ---------------------------------------------------------------------------------------------- setup
@@ -156,93 +163,6 @@ def _wait(check: Any, seconds: float, what: str) -> None:
         time.sleep(0.2)
 
 
-# ------------------------------------------------------------------------------------------- the load
-def _zipf_cum(n: int) -> list[float]:
-    return list(accumulate(1.0 / (rank + 1) for rank in range(n)))
-
-
-async def _request(port: int, raw: bytes) -> tuple[int, bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(raw)
-        await writer.drain()
-        data = await reader.read()  # gunicorn's sync workers close after each response
-    finally:
-        writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1]) if head else 0
-    return status, body
-
-
-def _build(kind: str, rng: random.Random, plan: dict[str, Any]) -> bytes:
-    customers, skus = plan["customers"], plan["skus"]
-    who = rng.choices(customers, cum_weights=plan["customer_cum"])[0]
-    sku = rng.choices(skus, cum_weights=plan["sku_cum"])[0]
-    key = plan["server"]
-    body = b""
-    method = "GET"
-    if kind == "recommendations":
-        path = f"/v1/customers/{who}/recommendations?n=10"
-    elif kind == "similar":
-        path = f"/v1/products/{sku}/similar?n=10"
-    elif kind == "bestsellers":
-        path = "/v1/bestsellers?n=10"
-    elif kind == "event write":
-        method, path = "POST", "/v1/events"
-        event = {"id": uuid.uuid4().hex, "type": "view", "sku": sku, "customer_id": who}
-        body = json.dumps({"events": [event]}).encode()
-    elif kind == "order write":
-        method, path = "POST", "/v1/orders"
-        line = {"sku": sku, "quantity": 1, "unit_price": "4.95"}
-        body = json.dumps(
-            {"order_id": f"B-{uuid.uuid4().hex[:20]}", "customer_id": who, "lines": [line]}
-        ).encode()
-    else:
-        path, key = "/health/live", ""
-    headers = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
-    if key:
-        headers.append(f"X-Api-Key: {key}")
-    if body:
-        headers += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
-    return ("\r\n".join(headers) + "\r\n\r\n").encode() + body
-
-
-async def _connection(
-    port: int, until: float, rng: random.Random, plan: dict[str, Any], out: list[tuple[Any, ...]]
-) -> None:
-    kinds = [k for k, _ in MIX]
-    cum = list(accumulate(w for _, w in MIX))
-    while time.monotonic() < until:
-        kind = rng.choices(kinds, cum_weights=cum)[0]
-        raw = _build(kind, rng, plan)
-        started = time.monotonic()
-        try:
-            status, _ = await _request(port, raw)
-        except OSError:
-            status = 0
-        who = raw.split(b" ", 2)[1].decode() if kind == "recommendations" else ""
-        out.append((kind, port, status, (time.monotonic() - started) * 1000.0, started, who))
-
-
-def generator(index: int, plan: dict[str, Any], connections: int, until: float, result: str) -> None:
-    """One load-generating process: ``connections`` loops, each bound to a port round-robin."""
-    out: list[tuple[Any, ...]] = []
-    started = resource.getrusage(resource.RUSAGE_SELF)
-
-    async def main() -> None:
-        loops = []
-        for c in range(connections):
-            rng = random.Random(SEED * 1000 + index * 100 + c)
-            port = plan["ports"][(index * connections + c) % len(plan["ports"])]
-            loops.append(_connection(port, until, rng, plan, out))
-        await asyncio.gather(*loops)
-
-    asyncio.run(main())
-    used = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = used.ru_utime + used.ru_stime - started.ru_utime - started.ru_stime
-    Path(result).write_text(json.dumps({"rows": out, "cpu_seconds": cpu}))
-
-
 # ------------------------------------------------------------------------------------------------ main
 def main() -> None:
     parser = argparse.ArgumentParser(
@@ -250,7 +170,13 @@ def main() -> None:
     )
     parser.add_argument("data", nargs="?", default=str(DEFAULT_DATA))
     parser.add_argument("--duration", type=float, default=60.0)
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--connections", type=int, default=16, help="requests in flight (at most, open loop)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="open loop: requests per second over all connections (Poisson arrivals); default closed loop",
+    )
     parser.add_argument("--generators", type=int, default=2, help="load-generating processes")
     parser.add_argument("--workers", type=int, default=1, help="gunicorn workers per web process")
     parser.add_argument(
@@ -363,22 +289,33 @@ def main() -> None:
         plan = {
             "ports": ports,
             "customers": customers,
-            "customer_cum": _zipf_cum(len(customers)),
+            "customer_cum": zipf_cum(len(customers)),
             "skus": skus,
-            "sku_cum": _zipf_cum(len(skus)),
+            "sku_cum": zipf_cum(len(skus)),
             "server": setup["server"],
+            "generators": args.generators,
+            "duration": args.duration,
+            "schedule": None if args.rate is None else poisson_schedule(args.rate, args.duration, SEED),
         }
+        loop = (
+            f"{args.connections} connections (closed loop)"
+            if args.rate is None
+            else f"open loop at {args.rate:g} req/s ({len(plan['schedule'])} send times drawn), at most "
+            f"{args.connections} in flight"
+        )
         print(
             f"{len(customers)} customers, {len(skus)} SKUs; web processes on ports {ports} serving {before}; "
-            f"{args.connections} connections for {args.duration:.0f} s",
+            f"{loop} for {args.duration:.0f} s",
             flush=True,
         )
         per_gen = [
             args.connections // args.generators + (1 if i < args.connections % args.generators else 0)
             for i in range(args.generators)
         ]
-        load_start = time.monotonic()
+        # Open loop: the generators draw their requests before the first send time.
+        load_start = time.monotonic() + (0.0 if args.rate is None else 1.0)
         until = load_start + args.duration
+        plan["start"] = load_start
         ctx = multiprocessing.get_context("fork")
         results = [work / f"gen{i}.json" for i in range(args.generators)]
         gens = [
@@ -404,7 +341,7 @@ def main() -> None:
         busy_before, self_before = machine_busy_seconds(), resource.getrusage(resource.RUSAGE_SELF)
         for g in gens:
             g.start()
-        time.sleep(args.duration * args.train_at)
+        time.sleep(max(0.0, load_start + args.duration * args.train_at - time.monotonic()))
         train_started = time.monotonic()
         trainer = subprocess.Popen(
             [*args.train_prefix.split(), _bin("giftrec"), "train"],
@@ -440,6 +377,8 @@ def main() -> None:
             self_after.ru_utime + self_after.ru_stime - self_before.ru_utime - self_before.ru_stime
         )
         busy = busy_after - busy_before
+        summary = open_loop_summary(rows, args.duration) if args.rate is not None else None
+        rows = [r for r in rows if r[2] != DROPPED]
         cpu["rest of the machine (not this benchmark)"] = max(0.0, busy - sum(cpu.values()))
 
         # Rate limit: what both processes count for the server key, against what was sent with it.
@@ -481,6 +420,17 @@ def main() -> None:
             f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}"
         )
         print_table(["endpoint", "requests", "req/s", "p50 ms", "p99 ms", "errors"], table)
+        if summary is not None:
+            print(
+                f"\nopen loop: {args.rate:g} req/s asked, {summary['scheduled']} send times in "
+                f"{args.duration:.0f} s ({summary['scheduled'] / args.duration:.1f}/s); answered "
+                f"{summary['answered']} ({summary['achieved_per_s']:.1f} req/s achieved), dropped "
+                f"{summary['dropped']} (no connection free within {DRAIN_SECONDS:.0f} s of the end); "
+                f"late (sent over {LATE_MS:g} ms after its time) {summary['late']}, of which every "
+                f"connection busy {summary['queued']}; wait before the send p50 {summary['wait_p50_ms']:.2f} "
+                f"ms, p99 {summary['wait_p99_ms']:.2f} ms. Latencies count from each request's send time "
+                "as scheduled, the wait included."
+            )
         print(
             f"\nCPU during the load ({busy:.1f} s busy of {args.duration * (os.cpu_count() or 1):.0f} s on "
             f"{os.cpu_count()} cores; the training's whole run, though it may end after the load):"
