@@ -510,17 +510,18 @@ def _popularity_recs(split: Split, task: Task, k: int) -> np.ndarray:
     return _recommend(split.popularity_model(POPULARITY_DAYS), split, split.counts, task, k)
 
 
-#: Cells of the dense (customers x items) scores a baseline holds at once: its customers are scored in
-#: blocks of rows (The Complete Journey: 64 of 2,034 customers over 65,000 items, 32 MiB a block, against
-#: about 5 GiB for all of them at once); each row is scored alone, so the lists do not depend on it.
-BASELINE_BLOCK_CELLS = 1 << 22
+#: Customers x items cells of dense scores held at once, here (the baselines) and by the tuning's
+#: candidates (`recommender.selection`): customers are scored in blocks of rows (The Complete Journey: 64
+#: of 2,034 customers over 65,000 items, 32 MiB a float64 block, against about 5 GiB for all of them at
+#: once); each row is scored alone, so the lists do not depend on it.
+BLOCK_CELLS = 1 << 22
 
 
 def _top_k_in_blocks(
     users: np.ndarray, n_items: int, k: int, scores: Callable[[np.ndarray], np.ndarray]
 ) -> np.ndarray:
     """`top_k_rows` of ``scores(block)`` for blocks of `users`, shape (users.size, k), padded with -1."""
-    size = max(1, BASELINE_BLOCK_CELLS // max(n_items, 1))
+    size = max(1, BLOCK_CELLS // max(n_items, 1))
     ids = np.full((users.size, k), -1, dtype=np.int32)
     for start in range(0, users.size, size):
         ids[start : start + size], _ = top_k_rows(scores(users[start : start + size]), k)

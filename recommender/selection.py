@@ -19,7 +19,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 from recommender.base import NotFittedError
-from recommender.evaluation import TASKS, Metrics, Task, ranking_metrics
+from recommender.evaluation import BLOCK_CELLS, TASKS, Metrics, Task, ranking_metrics
 from recommender.hybrid import DEFAULT_POPULARITY_DAYS, HybridRecommender
 
 __all__ = [
@@ -125,9 +125,9 @@ def candidate_blends(
     return out
 
 
-#: Customers x items cells scored at once: each block's terms and scores are a few float32 arrays of
-#: this many cells (16 MiB each), whatever the catalogue (a 65,000-item shop scores 64 customers at once).
-BLOCK_CELLS = 1 << 22
+# Customers x items cells scored at once (`recommender.evaluation.BLOCK_CELLS`, the baselines' block too):
+# each block's terms and scores are a few float32 arrays of this many cells (16 MiB each), whatever the
+# catalogue (a 65,000-item shop scores 64 customers at once).
 
 
 @dataclass(frozen=True)

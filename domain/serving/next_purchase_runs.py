@@ -37,13 +37,13 @@ from sqlalchemy.orm import Session
 from config import Settings
 from domain.errors import InvalidInput
 from domain.leftovers import held_temp_folder
-from domain.models import Customer, NextPurchaseRun, Order
+from domain.models import NextPurchaseRun, Order
 from domain.models._types import utcnow
 from domain.origin import real_orders
 from domain.serving.artifact_store import load_stored, store_artifact
 from domain.serving.model_runs import LoadFailures, Picked, usable_runs, walk_newest
 from domain.serving.next_purchase import DEFAULT_HORIZON_DAYS, FittedNextPurchase, fit_next_purchase
-from domain.serving.training import finish_run, newest_run, prune_artifacts, serving_run
+from domain.serving.training import finish_run, last_erasure, newest_run, prune_artifacts, serving_run
 from recommender.artifacts import load_pickled_artifact, save_pickled_artifact
 from recommender.base import ArtifactError
 from recommender.next_basket import FEATURES, NextBasketRanker
@@ -197,7 +197,7 @@ def is_next_purchase_stale(session: Session, *, now: dt.datetime | None = None) 
     run = newest_run(session, NextPurchaseRun)
     if run is None:
         return True, "no next-purchase ranker trained yet"
-    erased = session.scalar(select(func.max(Customer.erased_at)))
+    erased = last_erasure(session)
     if erased is not None and erased >= run.started_at:
         return True, f"customers erased since ranker {run.version} was trained"
     newest = session.scalar(

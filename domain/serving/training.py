@@ -52,6 +52,7 @@ __all__ = [
     "find_run",
     "finish_run",
     "is_stale",
+    "last_erasure",
     "list_runs",
     "newest_run",
     "promote",
@@ -268,7 +269,7 @@ def is_stale(session: Session, settings: Settings, *, now: dt.datetime | None = 
         return True, "no trained model yet"
     if run.algorithm != settings.model.algorithm:
         return True, f"serving {run.algorithm}, configured {settings.model.algorithm}"
-    erased = _last_erasure(session)
+    erased = last_erasure(session)
     if erased is not None and run.started_at is not None and erased >= run.started_at:
         return True, f"customers erased since model {run.version} was trained: its factors still hold them"
     seen = run.params.get("watermark") or {}
@@ -419,7 +420,7 @@ def promote(session: Session, version: str, *, actor: str = "cli", kind: type[Ru
     return run
 
 
-def _last_erasure(session: Session) -> dt.datetime | None:
+def last_erasure(session: Session) -> dt.datetime | None:
     """When the most recent customer erasure happened (None: never)."""
     value = session.scalar(select(func.max(Customer.erased_at)))
     return value if isinstance(value, dt.datetime) else None
@@ -444,7 +445,7 @@ def prune_artifacts(session: Session, settings: Settings, *, kind: type[Run] = M
     # A pinned run serves ahead of the runs trained after it: kept however many there are (not past an
     # erasure: the customers' right to be forgotten wins over the pin, and the newest usable run serves).
     doomed = [r for r in usable[keep:] if not r.is_pinned] + [r for r in runs if r.is_rolled_back]
-    erased = _last_erasure(session)
+    erased = last_erasure(session)
     if erased is not None:
         older = [r for r in usable[1:] if r in usable[1:keep] or r.is_pinned]
         doomed += [r for r in older if r.started_at is not None and r.started_at <= erased]

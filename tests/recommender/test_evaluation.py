@@ -259,9 +259,9 @@ def test_dense_baselines_scored_in_blocks_give_the_lists_of_one_block(
 
     split = make_split(sample_history, temporal_cut(sample_history.timestamps, 30))
     params = PUBLISHED_PARAMS["tafeng"]
-    monkeypatch.setattr(ev, "BASELINE_BLOCK_CELLS", 1 << 40)  # one block: every customer at once
+    monkeypatch.setattr(ev, "BLOCK_CELLS", 1 << 40)  # one block: every customer at once
     whole = (ev._personal_top_frequency_recs(split, 10), ev._tifu_knn_recs(split, 10, params))
-    monkeypatch.setattr(ev, "BASELINE_BLOCK_CELLS", 7 * len(split.items))  # 7 customers a block
+    monkeypatch.setattr(ev, "BLOCK_CELLS", 7 * len(split.items))  # 7 customers a block
     blocked = (ev._personal_top_frequency_recs(split, 10), ev._tifu_knn_recs(split, 10, params))
     assert split.truth["next_purchases"].user_idxs.size > 7 * 3
     for a, b in zip(whole, blocked, strict=True):
