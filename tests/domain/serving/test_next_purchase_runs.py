@@ -17,7 +17,8 @@ from api.cli import cli
 from config import Settings
 from domain.db import session_scope
 from domain.errors import Conflict
-from domain.models import AuditLog, ModelArtifactChunk, NextPurchaseRun
+from domain.models import AuditLog, Customer, ModelArtifactChunk, NextPurchaseRun
+from domain.models._types import utcnow
 from domain.serving.artifact_store import store_artifact
 from domain.serving.next_purchase_runs import (
     is_next_purchase_stale,
@@ -155,6 +156,27 @@ def test_old_artifacts_are_pruned_beyond_keep_runs(
             for r in session.scalars(select(NextPurchaseRun).where(NextPurchaseRun.artifact_path.is_(None)))
         ]
     assert left == set(versions[2:]) and kept == versions and sorted(cleared) == versions[:2]
+
+
+def test_an_erasure_prunes_every_ranker_artifact_but_the_serving_one(
+    settings: Settings, sessions: sessionmaker[Session], tmp_path: Path
+):
+    """Security rule: a ranker's artifact holds the lists of every customer it saw; after an erasure only
+    the serving run's (here the pinned one) stays, until the next training, which the staleness check
+    asks for, whatever ``keep_runs`` says."""
+    with session_scope(sessions) as session:
+        versions = [_fake_run(session, tmp_path, n).version for n in range(3)]
+        rollback(session, versions[1], actor="test", kind=NextPurchaseRun)  # pins versions[1]
+    with session_scope(sessions) as session:
+        assert prune_next_purchase_artifacts(session, settings) == [versions[2]]  # rolled back
+        session.add(Customer(external_id="GONE", erased_at=utcnow()))
+    with session_scope(sessions) as session:
+        stale, why = is_next_purchase_stale(session)
+        assert stale and why.startswith("customers erased since ranker")
+        assert prune_next_purchase_artifacts(session, settings) == [versions[0]]
+    with sessions() as session:
+        assert set(session.scalars(select(ModelArtifactChunk.version))) == {versions[1]}
+        assert serving_next_purchase_run(session).version == versions[1]  # type: ignore[union-attr]
 
 
 def test_the_ranker_s_runs_roll_back_pin_promote_and_prune_as_the_models_do(
