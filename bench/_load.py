@@ -13,10 +13,11 @@ import asyncio
 import json
 import random
 import resource
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
 from typing import Any
@@ -143,18 +144,243 @@ def open_loop_summary(rows: Sequence[Row], duration: float) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------ the requests
-async def request(port: int, raw: bytes) -> tuple[int, bytes]:
-    """Send one raw HTTP/1.1 request on a new connection; (status, body), status 0 on a bad answer."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+class ResponseError(ConnectionError):
+    """The connection ended, or sent bytes that are not an HTTP/1.1 response, before the answer was whole."""
+
+
+def parse_response(buf: bytes | bytearray, eof: bool = False) -> tuple[int, bytes, int, bool] | None:
+    """The first whole response in `buf`: (status, body, bytes it took, whether the server closes the
+    connection after it), or None while it is incomplete.
+
+    The body is framed by Content-Length, by chunks (``Transfer-Encoding: chunked``), or, with neither, by
+    the end of the connection (`eof`: the server has closed). Interim 1xx responses are skipped; 204 and
+    304 have no body. Raises :class:`ResponseError` on bytes that are no response, or on `eof` before the
+    response is whole.
+    """
+    start = 0
+    while True:
+        head_end = buf.find(b"\r\n\r\n", start)
+        if head_end < 0:
+            break
+        lines = bytes(buf[start:head_end]).split(b"\r\n")
+        first = lines[0].split(b" ", 2)
+        if len(first) < 2 or not first[0].startswith(b"HTTP/1.") or not first[1].isdigit():
+            raise ResponseError(f"not an HTTP/1.1 status line: {lines[0][:80]!r}")
+        status = int(first[1])
+        length: int | None = None
+        chunked = False
+        close = first[0] == b"HTTP/1.0"
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif name == b"connection":
+                tokens = {t.strip() for t in value.lower().split(b",")}
+                close = b"close" in tokens or (close and b"keep-alive" not in tokens)
+        body_start = head_end + 4
+        if 100 <= status < 200:  # interim (100 Continue): the response follows
+            start = body_start
+            continue
+        if status in (204, 304):
+            return status, b"", body_start, close
+        if chunked:
+            return _chunked(buf, body_start, status, close, eof)
+        if length is not None:
+            if len(buf) >= body_start + length:
+                return status, bytes(buf[body_start : body_start + length]), body_start + length, close
+            break
+        if eof:  # framed by the end of the connection
+            return status, bytes(buf[body_start:]), len(buf), True
+        return None
+    if eof:
+        raise ResponseError(f"the connection ended {len(buf)} bytes into the response")
+    return None
+
+
+def _chunked(
+    buf: bytes | bytearray, pos: int, status: int, close: bool, eof: bool
+) -> tuple[int, bytes, int, bool] | None:
+    body = bytearray()
+    while True:
+        line_end = buf.find(b"\r\n", pos)
+        if line_end < 0:
+            break
+        size = int(bytes(buf[pos:line_end]).split(b";", 1)[0], 16)
+        if size == 0:  # the last chunk, then trailer fields up to an empty line
+            if buf[line_end + 2 : line_end + 4] == b"\r\n":
+                return status, bytes(body), line_end + 4, close
+            trailers_end = buf.find(b"\r\n\r\n", line_end + 2)
+            if trailers_end < 0:
+                break
+            return status, bytes(body), trailers_end + 4, close
+        if len(buf) < line_end + 2 + size + 2:
+            break
+        body += buf[line_end + 2 : line_end + 2 + size]
+        pos = line_end + 2 + size + 2
+    if eof:
+        raise ResponseError("the connection ended inside a chunked body")
+    return None
+
+
+class Connection(asyncio.Protocol):
+    """One HTTP/1.1 client connection: one request at a time, its response read to the last byte (framed by
+    :func:`parse_response`); kept for the next request unless either side closes it."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self._buf = bytearray()
+        self._waiter: asyncio.Future[tuple[int, bytes, bool]] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a stream transport (uvloop's is no subclass)
+
+    def data_received(self, data: bytes) -> None:
+        if self._waiter is None or self._waiter.done():  # bytes no request asked for: never reuse
+            self.close()
+            return
+        self._buf += data
+        self._settle(eof=False)
+
+    def eof_received(self) -> bool:
+        self.closed = True
+        self._settle(eof=True)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._settle(eof=True)
+
+    def _settle(self, eof: bool) -> None:
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        try:
+            answer = parse_response(self._buf, eof)
+        except (ResponseError, ValueError) as exc:
+            self.close()
+            waiter.set_exception(ResponseError(str(exc)))
+            return
+        if answer is not None:
+            status, body, used, close = answer
+            if used != len(self._buf):  # more than one response: nothing asked for the rest
+                close = True
+            self._buf.clear()
+            waiter.set_result((status, body, close))
+
+    def reusable(self) -> bool:
+        """Open at both ends as far as this side can tell without sending: no close seen by the event loop,
+        and none (nor any stray byte) waiting in the socket, which a peek finds before the loop does."""
+        if self.closed:
+            return False
+        try:
+            self.sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        return False  # b"": the server has closed; bytes: a stray answer
+
+    async def exchange(self, raw: bytes) -> tuple[int, bytes, bool]:
+        """Send one request; (status, body, whether the connection is closed after it)."""
+        assert self.transport is not None and self._waiter is None
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            self.transport.write(raw)
+            status, body, close = await self._waiter
+        finally:
+            self._waiter = None
+        if close:
+            self.close()
+        return status, body, self.closed
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def connect(port: int, host: str = "127.0.0.1") -> Connection:
+    """A new connection to `host`:`port`, on a socket of our own (:meth:`Connection.reusable` peeks)."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        writer.write(raw)
-        await writer.drain()
-        data = await reader.read()  # the request says Connection: close
-    finally:
-        writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1]) if head else 0
-    return status, body
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        await loop.sock_connect(sock, (host, port))
+        conn = Connection(sock)
+        await loop.create_connection(lambda: conn, sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+    return conn
+
+
+@dataclass
+class Upstream:
+    """The requests to one port, as a load balancer sends them: a new connection for each request
+    (``Connection: close`` in the request), or, with `keep_alive`, kept connections reused, the last used
+    first (an nginx ``upstream`` with ``keepalive``).
+
+    A kept connection the server closed while it was idle (its keep-alive timeout) is found before the
+    send and replaced: nothing was sent on it, so the request goes once on a new connection. A request
+    whose connection fails after it was sent is not sent again (a write may have been done): its status
+    is 0, an error, as is a failed connect."""
+
+    port: int
+    keep_alive: bool = False
+    host: str = "127.0.0.1"
+    idle: list[Connection] = field(default_factory=list)
+    #: connections opened; the kept ones closed by the server's ``Connection: close``, found closed (or
+    #: with stray bytes) before a send, and requests failed (their connection is dropped)
+    connects: int = 0
+    told_close: int = 0
+    stale: int = 0
+    failed: int = 0
+
+    async def fetch(self, raw: bytes) -> tuple[int, bytes]:
+        """(status, body) of one request; status 0 when the connection failed."""
+        conn = None
+        while self.idle and conn is None:
+            conn = self.idle.pop()
+            if not conn.reusable():
+                conn.close()
+                conn = None
+                self.stale += 1
+        try:
+            if conn is None:
+                self.connects += 1
+                conn = await connect(self.port, self.host)
+            status, body, closed = await conn.exchange(raw)
+        except OSError:
+            self.failed += 1
+            if conn is not None:
+                conn.close()
+            return 0, b""
+        if not self.keep_alive:
+            conn.close()
+        elif closed:
+            self.told_close += 1
+        else:
+            self.idle.append(conn)
+        return status, body
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "connects": self.connects,
+            "told_close": self.told_close,
+            "stale": self.stale,
+            "failed": self.failed,
+        }
+
+    def close(self) -> None:
+        for conn in self.idle:
+            conn.close()
+        self.idle.clear()
 
 
 def build(kind: str, rng: random.Random, plan: dict[str, Any]) -> bytes:
@@ -183,7 +409,9 @@ def build(kind: str, rng: random.Random, plan: dict[str, Any]) -> bytes:
         ).encode()
     else:
         path, key = "/health/live", ""
-    headers = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
+    headers = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
+    if not plan.get("keep_alive"):
+        headers.append("Connection: close")
     if key:
         headers.append(f"X-Api-Key: {key}")
     if body:
@@ -191,67 +419,93 @@ def build(kind: str, rng: random.Random, plan: dict[str, Any]) -> bytes:
     return ("\r\n".join(headers) + "\r\n\r\n").encode() + body
 
 
+_KINDS = [k for k, _ in MIX]
+_KINDS_CUM = list(accumulate(w for _, w in MIX))
+
+
 def _draw(rng: random.Random, plan: dict[str, Any]) -> tuple[str, bytes, str]:
-    kinds = [k for k, _ in MIX]
-    kind = rng.choices(kinds, cum_weights=list(accumulate(w for _, w in MIX)))[0]
+    kind = rng.choices(_KINDS, cum_weights=_KINDS_CUM)[0]
     raw = build(kind, rng, plan)
     who = raw.split(b" ", 2)[1].decode() if kind == "recommendations" else ""
     return kind, raw, who
 
 
-async def _status(port: int, raw: bytes) -> int:
-    try:
-        return (await request(port, raw))[0]
-    except OSError:
-        return 0
-
-
-async def _closed(port: int, until: float, rng: random.Random, plan: dict[str, Any], out: list[Row]) -> None:
+async def _closed(
+    upstream: Upstream, until: float, rng: random.Random, plan: dict[str, Any], out: list[Row]
+) -> None:
+    port = upstream.port
     while time.monotonic() < until:
         kind, raw, who = _draw(rng, plan)
         started = time.monotonic()
-        status = await _status(port, raw)
+        status = (await upstream.fetch(raw))[0]
         out.append((kind, port, status, (time.monotonic() - started) * 1000.0, started, who, 0.0, False))
 
 
-async def _open(index: int, plan: dict[str, Any], slots: int, out: list[Row]) -> None:
-    """This generator's share of the schedule: every ``generators``-th arrival, ports alternating."""
+async def _open(
+    index: int, plan: dict[str, Any], slots: int, out: list[Row], upstreams: list[Upstream]
+) -> None:
+    """This generator's share of the schedule: every ``generators``-th arrival, ports alternating, each
+    port's requests through its `upstreams` entry (with keep-alive, a pool of kept connections that any
+    free slot uses: at most `slots` requests in flight, so at most that many connections)."""
     rng = random.Random(SEED * 1000 + index)
-    ports, start = plan["ports"], plan["start"]
+    start = plan["start"]
     mine = plan["schedule"][index :: plan["generators"]]
-    drawn = [(*_draw(rng, plan), ports[k % len(ports)]) for k in range(len(mine))]
+    drawn = [(*_draw(rng, plan), upstreams[k % len(upstreams)]) for k in range(len(mine))]
     deadline = start + plan["duration"] + DRAIN_SECONDS
 
     async def send(i: int) -> int:
-        return await _status(drawn[i][3], drawn[i][1])
+        return (await drawn[i][3].fetch(drawn[i][1]))[0]
 
     for s in await open_loop([start + t for t in mine], slots, send, deadline=deadline):
-        kind, _, who, port = drawn[s.index]
+        kind, _, who, upstream = drawn[s.index]
         latency, wait = s.latency_ms, s.wait_ms
         if latency is None or wait is None:
-            out.append((kind, port, DROPPED, 0.0, s.scheduled, who, 0.0, s.queued))
+            out.append((kind, upstream.port, DROPPED, 0.0, s.scheduled, who, 0.0, s.queued))
         else:
-            out.append((kind, port, s.result, latency, s.scheduled, who, wait, s.queued))
+            out.append((kind, upstream.port, s.result, latency, s.scheduled, who, wait, s.queued))
+
+
+def connection_summary(stats: Sequence[dict[str, int]]) -> dict[str, int]:
+    """The connections' counts of several :class:`Upstream` (or generators) added up."""
+    total = {"connects": 0, "told_close": 0, "stale": 0, "failed": 0}
+    for one in stats:
+        for name in total:
+            total[name] += one[name]
+    return total
 
 
 def generator(index: int, plan: dict[str, Any], connections: int, until: float, result: str) -> None:
-    """One load-generating process: ``connections`` closed loops bound to the ports round-robin, or, with
-    ``plan["schedule"]``, its share of the open-loop arrivals with ``connections`` requests in flight."""
+    """One load-generating process: ``connections`` closed loops bound to the ports round-robin, each with
+    its own connection(s), or, with ``plan["schedule"]``, its share of the open-loop arrivals with
+    ``connections`` requests in flight. ``plan["keep_alive"]`` keeps the connections (else one per
+    request); ``plan["uvloop"]`` runs the event loop of uvloop."""
     out: list[Row] = []
+    upstreams: list[Upstream] = []
     started = resource.getrusage(resource.RUSAGE_SELF)
+    keep = bool(plan.get("keep_alive"))
 
     async def main() -> None:
         if plan.get("schedule") is not None:
-            await _open(index, plan, connections, out)
-            return
-        loops = []
-        for c in range(connections):
-            rng = random.Random(SEED * 1000 + index * 100 + c)
-            port = plan["ports"][(index * connections + c) % len(plan["ports"])]
-            loops.append(_closed(port, until, rng, plan, out))
-        await asyncio.gather(*loops)
+            upstreams.extend(Upstream(port, keep) for port in plan["ports"])
+            await _open(index, plan, connections, out, upstreams)
+        else:
+            loops = []
+            for c in range(connections):
+                rng = random.Random(SEED * 1000 + index * 100 + c)
+                port = plan["ports"][(index * connections + c) % len(plan["ports"])]
+                upstreams.append(Upstream(port, keep))
+                loops.append(_closed(upstreams[-1], until, rng, plan, out))
+            await asyncio.gather(*loops)
+        for upstream in upstreams:
+            upstream.close()
 
-    asyncio.run(main())
+    if plan.get("uvloop"):
+        import uvloop
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
     used = resource.getrusage(resource.RUSAGE_SELF)
     cpu = used.ru_utime + used.ru_stime - started.ru_utime - started.ru_stime
-    Path(result).write_text(json.dumps({"rows": out, "cpu_seconds": cpu}))
+    stats = connection_summary([u.stats() for u in upstreams])
+    Path(result).write_text(json.dumps({"rows": out, "cpu_seconds": cpu, "connections": stats}))

@@ -3,7 +3,7 @@
 Run from the repository root, by hand (never by the test suite), bounded with ``timeout``::
 
     timeout 1200 .venv/bin/python -m bench.bench_deploy [ORDERS_FILE] [--duration 60] [--connections 16]
-        [--rate R]
+        [--rate R] [--keep-alive] [--loop uvloop|asyncio]
 
 Needs Debian's ``postgresql`` and ``redis-server``. Setup, not measured: a PostgreSQL server
 (``.ci/postgres.sh``) and a Redis server on free loopback ports, ``giftrec db upgrade``, the orders file
@@ -11,13 +11,20 @@ imported (default: the bundled sample), a model trained, a server and an admin k
 processes on two ports (their own instance folders: they share only PostgreSQL and Redis; Redis is the
 rate-limit storage) and one scheduler (it holds the lease; its jobs are not due during the run).
 
-The load generator (``--generators`` processes, asyncio, ``--connections`` concurrent requests in all,
-``bench/_load.py``) assigns connections to the two ports round-robin, as a load balancer does. By default it
-runs closed loop (each connection sends its next request as soon as the last one returned). With ``--rate
-R`` it runs open loop, as a storefront's visitors arrive: R requests a second over all connections at
-send times drawn in advance (Poisson arrivals, seeded), at most ``--connections`` in flight, and every
-latency counts from the request's scheduled send time, so a request that waited for a free connection
-counts its wait (no coordinated omission); the achieved rate, the late and the dropped requests are
+The load generator (``--generators`` processes, asyncio on uvloop, or ``--loop asyncio``, ``--connections``
+concurrent requests in all, ``bench/_load.py``) assigns connections to the two ports round-robin, as a
+load balancer does. By default each request goes on a new connection (``Connection: close``), as in the
+figures measured before ``--keep-alive`` existed. With ``--keep-alive`` the connections are kept,
+HTTP/1.1, as a load balancer keeps its upstream connections (nginx ``keepalive``, docs/deployment.md): in
+closed loop each connection has its own kept connection to its port, in open loop each port a pool of
+them that any free slot uses. A kept connection that the server closes (``Connection: close``, or closed
+while idle, found before the send) is replaced and counted; a request whose connection fails after it was
+sent is an error, never sent again. By default it runs closed loop (each connection sends its next
+request as soon as the last one returned). With ``--rate R`` it runs open loop, as a storefront's
+visitors arrive: R requests a second over all connections at send times drawn in advance (Poisson
+arrivals, seeded), at most ``--connections`` in flight, and every latency counts from the request's
+scheduled send time, so a request that waited for a free connection counts its wait (no coordinated
+omission); the achieved rate, the late and the dropped requests are
 printed. Either way it sends a realistic mix:
 
 - 55 % recommendations for a customer drawn from a Zipf distribution (s = 1) over every customer with
@@ -32,10 +39,12 @@ host would run it): the new model is stored in PostgreSQL and both web processes
 ``model.reload_interval`` (set to ``--reload-interval``), under load. The moment each process serves the
 new version is recorded from ``/health/ready``.
 
-Printed: the machine and its load average (before and after), per endpoint the requests, req/s, p50 and
-p99 latency (client-side, from the connect, in open loop from the scheduled send, to the last byte) and
+Printed: the machine and its load average (before and after), the connection mode and the connections
+opened, per endpoint the requests, req/s, p50 and p99 latency (client-side, from the send, a new
+connection's connect included, in open loop from the scheduled send, to the last byte) and
 errors (any status that is not 2xx, or a failed connection), the hot swap's times, the share of
-recommendation requests that were a customer's first at that process, and the rate-limit check: the
+recommendation requests that were a customer's first at that process, recommendations' p50 and p99 within
+2 s of a swap and outside that window, and the rate-limit check: the
 counter both processes report for the server key (from ``X-RateLimit-Remaining``) against the requests
 sent with it through both ports. One shared budget means the two are equal; per-process counters would
 each show about half. Then the CPU each part used during the load (user + system seconds from ``/proc``:
@@ -43,8 +52,11 @@ each web process with its workers, PostgreSQL with its backends, Redis, the sche
 whole run, the load generators, this process, and the rest of the machine's busy time, which is other
 people's work on a shared host), also as CPU ms per request of the run.
 
-``--threads N`` gives each gunicorn worker N threads (its ``gthread`` worker); ``--train-prefix 'nice -n
-19'`` runs the training under that command (docs/deployment.md, web processes on a small host).
+``--threads N`` gives each gunicorn worker N threads (its ``gthread`` worker; the ``sync`` worker of
+``--threads 1`` closes every connection, so ``--keep-alive`` then reconnects for every request). The web
+processes keep an idle connection for the deployment's ``keepalive`` (api/gunicorn_conf.py).
+``--train-prefix 'nice -n 19'`` runs the training under that command (docs/deployment.md, web processes
+on a small host).
 
 Goals (issue 18): 0 errors; recommendations p99 <= 25 ms at 16 connections; one rate-limit budget.
 """
@@ -82,6 +94,7 @@ from bench._load import (
     LATE_MS,
     MIX,
     SEED,
+    connection_summary,
     generator,
     open_loop_summary,
     poisson_schedule,
@@ -163,6 +176,21 @@ def _wait(check: Any, seconds: float, what: str) -> None:
         time.sleep(0.2)
 
 
+def _connections_line(conns: dict[str, int], requests: int, args: argparse.Namespace) -> str:
+    """What the load generators' connections did: opened, and why kept ones were replaced."""
+    opened = f"{conns['connects']} connections opened for {requests} requests"
+    failed = f"{conns['failed']} requests failed on their connection (errors, not sent again)"
+    if not args.keep_alive:
+        return f"connections: a new one per request: {opened}; {failed}"
+    reconnects = conns["told_close"] + conns["stale"] + conns["failed"]
+    return (
+        f"connections: kept (HTTP/1.1): {opened}; {reconnects} reconnects: after the server's "
+        f"Connection: close {conns['told_close']}, found closed before a send {conns['stale']} (the "
+        f"request then went on a new connection, sent once), after a failed request {conns['failed']}; "
+        f"{failed}"
+    )
+
+
 # ------------------------------------------------------------------------------------------------ main
 def main() -> None:
     parser = argparse.ArgumentParser(
@@ -176,6 +204,17 @@ def main() -> None:
         type=float,
         default=None,
         help="open loop: requests per second over all connections (Poisson arrivals); default closed loop",
+    )
+    parser.add_argument(
+        "--keep-alive",
+        action="store_true",
+        help="keep each connection (HTTP/1.1) for its next requests; default: a new connection per request",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="the load generators' event loop (uvloop takes less of the machine's CPU)",
     )
     parser.add_argument("--generators", type=int, default=2, help="load-generating processes")
     parser.add_argument("--workers", type=int, default=1, help="gunicorn workers per web process")
@@ -258,6 +297,8 @@ def main() -> None:
             .stdout.strip()
             .splitlines()[-1]
         )
+        from api.gunicorn_conf import keepalive as gunicorn_keepalive
+
         ports = [_free_port(), _free_port()]
         for n, port in enumerate(ports):
             own = dict(
@@ -266,7 +307,7 @@ def main() -> None:
                 GIFTREC_MODEL_ARTIFACT_DIR=str(work / f"web{n}" / "models"),
             )
             gunicorn = [_bin("gunicorn"), "--workers", str(args.workers), "--threads", str(args.threads)]
-            gunicorn += ["--bind", f"127.0.0.1:{port}"]
+            gunicorn += ["--bind", f"127.0.0.1:{port}", "--keep-alive", str(gunicorn_keepalive)]
             procs.append(
                 subprocess.Popen([*gunicorn, "api.wsgi:app"], env=own, cwd=REPO, stderr=subprocess.DEVNULL)
             )
@@ -296,6 +337,8 @@ def main() -> None:
             "generators": args.generators,
             "duration": args.duration,
             "schedule": None if args.rate is None else poisson_schedule(args.rate, args.duration, SEED),
+            "keep_alive": args.keep_alive,
+            "uvloop": args.loop == "uvloop",
         }
         loop = (
             f"{args.connections} connections (closed loop)"
@@ -303,9 +346,14 @@ def main() -> None:
             else f"open loop at {args.rate:g} req/s ({len(plan['schedule'])} send times drawn), at most "
             f"{args.connections} in flight"
         )
+        mode = (
+            f"kept HTTP/1.1 connections (gunicorn keepalive {gunicorn_keepalive} s)"
+            if args.keep_alive
+            else "a new connection per request (Connection: close)"
+        )
         print(
             f"{len(customers)} customers, {len(skus)} SKUs; web processes on ports {ports} serving {before}; "
-            f"{loop} for {args.duration:.0f} s",
+            f"{loop} for {args.duration:.0f} s; {mode}; generators on {args.loop}",
             flush=True,
         )
         per_gen = [
@@ -369,10 +417,13 @@ def main() -> None:
         cpu = {name: cpu_after[name] - cpu_before[name] for name in components}
         cpu["training (giftrec train)"] = trained.ru_utime + trained.ru_stime
         cpu[f"load generators ({args.generators} processes)"] = 0.0
+        conn_stats = []
         for r in results:
             result = json.loads(r.read_text())
             rows.extend(tuple(x) for x in result["rows"])
             cpu[f"load generators ({args.generators} processes)"] += result["cpu_seconds"]
+            conn_stats.append(result["connections"])
+        conns = connection_summary(conn_stats)
         cpu["this benchmark (swap monitor)"] = (
             self_after.ru_utime + self_after.ru_stime - self_before.ru_utime - self_before.ru_stime
         )
@@ -420,6 +471,7 @@ def main() -> None:
             f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}"
         )
         print_table(["endpoint", "requests", "req/s", "p50 ms", "p99 ms", "errors"], table)
+        print(f"\n{_connections_line(conns, len(rows), args)}")
         if summary is not None:
             print(
                 f"\nopen loop: {args.rate:g} req/s asked, {summary['scheduled']} send times in "
@@ -454,13 +506,16 @@ def main() -> None:
             f"\nrecommendations: {len({r[5] for r in recs})} distinct customers in {len(recs)} requests; "
             f"{first / max(1, len(recs)):.0%} were the customer's first request at that web process"
         )
-        swap_recs = [r for r in recs if any(abs(r[4] - load_start - s) <= 2.0 for s in swapped.values())]
-        if swap_recs:
-            lat = [r[3] for r in swap_recs]
-            print(
-                f"  within 2 s of a swap: {len(lat)} requests, p50 {percentile(lat, 50):.1f} ms, "
-                f"p99 {percentile(lat, 99):.1f} ms"
-            )
+        near = [any(abs(r[4] - load_start - s) <= 2.0 for s in swapped.values()) for r in recs]
+        for label, part in (
+            ("within 2 s of a swap", [r[3] for r, n in zip(recs, near, strict=True) if n]),
+            ("outside that window", [r[3] for r, n in zip(recs, near, strict=True) if not n]),
+        ):
+            if part:
+                print(
+                    f"  {label}: {len(part)} requests, p50 {percentile(part, 50):.1f} ms, "
+                    f"p99 {percentile(part, 99):.1f} ms"
+                )
         print(
             f"hot swap: training started at {train_started - load_start:.1f} s "
             f"(exit {trainer.returncode}); new version {new_version}; served from "

@@ -1,15 +1,29 @@
-"""The deployment benchmark's open loop: its send times and its latency bookkeeping, on a virtual clock."""
+"""The deployment benchmark's load generator: the open loop's send times and latency bookkeeping, on a virtual
+clock; its HTTP/1.1 connections (one per request, or kept), against a real server on loopback."""
 
 from __future__ import annotations
 
 import asyncio
+import select
 import selectors
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 
-from bench._load import DROPPED, LATE_MS, Sent, open_loop, open_loop_summary, poisson_schedule
+from bench._load import (
+    DROPPED,
+    LATE_MS,
+    ResponseError,
+    Sent,
+    Upstream,
+    build,
+    open_loop,
+    open_loop_summary,
+    parse_response,
+    poisson_schedule,
+)
 
 
 class _VirtualSelector(selectors.DefaultSelector):
@@ -110,3 +124,306 @@ def test_the_summary_counts_dropped_and_late_requests_apart_from_the_answered() 
     assert summary["achieved_per_s"] == pytest.approx(1.5)
     assert summary["late"] == 1
     assert summary["queued"] == 2
+
+
+# ------------------------------------------------------------------------------------- the connections
+class _Server:
+    """A real HTTP/1.1 server on a loopback port, in a thread with its own event loop (so that a test can
+    hold the client's loop while the server acts). Each response's body is ``n`` and the request's number,
+    from 1.
+
+    `close_after` N: the Nth response on a connection is its last (with ``Connection: close`` when
+    `say_close`, else the server just closes after it). `drop`: numbers of requests read and then
+    answered by closing the connection. `split`: each response is written in four pieces, cut inside the
+    status line, inside the blank line that ends the head and inside the body (or a chunk's size line),
+    each after the test sets the matching `gates` event."""
+
+    def __init__(
+        self,
+        close_after: int = 0,
+        say_close: bool = True,
+        drop: frozenset[int] = frozenset(),
+        split: bool = False,
+        chunked: bool = False,
+    ) -> None:
+        self.close_after, self.say_close, self.drop = close_after, say_close, drop
+        self.chunked = chunked
+        self.gates = [threading.Event() for _ in range(3 if split else 0)]
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self._writers: list[asyncio.StreamWriter] = []
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        self._loop.run_until_complete(self._server.wait_closed())
+        self._loop.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._writers.append(writer)
+        served = 0
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                self.requests.append(head + await reader.readexactly(length))
+                number = len(self.requests)
+                if number in self.drop:
+                    break
+                served += 1
+                last = served == self.close_after or b"connection: close" in head.lower()
+                await self._respond(writer, b"n%d" % number, last and self.say_close)
+                if last:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    async def _respond(self, writer: asyncio.StreamWriter, body: bytes, close: bool) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+        if close:
+            head += b"Connection: close\r\n"
+        if self.chunked:  # the body in two chunks, then a trailer field
+            half = len(body) // 2
+            data = head + b"Transfer-Encoding: chunked\r\n\r\n"
+            data += b"%x;ext=1\r\n%s\r\n%x\r\n%s\r\n0\r\nX-Trailer: 1\r\n\r\n" % (
+                half,
+                body[:half],
+                len(body) - half,
+                body[half:],
+            )
+        else:
+            data = head + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        head_end = data.index(b"\r\n\r\n") + 4
+        start = 0
+        cuts = (7, head_end - 2, head_end + 1)[: len(self.gates)]
+        for cut, gate in zip(cuts, self.gates, strict=True):
+            writer.write(data[start:cut])
+            await writer.drain()
+            await asyncio.to_thread(gate.wait, 10)
+            start = cut
+        writer.write(data[start:])
+        await writer.drain()
+
+    def close_idle(self) -> None:
+        """Close every connection, as gunicorn closes one idle past its keepalive; return when closed."""
+
+        async def close() -> None:
+            for writer in self._writers:
+                writer.close()
+            for writer in self._writers:
+                try:
+                    await writer.wait_closed()
+                except ConnectionError:
+                    pass
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._server.close)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., _Server]]:
+    servers: list[_Server] = []
+
+    def start(**kwargs: Any) -> _Server:
+        servers.append(_Server(**kwargs))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    if name == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        return uvloop.new_event_loop  # type: ignore[no-any-return]
+    return asyncio.new_event_loop
+
+
+LOOPS = ["asyncio", "uvloop"]  # the load generators run on either (bench_deploy --loop)
+
+
+def _run_client(loop: str, upstream: Upstream, main: Callable[[], Awaitable[Any]]) -> Any:
+    """Run `main` on a new event loop of that kind; `upstream`'s kept connections are closed after it."""
+
+    async def run() -> Any:
+        try:
+            return await main()
+        finally:
+            upstream.close()
+            await asyncio.sleep(0)  # the transports' close runs
+
+    with asyncio.Runner(loop_factory=_loop_factory(loop)) as runner:
+        return runner.run(run())
+
+
+def _get(n: int = 0, keep_alive: bool = True) -> bytes:
+    close = b"" if keep_alive else b"Connection: close\r\n"
+    return b"GET /%d HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n" % (n, close)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_by_default_each_request_has_a_connection_of_its_own(serve: Any, loop: str) -> None:
+    server = serve()
+    upstream = Upstream(server.port)
+
+    async def main() -> list[tuple[int, bytes]]:
+        return [await upstream.fetch(_get(n, keep_alive=False)) for n in range(3)]
+
+    assert _run_client(loop, upstream, main) == [(200, b"n1"), (200, b"n2"), (200, b"n3")]
+    assert server.connections == 3
+    assert upstream.stats() == {"connects": 3, "told_close": 0, "stale": 0, "failed": 0}
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_kept_connection_serves_request_after_request_and_is_replaced_when_the_server_says_close(
+    serve: Any, loop: str
+) -> None:
+    server = serve(close_after=3)
+    upstream = Upstream(server.port, keep_alive=True)
+
+    async def main() -> list[tuple[int, bytes]]:
+        return [await upstream.fetch(_get(n)) for n in range(7)]
+
+    assert _run_client(loop, upstream, main) == [(200, b"n%d" % n) for n in range(1, 8)]
+    assert server.connections == 3  # 3 + 3 + 1
+    assert upstream.stats() == {"connects": 3, "told_close": 2, "stale": 0, "failed": 0}
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_response_split_across_reads_is_read_to_its_last_byte(serve: Any, loop: str, chunked: bool) -> None:
+    server = serve(split=True, chunked=chunked)
+    upstream = Upstream(server.port, keep_alive=True)
+
+    async def main() -> list[tuple[int, bytes]]:
+        answers = []
+        for n in range(2):
+            task = asyncio.create_task(upstream.fetch(_get(n)))
+            for gate in server.gates:
+                await asyncio.sleep(0.02)  # the client has had its chance to read what was sent so far
+                assert not task.done()
+                gate.set()
+            answers.append(await task)
+            for gate in server.gates:
+                gate.clear()
+        return answers
+
+    assert _run_client(loop, upstream, main) == [(200, b"n1"), (200, b"n2")]
+    assert upstream.stats()["connects"] == 1  # read by its framing, not by the end of the connection
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_kept_connection_the_server_closed_while_idle_is_replaced_and_the_request_sent_once(
+    serve: Any, loop: str
+) -> None:
+    server = serve()
+    upstream = Upstream(server.port, keep_alive=True)
+
+    async def main() -> list[tuple[int, bytes]]:
+        first = await upstream.fetch(_get(1))
+        server.close_idle()
+        # The close reaches this side's socket while its event loop is held here, so only a look at the
+        # socket before the send can tell that the kept connection is gone.
+        idle = upstream.idle[0]
+        assert select.select([idle.sock], [], [], 10)[0] and not idle.closed
+        return [first, await upstream.fetch(_get(2))]
+
+    assert _run_client(loop, upstream, main) == [(200, b"n1"), (200, b"n2")]
+    assert len(server.requests) == 2
+    assert upstream.stats() == {"connects": 2, "told_close": 0, "stale": 1, "failed": 0}
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_request_whose_connection_closes_after_it_was_sent_is_an_error_and_not_sent_again(
+    serve: Any, loop: str
+) -> None:
+    server = serve(drop=frozenset({2}), close_after=0)
+    upstream = Upstream(server.port, keep_alive=True)
+
+    async def main() -> list[tuple[int, bytes]]:
+        return [await upstream.fetch(_get(n)) for n in range(3)]
+
+    assert _run_client(loop, upstream, main) == [(200, b"n1"), (0, b""), (200, b"n3")]
+    assert len(server.requests) == 3  # the failed one was read once, never again
+    assert upstream.stats() == {"connects": 2, "told_close": 0, "stale": 0, "failed": 1}
+
+
+def test_a_server_that_closes_without_saying_so_after_each_response_costs_reconnects_not_errors(
+    serve: Any,
+) -> None:
+    server = serve(close_after=1, say_close=False)
+    upstream = Upstream(server.port, keep_alive=True)
+
+    async def main() -> list[int]:
+        statuses = []
+        for n in range(5):
+            statuses.append((await upstream.fetch(_get(n)))[0])
+            # as a closed loop between two requests: the loop runs, and the close is seen (or peeked)
+            await asyncio.sleep(0.01)
+        return statuses
+
+    assert _run_client("asyncio", upstream, main) == [200] * 5
+    assert upstream.stats()["failed"] == 0 and upstream.stats()["connects"] == 5
+
+
+def test_requests_ask_the_server_to_close_only_without_keep_alive() -> None:
+    import random
+
+    plan = {
+        "customers": ["17850"],
+        "customer_cum": [1.0],
+        "skus": ["85123A"],
+        "sku_cum": [1.0],
+        "server": "key",
+    }
+    for kind in ("recommendations", "order write", "bare Flask /health/live"):
+        closing = build(kind, random.Random(1), plan)
+        kept = build(kind, random.Random(1), {**plan, "keep_alive": True})
+        head = closing.split(b"\r\n\r\n")[0]  # a write's body has a new random id each time
+        assert b"\r\nConnection: close\r\n" in head + b"\r\n"
+        assert kept.split(b"\r\n\r\n")[0] == head.replace(b"\r\nConnection: close", b"")
+
+
+def test_responses_are_framed_by_length_chunks_or_the_end_of_the_connection() -> None:
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+    assert parse_response(ok) == (200, b"hello", len(ok), False)
+    assert parse_response(ok[:-1]) is None
+    assert parse_response(ok + b"HTTP/1.1")[2] == len(ok)
+    chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: Chunked\r\n\r\n2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n"
+    assert parse_response(chunked) == (200, b"hello", len(chunked), False)
+    assert parse_response(chunked[:-2]) is None
+    interim = b"HTTP/1.1 100 Continue\r\n\r\n" + ok
+    assert parse_response(interim) == (200, b"hello", len(interim), False)
+    no_content = b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
+    assert parse_response(no_content) == (204, b"", len(no_content), True)
+    old = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhi"
+    assert parse_response(old)[3] is True  # type: ignore[index]
+    assert parse_response(old.replace(b"OK\r\n", b"OK\r\nConnection: keep-alive\r\n"))[3] is False  # type: ignore[index]
+    until_close = b"HTTP/1.1 200 OK\r\n\r\nall of it"
+    assert parse_response(until_close) is None
+    assert parse_response(until_close, eof=True) == (200, b"all of it", len(until_close), True)
+    with pytest.raises(ResponseError):
+        parse_response(ok[:-1], eof=True)
+    with pytest.raises(ResponseError):
+        parse_response(b"SSH-2.0-OpenSSH\r\n\r\n")
