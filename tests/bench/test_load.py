@@ -4,10 +4,13 @@ clock; its HTTP/1.1 connections (one per request, or kept), against a real serve
 from __future__ import annotations
 
 import asyncio
+import json
 import select
 import selectors
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +22,7 @@ from bench._load import (
     Sent,
     Upstream,
     build,
+    generator,
     open_loop,
     open_loop_summary,
     parse_response,
@@ -427,3 +431,52 @@ def test_responses_are_framed_by_length_chunks_or_the_end_of_the_connection() ->
         parse_response(ok[:-1], eof=True)
     with pytest.raises(ResponseError):
         parse_response(b"SSH-2.0-OpenSSH\r\n\r\n")
+
+
+def _plan(ports: list[int], **more: Any) -> dict[str, Any]:
+    return {
+        "ports": ports,
+        "customers": ["17850", "13047", "12583"],
+        "customer_cum": [1.0, 1.5, 1.83],
+        "skus": ["85123A", "71053"],
+        "sku_cum": [1.0, 1.5],
+        "server": "key",
+        "generators": 1,
+        "keep_alive": True,
+        **more,
+    }
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_generator_in_closed_loop_keeps_one_connection_per_slot(
+    serve: Any, loop: str, tmp_path: Path
+) -> None:
+    servers = [serve(), serve()]
+    plan = _plan([s.port for s in servers], schedule=None, uvloop=loop == "uvloop")
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
+
+    generator(0, plan, 4, time.monotonic() + 0.3, str(tmp_path / "out.json"))
+
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert {row[2] for row in result["rows"]} == {200}
+    assert {row[1] for row in result["rows"]} == {servers[0].port, servers[1].port}
+    assert result["connections"] == {"connects": 4, "told_close": 0, "stale": 0, "failed": 0}
+    assert [s.connections for s in servers] == [2, 2]
+    assert sum(len(s.requests) for s in servers) == len(result["rows"])
+    assert result["cpu_seconds"] > 0
+
+
+def test_a_generator_in_open_loop_sends_each_port_its_share_on_at_most_its_slots_connections(
+    serve: Any, tmp_path: Path
+) -> None:
+    servers = [serve(), serve()]
+    schedule = [i * 0.005 for i in range(60)]
+    plan = _plan([s.port for s in servers], schedule=schedule, start=time.monotonic() + 0.05, duration=0.3)
+
+    generator(0, plan, 3, 0.0, str(tmp_path / "out.json"))
+
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert len(result["rows"]) == 60 and {row[2] for row in result["rows"]} == {200}
+    assert [len(s.requests) for s in servers] == [30, 30]  # ports alternate, as before
+    assert sum(s.connections for s in servers) == result["connections"]["connects"] <= 2 * 3
