@@ -5,6 +5,9 @@ the server's speed sets the rate. Open loop: visitors arrive at a rate whatever 
 times are drawn in advance (a seeded Poisson process), at most ``slots`` requests are in flight, and each
 request's latency is counted from its *scheduled* time: a request that waited for a free connection, or
 for a busy load generator, counts that wait (no coordinated omission).
+
+The requests go out on an asyncio Protocol (:class:`Connection`), through an :class:`Upstream` per port: a
+new connection for each request, or kept HTTP/1.1 connections, as a load balancer keeps its upstream ones.
 """
 
 from __future__ import annotations
