@@ -53,9 +53,9 @@ logger_class = JsonLogger
 #: Seconds a ``gthread`` worker (``--threads`` above 1) keeps an idle HTTP/1.1 connection open for the next
 #: request (the ``sync`` worker closes every connection whatever this says). A load balancer that keeps its
 #: upstream connections (nginx ``upstream { keepalive N; }``, docs/deployment.md) must close an idle one
-#: before gunicorn does: nginx's ``keepalive_timeout`` there is 60 s, so gunicorn waits longer. gunicorn's
-#: default of 2 s closed connections the balancer was about to reuse, and a POST sent on one as it closed
-#: fails (nginx retries only idempotent requests on another connection).
+#: before gunicorn does: nginx's ``keepalive_timeout`` there is 60 s, so gunicorn waits longer. With
+#: gunicorn's default of 2 s it closes connections the balancer may be about to reuse, and a POST sent on
+#: one as it closes fails (nginx retries only idempotent requests on another connection).
 keepalive = 75
 
 
