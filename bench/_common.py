@@ -10,7 +10,8 @@ import platform
 import statistics
 import subprocess
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ __all__ = [
     "buyers_and_skus",
     "machine_busy_seconds",
     "uci_history",
+    "in_workdir",
     "machine_line",
     "median",
     "percentile",
@@ -28,6 +30,22 @@ __all__ = [
     "tree_cpu_seconds",
     "vm_hwm_mib",
 ]
+
+
+def in_workdir(
+    workdir: str | None, prefix: str, setup: Callable[[str], None], measure: Callable[[str], None]
+) -> None:
+    """``measure`` in ``workdir`` (kept; ``setup`` first when it holds no ``bench.db`` yet), or in a
+    temporary folder set up for this run and removed after."""
+    if workdir:
+        if not (Path(workdir) / "bench.db").exists():
+            Path(workdir).mkdir(parents=True, exist_ok=True)
+            setup(workdir)
+        measure(workdir)
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        setup(tmp)
+        measure(tmp)
 
 
 def median(values: Sequence[float]) -> float:

@@ -31,13 +31,12 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench._common import machine_line, median, percentile, print_table, rss_mib, run_child
+from bench._common import in_workdir, machine_line, median, percentile, print_table, rss_mib, run_child
 
 DEFAULT_UCI = "../shared/data/online_retail.csv.gz"
 SEED = 7
@@ -287,15 +286,9 @@ def main(argv: list[str] | None = None) -> None:
             f"{trained['users']:,} x {trained['items']:,} in {trained['total']:.1f} s (not measured)"
         )
 
-    if args.workdir:
-        if not (Path(args.workdir) / "bench.db").exists():
-            Path(args.workdir).mkdir(parents=True, exist_ok=True)
-            setup(args.workdir)
-        measure(args.workdir, args.calls, args.repeat)
-        return
-    with tempfile.TemporaryDirectory(prefix="giftrec-bench-rec-") as workdir:
-        setup(workdir)
-        measure(workdir, args.calls, args.repeat)
+    in_workdir(
+        args.workdir, "giftrec-bench-rec-", setup, lambda workdir: measure(workdir, args.calls, args.repeat)
+    )
 
 
 if __name__ == "__main__":
