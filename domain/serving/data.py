@@ -116,6 +116,8 @@ class ServingData:
     #: The most active customers' rankings, made in the background once the model is loaded (see
     #: domain.serving.precomputed); None when ``api.precomputed_customers`` is 0 or without a model.
     precomputed: PrecomputedRankings | None = None
+    #: Erasures before this moment are reflected in the data (its read began after it, less an overlap).
+    erasures_seen: dt.datetime | None = None
 
 
 def data_version(session: Session) -> tuple[int, int, int, int]:

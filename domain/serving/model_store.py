@@ -43,11 +43,12 @@ from typing import Any
 
 import numpy as np
 from scipy.sparse import csr_matrix
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
 from domain.customers.interactions import (
+    SalesRows,
     Watermark,
     activity_watermark,
     build_matrix,
@@ -78,6 +79,16 @@ from recommender.interactions import IdIndex
 __all__ = ["CustomerRows", "LoadedModel", "ModelStore", "ServingData"]
 
 log = logging.getLogger(__name__)
+
+#: Seconds the thread that ranks a new model's customers sleeps between two of them (about 0.5 ms of
+#: work each): a sleep releases the GIL, so a request waiting for it takes it then, instead of after up to
+#: ``sys.getswitchinterval()`` (5 ms) at every turn it takes it back (after each of its socket waits).
+#: ``sleep(0)`` measured best (bench/bench_swap.py, docs/performance.md).
+YIELD_SECONDS = 0.0
+
+
+def _yield_gil() -> None:
+    time.sleep(YIELD_SECONDS)
 
 
 class ModelStore:
@@ -135,6 +146,12 @@ class ModelStore:
         self.note: str | None = None
         self._precomputing: PrecomputedRankings | None = None
         self._precompute_thread: threading.Thread | None = None
+        #: A new model's data being made ready beside the old one (see :meth:`_swap`), and the customers
+        #: whose rows were reloaded on the old data since its read began (reloaded again once it serves).
+        self._pending: LoadedModel | None = None
+        self._pending_rankings: PrecomputedRankings | None = None
+        self._swap_thread: threading.Thread | None = None
+        self._reloaded: set[int] | None = None
 
     @property
     def sessions(self) -> sessionmaker[Session]:
@@ -241,9 +258,13 @@ class ModelStore:
 
     # ------------------------------------------------------------------------------------------ refresh
     def refresh(self) -> ServingData:
-        """Run every check now, in this thread (tests, CLI, after training in the same process)."""
+        """Run every check now, in this thread (tests, CLI, after training in the same process); a new
+        model found serves when this returns."""
         with self._work_lock:
             self._run_checks(force=True)
+        swap = self._swap_thread  # a new model is served once its customers are ranked
+        if swap is not None:
+            swap.join()
         data = self._data
         assert data is not None
         return data
@@ -270,9 +291,9 @@ class ModelStore:
         worker = self._worker
         if worker is not None:
             worker.join(timeout)
-        ahead = self._precompute_thread  # started by that check, if it loaded a model
-        if ahead is not None:
-            ahead.join(timeout)
+        for thread in (self._swap_thread, self._precompute_thread):  # started by that check
+            if thread is not None:
+                thread.join(timeout)
 
     def _first_load(self) -> ServingData:
         with self._load_lock:
@@ -319,7 +340,7 @@ class ModelStore:
                 if data_due and not rebuilt:
                     data = self._data
                     if data is None:
-                        self._data = self._build(session, None)
+                        self._install(*self._build(session, None))
                     else:
                         version = data_version(session)
                         if version != data.version:
@@ -343,7 +364,7 @@ class ModelStore:
         shared with planning; a version that failed is tried again after ``model.load_retry_seconds``.
         """
         data = self._data
-        loaded = None if data is None else data.model
+        loaded = self._pending or (None if data is None else data.model)
         picked = load_newest_usable(
             session,
             self.settings,
@@ -357,17 +378,20 @@ class ModelStore:
                 self.note = "no trained model yet: serving bestsellers and new arrivals (run `giftrec train`)"
             if data is not None:
                 return False
-            self._data = self._build(session, None)
+            self._install(*self._build(session, None))
             return True
         self.note = None
         self.error = "; ".join(picked.errors) or None
         if picked.loaded is not None:
             model = picked.loaded
-            self._data = self._build(session, model)
-            log.info("serving model %s (%s)", model.version, model.algorithm)
+            if data is None:
+                self._install(*self._build(session, model))
+                log.info("serving model %s (%s)", model.version, model.algorithm)
+            else:
+                self._swap(session, model)
             return True
         if data is None:
-            self._data = self._build(session, None)
+            self._install(*self._build(session, None))
             return True
         return False
 
@@ -392,12 +416,16 @@ class ModelStore:
             trained_at=run.finished_at,
         )
 
-    def _build(self, session: Session, model: LoadedModel | None) -> ServingData:
-        """Read every interaction, sale and customer id (bulk) into a new ServingData."""
+    def _build(
+        self, session: Session, model: LoadedModel | None, previous: ServingData | None = None
+    ) -> tuple[ServingData, dt.datetime]:
+        """Read every interaction, sale and customer id (bulk) into a new ServingData; with where the next
+        look for erasures starts (for :meth:`_install`). The sales of ``previous`` data are kept when they
+        can be (:meth:`_sales`)."""
+        erasures_since = self._erasure_clock()
         version = data_version(session)
         rows = load_interactions(session)
-        sales = load_sales(session)
-        erasures_since = self._erasure_clock()
+        sales = self._sales(session, previous, version)
         customers = {
             ext: cid
             for ext, cid in session.execute(
@@ -423,50 +451,138 @@ class ModelStore:
             customers=customers,
             refold=refold,
             built_at=utcnow(),
+            erasures_seen=erasures_since,
             ranked=RankedCache(self.settings.api.picks_cache_customers, same=CustomerRows.same_as),
         )
-        self._extra_customers.clear()
-        self._erased.clear()
-        self._erasures_since = erasures_since
-        self._precompute(data)
-        return data
+        return data, erasures_since
 
-    def _precompute(self, data: ServingData) -> None:
-        """Rank the most active customers of new data ahead of their first request (in a thread when
-        serving), and stop ranking for the data it replaces."""
+    @staticmethod
+    def _sales(
+        session: Session, previous: ServingData | None, version: tuple[int, int, int, int]
+    ) -> SalesRows:
+        """Every sale line up to the orders of ``version``: those of ``previous`` data (they do not depend
+        on the model) with the orders added since, when no order or event was removed and no customer
+        erased since it was read (an erasure detaches the customer's orders from them); else all read."""
+        if previous is not None and previous.erasures_seen is not None:
+            since = Watermark(previous.version[0], previous.version[2])
+            upto = Watermark(version[0], version[2])
+            added = rows_between(session, since, upto)
+            erased = session.scalar(select(func.max(Customer.erased_at)))
+            kept = (previous.version[1] + added[0], previous.version[3] + added[1]) == (
+                version[1],
+                version[3],
+            )
+            if kept and (erased is None or erased < previous.erasures_seen):
+                return previous.sales.extended(load_sales(session, order_ids=(since.order_id, upto.order_id)))
+        return load_sales(session)
+
+    def _install(
+        self, data: ServingData, erasures_since: dt.datetime, erased: set[str] | None = None
+    ) -> None:
+        """Serve ``data`` from now on, and rank its most active customers (in a thread when serving, unless
+        ``data.precomputed`` is made already: a swap's).
+
+        ``erased``: the ids erased before its read began (those since stay unresolvable)."""
+        self._extra_customers.clear()
+        if erased is not None:
+            self._erased.difference_update(erased)
+        elif self._pending is None:  # a swap waiting to install read its data before some of them
+            self._erased.clear()
+        self._erasures_since = erasures_since
+        self._data = data
+        if self._precomputing is not None:
+            self._precomputing.cancel()  # the replaced data's
+        ahead = self._precomputing = self._rankings(data)
+        if ahead is None:
+            return
+        if self._background:
+            self._precompute_thread = threading.Thread(
+                target=self._fill, args=(data, ahead), name="giftrec-precompute", daemon=True
+            )
+            self._precompute_thread.start()
+        else:
+            self._fill(data, ahead)
+
+    def _swap(self, session: Session, model: LoadedModel) -> None:
+        """Replace the model in memory by ``model`` once its data is read and its customers ranked: the
+        old one serves until then, so no request waits for the new one, ranks a customer a precomputed
+        ranking would cover, or mixes the two (only :meth:`_install_ready` changes what requests read).
+
+        Serving, the ranking runs in a thread that yields to requests between customers and installs the
+        data when done; freshness checks keep updating the old data meanwhile. Customers whose rows were
+        reloaded there since the new data's read began are reloaded again on their next request."""
+        for replaced in (self._pending_rankings, self._precomputing):
+            if replaced is not None:
+                replaced.cancel()  # an older swap's, or the old data's: both are superseded
+        self._pending_rankings = self._precomputing = None
+        self._reloaded = set()
+        erased = set(self._erased)
+        data, erasures_since = self._build(session, model, self._data)
+        ahead = self._rankings(data)
+        if ahead is None or not self._background:
+            if ahead is not None:
+                self._fill(data, ahead)
+            self._install_ready(data, erasures_since, erased)
+            return
+        self._pending, self._pending_rankings = model, ahead
+
+        def ready() -> None:
+            self._fill(data, ahead, pause=_yield_gil)
+            with self._work_lock:  # no check replaces the old data while this one takes over
+                if self._pending is model and not ahead.cancelled:
+                    self._install_ready(data, erasures_since, erased)
+
+        self._swap_thread = threading.Thread(target=ready, name="giftrec-swap", daemon=True)
+        self._swap_thread.start()
+
+    def _install_ready(self, data: ServingData, erasures_since: dt.datetime, erased: set[str]) -> None:
+        """Serve the data :meth:`_swap` made ready (its rankings made)."""
+        reloaded = self._reloaded or set()
+        self._pending = self._pending_rankings = self._reloaded = None
+        self._dirty.update(reloaded)
+        self._extra_customers.clear()
+        self._erased.difference_update(erased)
+        self._erasures_since = erasures_since
         if self._precomputing is not None:
             self._precomputing.cancel()
-            self._precomputing = None
+        self._precomputing = data.precomputed
+        self._data = data
+        assert data.model is not None
+        log.info("serving model %s (%s)", data.model.version, data.model.algorithm)
+
+    def _rankings(self, data: ServingData) -> PrecomputedRankings | None:
+        """The rankings to make ahead for ``data`` (None: no model, or ``api.precomputed_customers`` 0)."""
         limit = self.settings.api.precomputed_customers
         model, user_items = data.model, data.user_items
         if model is None or user_items is None or limit <= 0:
-            return
+            return None
         ahead = PrecomputedRankings.most_active(user_items, data.users.ids, model.n_items, limit)
-        data.precomputed = self._precomputing = ahead
+        data.precomputed = ahead
+        return ahead
+
+    def _fill(
+        self, data: ServingData, ahead: PrecomputedRankings, pause: Callable[[], None] | None = None
+    ) -> None:
+        """Rank the customers ``ahead`` chose, most active first (see :mod:`domain.serving.precomputed`)."""
+        model = data.model
+        assert model is not None
 
         def rows_of(customer_id: int) -> CustomerRows | None:
             # A customer reloaded since (fresh rows) ranks on their next request, folded in.
             return None if customer_id in data.fresh else self._rows_of(data, customer_id)
 
-        def fill() -> None:
-            started = time.thread_time()
-            try:
-                fill_ahead(ahead, model, rows_of)
-            except Exception:  # noqa: BLE001 - the customers left rank on their first request
-                log.exception("precomputing rankings failed")
-            log.info(
-                "precomputed %d rankings of model %s (%.1f MiB, %.1f s CPU of this thread)",
-                ahead.ranked_count,
-                model.version,
-                ahead.nbytes / 2**20,
-                time.thread_time() - started,
-            )
-
-        if self._background:
-            self._precompute_thread = threading.Thread(target=fill, name="giftrec-precompute", daemon=True)
-            self._precompute_thread.start()
-        else:
-            fill()
+        started = time.thread_time()
+        try:
+            fill_ahead(ahead, model, rows_of, pause=pause)
+        except Exception:  # noqa: BLE001 - the customers left rank on their first request
+            log.exception("precomputing rankings failed")
+        log.info(
+            "precomputed %d rankings of model %s (%.1f MiB, %.1f s CPU of this thread)",
+            ahead.ranked_count,
+            model.version,
+            ahead.nbytes / 2**20,
+            time.thread_time() - started,
+        )
 
     def _advance(
         self, session: Session, data: ServingData, version: tuple[int, int, int, int]
@@ -485,8 +601,9 @@ class ModelStore:
         added = rows_between(session, since, upto)
         if (data.version[1] + added[0], data.version[3] + added[1]) != (version[1], version[3]):
             log.info("orders or events were removed: reading the interaction data again")
-            rebuilt = self._build(session, data.model)
+            rebuilt, erasures_since = self._build(session, data.model)
             rebuilt.ranked = data.ranked
+            self._install(rebuilt, erasures_since)
             return rebuilt
         changed = changed_customers(session, since)
         if changed:
@@ -539,6 +656,9 @@ class ModelStore:
 
     def _reload_customers(self, session: Session, data: ServingData, customer_ids: Iterable[int]) -> None:
         ids = sorted({int(c) for c in customer_ids})
+        reloaded = self._reloaded
+        if reloaded is not None:
+            reloaded.update(ids)
         rows = load_interactions(session, customer_ids=ids)
         index = IdIndex(np.asarray(ids, dtype=np.int64))
         model = data.model

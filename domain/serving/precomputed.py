@@ -52,15 +52,22 @@ def rank_customer(loaded: LoadedModel, rows: CustomerRows) -> tuple[np.ndarray, 
 
 
 def fill(
-    ahead: PrecomputedRankings, loaded: LoadedModel, rows_of: Callable[[int], CustomerRows | None]
+    ahead: PrecomputedRankings,
+    loaded: LoadedModel,
+    rows_of: Callable[[int], CustomerRows | None],
+    *,
+    pause: Callable[[], None] | None = None,
 ) -> None:
     """Rank every customer ``ahead`` chose, most active first, with the calls a request makes, and explain
     the first ``EXPLAINED`` products of each; ``rows_of`` gives a customer's rows (None: skip them, their
-    rows changed). Stops early once cancelled."""
+    rows changed). ``pause`` is called between two customers (to yield to requests). Stops early once
+    cancelled."""
     discovery = loaded.discovery
     for slot, customer_id in enumerate(ahead.customer_ids.tolist()):
         if ahead.cancelled:
             return
+        if pause is not None and slot:
+            pause()
         rows = rows_of(customer_id)
         if rows is None or rows.row is None:
             continue
