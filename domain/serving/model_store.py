@@ -8,7 +8,9 @@ for bestsellers and the customer directory. Requests only read it.
 Refreshing, in a background thread started by the request that finds a check due (one at a time):
 
 - **model**: every ``settings.model.reload_interval`` seconds, look for a different usable run; load and
-  verify its artifact, rebuild the data, swap. A missing or corrupt artifact is logged and reported by
+  verify its artifact, rebuild the data (the sales are kept), rank its most active customers, then swap:
+  the old model serves every request until the new one is ready, and the ranking yields the GIL to them
+  between customers (:meth:`ModelStore._swap`). A missing or corrupt artifact is logged and reported by
   :meth:`ModelStore.status`; the model in memory keeps answering (at start-up the next older usable run is
   tried instead: the rule of :mod:`domain.serving.model_runs`, which planning follows too). A version that
   failed is tried again after ``settings.model.load_retry_seconds``.
@@ -479,8 +481,9 @@ class ModelStore:
     def _install(
         self, data: ServingData, erasures_since: dt.datetime, erased: set[str] | None = None
     ) -> None:
-        """Serve ``data`` from now on, and rank its most active customers (in a thread when serving, unless
-        ``data.precomputed`` is made already: a swap's).
+        """Serve ``data`` from now on, and rank its most active customers then (in a thread when serving):
+        the first load, and a full re-read for the same model (:meth:`_advance`). A new model replacing
+        one goes through :meth:`_swap` instead.
 
         ``erased``: the ids erased before its read began (those since stay unresolvable)."""
         self._extra_customers.clear()
