@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from domain.catalog.snapshot import CatalogSnapshot
+from domain.customers.erasure import erase_customer
+from domain.customers.interactions import load_sales
 from domain.serving import model_store as model_store_module
 from domain.serving.model_store import ModelStore
 from domain.serving.recommendations import Serving, bestsellers, recommend_for_customer
@@ -148,3 +150,22 @@ def test_a_swapped_model_serves_what_a_fresh_load_of_it_serves(sessions, setting
         assert _shown(recommend_for_customer(swapped, customer, 8)) == _shown(
             recommend_for_customer(fresh, customer, 8)
         )
+
+
+def test_a_swap_reads_the_sales_again_after_an_erasure(sessions, settings, trained, clock):
+    """An erasure detaches the customer's orders (they stay for the shop's totals, as a guest's): the sales
+    the old data kept still name the customer, so the swap reads them again."""
+    store = ModelStore(settings, sessions, background=False, clock=clock)
+    first = store.current()
+    customer = sorted(first.customers)[3]
+    cid = first.customers[customer]
+    assert cid in first.sales.customer_ids.tolist()
+    with sessions.begin() as session:
+        erase_customer(session, customer, actor="test")
+    store.customer_erased(customer)
+    _train(sessions, settings)
+    data = store.refresh()
+    assert data is not first and data.model is not None and data.model.run_id != first.model.run_id
+    assert cid not in data.sales.customer_ids.tolist()
+    with sessions() as session:
+        assert sorted(data.sales.customer_ids.tolist()) == sorted(load_sales(session).customer_ids.tolist())
