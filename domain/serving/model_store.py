@@ -520,7 +520,13 @@ class ModelStore:
         self._pending_rankings = self._precomputing = None
         self._reloaded = set()
         erased = set(self._erased)
-        data, erasures_since = self._build(session, model, self._data)
+        try:
+            data, erasures_since = self._build(session, model, self._data)
+        except Exception:
+            # Nothing waits to take over (an older swap's ranking was cancelled above): stop recording
+            # reloads, and let the next check load again.
+            self._pending = self._pending_rankings = self._reloaded = None
+            raise
         ahead = self._rankings(data)
         if ahead is None or not self._background:
             if ahead is not None:

@@ -169,3 +169,26 @@ def test_a_swap_reads_the_sales_again_after_an_erasure(sessions, settings, train
     assert cid not in data.sales.customer_ids.tolist()
     with sessions() as session:
         assert sorted(data.sales.customer_ids.tolist()) == sorted(load_sales(session).customer_ids.tolist())
+
+
+def test_a_swap_whose_data_cannot_be_read_is_tried_again(sessions, settings, trained, clock, monkeypatch):
+    store = ModelStore(settings, sessions, background=False, clock=clock)
+    old = store.current().model
+    new_version = _train(sessions, settings).version
+    real = model_store_module.load_interactions
+
+    def unreadable(session, **kwargs):  # type: ignore[no-untyped-def]
+        if not kwargs:  # the full read of the swap; a customer's reload still works
+            raise RuntimeError("the database went away")
+        return real(session, **kwargs)
+
+    monkeypatch.setattr(model_store_module, "load_interactions", unreadable)
+    clock.advance(settings.model.reload_interval + 1)
+    assert store.current().model is old
+    assert "the database went away" in (store.error or "")
+    assert store._reloaded is None and store._pending is None  # nothing waits to take over
+    monkeypatch.setattr(model_store_module, "load_interactions", real)
+    clock.advance(settings.model.reload_interval + 1)
+    store.current()
+    loaded = store.current().model
+    assert loaded is not None and loaded.version == new_version
