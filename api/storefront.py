@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from apiflask import APIBlueprint
@@ -366,7 +366,7 @@ def post_events(batch: dict[str, Any]) -> Any:
     )
     session.commit()
     for customer in result.customer_ids:
-        _customer_changed(customer)
+        _customer_changed(customer, event_ids=result.event_ids.get(customer, ()))
     return {"recorded": result.recorded, "duplicates": result.duplicates}
 
 
@@ -401,16 +401,16 @@ def post_order(order: dict[str, Any]) -> Any:
     session = get_session()
     result = orders.record_order(session, data, _ctx().settings)
     session.commit()
-    if result.created and result.order.customer_id is not None:
-        _customer_changed(result.order.customer_id)
+    if result.created and result.customer_id is not None:
+        _customer_changed(result.customer_id, order_ids=(result.order_id,))
     body = {
         "order_id": data.order_id,
         "customer_id": data.customer_id,
-        "kind": result.order.kind,
-        "lines": len(result.order.lines),
+        "kind": result.kind,
+        "lines": result.lines,
         "created": result.created,
         "customer_created": result.customer_created,
-        "delivered_at": result.order.delivered_at,
+        "delivered_at": result.delivered_at,
     }
     return body, (201 if result.created else 200)
 
@@ -492,11 +492,12 @@ def _catalog_changed() -> None:
         recommendations.catalog_changed(serving)
 
 
-def _customer_changed(customer_id: int) -> None:
-    """After a committed order, event or erasure: the next picks for this customer reflect it."""
+def _customer_changed(customer_id: int, **written: Iterable[int]) -> None:
+    """After a committed order, event or erasure: the next picks for this customer reflect it
+    (``order_ids``/``event_ids``: the rows written, which this process need not reload again)."""
     serving = _ctx().services.get("serving")
     if serving is not None:
-        recommendations.customer_changed(serving, customer_id)
+        recommendations.customer_changed(serving, customer_id, **written)
 
 
 def register(app: Any) -> None:

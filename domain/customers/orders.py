@@ -8,14 +8,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import case, exists, insert, literal, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from config import Settings
 from domain.errors import Conflict, InvalidInput, NotFound
-from domain.messaging.attribution import attribute_purchases
-from domain.models import ORDER_KINDS, Customer, Order, OrderLine, Product
+from domain.messaging.attribution import ATTRIBUTABLE_STATUSES, attribute_purchases
+from domain.models import ORDER_KINDS, Customer, GiftSelection, Order, OrderLine, Product
 from domain.models._types import naive_utc, utcnow
 
 
@@ -40,9 +40,84 @@ class OrderInput:
 
 @dataclass(frozen=True, slots=True)
 class OrderResult:
-    order: Order
+    """What was stored (or found stored): enough for the API's answer and the serving layer's refresh."""
+
+    order_id: int
+    customer_id: int | None
+    kind: str
+    lines: int
+    delivered_at: dt.datetime | None
     created: bool
     customer_created: bool
+
+
+def _result(order: Order, *, created: bool, customer_created: bool) -> OrderResult:
+    return OrderResult(
+        order.id,
+        order.customer_id,
+        order.kind,
+        len(order.lines),
+        order.delivered_at,
+        created=created,
+        customer_created=customer_created,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """What the database knows of an order's ids, read in one round trip (:func:`_look_up`)."""
+
+    product_ids: dict[str, int]
+    customer_id: int | None
+    customer_erased: bool
+    #: The customer has a selection that attribution could mark or record a gift for.
+    reminded: bool
+    order_id: int | None
+
+
+def _look_up(session: Session, data: OrderInput, skus: Sequence[str]) -> _Known:
+    """The lines' products, the customer (erased? reminded?) and an order already stored under the id.
+
+    One statement (a UNION ALL of three indexed lookups) instead of three round trips: a one-line order is
+    the storefront's commonest write.
+    """
+    erased = case((Customer.erased_at.is_not(None), 1), else_=0)
+    reminded = case(
+        (
+            exists().where(
+                GiftSelection.customer_id == Customer.id,
+                GiftSelection.status.in_((*ATTRIBUTABLE_STATUSES, "purchased")),
+            ),
+            1,
+        ),
+        else_=0,
+    )
+    statement = union_all(
+        select(literal("p"), Product.sku, Product.id, literal(0), literal(0)).where(Product.sku.in_(skus)),
+        select(literal("c"), Customer.external_id, Customer.id, erased, reminded).where(
+            Customer.external_id == data.customer_id
+        ),
+        select(literal("o"), Order.external_id, Order.id, literal(0), literal(0)).where(
+            Order.external_id == data.order_id
+        ),
+    )
+    product_ids: dict[str, int] = {}
+    customer: tuple[int, bool, bool] | None = None
+    order_id = None
+    for kind, key, row_id, flag, flag2 in session.execute(statement):
+        if kind == "p":
+            product_ids[key] = int(row_id)
+        elif kind == "c":
+            customer = (int(row_id), bool(flag), bool(flag2))
+        else:
+            order_id = int(row_id)
+    return _Known(
+        product_ids,
+        None if customer is None else customer[0],
+        customer is not None and customer[1],
+        customer is not None and customer[2],
+        order_id,
+    )
 
 
 def _same(order: Order, customer_id: int, data: OrderInput, product_ids: dict[str, int]) -> bool:
@@ -93,9 +168,13 @@ def record_order(session: Session, data: OrderInput, settings: Settings | None =
     order again returns the stored one (``created`` False); the same order id with other contents is a
     :class:`Conflict`.
 
-    A new sale is attributed at once (:func:`~domain.messaging.attribution.attribute_purchases` for
-    this customer): a picked product of a recent reminder marks its selection purchased. ``settings`` gives
-    the attribution window (default: the built-in ``reminders.attribution_days``).
+    A new sale of a customer with a sent, clicked or purchased selection is attributed at once
+    (:func:`~domain.messaging.attribution.attribute_purchases` for this customer): a picked product of a
+    recent reminder marks its selection purchased. ``settings`` gives the attribution window (default: the
+    built-in ``reminders.attribution_days``).
+
+    Statements: one lookup, then (new order) the inserts in a savepoint, and attribution's only for a
+    customer who was reminded.
     """
     if data.kind not in ORDER_KINDS:
         raise InvalidInput("kind", f"must be one of {', '.join(ORDER_KINDS)}")
@@ -107,70 +186,85 @@ def record_order(session: Session, data: OrderInput, settings: Settings | None =
         if line.unit_price.quantize(Decimal("0.01")) <= 0:
             raise InvalidInput(f"lines[{i}].unit_price", "must be greater than 0")
     skus = sorted({ln.sku for ln in data.lines})
-    product_ids = dict(
-        (sku, pid)
-        for sku, pid in session.execute(select(Product.sku, Product.id).where(Product.sku.in_(skus)))
-    )
+    known = _look_up(session, data, skus)
+    product_ids = known.product_ids
     for i, line in enumerate(data.lines):
         if line.sku not in product_ids:
             raise InvalidInput(f"lines[{i}].sku", f"unknown product {line.sku!r}")
-
-    customer = session.scalar(select(Customer).where(Customer.external_id == data.customer_id))
-    customer_created = False
-    if customer is not None and customer.erased_at is not None:
+    if known.customer_erased:
         raise InvalidInput("customer_id", f"customer {data.customer_id!r} was erased")
 
-    existing = session.scalar(
-        select(Order).options(selectinload(Order.lines)).where(Order.external_id == data.order_id)
-    )
-    if existing is not None:
-        if customer is None or not _same(existing, customer.id, data, product_ids):
+    if known.order_id is not None:
+        existing = session.scalars(
+            select(Order).options(selectinload(Order.lines)).where(Order.id == known.order_id)
+        ).one()
+        if known.customer_id is None or not _same(existing, known.customer_id, data, product_ids):
             raise Conflict(f"order {data.order_id} already exists with other contents")
         if data.delivered_at is not None:  # the same order sent again, now with its delivery
             existing.delivered_at = _check_delivery(existing.kind, existing.ordered_at, data.delivered_at)
-        return OrderResult(existing, created=False, customer_created=False)
+        return _result(existing, created=False, customer_created=False)
 
     ordered_at = data.ordered_at or utcnow()
     ordered_at = naive_utc(ordered_at)
     delivered_at = (
         None if data.delivered_at is None else _check_delivery(data.kind, ordered_at, data.delivered_at)
     )
+    customer_id = known.customer_id
+    customer_created = customer_id is None
+    # Core inserts: the ORM's unit of work cost more CPU than the rest of the request.
     try:
         with session.begin_nested():
-            if customer is None:
-                customer = Customer(external_id=data.customer_id, country=data.country)
-                session.add(customer)
-                session.flush()
-                customer_created = True
-            order = Order(
-                external_id=data.order_id,
-                customer_id=customer.id,
-                kind=data.kind,
-                ordered_at=ordered_at,
-                delivered_at=delivered_at,
-                country=data.country,
-                currency=data.currency.upper(),
-                source="api",
-                lines=[
-                    OrderLine(
-                        line_no=i + 1,
-                        product_id=product_ids[ln.sku],
-                        quantity=ln.quantity,
-                        unit_price=ln.unit_price.quantize(Decimal("0.01")),
-                    )
+            if customer_id is None:
+                customer_id = session.execute(
+                    insert(Customer)
+                    .values(external_id=data.customer_id, country=data.country)
+                    .returning(Customer.id)
+                ).scalar_one()
+            order_id = session.execute(
+                insert(Order)
+                .values(
+                    external_id=data.order_id,
+                    customer_id=customer_id,
+                    kind=data.kind,
+                    ordered_at=ordered_at,
+                    delivered_at=delivered_at,
+                    country=data.country,
+                    currency=data.currency.upper(),
+                    source="api",
+                )
+                .returning(Order.id)
+            ).scalar_one()
+            session.execute(
+                insert(OrderLine),
+                [
+                    {
+                        "order_id": order_id,
+                        "line_no": i + 1,
+                        "product_id": product_ids[ln.sku],
+                        "quantity": ln.quantity,
+                        "unit_price": ln.unit_price.quantize(Decimal("0.01")),
+                    }
                     for i, ln in enumerate(data.lines)
                 ],
             )
-            session.add(order)
-            session.flush()
     except IntegrityError:
         raise Conflict(f"order {data.order_id} was recorded by a concurrent request; retry") from None
-    if order.kind == "sale" and not customer_created:  # a new customer has no reminders to attribute
+    # Only a customer with a sent (or clicked, or purchased) selection has anything to attribute: a new
+    # customer has no reminders, and most customers never had one.
+    if data.kind == "sale" and known.reminded:
         attribute_purchases(
             session,
             settings or Settings(),
             max(utcnow(), ordered_at),
-            customer_ids=[customer.id],
+            customer_ids=[customer_id],
             actor=f"order:{data.order_id}"[:100],
         )
-    return OrderResult(order, created=True, customer_created=customer_created)
+    return OrderResult(
+        order_id,
+        customer_id,
+        data.kind,
+        len(data.lines),
+        delivered_at,
+        created=True,
+        customer_created=customer_created,
+    )

@@ -219,9 +219,17 @@ class ModelStore:
                 self._extra_customers[external_id] = int(found)
         return None if found is None else int(found)
 
-    def customer_changed(self, customer_id: int) -> None:
-        """This process committed an order, return or event of the customer: reload their rows on next use."""
+    def customer_changed(
+        self, customer_id: int, *, order_ids: Iterable[int] = (), event_ids: Iterable[int] = ()
+    ) -> None:
+        """This process committed an order, return or event of the customer: reload their rows on next use.
+
+        ``order_ids``/``event_ids`` are the rows it wrote: that reload reads them, so the freshness check
+        need not reload the customer for them again (it still does for anyone else's).
+        """
         self._dirty.add(int(customer_id))
+        self._read_orders.update(order_ids)
+        self._read_events.update(event_ids)
 
     def customer_erased(self, external_id: str) -> None:
         """This process committed the customer's erasure: the id no longer resolves, from now on."""

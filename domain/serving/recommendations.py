@@ -101,9 +101,12 @@ def build_serving(settings: Settings, sessions: sessionmaker[Session], **store_o
     return Serving(settings, ModelStore(settings, sessions, **store_options), catalog)
 
 
-def customer_changed(serving: Serving, customer_id: int) -> None:
-    """Call after committing an order, return, event or erasure of a customer (database id)."""
-    serving.store.customer_changed(customer_id)
+def customer_changed(
+    serving: Serving, customer_id: int, *, order_ids: Iterable[int] = (), event_ids: Iterable[int] = ()
+) -> None:
+    """Call after committing an order, return, event or erasure of a customer (database id), with the ids
+    of the orders and events written for them: this process's freshness check skips those."""
+    serving.store.customer_changed(customer_id, order_ids=order_ids, event_ids=event_ids)
 
 
 def customer_erased(serving: Serving, customer_external_id: str) -> None:

@@ -271,3 +271,41 @@ def test_the_job_runs_from_the_cli(app, runner, sessions):
     assert "selections marked purchased 1, gifts recorded 1" in done.output
     with session_scope(sessions) as s:
         assert s.get(GiftSelection, selection_id).status == "purchased"
+
+
+def test_an_api_order_is_attributed_for_a_purchased_selection_too_and_not_for_one_never_sent(
+    session, settings
+):
+    """record_order attributes only for a customer with a sent, clicked or purchased selection (it used
+    to run attribution's join for every sale): a second pick bought after the first still counts, and a
+    selection that was never sent buys nothing."""
+    selection = make_selection(session)
+    _sent(session, selection)
+    first, second = _picked(session, selection, 0), _picked(session, selection, 4)
+    external = session.get(Customer, selection.customer_id).external_id
+
+    def order(order_id: str, product: Product, day: int) -> OrderInput:
+        at = dt.datetime(2011, 12, day, 9, 0, tzinfo=dt.UTC)
+        return OrderInput(
+            order_id, external, [OrderLineInput(product.sku, 1, Decimal("9.00"))], ordered_at=at
+        )
+
+    assert record_order(session, order("API-A", first, 2), settings).created
+    session.refresh(selection)
+    assert selection.status == "purchased"
+    assert record_order(session, order("API-B", second, 9), settings).created
+    rid = selection.recipient_id
+    assert _gifts(session) == sorted(
+        [
+            (rid, first.id, dt.date(2011, 12, 2), selection.id),
+            (rid, second.id, dt.date(2011, 12, 9), selection.id),
+        ]
+    )
+
+    unsent = make_selection(session)  # ready, never sent
+    other = session.get(Customer, unsent.customer_id).external_id
+    pick = _picked(session, unsent, 0)
+    data = OrderInput("API-C", other, [OrderLineInput(pick.sku, 1, Decimal("9.00"))], ordered_at=NOW)
+    assert record_order(session, data, settings).created
+    session.refresh(unsent)
+    assert unsent.status == "ready" and len(_gifts(session)) == 2

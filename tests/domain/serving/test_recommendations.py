@@ -226,6 +226,39 @@ def test_the_freshness_check_reloads_a_customer_once_per_new_activity_not_at_eve
     assert column in again.row.indices and column not in first.row.indices
 
 
+def test_a_process_s_own_write_is_reloaded_once_not_again_by_its_freshness_check(
+    sessions, settings, serving, trained, clock
+):
+    """Issue 18 (writes at a read's cost): a process told of its own write (with the ids written) reloads
+    the customer on their next request; its freshness check then skipped none of it and read the same rows
+    again. It still reloads the customer for a row another process wrote."""
+    _, customer_id, _ = _regular(serving)
+    store = serving.store
+    data = store.current()
+    assert data.model is not None
+    base = (sessions().scalar(select(func.max(Event.id))) or 0) + 1000
+    seen = set(data.model.item_index.ids[store.customer(data, customer_id).row.indices].tolist())
+    unseen = [int(p) for p in data.model.item_index.ids.tolist() if p not in seen][:2]
+    clock.advance(1.0)
+    store.current()  # a freshness check before the write: its watermark is below the write
+    with sessions.begin() as session:
+        _view(session, customer_id, unseen[0], base + 10)
+    customer_changed(serving, customer_id, event_ids=[base + 10])  # what the API does after its commit
+    mine = store.customer(data, customer_id)
+    column = int(data.model.item_index.index_of([unseen[0]])[0])
+    assert mine.recalculate and column in mine.row.indices
+    for _ in range(3):
+        clock.advance(1.0)
+        assert store.current().fresh[customer_id] is mine, "the freshness check read the own write again"
+
+    with sessions.begin() as session:  # another process's write for the same customer
+        _view(session, customer_id, unseen[1], base + 20)
+    clock.advance(1.0)
+    theirs = store.current().fresh[customer_id]
+    assert theirs is not mine
+    assert int(data.model.item_index.index_of([unseen[1]])[0]) in theirs.row.indices
+
+
 def test_a_known_customer_who_buys_again_is_recalculated(sessions, serving, trained):
     customer, customer_id, _ = _regular(serving)
     before = recommend_for_customer(serving, customer, 5)
