@@ -7,13 +7,15 @@ Run from the repository root, by hand (never by the test suite)::
 Setup, not measured: the orders file (default: the bundled sample) imported into the database (default: a
 temporary SQLite file; a PostgreSQL URL is emptied and migrated first), a model trained, a server key, the
 app built as ``create_app`` builds it and warmed up. Then, through Flask's test client, ``--calls`` times
-each: a one-event ``POST /v1/events`` (a view), a one-line ``POST /v1/orders`` and a recommendation
-request for a customer who just wrote (the write's follow-up read), each for customers drawn in turn from
-the buyers. Printed per kind: the web process's CPU per call (``time.process_time``, every thread), the
-SQL statements per call (counted with a SQLAlchemy ``before_cursor_execute`` listener: SAVEPOINT and
-RELEASE included, the COMMIT, which the driver sends by itself, not), on PostgreSQL the server's CPU per
-call (user + system of the server and its backends, from /proc), and the customers' rows reloaded
-(after a write, by this process's next read or its freshness check) with the thread CPU they took.
+each: a one-event ``POST /v1/events`` (a view), a one-line ``POST /v1/orders``, a recommendation request
+for a customer who just wrote (the write's follow-up read), the same read again (nothing to reload), and
+an event write followed at once by the read for its customer (the freshness check runs in between, once
+a second, as in a web process), for customers drawn in turn from the buyers. Printed per kind: the web
+process's CPU per call (``time.process_time``, every thread), the SQL statements per call (counted with a
+SQLAlchemy ``before_cursor_execute`` listener: SAVEPOINT and RELEASE included, the COMMIT, which the
+driver sends by itself, not), on PostgreSQL the server's CPU per call (user + system of the server and
+its backends, from /proc), and the customers' rows reloaded (after a write, by this process's next read
+or its freshness check) with the thread CPU they took.
 """
 
 from __future__ import annotations
@@ -123,6 +125,10 @@ def measure(settings: Any, key: str, customers: list[str], skus: list[str], call
     def read_after(i: int) -> Any:
         return client.get(f"/v1/customers/{who(i)}/recommendations?n=10", headers=headers)
 
+    def event_then_read(i: int) -> Any:
+        event_write(i + calls)  # other customers than the phases above
+        return read_after(i + calls)
+
     def who(i: int) -> str:
         return customers[i % len(customers)]
 
@@ -135,6 +141,7 @@ def measure(settings: Any, key: str, customers: list[str], skus: list[str], call
         ("order write", order_write, 201),
         ("read after own write", read_after, 200),
         ("read, no write", read_after, 200),
+        ("event write, then a read", event_then_read, 200),
     ):
         if name == "read after own write":
             offset = 0  # the customers the writes above named
