@@ -259,6 +259,30 @@ def test_a_process_s_own_write_is_reloaded_once_not_again_by_its_freshness_check
     assert int(data.model.item_index.index_of([unseen[1]])[0]) in theirs.row.indices
 
 
+def test_an_own_write_no_request_read_yet_is_reloaded_by_the_freshness_check_with_the_rest(
+    sessions, settings, serving, trained, clock
+):
+    """The own ids are marked read, so the freshness check reloads a customer this process wrote for and
+    no request has reloaded yet along with the others (cheaper than a request's reload of one); a request
+    then finds them reloaded."""
+    _, customer_id, _ = _regular(serving)
+    store = serving.store
+    data = store.current()
+    assert data.model is not None
+    base = (sessions().scalar(select(func.max(Event.id))) or 0) + 1000
+    seen = set(data.model.item_index.ids[store.customer(data, customer_id).row.indices].tolist())
+    unseen = next(int(p) for p in data.model.item_index.ids.tolist() if p not in seen)
+    clock.advance(1.0)
+    store.current()
+    with sessions.begin() as session:
+        _view(session, customer_id, unseen, base + 10)
+    customer_changed(serving, customer_id, event_ids=[base + 10])
+    clock.advance(1.0)
+    reloaded = store.current().fresh[customer_id]
+    assert int(data.model.item_index.index_of([unseen])[0]) in reloaded.row.indices
+    assert store.customer(data, customer_id) is reloaded, "read again by the request"
+
+
 def test_a_known_customer_who_buys_again_is_recalculated(sessions, serving, trained):
     customer, customer_id, _ = _regular(serving)
     before = recommend_for_customer(serving, customer, 5)
