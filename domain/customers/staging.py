@@ -16,6 +16,7 @@ connection also drops any left over before creating them.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import (
@@ -263,7 +264,6 @@ class Staging:
         rows the order rules rejected comes from a second pass over the file, merged in line order."""
         conn = self.connection
         needs_raw = select(REJECTS.c.line_no).where(REJECTS.c.raw.is_(None)).order_by(REJECTS.c.line_no)
-        raw_texts = source.raw_rows(_scalars(conn, needs_raw))
         query = select(
             REJECTS.c.line_no,
             REJECTS.c.kind,
@@ -274,16 +274,21 @@ class Staging:
             REJECTS.c.cause_line,
             REJECTS.c.cause,
         ).order_by(REJECTS.c.line_no)
-        for line_no, kind, field, reason, raw, order_id, cause_line, cause in _rows(conn, query):
-            if raw is None:
-                raw_line, raw = next(raw_texts)
-                assert raw_line == line_no, (raw_line, line_no)
-            if reason is None:
-                if kind == INCONSISTENT_ORDER:
-                    reason = inconsistent_reason(order_id, cause, cause_line)
-                else:
-                    reason = held_back_reason(order_id, cause_line, cause)
-            yield Reject(line_no, reason, raw, kind, field)
+        # Both cursors are closed explicitly: the second pass stops reading the line numbers at the last
+        # one it needs, and on PostgreSQL a server-side cursor left open keeps the staging tables from
+        # being dropped.
+        with _rows(conn, needs_raw) as needed, _rows(conn, query) as rejects:
+            raw_texts = source.raw_rows(row[0] for row in needed)
+            for line_no, kind, field, reason, raw, order_id, cause_line, cause in rejects:
+                if raw is None:
+                    raw_line, raw = next(raw_texts)
+                    assert raw_line == line_no, (raw_line, line_no)
+                if reason is None:
+                    if kind == INCONSISTENT_ORDER:
+                        reason = inconsistent_reason(order_id, cause, cause_line)
+                    else:
+                        reason = held_back_reason(order_id, cause_line, cause)
+                yield Reject(line_no, reason, raw, kind, field)
 
     def drop(self) -> None:
         """Remove the staging tables and set SQLite's page caches back."""
@@ -305,16 +310,15 @@ def _text(value: str) -> Any:
     return literal(value, String)
 
 
-def _rows(conn: Connection, query: Any) -> Iterator[Sequence[Any]]:
-    """The rows of ``query`` in batches of FETCH_ROWS (a server-side cursor on PostgreSQL)."""
+@contextmanager
+def _rows(conn: Connection, query: Any) -> Iterator[Iterator[Sequence[Any]]]:
+    """The rows of ``query`` in batches of FETCH_ROWS (a server-side cursor on PostgreSQL), closed when
+    the block ends, whether or not they were all read."""
     result = conn.execute(query, execution_options={"stream_results": True, "yield_per": FETCH_ROWS})
-    for batch in result.partitions():
-        yield from batch
-
-
-def _scalars(conn: Connection, query: Any) -> Iterator[int]:
-    for row in _rows(conn, query):
-        yield row[0]
+    try:
+        yield (row for batch in result.partitions() for row in batch)
+    finally:
+        result.close()
 
 
 class BulkWriter:

@@ -222,6 +222,32 @@ def test_fixing_a_rejected_row_brings_the_whole_order_in(
         assert sorted((line.line_no, line.quantity) for line in order.lines) == [(1, 6), (2, 6)]
 
 
+def test_a_file_whose_last_reject_is_held_back_by_its_order_imports(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Regression (PostgreSQL): the server-side cursor over the rows whose raw text is read again (those
+    the order rules rejected) was left open when the file's last rejected rows were such rows, so dropping
+    the staging tables failed ("cannot DROP INDEX ... being used by active queries"), and the import."""
+    header = "customer_id,order_id,sku,quantity,unit_price,ordered_at,title,category,country\n"
+    path = tmp_path / "held_last.csv"
+    path.write_text(
+        header
+        + "C-1,W-1,SKU-A,1,2.00,2011-03-01T10:00:00Z,Lamp,,UK\n"
+        + "C-1,W-2,SKU-B,1,3.00,2011-03-02T10:00:00Z,Mug,,UK\n"
+        + "C-1,W-2,SKU-A,one,2.00,2011-03-02T10:00:00Z,Lamp,,UK\n"
+        + "C-1,W-2,SKU-B,1,3.00,2011-03-02T10:00:00Z,Mug,,UK\n",
+        "utf-8",
+    )
+
+    summary = run_import(sessions, path, "generic", instance_dir=tmp_path)
+
+    assert (summary.orders_created, summary.rejected_by_kind) == (1, {"bad_number": 1, "order_held_back": 2})
+    rejects = read_rejects(summary.reject_path or "")
+    kinds = [(r["line_no"], r["kind"]) for r in rejects]
+    assert kinds == [("3", "order_held_back"), ("4", "bad_number"), ("5", "order_held_back")]
+    assert rejects[-1]["raw"] == "C-1,W-2,SKU-B,1,3.00,2011-03-02T10:00:00Z,Mug,,UK"
+
+
 @pytest.mark.parametrize(
     ("name", "expected_kinds"),
     [
