@@ -120,9 +120,13 @@ TABLES = (LINES, ORDERS, REJECTS, NEW_SKUS)
 #: Created once the lines are staged (filling an index row by row costs more than building it).
 INDEXES = (
     Index("giftrec_import_lines_order", LINES.c.order_id, LINES.c.line_no),
-    Index("giftrec_import_lines_sku", LINES.c.sku),
     Index("giftrec_import_rejects_order", REJECTS.c.order_id),
 )
+#: SQLite only: its plans for the new products use it, and without it build bigger transient indexes
+#: (peak memory 97 MiB instead of 90 on the bundled sample). PostgreSQL groups the lines per sku in one
+#: pass without it; with it, it chose full index scans that scattered over the table (and building it
+#: took 7 s at 2 million lines).
+SQLITE_INDEXES = (Index("giftrec_import_lines_sku", LINES.c.sku),)
 
 
 class Staging:
@@ -163,7 +167,7 @@ class Staging:
     def apply_order_rules(self) -> None:
         """Rules 7 and 8 over the whole file, and which orders the database has already."""
         conn = self.connection
-        for index in INDEXES:
+        for index in (*INDEXES, *(SQLITE_INDEXES if conn.dialect.name == "sqlite" else ())):
             index.create(conn)
         firsts = (
             select(

@@ -457,3 +457,47 @@ def test_awkward_text_reaches_the_database_and_the_reject_file_unchanged(
     raw = io.StringIO()
     csv.writer(raw, lineterminator="").writerow(rows[-1])
     assert reject["raw"] == raw.getvalue()
+
+
+def test_new_products_follow_the_title_price_and_creation_rules(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """The rules of a new product, each with its tie: the most used title and category (the first used
+    among equals, the sku when all are blank), the price of the latest sale (the later line among sales at
+    the same time; returns only for a sku never sold), created at the first sale (the first return, never
+    sold); the lines of an order held back by a broken row say nothing about its products."""
+    header = ["customer_id", "order_id", "sku", "quantity", "unit_price", "ordered_at", "title"]
+    header += ["category", "country"]
+    rows = [
+        ["C-1", "S-1", "SKU-A", "1", "1.00", "2011-03-01T10:00:00Z", "Lamp", "Light", "UK"],
+        ["C-1", "S-2", "SKU-A", "1", "3.00", "2011-03-03T10:00:00Z", "Desk lamp", "", "UK"],
+        ["C-1", "S-3", "SKU-A", "1", "4.00", "2011-03-03T10:00:00Z", "Desk lamp", "Home", "UK"],
+        ["C-1", "S-4", "SKU-A", "1", "2.00", "2011-03-02T10:00:00Z", "Lamp", "Home", "UK"],
+        ["C-1", "R-1", "SKU-A", "-1", "9.00", "2011-03-09T10:00:00Z", "", "Home", "UK"],
+        ["C-1", "R-2", "SKU-A", "-1", "8.00", "2011-02-01T10:00:00Z", "", "", "UK"],
+        ["C-1", "H-1", "SKU-A", "1", "5.00", "2011-03-20T10:00:00Z", "Held lamp", "Held", "UK"],
+        ["C-1", "H-1", "SKU-A", "one", "5.00", "2011-03-20T10:00:00Z", "Held lamp", "Held", "UK"],
+        ["C-1", "H-1", "SKU-A", "1", "5.00", "2011-03-20T10:00:00Z", "Held lamp", "Held", "UK"],
+        ["C-1", "H-1", "SKU-A", "1", "5.00", "2011-03-20T10:00:00Z", "Held lamp", "Held", "UK"],
+        ["C-2", "R-3", "SKU-B", "-1", "2.00", "2011-04-02T10:00:00Z", "", "Kitchen", "UK"],
+        ["C-2", "R-4", "SKU-B", "-1", "3.00", "2011-04-05T10:00:00Z", "", "Garden", "UK"],
+        ["C-2", "R-5", "SKU-B", "-2", "2.50", "2011-04-05T10:00:00Z", "", "", "UK"],
+        ["C-2", "S-5", "SKU-C", "1", "7.00", "2011-04-01T10:00:00Z", "", "", "UK"],
+    ]
+    path = tmp_path / "products.csv"
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+
+    summary = run_import(sessions, path, "generic", instance_dir=tmp_path)
+
+    assert (summary.products_created, summary.rejected) == (3, 4)
+    with sessions() as s:
+        products = {p.sku: (p.title, p.category, p.price, p.created_at) for p in s.scalars(select(Product))}
+    assert products == {
+        # Lamp x2 and Desk lamp x2 (Lamp first); Home x3; the later of the two sales of 3 March; the
+        # first sale, not the earlier return; the held-back H-1's three "Held lamp" lines not counted
+        "SKU-A": ("Lamp", "Home", Decimal("4.00"), dt.datetime(2011, 3, 1, 10, 0)),
+        # never sold: the later of the two returns of 5 April, created at the first return
+        "SKU-B": ("SKU-B", "Kitchen", Decimal("2.50"), dt.datetime(2011, 4, 2, 10, 0)),
+        "SKU-C": ("SKU-C", None, Decimal("7.00"), dt.datetime(2011, 4, 1, 10, 0)),
+    }
