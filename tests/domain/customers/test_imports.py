@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import ImportSettings
+from domain.customers import imports
 from domain.customers.imports import ImportSummary, default_reject_path, import_orders
 from domain.customers.sources import Format
 from domain.db import session_scope
@@ -501,3 +503,42 @@ def test_new_products_follow_the_title_price_and_creation_rules(
         "SKU-B": ("SKU-B", "Kitchen", Decimal("2.50"), dt.datetime(2011, 4, 2, 10, 0)),
         "SKU-C": ("SKU-C", None, Decimal("7.00"), dt.datetime(2011, 4, 1, 10, 0)),
     }
+
+
+LINE_FOREIGN_KEYS = text(
+    "SELECT conname, pg_get_constraintdef(oid), convalidated, oid FROM pg_constraint "
+    "WHERE conrelid = 'order_lines'::regclass AND contype = 'f' ORDER BY conname"
+)
+
+
+def test_a_large_import_checks_the_order_lines_foreign_keys_once_and_keeps_them(
+    sessions: sessionmaker[Session], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL an import large next to the order lines table adds its lines without the two
+    foreign keys and adds them back (one check over the table): same names and definitions, validated,
+    enforced; an import small next to the table keeps them (row-by-row checks)."""
+    with sessions() as s:
+        if s.get_bind().dialect.name != "postgresql":
+            pytest.skip("SQLite checks foreign keys row by row, cheaply, in its own process")
+        before = s.execute(LINE_FOREIGN_KEYS).all()
+    monkeypatch.setattr(imports, "BULK_FOREIGN_KEY_LINES", 1)
+
+    summary = run_import(sessions, SAMPLE, instance_dir=tmp_path)
+
+    assert summary.order_lines_created == SAMPLE_LINES
+    with sessions() as s:
+        after = s.execute(LINE_FOREIGN_KEYS).all()
+        assert [row[:3] for row in after] == [row[:3] for row in before]
+        assert {row[1].split(" REFERENCES ")[1].split("(")[0] for row in after} == {"orders", "products"}
+        assert all(row[2] for row in after)  # validated
+        assert not {row[3] for row in after} & {row[3] for row in before}  # dropped and added back
+        order_id = s.scalars(select(Order.id).limit(1)).one()
+        s.add(OrderLine(order_id=order_id, line_no=999, product_id=-1, quantity=1, unit_price=1))
+        with pytest.raises(IntegrityError):
+            s.flush()
+
+    summary = run_import(sessions, DATA / "generic_orders.csv", "generic", instance_dir=tmp_path)
+
+    assert summary.order_lines_created == 5  # 5 lines * BULK_FOREIGN_KEY_RATIO < the sample's lines
+    with sessions() as s:
+        assert s.execute(LINE_FOREIGN_KEYS).all() == after
