@@ -7,9 +7,10 @@ import datetime as dt
 import io
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -542,3 +543,30 @@ def test_a_large_import_checks_the_order_lines_foreign_keys_once_and_keeps_them(
     assert summary.order_lines_created == 5  # 5 lines * BULK_FOREIGN_KEY_RATIO < the sample's lines
     with sessions() as s:
         assert s.execute(LINE_FOREIGN_KEYS).all() == after
+
+
+def test_an_import_on_postgresql_runs_without_jit_and_sets_it_back(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """The import's statements run without JIT compilation; the caller's transaction gets its own
+    setting back, after an import and after a refused file."""
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("INSERT INTO products"):
+            probe = conn.connection.dbapi_connection.cursor()
+            probe.execute("SHOW jit")
+            seen.append(probe.fetchone()[0])
+            probe.close()
+
+    with session_scope(sessions) as s:
+        if s.get_bind().dialect.name != "postgresql":
+            pytest.skip("JIT compilation is PostgreSQL's")
+        s.execute(text("SET LOCAL jit = on"))
+        event.listen(s.connection(), "after_cursor_execute", record)
+        import_orders(s, DATA / "generic_orders.csv", "generic", instance_dir=tmp_path)
+        assert seen == ["off"]
+        assert s.execute(text("SHOW jit")).scalar() == "on"
+        with pytest.raises(InvalidInput):
+            import_orders(s, DATA / "header_only.csv", "generic", instance_dir=tmp_path)
+        assert s.execute(text("SHOW jit")).scalar() == "on"
