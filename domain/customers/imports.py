@@ -22,8 +22,11 @@ Rows that break a cleaning rule are written to a reject CSV (``line_no, kind, fi
   in order files.
 - **Returns** (cancellation invoices, negative generic quantities) are orders of kind ``return`` with
   positive quantities. Guest lines become orders without a customer.
-- **Speed.** Chunks are written with one compiled ``executemany`` each, and everything after that is
-  set-based SQL: no per-row SELECT. See ``bench/bench_import.py`` and ``docs/performance.md``.
+- **Speed.** Chunks are written with one ``COPY`` each on PostgreSQL, one compiled ``executemany`` each
+  elsewhere, and everything after that is set-based SQL: no per-row SELECT, no per-product subquery. On
+  PostgreSQL a large import checks its order lines' foreign keys once over the table rather than row by
+  row, and holds exclusive locks on ``order_lines``, ``orders`` and ``products`` from then to its commit
+  (:func:`_create_lines`). See ``bench/bench_import.py`` and ``docs/performance.md``.
 
 The reject file defaults to ``<instance_dir>/rejects/<input file name>.rejects.csv`` (the input's folder may
 be read-only, like ``../shared/data/``); it is written only when there are rejects, and appears only when
@@ -340,12 +343,78 @@ def _create_products(conn: Connection, summary: ImportSummary, now: dt.datetime)
     summary.products_created = _count(conn, select(func.count()).select_from(new))
     if not summary.products_created:
         return
-    # Set-based, one pass of the staged lines per rule (grouped or numbered per sku), not one lookup per
-    # new product: those ran four index scans per sku over lines scattered across the staging table.
+    if conn.dialect.name == "sqlite":
+        title, category, price, created, source = _product_rules_per_sku()
+    else:
+        title, category, price, created, source = _product_rules_grouped()
+    constants = {
+        "currency": CURRENCY,
+        "is_active": True,
+        "in_stock": True,
+        "delivery_days": 3,
+        "tags": [],
+        "updated_at": now,
+    }
+    rows = (
+        select(
+            new.c.sku,
+            func.coalesce(title, new.c.sku),
+            category,
+            price,
+            created,
+            *(_value(value, table.c[name]) for name, value in constants.items()),
+        )
+        .select_from(source)
+        .order_by(new.c.sku)
+    )
+    conn.execute(
+        insert(table).from_select(["sku", "title", "category", "price", "created_at", *constants], rows)
+    )
+
+
+# The rules of a new product: the title and category most often used for its sku in the file, the first
+# used among equals (Counter.most_common's); the price of the latest sale (the later line among sales at
+# the same time; returns only for a sku never sold in the file); created at the first sale (the first
+# return, never sold). Two ways to the same values, each its database's fastest.
+
+
+def _product_rules_per_sku() -> tuple[Any, Any, Any, Any, Any]:
+    """Per new sku, correlated subqueries over its lines through the staged lines' sku index (SQLite: its
+    plans for the grouped statements below cost more CPU and memory)."""
+    lines, new = staging.LINES, staging.NEW_SKUS
+    of_sku = lines.c.sku == new.c.sku
+
+    def most_used(column: Column[Any]) -> Any:
+        return (
+            select(column)
+            .where(of_sku, column.is_not(None))
+            .group_by(column)
+            .order_by(func.count().desc(), func.min(lines.c.line_no))
+            .limit(1)
+            .scalar_subquery()
+        )
+
+    price = (
+        select(lines.c.unit_price)
+        .where(of_sku)
+        .order_by(lines.c.is_return, lines.c.ordered_at.desc(), lines.c.line_no.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    first_sale = select(func.min(lines.c.ordered_at)).where(of_sku, ~lines.c.is_return).scalar_subquery()
+    first_seen = select(func.min(lines.c.ordered_at)).where(of_sku).scalar_subquery()
+    created = func.coalesce(first_sale, first_seen)
+    return most_used(lines.c.title), most_used(lines.c.category), price, created, new
+
+
+def _product_rules_grouped() -> tuple[Any, Any, Any, Any, Any]:
+    """One pass over the staged lines per rule, grouped or numbered per sku (PostgreSQL: the subqueries
+    per sku were bitmap heap scans over lines scattered across the staging table, 9,666 x 4 of them at 2
+    million lines)."""
+    lines, new = staging.LINES, staging.NEW_SKUS
     of_new = lines.join(new, new.c.sku == lines.c.sku)
 
     def most_used(column: Column[Any]) -> Any:
-        """Per sku, the value most often used, the first used among equals (Counter.most_common's)."""
         ranked = (
             select(
                 lines.c.sku,
@@ -365,8 +434,6 @@ def _create_products(conn: Connection, summary: ImportSummary, now: dt.datetime)
         return select(ranked.c.sku, ranked.c.value).where(ranked.c.rank == 1).subquery()
 
     titles, categories = most_used(lines.c.title), most_used(lines.c.category)
-    # The latest sale sets the price (the later line among sales at the same time); returns only for a
-    # sku never sold in the file. The first sale sets created_at (the first return, never sold).
     ranked_prices = (
         select(
             lines.c.sku,
@@ -391,33 +458,13 @@ def _create_products(conn: Connection, summary: ImportSummary, now: dt.datetime)
         .group_by(lines.c.sku)
         .subquery()
     )
-    constants = {
-        "currency": CURRENCY,
-        "is_active": True,
-        "in_stock": True,
-        "delivery_days": 3,
-        "tags": [],
-        "updated_at": now,
-    }
-    rows = (
-        select(
-            new.c.sku,
-            func.coalesce(titles.c.value, new.c.sku),
-            categories.c.value,
-            prices.c.unit_price,
-            times.c.created,
-            *(_value(value, table.c[name]) for name, value in constants.items()),
-        )
-        .select_from(new)
-        .join(prices, prices.c.sku == new.c.sku)
+    source = (
+        new.join(prices, prices.c.sku == new.c.sku)
         .join(times, times.c.sku == new.c.sku)
         .outerjoin(titles, titles.c.sku == new.c.sku)
         .outerjoin(categories, categories.c.sku == new.c.sku)
-        .order_by(new.c.sku)
     )
-    conn.execute(
-        insert(table).from_select(["sku", "title", "category", "price", "created_at", *constants], rows)
-    )
+    return titles.c.value, categories.c.value, prices.c.unit_price, times.c.created, source
 
 
 def _create_orders(conn: Connection, run_id: int, summary: ImportSummary, now: dt.datetime) -> None:
