@@ -517,11 +517,18 @@ def _popularity_recs(split: Split, task: Task, k: int) -> np.ndarray:
 BLOCK_CELLS = 1 << 22
 
 
+def block_rows(n_items: int, most: int | None = None) -> int:
+    """Customers per block of dense (customers x items) scores: `BLOCK_CELLS` cells' worth, at least one,
+    at most ``most`` where given."""
+    rows = max(1, BLOCK_CELLS // max(n_items, 1))
+    return rows if most is None else min(rows, max(1, most))
+
+
 def _top_k_in_blocks(
     users: np.ndarray, n_items: int, k: int, scores: Callable[[np.ndarray], np.ndarray]
 ) -> np.ndarray:
     """`top_k_rows` of ``scores(block)`` for blocks of `users`, shape (users.size, k), padded with -1."""
-    size = max(1, BLOCK_CELLS // max(n_items, 1))
+    size = block_rows(n_items)
     ids = np.full((users.size, k), -1, dtype=np.int32)
     for start in range(0, users.size, size):
         ids[start : start + size], _ = top_k_rows(scores(users[start : start + size]), k)

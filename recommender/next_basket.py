@@ -35,6 +35,7 @@ from threadpoolctl import threadpool_limits
 
 from recommender.base import NotFittedError, RecommenderError
 from recommender.collaborative import ALSRecommender
+from recommender.evaluation import block_rows
 from recommender.next_purchase import NextPurchaseModel
 from recommender.repeat_ranking import RepeatRanker, recent_buyers
 from recommender.threads import pin_blas_threads
@@ -102,10 +103,10 @@ _ALS: dict[str, Any] = {
     "iterations": 15,
     "random_state": 42,
 }
-_CHUNK = 512  # customers per batch of dense (customers x items) scores, at most
-#: Cells of one dense (customers x items) array of a batch: on a large catalogue the batch is smaller
-#: (65,000 items: 128 customers, 64 MiB per array; about ten such arrays are alive at once).
-_CHUNK_CELLS = 8_388_608
+#: Customers per batch of dense (customers x items) scores, at most; on a large catalogue the batch is
+#: `recommender.evaluation.BLOCK_CELLS` cells' worth (65,000 items: 64 customers, 32 MiB per array; about
+#: ten such arrays are alive at once).
+_CHUNK = 512
 #: Non-zeros of item-item co-purchase counts held at once by `_cooccurrence_similarity` (about 60 bytes
 #: each while a block is cut to its best neighbours: some 500 MB at most).
 _COOCCURRENCE_CELLS = 8_000_000
@@ -293,7 +294,7 @@ def candidate_features(
     out_u: list[np.ndarray] = []
     out_i: list[np.ndarray] = []
     out_x: list[np.ndarray] = []
-    per_chunk = int(np.clip(_CHUNK_CELLS // max(n_items, 1), 1, _CHUNK))
+    per_chunk = block_rows(n_items, most=_CHUNK)
     for start in range(0, wanted.size, per_chunk):
         chunk = wanted[start : start + per_chunk]
         own_rows = own["days"][chunk]

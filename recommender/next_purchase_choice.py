@@ -38,7 +38,7 @@ import numpy as np
 from scipy.sparse import csr_matrix, vstack
 
 from recommender.base import NotFittedError, top_k
-from recommender.evaluation import Metrics, ranking_metrics
+from recommender.evaluation import Metrics, block_rows, ranking_metrics
 from recommender.intervals import Difference, paired_difference
 from recommender.next_basket import NextBasketRanker, Purchases
 from recommender.next_purchase import NextPurchaseModel
@@ -68,7 +68,6 @@ BASELINE_RANKINGS: tuple[str, ...] = (
     "personal top-frequency",
     *(f"TIFU-KNN ({name} parameters)" for name in PUBLISHED_PARAMS),
 )
-_CHUNK = 256  # customers scored at once by TIFU-KNN (dense rows over the catalogue)
 
 
 def ranking_candidates() -> tuple[str, ...]:
@@ -144,8 +143,9 @@ class BaselineRanker:
         if self.name == "popularity":
             return out
         if self._tifu is not None:
+            size = block_rows(out.shape[1])  # dense rows over the catalogue, a block of customers at once
             own = (
-                np.vstack([self._tifu.scores(users[s : s + _CHUNK]) for s in range(0, users.size, _CHUNK)])
+                np.vstack([self._tifu.scores(users[s : s + size]) for s in range(0, users.size, size)])
                 if users.size
                 else np.zeros((0, out.shape[1]))
             )
@@ -174,8 +174,9 @@ class BaselineRanker:
         """`rank` of each customer (no `allowed`), shape (n, k), padded with -1."""
         users = np.asarray(user_idxs, dtype=np.int64)
         out = np.full((users.size, k), -1, dtype=np.int64)
-        for start in range(0, users.size, _CHUNK):
-            block = self.scores(users[start : start + _CHUNK])
+        size = block_rows(self._popularity.size)
+        for start in range(0, users.size, size):
+            block = self.scores(users[start : start + size])
             for r, row in enumerate(block):
                 row[row <= 0] = -np.inf
                 items, _ = top_k(row, k)

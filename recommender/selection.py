@@ -19,7 +19,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 from recommender.base import NotFittedError
-from recommender.evaluation import BLOCK_CELLS, TASKS, Metrics, Task, ranking_metrics
+from recommender.evaluation import BLOCK_CELLS, TASKS, Metrics, Task, block_rows, ranking_metrics
 from recommender.hybrid import DEFAULT_POPULARITY_DAYS, HybridRecommender
 
 __all__ = [
@@ -285,7 +285,7 @@ def rank_candidates(
     n_items = user_items.shape[1]
     fill = np.asarray(bestsellers, dtype=np.float64)
     fill_order = np.lexsort((np.arange(n_items), -fill))  # bestsellers first, ties to the lower item
-    size = block if block is not None else max(1, BLOCK_CELLS // max(n_items, 1))
+    size = block if block is not None else block_rows(n_items)
     for task in TASKS:
         t = truth[task]
         named = list(candidates[task] if candidates is not None else candidate_blends(task))

@@ -285,19 +285,19 @@ def _kind(session: Any, version: str | None, next_purchase: bool) -> Any:
 
 
 def _pinned_note(kind: Any) -> str:
-    from domain.models import NextPurchaseRun
+    from domain.models import ModelRun
+    from domain.serving.model_runs import RUN_KINDS
 
-    if kind is NextPurchaseRun:
-        return "pinned: newer rankers wait until `giftrec model unpin --next-purchase`"
-    return "pinned: newer models wait until `giftrec model unpin`"
+    flag = "" if kind is ModelRun else " --next-purchase"
+    return f"pinned: newer {RUN_KINDS[kind][0]}s wait until `giftrec model unpin{flag}`"
 
 
 def _named(run: Any) -> str:
-    from domain.models import NextPurchaseRun
+    from domain.models import ModelRun
+    from domain.serving.model_runs import RUN_KINDS
 
-    if isinstance(run, NextPurchaseRun):
-        return f"next-purchase ranker {run.version}"
-    return f"model {run.version} ({run.algorithm})"
+    algorithm = f" ({run.algorithm})" if isinstance(run, ModelRun) else ""
+    return f"{RUN_KINDS[type(run)][0]} {run.version}{algorithm}"
 
 
 NEXT_PURCHASE = click.option(

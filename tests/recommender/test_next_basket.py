@@ -196,12 +196,12 @@ def test_candidate_features_do_not_depend_on_the_customer_batch(monkeypatch):
     # issue 17: on a large catalogue the customers are taken in smaller batches of dense rows; the
     # candidates and their features must be those of one batch (the ALS scores, a matrix product, up to
     # the last bits: BLAS sums a row differently at another position of the batch)
-    import recommender.next_basket as nb
+    import recommender.evaluation as ev
 
     u, i, d, lines, _ = planted()
     p = Purchases(u, i, d, lines, N_USERS, N_ITEMS)
     whole, _ = candidate_features(p, NOW, horizon=30.0, new_per_source=5)
-    monkeypatch.setattr(nb, "_CHUNK_CELLS", 7 * N_ITEMS)  # 7 customers per batch
+    monkeypatch.setattr(ev, "BLOCK_CELLS", 7 * N_ITEMS)  # 7 customers per batch
     small, _ = candidate_features(p, NOW, horizon=30.0, new_per_source=5)
     np.testing.assert_array_equal(whole.users, small.users)
     np.testing.assert_array_equal(whole.items, small.items)
