@@ -1,11 +1,12 @@
 """``GET /metrics``: Prometheus's text format, for a server or admin key only.
 
 The counters and histograms of :mod:`domain.metrics` (request latency by route and status, items served
-by source, job runs and durations) come from every process: under ``giftrec serve`` from the files of
-``PROMETHEUS_MULTIPROC_DIR`` (all gunicorn workers and the scheduler), else from this process. What is
-state rather than a count is read at the scrape: the model this worker serves (version, age), the outbox
+by source) come from every web process: under ``giftrec serve`` from the files of
+``PROMETHEUS_MULTIPROC_DIR`` (all gunicorn workers), else from this process. What is read at the scrape:
+the model this worker serves (version, age), and from the database, which every host shares, the outbox
 by status, how long the oldest due reminder has waited, whether the mail queue is paused, whether a
-scheduler holds the database lease.
+scheduler holds the database lease, and the scheduled job runs (counts by outcome, wall time, the last
+success) that whichever scheduler ran them recorded (:mod:`domain.job_runs`), on this host or another.
 
 Access: the figures name no customer, but they tell how a shop is doing (orders, mail volume), so a
 widget key (public, in the shop's pages) or an email key must not read them: a scraper sends a server or
@@ -21,12 +22,13 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import Response, current_app, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from api import auth
 from api.context import AppContext
+from domain.job_runs import job_run_totals
 from domain.locks import SCHEDULER_LOCK, lease_is_live
 from domain.messaging.outbox import outbox_counts
 from domain.messaging.pause import current_pause
@@ -40,12 +42,13 @@ METRICS_SCOPES = ("server",)
 
 
 class StateCollector(Collector):
-    """Gauges read at each scrape: the served model, the outbox, the mail queue's pause, the scheduler."""
+    """Read at each scrape: the served model, the outbox, the mail queue's pause, the scheduler and its
+    job runs."""
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         now = utcnow()
         store = self.ctx.services.get("model_store")
         info = GaugeMetricFamily(
@@ -67,6 +70,7 @@ class StateCollector(Collector):
             counts, oldest = outbox_counts(session, now)
             paused = current_pause(session) is not None
             scheduler = lease_is_live(session, SCHEDULER_LOCK, now)
+            jobs = job_run_totals(session)
         outbox = GaugeMetricFamily("giftrec_outbox_messages", "Outbox messages by status", labels=("status",))
         for status, n in counts.items():
             outbox.add_metric([status], float(n))
@@ -84,6 +88,31 @@ class StateCollector(Collector):
             "1 while a scheduler holds the database lease (0: no scheduler runs jobs: nothing is sent)",
             value=1.0 if scheduler else 0.0,
         )
+        yield from _job_metrics(jobs)
+
+
+def _job_metrics(jobs: list[Any]) -> Iterator[Metric]:
+    """The job runs every scheduler recorded (``domain.job_runs``), by job."""
+    runs = CounterMetricFamily(
+        "giftrec_job_runs", "Scheduled job runs, by job and outcome (ok, failed)", labels=("job", "outcome")
+    )
+    duration = SummaryMetricFamily(
+        "giftrec_job_duration_seconds", "Wall time of scheduled job runs, by job", labels=("job",)
+    )
+    success = GaugeMetricFamily(
+        "giftrec_job_last_success_timestamp_seconds",
+        "When the job's last successful run finished (Unix time); absent until one has",
+        labels=("job",),
+    )
+    for job in jobs:
+        runs.add_metric([job.job, "ok"], float(job.runs_ok))
+        runs.add_metric([job.job, "failed"], float(job.runs_failed))
+        duration.add_metric([job.job], job.runs_ok + job.runs_failed, job.seconds_total)
+        if job.last_success_at is not None:
+            success.add_metric([job.job], job.last_success_at.timestamp())
+    yield runs
+    yield duration
+    yield success
 
 
 def _registry(ctx: AppContext) -> Any:

@@ -1,11 +1,13 @@
-"""The Prometheus metrics every process counts into (``prometheus-client``; multiprocess under gunicorn).
+"""The Prometheus metrics every web process counts into (``prometheus-client``; multiprocess under
+gunicorn).
 
-Counters and histograms are defined once here, for the web doors and the scheduler alike. With
-``PROMETHEUS_MULTIPROC_DIR`` set before ``prometheus_client`` is first imported (``giftrec serve`` sets it
-for its gunicorn workers and its scheduler), each process writes its values to files in that directory
-and ``/metrics`` adds them up; without it they live in this process's default registry. What is read from
-the database or the model in memory (model version and age, the outbox, the queue's pause) is not
-counted here but read when ``/metrics`` is scraped (``api/metrics.py``).
+Counters and histograms are defined once here. With ``PROMETHEUS_MULTIPROC_DIR`` set before
+``prometheus_client`` is first imported (``giftrec serve`` sets it for its gunicorn workers), each process
+writes its values to files in that directory and ``/metrics`` adds them up; without it they live in this
+process's default registry. What is read from the database or the model in memory (model version and age,
+the outbox, the queue's pause, and the scheduler's job runs, which a scheduler on any host records in the
+database: ``domain.job_runs``) is not counted here but read when ``/metrics`` is scraped
+(``api/metrics.py``).
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ from collections.abc import Iterable
 from prometheus_client import Counter, Histogram
 
 __all__ = [
-    "JOB_DURATION",
-    "JOB_RUNS",
     "RATE_LIMIT_STORAGE_FAILURES",
     "RECOMMENDATIONS",
     "REQUEST_LATENCY",
@@ -36,15 +36,6 @@ RECOMMENDATIONS = Counter(
     "giftrec_recommendations_served",
     "Items served by the storefront API, by source (collaborative, similar, bestsellers, new_arrivals)",
     ("source",),
-)
-JOB_RUNS = Counter(
-    "giftrec_job_runs", "Scheduled job runs, by job and outcome (ok, failed)", ("job", "outcome")
-)
-JOB_DURATION = Histogram(
-    "giftrec_job_duration_seconds",
-    "Wall time of scheduled job runs, by job",
-    ("job",),
-    buckets=(0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0),
 )
 RATE_LIMIT_STORAGE_FAILURES = Counter(
     "giftrec_rate_limit_storage_failures",

@@ -23,8 +23,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from domain.db import session_scope
+from domain.job_runs import record_job_run
 from domain.locks import SCHEDULER_LOCK, acquire_lease, lease_holder, release_lease
-from domain.metrics import JOB_DURATION, JOB_RUNS
 from domain.models._types import utcnow
 from jobs.context import JobContext
 from jobs.registry import available_jobs
@@ -162,6 +162,14 @@ def build_scheduler(
     specs = available_jobs()
     catch_up = [name for name, spec in specs.items() if spec.catch_up]
 
+    def _record(name: str, outcome: str, started_at: dt.datetime, seconds: float) -> None:
+        """The run in the database, for every web process's /metrics (domain.job_runs); a database that
+        fails here loses the figure, not the scheduler."""
+        try:
+            record_job_run(ctx.sessions, name, outcome, started_at, seconds)
+        except Exception:
+            log.exception("job %s: its run (%s, %.1f s) was not recorded", name, outcome, seconds)
+
     def guarded(name: str, body: Callable[[JobContext], Any]) -> Callable[[], None]:
         def job() -> None:
             with running.job(name):
@@ -170,15 +178,14 @@ def build_scheduler(
                 if not lease.refresh():
                     log.info("job %s: not run, this scheduler does not hold the lock", name)
                     return
-                started, outcome = time.perf_counter(), "failed"
+                started_at, started, outcome = utcnow(), time.perf_counter(), "failed"
                 try:
                     log.info("job %s: %s", name, body(ctx))
                     outcome = "ok"
                 except Exception:  # the scheduler carries on; the next run retries
                     log.exception("job %s failed", name)
                 finally:
-                    JOB_RUNS.labels(name, outcome).inc()
-                    JOB_DURATION.labels(name).observe(time.perf_counter() - started)
+                    _record(name, outcome, started_at, time.perf_counter() - started)
 
         return job
 

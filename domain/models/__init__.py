@@ -2,7 +2,7 @@
 
 from domain.models.catalog import EVENT_KINDS, ORDER_KINDS, Event, ImportRun, Order, OrderLine, Product
 from domain.models.lifecycle import ARMS, RfmSnapshot, TriggerAssignment
-from domain.models.ops import API_KEY_SCOPES, ApiKey, AuditLog, JobLock, MailPause
+from domain.models.ops import API_KEY_SCOPES, ApiKey, AuditLog, JobLock, JobRunTotal, MailPause
 from domain.models.people import (
     CONTACT_KINDS,
     DATE_KINDS,
@@ -44,6 +44,7 @@ __all__ = [
     "ImportRun",
     "ImportantDate",
     "JobLock",
+    "JobRunTotal",
     "MailPause",
     "ModelArtifactChunk",
     "ModelRun",

@@ -1,11 +1,11 @@
-"""Operational tables: API keys, the audit log, job locks, the mail queue's pause."""
+"""Operational tables: API keys, the audit log, job locks and job run totals, the mail queue's pause."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy import JSON, Float, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.db import Base
@@ -67,6 +67,28 @@ class JobLock(Base):
     holder: Mapped[str] = mapped_column(String(100))
     acquired_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class JobRunTotal(Base):
+    """What the schedulers have run, per job: counts by outcome, wall time, the last run.
+
+    Written by whichever scheduler runs the job (one row per job, updated in place) and read by every web
+    process's /metrics, so that the operator scrapes the job figures where the web's are, whatever host the
+    scheduler runs on and however often it restarted or failed over.
+    """
+
+    __tablename__ = "job_run_totals"
+
+    job: Mapped[str] = mapped_column(String(60), primary_key=True)
+    runs_ok: Mapped[int] = mapped_column(default=0)
+    runs_failed: Mapped[int] = mapped_column(default=0)
+    seconds_total: Mapped[float] = mapped_column(Float, default=0.0, comment="wall time of every run, summed")
+    last_started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    last_outcome: Mapped[str] = mapped_column(String(10), comment="ok or failed")
+    last_seconds: Mapped[float] = mapped_column(Float, comment="wall time of the last run")
+    last_success_at: Mapped[dt.datetime | None] = mapped_column(
+        UTCDateTime(), comment="when the last run that succeeded finished"
+    )
 
 
 class MailPause(Base):

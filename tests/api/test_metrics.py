@@ -223,3 +223,44 @@ def test_the_scheduler_gauge_says_whether_a_scheduler_holds_a_live_lease(client,
     # its holder died 10 minutes ago without releasing it: the lease has expired
     assert acquire_lease(sessions, SCHEDULER_LOCK, "host:1:abc", utcnow() - dt.timedelta(minutes=10), ttl)
     assert active() == 0
+
+
+@pytest.mark.slow
+def test_a_scheduler_in_another_process_shows_its_job_runs_on_the_webs_metrics(
+    client, keys, settings, tmp_path
+):
+    """Regression: the scheduler counted its job runs in its own process (prometheus-client's registry, or
+    its own multiprocess folder), which no web process reads when it runs elsewhere (another host, or its
+    own `giftrec scheduler`): /metrics showed no job runs at all. A real scheduler, started apart from this
+    web app and sharing only the database, catches up its jobs at start; the web's /metrics shows each run."""
+    env = dict(
+        os.environ,
+        GIFTREC_DATABASE_URL=settings.database.url,
+        GIFTREC_SERVER_INSTANCE_DIR=str(tmp_path / "scheduler-host"),
+        GIFTREC_SERVER_SECRET_KEY="test",
+        GIFTREC_MAIL_SMTP_PORT="9",  # nothing is queued; a catch-up send must not reach a real relay
+    )
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    headers = bearer(keys["server"])
+
+    def scraped() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return _samples(client.get("/metrics", headers=headers).get_data(as_text=True))
+
+    assert _value(scraped(), "giftrec_job_runs_total", job="plan-selections", outcome="ok") == 0
+    with open(tmp_path / "scheduler.log", "wb") as log:
+        scheduler = subprocess.Popen([sys.executable, "-m", "jobs"], env=env, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        while _value(samples := scraped(), "giftrec_job_runs_total", job="plan-selections", outcome="ok") < 1:
+            assert scheduler.poll() is None, (tmp_path / "scheduler.log").read_text()
+            assert time.monotonic() < deadline, "the scheduler's catch-up run is not on /metrics"
+            time.sleep(0.2)
+    finally:
+        scheduler.send_signal(signal.SIGTERM)
+        scheduler.wait(timeout=60)
+    started = time.time()
+    assert _value(samples, "giftrec_job_runs_total", job="plan-selections", outcome="failed") == 0
+    assert _value(samples, "giftrec_job_duration_seconds_count", job="plan-selections") == 1
+    assert _value(samples, "giftrec_job_duration_seconds_sum", job="plan-selections") > 0
+    finished = _value(samples, "giftrec_job_last_success_timestamp_seconds", job="plan-selections")
+    assert started - 120 < finished <= started
