@@ -26,6 +26,10 @@ RELOAD_INTERVAL = 1
 #: The stated time for a new model to be served everywhere: one reload interval plus loading it (fetch,
 #: verify, rebuild the data), here with a wide margin for a shared, loaded machine.
 SERVED_WITHIN = RELOAD_INTERVAL + 30
+#: The stated time for an order or event written through one process to reach another's picks: its
+#: freshness check (``ModelStore``, every second) reloads the customer's rows; here with a margin for a
+#: shared, loaded machine (docs/deployment.md, stated times).
+FRESH_WITHIN = 1 + 9
 
 
 @pytest.fixture
@@ -83,6 +87,74 @@ def test_a_model_trained_elsewhere_is_served_by_both_web_processes(app, keys, tr
         assert not any((tmp_path / f"host{n}" / "models").exists() for n in (0, 1)), "nothing on their disks"
         customer = f"/v1/customers/{trained}/recommendations?n=5"
         assert all(status(f"http://127.0.0.1:{p}{customer}", bearer(keys["server"])) == 200 for p in ports)
+    finally:
+        stop(workers)
+
+
+def _call(port: int, path: str, headers: dict[str, str], body: object = None) -> tuple[int, dict]:  # type: ignore[type-arg]
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=data,
+        headers={**headers, "Content-Type": "application/json"} if data else headers,
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return int(resp.status), json.load(resp)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), {}
+
+
+@pytest.mark.slow
+def test_a_write_through_one_web_process_reaches_the_picks_of_the_other_and_a_new_model_both(
+    app, keys, trained, redis_url, tmp_path
+):
+    """Two gunicorn processes sharing only the database and Redis: an order recorded through one is out of
+    the customer's picks served by the other within the freshness interval, and so is a purchase event
+    recorded through the other; a model trained in a third place is then served by both, which still leave
+    out what was bought. Each wait polls against a deadline (the stated time plus a margin)."""
+    ctx = app.extensions["giftrec"]
+    admin, server = bearer(keys["admin"]), bearer(keys["server"])
+    workers, ports = _two_processes(
+        ctx.settings,
+        tmp_path,
+        GIFTREC_MODEL_RELOAD_INTERVAL=str(RELOAD_INTERVAL),
+        GIFTREC_API_RATE_LIMIT_STORAGE=redis_url,
+    )
+    picks_path = f"/v1/customers/{trained}/recommendations?n=10"
+
+    def picks(port: int) -> list[str]:
+        code, body = _call(port, picks_path, server)
+        assert code == 200, code
+        return [item["sku"] for item in body["items"]]
+
+    def gone_from(port: int, sku: str) -> float:
+        return until(lambda: sku not in picks(port), FRESH_WITHIN)
+
+    try:
+        until(lambda: all(_served_version(p, admin) for p in ports), 120)
+        first = picks(ports[1])[0]  # what the other process offers first, before the order
+        # a quantity well above any earlier return of the product: bought, net of returns, either way
+        line = {"sku": first, "quantity": 10_000, "unit_price": "1.00"}
+        order = {"order_id": "TWO-PROCESSES-1", "customer_id": trained, "lines": [line]}
+        code, created = _call(ports[0], "/v1/orders", server, order)
+        assert code == 201 and created["created"], (code, created)
+        assert first not in picks(ports[0]), "the writing process: at once"
+        assert gone_from(ports[1], first) <= FRESH_WITHIN
+        second = picks(ports[0])[0]  # and the other way round, with a purchase event
+        event = {"id": "two-processes-1", "type": "purchase", "sku": second, "customer_id": trained}
+        code, recorded = _call(ports[1], "/v1/events", server, {"events": [{**event, "quantity": 10_000}]})
+        assert code == 200 and recorded["recorded"] == 1, (code, recorded)
+        assert second not in picks(ports[1]), "the writing process: at once"
+        assert gone_from(ports[0], second) <= FRESH_WITHIN
+        # a new model, trained in a third place (this test's process) on the rows both wrote
+        with session_scope(ctx.sessions) as session:
+            run = train_model(session, ctx.settings)
+            assert run.status == "succeeded", run.error
+            version = run.version
+        until(lambda: all(_served_version(p, admin) == version for p in ports), SERVED_WITHIN)
+        for port in ports:
+            assert not {first, second} & set(picks(port))
     finally:
         stop(workers)
 
