@@ -44,8 +44,9 @@ def _banner(host: str, port: int) -> None:
 
 def _metrics_environment(instance_dir: str) -> dict[str, str]:
     """The children's environment, with ``PROMETHEUS_MULTIPROC_DIR`` (the operator's, else
-    ``<instance>/metrics``) emptied: every worker and the scheduler count into files there, /metrics adds
-    them up, and counts of an earlier run must not be added to this one's (prometheus-client's rule)."""
+    ``<instance>/metrics``) emptied: every worker counts into files there, /metrics adds them up, and
+    counts of an earlier run must not be added to this one's (prometheus-client's rule). The scheduler's
+    job runs go to the database instead (domain.job_runs), where /metrics reads them wherever it runs."""
     env = dict(os.environ)
     directory = env.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(os.path.abspath(instance_dir), "metrics")
     shutil.rmtree(directory, ignore_errors=True)
