@@ -213,6 +213,35 @@ class NewArrivalsQuery(Schema):
     n = Integer(load_default=10, validate=Range(1, 100))
 
 
+#: The integer parameters of the listing queries (SimilarQuery, BestsellersQuery, NewArrivalsQuery): bounds.
+_LISTING_INTS = {"n": (1, 100), "days": (1, 3650)}
+
+
+def quick_listing_query(args: Mapping[str, str], names: tuple[str, ...]) -> dict[str, Any] | None:
+    """What the listing schema with the parameters ``names`` (of ``n``, ``days``, ``category``) loads from
+    a well-formed query string (``n`` defaults to 10, unknown keys ignored, the first of repeated keys);
+    None for anything it is not sure of, which the caller hands to the schema for the documented errors.
+    As :func:`quick_recommendations_query`, for the fast path of similar items, bestsellers and new
+    arrivals."""
+    out: dict[str, Any] = {"n": 10}
+    for name in names:
+        text = args.get(name)
+        if text is None:
+            continue
+        if name == "category":
+            if not 1 <= len(text) <= 100:
+                return None
+            out[name] = text
+            continue
+        low, high = _LISTING_INTS[name]
+        if not (text.isascii() and text.isdigit() and len(text) <= len(str(high))):
+            return None
+        value = out[name] = int(text)
+        if not low <= value <= high:
+            return None
+    return out
+
+
 class Item(Schema):
     sku = String(required=True)
     title = String(required=True)

@@ -12,6 +12,7 @@ from apiflask import APIBlueprint
 from apiflask.schema_adapters.marshmallow import parser
 from flask import Response, current_app, request
 from flask.typing import ResponseReturnValue
+from werkzeug.http import http_date
 
 from api import auth, fastpath, security
 from api.db import get_session
@@ -35,6 +36,7 @@ from api.schemas import (
     SessionRecommendationsQuery,
     SimilarQuery,
     first_values,
+    quick_listing_query,
     quick_recommendations_query,
 )
 from domain.catalog import products
@@ -52,6 +54,8 @@ bp = APIBlueprint("storefront", __name__, url_prefix="/v1", tag="Storefront")
 WIDGET_EVENT_KINDS = ("view", "click")
 #: Who may read a customer's picks.
 PICKS_SCOPES = ("widget", "server")
+#: Who may read similar items, bestsellers and new arrivals.
+READ_SCOPES = ("widget", "server")
 _SERVING_LOCK = threading.Lock()
 _ITEM_JSON = ItemListJson()
 #: A generous bound on one event's JSON (ids, SKU, dates are short): bodies above it x max_batch are 413.
@@ -133,10 +137,10 @@ def _items(items: list[recommendations.RecommendedItem]) -> Response:
     return Response(_ITEM_JSON.dumps(items), mimetype="application/json")
 
 
-def _cached(items: list[recommendations.RecommendedItem]) -> Any:
-    """Cache-Control and a weak ETag over what the items are (not their per-response recommendation ids),
-    so that a conditional GET of an unchanged list is answered 304."""
-    digest = hashlib.sha256(request.full_path.encode())
+def _etag(full_path: str, items: list[recommendations.RecommendedItem]) -> str:
+    """A weak ETag's value over the request (path and query string) and what the items are, not their
+    per-response recommendation ids."""
+    digest = hashlib.sha256(full_path.encode())
     for it in items:
         digest.update(
             repr(
@@ -153,10 +157,17 @@ def _cached(items: list[recommendations.RecommendedItem]) -> Any:
                 )
             ).encode()
         )
+    return digest.hexdigest()[:32]
+
+
+def _cached(items: list[recommendations.RecommendedItem]) -> Any:
+    """Cache-Control and a weak ETag over what the items are (not their per-response recommendation ids),
+    so that a conditional GET of an unchanged list is answered 304."""
+    etag = _etag(request.full_path, items)
     resp = _items(items)
     resp.cache_control.max_age = _ctx().settings.api.cache_seconds
     resp.cache_control.public = True
-    resp.set_etag(digest.hexdigest()[:32], weak=True)
+    resp.set_etag(etag, weak=True)
     return resp.make_conditional(request)
 
 
@@ -207,40 +218,83 @@ def _recommend(
     )
 
 
-def _fast_recommendations(ctx: AppContext) -> fastpath.Handler:
-    """:func:`customer_recommendations` for the fast path (:mod:`api.fastpath`): the same items and headers
-    for a well-formed query string, a key allowed here and a request within the key's limit; anything else
-    (None) is answered by Flask, with the schema's errors, 401/403/404/429 problems and their headers."""
-    guard: auth.Guard = ctx.services["api_guard"]
+#: Request headers that make a GET conditional or partial: a cacheable list's fast handler leaves such a
+#: request to Flask (``make_conditional``: 304, 412, ranges).
+_CONDITIONAL = (
+    "HTTP_IF_NONE_MATCH",
+    "HTTP_IF_MATCH",
+    "HTTP_IF_MODIFIED_SINCE",
+    "HTTP_IF_UNMODIFIED_SINCE",
+    "HTTP_RANGE",
+    "HTTP_IF_RANGE",
+)
 
-    def answer(environ: dict[str, Any], customer_id: str) -> fastpath.Answer:
-        values = first_values(environ.get("QUERY_STRING", ""))
-        query = None if values is None else quick_recommendations_query(values)
+
+def _fast_read(
+    ctx: AppContext,
+    read_query: Callable[[dict[str, str]], dict[str, Any] | None],
+    produce: Callable[[AppContext, str, dict[str, Any]], list[recommendations.RecommendedItem]],
+    scopes: tuple[str, ...],
+    *,
+    personal: bool = False,
+    cacheable: bool = False,
+) -> fastpath.Handler:
+    """A read view for the fast path (:mod:`api.fastpath`): the same items and headers for a well-formed
+    query string (``read_query``, None when not sure), a key of ``scopes`` (and, if ``personal``, allowed to
+    read the customer of the path segment) within its limit; anything else (None) is answered by Flask,
+    with the schema's errors, 401/403/404/429 problems and their headers. ``produce`` raises DomainError
+    for what Flask answers as a problem (an unknown customer or SKU). A ``cacheable`` list carries
+    :func:`_cached`'s headers; a conditional request goes to Flask."""
+    guard: auth.Guard = ctx.services["api_guard"]
+    cache_control = ""
+    if cacheable:
+        control = Response().cache_control  # werkzeug writes the header as _cached sets it
+        control.max_age = ctx.settings.api.cache_seconds
+        control.public = True
+        cache_control = control.to_header()
+
+    def answer(environ: dict[str, Any], segment: str) -> fastpath.Answer:
+        if cacheable and any(name in environ for name in _CONDITIONAL):
+            return None
+        query_string = environ.get("QUERY_STRING", "")
+        values = first_values(query_string)
+        query = None if values is None else read_query(values)
         if query is None:
             return None
         # The guard's order: counted first (once: Flask's guard sees this count), then the key checked.
         environ[auth.ENV_GUARD] = guard
         if guard.limit.check(environ) is not None:
             return None
-        if auth.authenticate(environ, *PICKS_SCOPES) is not None:
+        if auth.authenticate(environ, *scopes) is not None:
             return None
-        if auth.check_customer(environ, customer_id) is not None:
+        if personal and auth.check_customer(environ, segment) is not None:
             return None
         try:
-            items = _recommend(ctx, customer_id, query)
-        except DomainError:  # unknown customer, bad filter: Flask's problem response
+            items = produce(ctx, segment, query)
+        except DomainError:  # unknown customer or SKU, bad filter: Flask's problem response
             return None
         body = _ITEM_JSON.dumps(items)
         count_served([it.source for it in items])
-        return body, [
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(body))),
-            ("Vary", "Origin"),
-            *guard.headers(environ),
-            *security.api_headers(environ),
-        ]
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        if cacheable:
+            # request.full_path: the path and the query string as sent (both ASCII here)
+            etag = _etag(f"{environ.get('PATH_INFO', '')}?{query_string}", items)
+            headers += [("Cache-Control", cache_control), ("ETag", f'W/"{etag}"'), ("Date", http_date())]
+        headers += [("Vary", "Origin"), *guard.headers(environ), *security.api_headers(environ)]
+        return body, headers
 
     return answer
+
+
+def _fast_recommendations(ctx: AppContext) -> fastpath.Handler:
+    """:func:`customer_recommendations` for the fast path."""
+    return _fast_read(
+        ctx,
+        quick_recommendations_query,
+        lambda ctx, customer_id, query: _recommend(ctx, customer_id, query),
+        PICKS_SCOPES,
+        personal=True,
+    )
 
 
 @bp.get("/sessions/<anonymous_id>/recommendations")
@@ -274,11 +328,15 @@ def session_recommendations(anonymous_id: str, query: dict[str, Any]) -> Any:
 
 @bp.get("/products/<sku>/similar")
 @bp.doc(summary="Products similar to one", responses={**ERRORS, 404: "Unknown SKU"}, security=auth.SECURITY)
-@auth.require("widget", "server")
+@auth.require(*READ_SCOPES)
 @bp.input(SimilarQuery, location="query", arg_name="query")
 @bp.output(ItemList)
 def similar(sku: str, query: dict[str, Any]) -> Any:
-    return _items(recommendations.similar_products(_serving(), sku, query["n"]))
+    return _items(_similar(_ctx(), sku, query))
+
+
+def _similar(ctx: AppContext, sku: str, query: dict[str, Any]) -> list[recommendations.RecommendedItem]:
+    return recommendations.similar_products(_serving(ctx), sku, query["n"])
 
 
 @bp.get("/bestsellers")
@@ -288,13 +346,15 @@ def similar(sku: str, query: dict[str, Any]) -> Any:
     responses={**ERRORS, 304: "Not modified (If-None-Match)"},
     security=auth.SECURITY,
 )
-@auth.require("widget", "server")
+@auth.require(*READ_SCOPES)
 @bp.input(BestsellersQuery, location="query", arg_name="query")
 @bp.output(ItemList)
 def get_bestsellers(query: dict[str, Any]) -> Any:
-    return _cached(
-        recommendations.bestsellers(_serving(), query.get("category"), query.get("days"), query["n"])
-    )
+    return _cached(_bestsellers(_ctx(), "", query))
+
+
+def _bestsellers(ctx: AppContext, _: str, query: dict[str, Any]) -> list[recommendations.RecommendedItem]:
+    return recommendations.bestsellers(_serving(ctx), query.get("category"), query.get("days"), query["n"])
 
 
 @bp.get("/new-arrivals")
@@ -304,11 +364,15 @@ def get_bestsellers(query: dict[str, Any]) -> Any:
     responses={**ERRORS, 304: "Not modified (If-None-Match)"},
     security=auth.SECURITY,
 )
-@auth.require("widget", "server")
+@auth.require(*READ_SCOPES)
 @bp.input(NewArrivalsQuery, location="query", arg_name="query")
 @bp.output(ItemList)
 def get_new_arrivals(query: dict[str, Any]) -> Any:
-    return _cached(recommendations.new_arrivals(_serving(), query.get("category"), query["n"]))
+    return _cached(_new_arrivals(_ctx(), "", query))
+
+
+def _new_arrivals(ctx: AppContext, _: str, query: dict[str, Any]) -> list[recommendations.RecommendedItem]:
+    return recommendations.new_arrivals(_serving(ctx), query.get("category"), query["n"])
 
 
 # --- writes ------------------------------------------------------------------------------------------------
@@ -512,13 +576,42 @@ def register(app: Any) -> None:
     auth.protect(app, bp, selections.bp)
     ctx = app.extensions["giftrec"]
     if ctx.settings.api.fast_path:
-        fastpath.route(
-            app,
-            f"{bp.url_prefix}/customers/",
-            "/recommendations",
-            _fast_recommendations(ctx),
-            endpoint=f"{bp.name}.{customer_recommendations.__name__}",
-        )
+        # Each read's Flask view answers whatever its fast handler declines (api/fastpath.py).
+        for rule, handler, view in (
+            (
+                "/customers/<customer_id>/recommendations",
+                _fast_recommendations(ctx),
+                customer_recommendations,
+            ),
+            (
+                "/products/<sku>/similar",
+                _fast_read(ctx, functools.partial(quick_listing_query, names=("n",)), _similar, READ_SCOPES),
+                similar,
+            ),
+            (
+                "/bestsellers",
+                _fast_read(
+                    ctx,
+                    functools.partial(quick_listing_query, names=("n", "category", "days")),
+                    _bestsellers,
+                    READ_SCOPES,
+                    cacheable=True,
+                ),
+                get_bestsellers,
+            ),
+            (
+                "/new-arrivals",
+                _fast_read(
+                    ctx,
+                    functools.partial(quick_listing_query, names=("n", "category")),
+                    _new_arrivals,
+                    READ_SCOPES,
+                    cacheable=True,
+                ),
+                get_new_arrivals,
+            ),
+        ):
+            fastpath.route(app, f"{bp.url_prefix}{rule}", handler, endpoint=f"{bp.name}.{view.__name__}")
     next_purchase.register(app)
     segments.register(app)
     app.register_blueprint(widget.bp)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import re
@@ -18,17 +19,64 @@ PICKS = "storefront.customer_recommendations"
 def _without_ids(resp):  # type: ignore[no-untyped-def]
     """The JSON body with each recommendation id replaced by its shape (ids are random per response)."""
     body = resp.get_json()
-    for item in body.get("items", []) if resp.status_code == 200 else []:
+    for item in body.get("items", []):  # (a 412 carries the items too)
         rid = item.pop("recommendation_id")
         assert re.fullmatch(r"[A-Za-z0-9_-]+\.\d+[csbn]", rid), rid
     return body
 
 
 def _headers(resp):  # type: ignore[no-untyped-def]
-    """Every header in order; the window's end and the request id (made per request) only by presence."""
+    """Every header in order; the window's end, the request id (made per request) and the date only by
+    presence."""
     return [
-        (k, f"<{k}>" if k in ("X-RateLimit-Reset", "X-Request-ID") else v) for k, v in resp.headers.items()
+        (k, f"<{k}>" if k in ("X-RateLimit-Reset", "X-Request-ID", "Date") else v)
+        for k, v in resp.headers.items()
     ]
+
+
+def _flask_only(settings):  # type: ignore[no-untyped-def]
+    return create_app(dataclasses.replace(settings, api=dataclasses.replace(settings.api, fast_path=False)))
+
+
+@contextlib.contextmanager
+def _limited(settings):  # type: ignore[no-untyped-def]
+    """A test client of an app limited to 3 requests a minute per key, and a server key."""
+    from domain.access import api_keys
+
+    limited = create_app(
+        dataclasses.replace(settings, api=dataclasses.replace(settings.api, rate_limit="3/minute"))
+    )
+    try:
+        with limited.extensions["giftrec"].sessions() as session:
+            _, key = api_keys.create_key(session, "server")
+            session.commit()
+        yield limited.test_client(), key
+    finally:
+        limited.extensions["giftrec"].close()
+
+
+def _compare(app, flask_only, endpoint, requests):  # type: ignore[no-untyped-def]
+    """Send each request to both apps and compare status, headers and body (recommendation ids aside);
+    returns the statuses and the requests that reached the Flask view of ``endpoint`` in ``app``."""
+    fast_client, flask_client = app.test_client(), flask_only.test_client()
+    statuses, reached = [], []
+    view = app.view_functions[endpoint]
+
+    def counted(**kwargs):  # type: ignore[no-untyped-def]
+        reached.append(f"{request.method} {request.full_path}")
+        return view(**kwargs)
+
+    app.view_functions[endpoint] = counted
+    for method, path, headers in requests:
+        ours = fast_client.open(path, method=method, headers=headers)
+        theirs = flask_client.open(path, method=method, headers=headers)
+        where = f"{method} {path}"
+        assert ours.status_code == theirs.status_code, where
+        assert _headers(ours) == _headers(theirs), where
+        if method == "GET" and ours.status_code != 304:
+            assert _without_ids(ours) == _without_ids(theirs), where
+        statuses.append(ours.status_code)
+    return statuses, reached
 
 
 @pytest.mark.slow
@@ -36,18 +84,15 @@ def test_the_fast_path_answers_as_flask_does(app, settings, keys, trained):
     """Request by request, an app with the fast path and one without answer the same status, headers
     and body (recommendation ids aside): picks with filters, CORS for a widget at its origin, and every
     request the fast path hands on (schema errors, unknown customers, wrong keys, HEAD, non-ASCII)."""
-    flask_only = create_app(
-        dataclasses.replace(settings, api=dataclasses.replace(settings.api, fast_path=False))
-    )
+    flask_only = _flask_only(settings)
     assert isinstance(app.wsgi_app.app, fastpath.FastPath)  # inside the observing door (api/observe.py)
     assert not isinstance(flask_only.wsgi_app.app, fastpath.FastPath)
     try:
         server, unsigned = bearer(keys["server"]), {"X-Api-Key": keys["widget"], "Origin": SHOP}
         widget = {**unsigned, **signed(app, keys["widget"], trained)}
         picks = f"/v1/customers/{trained}/recommendations"
-        fast_client, flask_client = app.test_client(), flask_only.test_client()
         first = [
-            c.get(f"{picks}?n=8", headers=server).get_json()["items"] for c in (fast_client, flask_client)
+            a.test_client().get(f"{picks}?n=8", headers=server).get_json()["items"] for a in (app, flask_only)
         ]
         top = [item["sku"] for item in first[0]]
         requests = [
@@ -80,23 +125,7 @@ def test_the_fast_path_answers_as_flask_does(app, settings, keys, trained):
             ("HEAD", f"{picks}?n=3", server),
             ("OPTIONS", picks, {"Origin": SHOP, "Access-Control-Request-Method": "GET"}),
         ]
-        statuses, reached = [], []
-        view = app.view_functions[PICKS]
-
-        def counted(customer_id):  # type: ignore[no-untyped-def]
-            reached.append(request.full_path)
-            return view(customer_id=customer_id)
-
-        app.view_functions[PICKS] = counted
-        for method, path, headers in requests:
-            ours = fast_client.open(path, method=method, headers=headers)
-            theirs = flask_client.open(path, method=method, headers=headers)
-            where = f"{method} {path}"
-            assert ours.status_code == theirs.status_code, where
-            assert _headers(ours) == _headers(theirs), where
-            if method == "GET":
-                assert _without_ids(ours) == _without_ids(theirs), where
-            statuses.append(ours.status_code)
+        statuses, reached = _compare(app, flask_only, PICKS, requests)
         assert statuses == [200] * 6 + [403, 403, 401, 401, 401, 403] + [422] * 4 + [
             200,
             404,
@@ -110,19 +139,19 @@ def test_the_fast_path_answers_as_flask_does(app, settings, keys, trained):
         # In the app with the fast path, only what it hands on reached the view: a key it may not use,
         # schema errors, a customer it does not know, a non-ASCII path and HEAD. No well-formed request did.
         assert reached == [
-            f"{picks}?n=3",  # the widget at another origin (403 from require, inside the view)
-            f"{picks}?n=3",  # the email key
-            f"{picks}?n=3",  # no key
-            f"{picks}?n=3",  # an unknown key
-            f"{picks}?n=3",  # a widget without the customer's signature
-            f"{picks}?n=3",  # a widget with another customer's signature
-            f"{picks}?n=0",
-            f"{picks}?n=abc",
-            f"{picks}?min_price=5&max_price=2",
-            f"{picks}?min_price=nan",
-            "/v1/customers/NOBODY/recommendations?n=3",
-            "/v1/customers/Zoë/recommendations?",  # (a%2Fb is two segments: no route, Flask's 404)
-            f"{picks}?n=3",  # HEAD
+            f"GET {picks}?n=3",  # the widget at another origin (403 from require, inside the view)
+            f"GET {picks}?n=3",  # the email key
+            f"GET {picks}?n=3",  # no key
+            f"GET {picks}?n=3",  # an unknown key
+            f"GET {picks}?n=3",  # a widget without the customer's signature
+            f"GET {picks}?n=3",  # a widget with another customer's signature
+            f"GET {picks}?n=0",
+            f"GET {picks}?n=abc",
+            f"GET {picks}?min_price=5&max_price=2",
+            f"GET {picks}?min_price=nan",
+            "GET /v1/customers/NOBODY/recommendations?n=3",
+            "GET /v1/customers/Zoë/recommendations?",  # (a%2Fb is two segments: no route, Flask's 404)
+            f"HEAD {picks}?n=3",
         ]
     finally:
         flask_only.extensions["giftrec"].close()
@@ -149,32 +178,155 @@ def test_well_formed_picks_skip_flask_and_the_rest_reach_it(app, client, keys, s
 def test_a_request_is_counted_once_whichever_door_answers(settings, sessions, shop):
     """The fast path counts a request, then hands an unknown customer to Flask, whose guard must not
     count it again: with 3 a minute, the fourth request is the first refused."""
-    limited = create_app(
-        dataclasses.replace(settings, api=dataclasses.replace(settings.api, rate_limit="3/minute"))
-    )
-    try:
-        with limited.extensions["giftrec"].sessions() as session:
-            from domain.access import api_keys
-
-            _, key = api_keys.create_key(session, "server")
-            session.commit()
-        client = limited.test_client()
+    with _limited(settings) as (client, key):
         paths = ["C1", "NOBODY", "C2", "C1"]
         responses = [client.get(f"/v1/customers/{c}/recommendations?n=1", headers=bearer(key)) for c in paths]
         assert [r.status_code for r in responses] == [200, 404, 200, 429]
         assert [r.headers["X-RateLimit-Remaining"] for r in responses] == ["2", "1", "0", "0"]
         assert responses[3].mimetype == "application/problem+json" and responses[3].headers["Retry-After"]
-    finally:
-        limited.extensions["giftrec"].close()
 
 
 def test_a_failing_handler_is_logged_and_flask_answers(app, client, keys, shop, caplog):
     def broken(environ, segment):  # type: ignore[no-untyped-def]
-        raise RuntimeError(f"broken on {segment}")
+        raise RuntimeError(f"broken on {segment!r}")
 
-    fastpath.route(app, "/v1/products/", "/similar", broken, endpoint="storefront.similar")
+    fastpath.route(
+        app, "/v1/sessions/<anonymous_id>/recommendations", broken, "storefront.session_recommendations"
+    )
+    fastpath.route(app, "/v1/selections", broken, endpoint="unused")  # a rule without a variable
     with caplog.at_level(logging.ERROR, logger="api.fastpath"):
-        resp = client.get("/v1/products/MUG-1/similar?n=2", headers=bearer(keys["server"]))
+        resp = client.get("/v1/sessions/S1/recommendations?n=2", headers=bearer(keys["server"]))
+        missing = client.get("/v1/selections", headers=bearer(keys["server"]))
     assert resp.status_code == 200 and len(resp.get_json()["items"]) == 2
-    assert "the fast path failed on /v1/products/MUG-1/similar" in caplog.text
-    assert "broken on MUG-1" in caplog.text
+    assert missing.status_code == 404  # Flask's answer: no such route
+    assert "the fast path failed on /v1/sessions/S1/recommendations" in caplog.text
+    assert "broken on 'S1'" in caplog.text
+    assert "the fast path failed on /v1/selections" in caplog.text and "broken on ''" in caplog.text
+
+
+def test_a_rule_has_at_most_one_variable_segment(app):
+    def handler(environ, segment):  # type: ignore[no-untyped-def]
+        return None
+
+    for rule in ("/v1/<a>/<b>", "/v1/x<a>", "/v1/<a>x", "v1/<a>"):
+        with pytest.raises(ValueError):
+            fastpath.route(app, rule, handler, "storefront.similar")
+
+
+@pytest.mark.slow
+def test_similar_items_answer_as_flask_does(app, settings, keys, trained):
+    """Similar items through both doors: parameters, CORS, wrong keys, schema errors, an unknown SKU,
+    odd paths, HEAD and preflights; only what the fast path cannot answer reaches the view."""
+    flask_only = _flask_only(settings)
+    try:
+        server, unsigned = bearer(keys["server"]), {"X-Api-Key": keys["widget"], "Origin": SHOP}
+        # (asked of both apps: their rate-limit windows stay equal)
+        best = [a.test_client().get("/v1/bestsellers?n=1", headers=server) for a in (app, flask_only)]
+        sku = best[0].get_json()["items"][0]["sku"]
+        similar = f"/v1/products/{sku}/similar"
+        requests = [
+            ("GET", f"{similar}?n=3", server),
+            ("GET", similar, server),
+            ("GET", f"{similar}?n=2&n=50&unknown=1", server),
+            ("GET", f"{similar}?n=007", server),
+            ("GET", f"{similar}?n=4", unsigned),  # a widget at its origin: no signature needed
+            ("GET", f"{similar}?n=3", {"X-Api-Key": keys["widget"], "Origin": "https://other.example"}),
+            ("GET", f"{similar}?n=3", bearer(keys["email"])),
+            ("GET", f"{similar}?n=3", {}),
+            ("GET", f"{similar}?n=3", bearer("gr_no_such_key")),
+            ("GET", f"{similar}?n=0", server),
+            ("GET", f"{similar}?n=101", server),
+            ("GET", f"{similar}?n=abc", server),
+            ("GET", f"{similar}?n=", server),
+            ("GET", "/v1/products/NO-SUCH-SKU/similar?n=3", server),
+            ("GET", "/v1/products/%C3%A9t%C3%A9/similar", server),
+            ("GET", "/v1/products//similar", server),
+            ("GET", f"{similar}/", server),
+            ("HEAD", f"{similar}?n=3", server),
+            ("OPTIONS", similar, {"Origin": SHOP, "Access-Control-Request-Method": "GET"}),
+        ]
+        statuses, reached = _compare(app, flask_only, "storefront.similar", requests)
+        assert statuses == [200] * 5 + [403, 403, 401, 401] + [422] * 4 + [404, 404, 405, 404, 200, 204]
+        assert reached == [
+            f"GET {similar}?n=3",  # the widget at another origin
+            f"GET {similar}?n=3",  # the email key
+            f"GET {similar}?n=3",  # no key
+            f"GET {similar}?n=3",  # an unknown key
+            f"GET {similar}?n=0",
+            f"GET {similar}?n=101",
+            f"GET {similar}?n=abc",
+            f"GET {similar}?n=",
+            "GET /v1/products/NO-SUCH-SKU/similar?n=3",
+            "GET /v1/products/été/similar?",
+            f"HEAD {similar}?n=3",
+        ]
+    finally:
+        flask_only.extensions["giftrec"].close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("listing", ["bestsellers", "new-arrivals"])
+def test_cacheable_lists_answer_as_flask_does(app, settings, keys, trained, listing):
+    """Bestsellers and new arrivals through both doors, with their caching headers (Cache-Control, the same
+    weak ETag); a conditional or ranged request (304, 412) is Flask's."""
+    flask_only = _flask_only(settings)
+    try:
+        server, widget = bearer(keys["server"]), {"X-Api-Key": keys["widget"], "Origin": SHOP}
+        path = f"/v1/{listing}"
+        first = [a.test_client().get(f"{path}?n=3", headers=server) for a in (app, flask_only)][0]
+        category_of = {"bestsellers": "days=30&n=4", "new-arrivals": "n=4&category=NONE"}[listing]
+        requests = [
+            ("GET", f"{path}?n=3", server),
+            ("GET", path, server),
+            ("GET", f"{path}?{category_of}", server),
+            ("GET", f"{path}?n=2&n=50&unknown=1", server),
+            ("GET", f"{path}?category=caf%C3%A9+cr%C3%A8me", server),
+            ("GET", f"{path}?n=3", widget),
+            ("GET", f"{path}?n=3", {"X-Api-Key": keys["widget"], "Origin": "https://other.example"}),
+            ("GET", f"{path}?n=3", {}),
+            ("GET", f"{path}?n=3", {**server, "If-None-Match": first.headers["ETag"]}),
+            ("GET", f"{path}?n=3", {**server, "If-None-Match": 'W/"other"'}),
+            ("GET", f"{path}?n=3", {**server, "If-Match": '"other"'}),
+            ("GET", f"{path}?n=0", server),
+            ("GET", f"{path}?category=", server),
+            ("GET", f"{path}?n=1e1", server),
+            ("GET", f"{path}/", server),
+            ("HEAD", f"{path}?n=3", server),
+            ("OPTIONS", path, {"Origin": SHOP, "Access-Control-Request-Method": "GET"}),
+        ]
+        if listing == "bestsellers":
+            requests += [("GET", f"{path}?days=0", server), ("GET", f"{path}?days=3651", server)]
+        statuses, reached = _compare(app, flask_only, f"storefront.get_{listing.replace('-', '_')}", requests)
+        expected = [200] * 6 + [403, 401, 304, 200, 412, 422, 422, 422, 404, 200, 204]
+        assert statuses == expected + [422] * (len(requests) - len(expected))
+        flask_answers = {6, 7, 8, 9, 10, 11, 12, 13, 15, *range(len(expected), len(requests))}
+        assert reached == [
+            f"{m} {p if '?' in p else p + '?'}" for i, (m, p, _) in enumerate(requests) if i in flask_answers
+        ]
+    finally:
+        flask_only.extensions["giftrec"].close()
+
+
+def test_a_request_to_a_read_is_counted_once_and_labelled_with_its_route(settings, sessions, trained):
+    """An unknown SKU is counted by the fast path and then answered by Flask (counted once); the metrics
+    name each fast answer by its Flask endpoint."""
+    from prometheus_client import REGISTRY
+
+    from domain.metrics import REQUEST_LATENCY
+
+    with _limited(settings) as (client, key):
+
+        def count(route: str, status: str) -> float:
+            labels = {"route": route, "method": "GET", "status": status}
+            return REGISTRY.get_sample_value(f"{REQUEST_LATENCY._name}_count", labels) or 0.0
+
+        routes = ["storefront.get_bestsellers", "storefront.similar"]
+        before = {r: count(r, "200") for r in routes}
+        best = client.get("/v1/bestsellers?n=1", headers=bearer(key))
+        sku = best.get_json()["items"][0]["sku"]
+        responses = [best] + [
+            client.get(f"/v1/products/{s}/similar?n=1", headers=bearer(key)) for s in ("NOBODY", sku, sku)
+        ]
+        assert [r.status_code for r in responses] == [200, 404, 200, 429]
+        assert [r.headers["X-RateLimit-Remaining"] for r in responses] == ["2", "1", "0", "0"]
+        assert {r: count(r, "200") - before[r] for r in routes} == {r: 1 for r in routes}

@@ -98,7 +98,7 @@ def test_metrics_count_requests_sources_and_read_the_state(app, client, keys, tr
 
 
 def test_similar_items_and_bestsellers_are_counted_by_source(client, keys, trained):
-    """The Flask path's responses count too (the recommendations test above takes the fast path)."""
+    """Similar items and bestsellers (the fast path's answers, as the recommendations above) count too."""
     server = bearer(keys["server"])
     before = _samples(client.get("/metrics", headers=server).get_data(as_text=True))
     best = client.get("/v1/bestsellers?n=4", headers=server)
