@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 #: Where the request id and the route label are kept in the WSGI environ.
 ENV_REQUEST_ID = "giftrec.request_id"
 HEADER = "X-Request-ID"
+#: Histograms of label sets kept per process.
+MAX_LABELLED = 1000
 _ACCEPTED = re.compile(r"[A-Za-z0-9._:-]{1,128}\Z")
 
 
@@ -51,6 +53,9 @@ class Observed:
 
     def __init__(self, app: WSGIApplication) -> None:
         self.app = app
+        # (route, method, status) -> its histogram: ``labels()`` checks and joins the labels and takes a
+        # lock on every call; the routes, methods and statuses an app answers are a few dozen.
+        self._latency: dict[tuple[str, str, str], Any] = {}
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -67,10 +72,17 @@ class Observed:
             return self.app(environ, start)
         finally:
             current_request_id.reset(token)
-            route = environ.get(ENV_ROUTE) or "unmatched"
-            REQUEST_LATENCY.labels(route, environ.get("REQUEST_METHOD", ""), status_code[0]).observe(
-                time.perf_counter() - started
+            labels = (
+                environ.get(ENV_ROUTE) or "unmatched",
+                environ.get("REQUEST_METHOD", ""),
+                status_code[0],
             )
+            histogram = self._latency.get(labels)
+            if histogram is None:
+                if len(self._latency) >= MAX_LABELLED:  # odd methods, say: never an unbounded dict
+                    self._latency.clear()
+                histogram = self._latency[labels] = REQUEST_LATENCY.labels(*labels)
+            histogram.observe(time.perf_counter() - started)
 
 
 def init_app(app: Flask) -> None:
