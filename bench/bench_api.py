@@ -184,6 +184,11 @@ def child_inprocess(workdir: str, key: str, customers: list[str], skus: list[str
     calls = {
         "trivial": lambda: client.get("/health/live"),
         "bestsellers (cached list)": lambda: client.get("/v1/bestsellers?n=10", headers=headers),
+        "bestsellers, through Flask": lambda: flask_client.get("/v1/bestsellers?n=10", headers=headers),
+        "similar items": lambda: client.get(f"/v1/products/{rng.choice(skus)}/similar?n=10", headers=headers),
+        "similar items, through Flask": lambda: flask_client.get(
+            f"/v1/products/{rng.choice(skus)}/similar?n=10", headers=headers
+        ),
         "recommendations": lambda: client.get(recs_path(), headers=headers),
         "recommendations, ranked per request": lambda: cold_client.get(recs_path(), headers=headers),
         NOTHING_AHEAD: lambda: nothing_ahead.get(recs_path(), headers=headers),
