@@ -33,6 +33,23 @@ def test_the_load_balancers_request_id_is_echoed_and_a_missing_one_is_made(app, 
         assert HEX32.fullmatch(rid.headers["X-Request-ID"]), bad
 
 
+def test_made_request_ids_differ_across_requests_and_forked_workers():
+    """A made id is 32 hex digits, new for each request, and a forked worker (gunicorn's) does not repeat
+    its parent's sequence."""
+    made = {observe.request_id_of({}) for _ in range(2000)}
+    assert len(made) == 2000 and all(HEX32.fullmatch(rid) for rid in made)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child writes its first id and leaves at once
+        os.write(write, observe.request_id_of({}).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    assert HEX32.fullmatch(child) and child != observe.request_id_of({})
+
+
 def test_problem_responses_and_the_fast_path_carry_the_request_id(app, client, keys, shop):
     unknown = client.get(
         "/v1/customers/NOPE/recommendations", headers={**bearer(keys["server"]), "X-Request-ID": "r-1"}
