@@ -13,6 +13,7 @@ database: ``domain.job_runs``) is not counted here but read when ``/metrics`` is
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 
@@ -45,10 +46,17 @@ RATE_LIMIT_STORAGE_FAILURES = Counter(
 )
 
 
+#: source -> its counter: ``labels()`` checks the label and takes a lock on every call; the sources are four.
+_SERVED: dict[str, Any] = {}
+
+
 def count_served(sources: Iterable[str]) -> None:
     """Count one response's items by source (one increment per distinct source, usually one)."""
     counts: dict[str, int] = {}
     for source in sources:
         counts[source] = counts.get(source, 0) + 1
     for source, n in counts.items():
-        RECOMMENDATIONS.labels(source).inc(n)
+        counter = _SERVED.get(source)
+        if counter is None:
+            counter = _SERVED[source] = RECOMMENDATIONS.labels(source)
+        counter.inc(n)
