@@ -20,6 +20,22 @@ def test_ready_reports_database_and_migrations(client, keys):
     assert body["checks"]["migrations"]["current"] == schema.head_revision()
 
 
+def test_ready_reads_the_migration_scripts_once_per_process(client, keys, monkeypatch):
+    """Regression: every readiness probe imported all migration files again (milliseconds of CPU each,
+    holding the GIL beside the requests)."""
+    from alembic.script import ScriptDirectory
+
+    assert client.get("/health/ready", headers=bearer(keys["admin"])).status_code == 200
+
+    def read_again(*args, **kwargs):
+        raise AssertionError("the migration scripts were read again")
+
+    monkeypatch.setattr(ScriptDirectory, "from_config", read_again)
+    resp = client.get("/health/ready", headers=bearer(keys["admin"]))
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["checks"]["migrations"]["head"] == schema.head_revision()
+
+
 def test_ready_tells_anyone_ok_or_not_and_internals_only_to_an_admin_key(app, client, keys):
     """Regression: /health/ready needed no key and returned versions and raw exception text."""
     from sqlalchemy import text
