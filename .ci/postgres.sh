@@ -2,6 +2,8 @@
 # Start a throw-away PostgreSQL server on a loopback port and print its URL. Needs Debian's postgresql.
 # Usage: eval "$(.ci/postgres.sh start)"   -> exports GIFTREC_TEST_DATABASE_URL and PGDATA_DIR
 #        .ci/postgres.sh stop
+# The server runs without fsync and with asynchronous commits (a throw-away test database), unless
+# PG_DURABLE=1: then with PostgreSQL's defaults (fsync, synchronous commit), as a production server.
 set -euo pipefail
 port=${PGPORT:-55432}
 bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
@@ -13,8 +15,9 @@ start)
   else
     rm -rf "$dir"; mkdir -p "$dir"; chown postgres:postgres "$dir"
     runuser -u postgres -- "$bin/initdb" -D "$dir" -A trust -U postgres -E UTF8 >/dev/null
-    runuser -u postgres -- "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off" start >/dev/null
+    opts="-c listen_addresses=127.0.0.1 -p $port -k $dir"
+    [[ -n ${PG_DURABLE:-} ]] || opts+=" -c fsync=off -c synchronous_commit=off"
+    runuser -u postgres -- "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -o "$opts" start >/dev/null
   fi
   runuser -u postgres -- "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -tAc \
     "SELECT 1 FROM pg_database WHERE datname='giftrec_test'" | grep -q 1 ||

@@ -3,10 +3,12 @@
 Run from the repository root, by hand (never by the test suite), bounded with ``timeout``::
 
     timeout 1200 .venv/bin/python -m bench.bench_deploy [ORDERS_FILE] [--duration 60] [--connections 16]
-        [--rate R] [--keep-alive] [--loop uvloop|asyncio]
+        [--rate R] [--keep-alive] [--loop uvloop|asyncio] [--durable]
 
 Needs Debian's ``postgresql`` and ``redis-server``. Setup, not measured: a PostgreSQL server
-(``.ci/postgres.sh``) and a Redis server on free loopback ports, ``giftrec db upgrade``, the orders file
+(``.ci/postgres.sh``: without fsync and with asynchronous commits, as the test server, unless
+``--durable``, which keeps PostgreSQL's defaults as a production server would: each write's commit then
+waits for its WAL flush) and a Redis server on free loopback ports, ``giftrec db upgrade``, the orders file
 imported (default: the bundled sample), a model trained, a server and an admin key. Then two gunicorn web
 processes on two ports (their own instance folders: they share only PostgreSQL and Redis; Redis is the
 rate-limit storage) and one scheduler (it holds the lease; its jobs are not due during the run).
@@ -216,6 +218,11 @@ def main() -> None:
         default="uvloop",
         help="the load generators' event loop (uvloop takes less of the machine's CPU)",
     )
+    parser.add_argument(
+        "--durable",
+        action="store_true",
+        help="PostgreSQL with fsync and synchronous commit (its defaults); default: off, as the test server",
+    )
     parser.add_argument("--generators", type=int, default=2, help="load-generating processes")
     parser.add_argument("--workers", type=int, default=1, help="gunicorn workers per web process")
     parser.add_argument(
@@ -240,6 +247,9 @@ def main() -> None:
     work.chmod(0o755)  # the postgres user creates its data folder inside
     procs: list[subprocess.Popen[bytes]] = []
     pg_env = dict(os.environ, PGPORT=str(_free_port()), PGDATA_DIR=str(work / "pg"))
+    pg_env.pop("PG_DURABLE", None)
+    if args.durable:
+        pg_env["PG_DURABLE"] = "1"
     try:
         started = subprocess.run(
             [str(REPO / ".ci" / "postgres.sh"), "start"],
@@ -351,9 +361,10 @@ def main() -> None:
             if args.keep_alive
             else "a new connection per request (Connection: close)"
         )
+        durability = "durable (fsync, synchronous commit)" if args.durable else "no fsync, async commit"
         print(
             f"{len(customers)} customers, {len(skus)} SKUs; web processes on ports {ports} serving {before}; "
-            f"{loop} for {args.duration:.0f} s; {mode}; generators on {args.loop}",
+            f"{loop} for {args.duration:.0f} s; {mode}; generators on {args.loop}; PostgreSQL {durability}",
             flush=True,
         )
         per_gen = [
