@@ -17,6 +17,7 @@ from limits.errors import ConfigurationError
 from limits.storage import MemoryStorage, RedisStorage, Storage, storage_from_string
 
 from api.errors import problem
+from api.redis_hits import RedisScriptCounter
 from config import ApiSettings, ConfigError
 from domain.access import api_keys, identity
 from domain.access.api_keys import KeyInfo
@@ -374,9 +375,10 @@ class KeyRateLimit:
         self._failing = False
         self._limit = str(self.item.amount)
         self._counters: dict[str, str] = {}  # who -> the storage key of their window (bounded below)
-        self._hit_script: Any = None
+        self._hit_script: RedisScriptCounter | None = None
         if isinstance(self.storage, RedisStorage):
-            self._hit_script = self.storage.get_connection().register_script(HIT_SCRIPT.encode())
+            client: Any = self.storage.get_connection()
+            self._hit_script = RedisScriptCounter(client.connection_pool, HIT_SCRIPT)
 
     def _counter(self, environ: dict[str, Any]) -> str:
         # Counted per key only once the secret is verified: made-up secrets under a real key's prefix are
@@ -409,7 +411,7 @@ class KeyRateLimit:
                     count, reset = storage.hit(key, self._expiry)
                 elif self._hit_script is not None:
                     assert isinstance(storage, RedisStorage)
-                    count, ttl = self._hit_script([storage.prefixed_key(key)], [self._expiry])
+                    count, ttl = self._hit_script(storage.prefixed_key(key), self._expiry)
                     count, reset = int(count), max(int(ttl), 0) + time.time()  # as limits' get_expiry
                 else:
                     count = storage.incr(key, self._expiry)

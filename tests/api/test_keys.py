@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 
@@ -373,6 +374,24 @@ def test_while_redis_is_down_api_requests_go_through_unlimited_and_are_counted(
         app.extensions["giftrec"].close()
 
 
+@contextlib.contextmanager
+def redis_limited(settings, redis_server, limit: str):  # type: ignore[no-untyped-def]
+    """A test client of an app limited to ``limit`` per key, counted in ``redis_server``; the headers of a
+    server key; and a Redis client to look at the counters."""
+    import redis
+
+    app = _limited_app(settings, limit, redis_server.url)
+    watcher = redis.Redis(port=redis_server.port)
+    try:
+        with app.extensions["giftrec"].sessions() as session:
+            _, key = api_keys.create_key(session, "server")
+            session.commit()
+        yield app.test_client(), bearer(key), watcher
+    finally:
+        watcher.close()
+        app.extensions["giftrec"].close()
+
+
 def test_with_redis_each_api_request_is_one_round_trip_and_its_window_expires(
     settings, sessions, redis_server
 ):
@@ -380,20 +399,12 @@ def test_with_redis_each_api_request_is_one_round_trip_and_its_window_expires(
     counter, then its time to live for ``X-RateLimit-Reset``). One script now counts, sets the window's
     expiry on the first hit and returns the time to live. Counted with a real Redis's slow log (every
     command, each with the client that sent it; a script's own calls have no client address)."""
-    import redis
-
-    app = _limited_app(settings, "3/hour", redis_server.url)
-    watcher = redis.Redis(port=redis_server.port)
-    try:
-        with app.extensions["giftrec"].sessions() as session:
-            _, key = api_keys.create_key(session, "server")
-            session.commit()
-        client = app.test_client()
-        first = client.get("/v1/bestsellers", headers=bearer(key))  # loads the script into Redis
+    with redis_limited(settings, redis_server, "3/hour") as (client, headers, watcher):
+        first = client.get("/v1/bestsellers", headers=headers)  # loads the script into Redis
         assert first.headers["X-RateLimit-Remaining"] == "2"
         watcher.config_set("slowlog-log-slower-than", 0)
         watcher.slowlog_reset()
-        answers = [client.get("/v1/bestsellers", headers=bearer(key)) for _ in range(3)]
+        answers = [client.get("/v1/bestsellers", headers=headers) for _ in range(3)]
         sent = [
             entry["command"].split()[0].upper()
             for entry in watcher.slowlog_get(100)
@@ -407,6 +418,3 @@ def test_with_redis_each_api_request_is_one_round_trip_and_its_window_expires(
         assert 3590 < int(answers[2].headers["Retry-After"]) <= 3601
         keys = watcher.keys("*giftrec-api*")
         assert len(keys) == 1 and 3590 < int(watcher.ttl(keys[0])) <= 3600
-    finally:
-        watcher.close()
-        app.extensions["giftrec"].close()
