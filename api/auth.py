@@ -135,7 +135,7 @@ def open_storage(uri: str, timeout: float = ApiSettings.rate_limit_storage_timeo
 
 class KeyCache:
     """Every live key of the database in memory, by prefix: verifying a presented secret costs a hash and
-    a dict lookup, never a query.
+    a dict lookup (the hash only the first time while the table is kept), never a query.
 
     The table is read again every ``ttl`` seconds, so a revoked key stops working within that time in every
     worker; and at most once every ``min_reload`` seconds when a well-formed secret names a prefix the table
@@ -155,6 +155,12 @@ class KeyCache:
         self._table: dict[str, api_keys.KeyEntry] | None = None
         self._read_at = -math.inf
         self._used: set[int] = set()
+        # secret -> the table's entry it was verified against (secrets that opened a key, so at most one
+        # per live key): the same secret against the same entry object needs no hash again. A re-read
+        # makes new entries, so a revoked (or changed) key is checked afresh and refused exactly as
+        # without this memo; the identity check also holds when threads race a re-read. A lookup costs
+        # a dict probe on the whole secret: a miss tells nothing about any key's hash.
+        self._opened: dict[str, api_keys.KeyEntry] = {}
         self._lock = threading.Lock()
 
     def get(self, secret: str) -> KeyInfo | None:
@@ -168,7 +174,14 @@ class KeyCache:
         entry = table.get(prefix)
         if entry is None and now >= self._read_at + self.min_reload:
             entry = self._read(now).get(prefix)
-        info = api_keys.check_secret(entry, secret)
+        if entry is not None and self._opened.get(secret) is entry:
+            info: KeyInfo | None = entry.info
+        else:
+            info = api_keys.check_secret(entry, secret)
+            if info is not None and entry is not None:
+                if len(self._opened) >= _CACHE_MAX:
+                    self._opened.clear()
+                self._opened[secret] = entry
         if info is not None and info.id not in self._used:
             self._used.add(info.id)
         return info
@@ -182,13 +195,13 @@ class KeyCache:
                 api_keys.mark_used(session, sorted(used), utcnow())
                 table = api_keys.key_table(session)
                 session.commit()
-            self._table, self._read_at = table, self.clock()
+            self._table, self._read_at, self._opened = table, self.clock(), {}
             return table
 
     def clear(self) -> None:
         """Forget the table: the next request reads it again (tests; a revocation in this process)."""
         with self._lock:
-            self._table = None
+            self._table, self._opened = None, {}
 
 
 # Headers are read from the WSGI environ: werkzeug's ``request.headers.get`` raises and catches an

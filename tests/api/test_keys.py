@@ -81,6 +81,37 @@ def test_a_revoked_key_stops_working(app, client, keys, shop):
     assert resp.status_code == 401
 
 
+def test_a_verified_secret_is_hashed_once_and_refused_after_revocation(sessions, monkeypatch):
+    """The key cache remembers which secret opened which entry of its table, so a key's next requests need
+    no SHA-256 again (it was computed on every request); the memo goes with the table, so a revoked key is
+    refused at the next read of the table, as before: within KEY_CACHE_SECONDS in every worker."""
+    from api.auth import KEY_CACHE_SECONDS, KeyCache
+
+    with sessions() as session:
+        info, secret = api_keys.create_key(session, "server")
+        session.commit()
+    now = [0.0]
+    cache = KeyCache(sessions, clock=lambda: now[0])
+    hashed: list[str] = []
+    real_hash = api_keys.hash_key
+    monkeypatch.setattr(api_keys, "hash_key", lambda s: hashed.append(s) or real_hash(s))
+
+    assert [cache.get(secret) for _ in range(5)] == [info] * 5
+    assert hashed == [secret], "hashed once, then remembered"
+    junk = f"{info.prefix}.{'x' * 43}"
+    assert cache.get(junk) is None and cache.get(junk) is None, "another secret of the prefix is checked"
+    assert hashed == [secret, junk, junk]
+
+    with sessions() as session:
+        api_keys.revoke_key(session, info.prefix)
+        session.commit()
+    now[0] += KEY_CACHE_SECONDS - 1
+    assert cache.get(secret) == info, "the documented window: the table is kept this long"
+    now[0] += 2
+    assert cache.get(secret) is None, "refused once the table is read again"
+    assert cache.get(secret) is None
+
+
 def test_rate_limit_per_key_is_429_problem(settings, sessions):
     from api import create_app
 
