@@ -17,7 +17,8 @@ rate limit in that Redis (a limit no request reaches). Measured in one thread wi
   ``KeyCache.get`` now (a remembered secret);
 - whole requests, ``GET /v1/bestsellers?days=30`` through the app's WSGI callable (the request id door,
   the fast path, the rate limit, the key, the cached list, the headers): with the rate limit's call as
-  before (client, pool, pure-Python parser) and as now.
+  before (client, pool, pure-Python parser), as now, and with the in-process counter instead of Redis
+  (what is left of the door without a network call: a floor, not an option with two web processes).
 
 Rounds alternate the variants; printed is each one's median over the rounds, in microseconds per call.
 """
@@ -85,7 +86,7 @@ def measure(redis_url: str, requests: int, rounds: int) -> None:
     import redis
     from redis.connection import _HiredisParser, _RESP3Parser
 
-    from api.auth import HIT_SCRIPT, KeyRateLimit
+    from api.auth import HIT_SCRIPT, KeyRateLimit, SweptMemoryStorage
     from api.redis_hits import RedisScriptCounter
     from domain.access import api_keys
 
@@ -148,12 +149,18 @@ def measure(redis_url: str, requests: int, rounds: int) -> None:
             if close is not None:
                 close()
 
+        redis_storage, memory = limit.storage, SweptMemoryStorage()
+
         def whole(counter: Any) -> Callable[[], None]:
             def run() -> None:
-                limit._hit_script = counter
+                limit.storage, limit._hit_script = redis_storage, counter
                 request()
 
             return run
+
+        def in_memory() -> None:  # the floor: the same request with the in-process counter
+            limit.storage = memory
+            request()
 
         variants: dict[str, Callable[[], Any]] = {
             "Redis call: client + pool + Script, pure-Python parser (before)": lambda: scripts["python"](
@@ -166,12 +173,13 @@ def measure(redis_url: str, requests: int, rounds: int) -> None:
             "key check: KeyCache.get, remembered (now)": lambda: keys.get(secret),
             "GET /v1/bestsellers, rate limit as before": whole(before(scripts["python"])),
             "GET /v1/bestsellers, rate limit now": whole(now_counter),
+            "GET /v1/bestsellers, rate limit in the process (no Redis)": in_memory,
         }
         results: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(rounds):
             for name, call in variants.items():
                 results[name].append(_cpu_us(call, requests))
-        limit._hit_script = now_counter
+        limit.storage, limit._hit_script = redis_storage, now_counter
         assert set(status) == {"200 OK"}, set(status)
         print(machine_line())
         print(f"{requests} calls per variant and round, {rounds} rounds; median CPU per call")
