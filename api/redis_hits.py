@@ -13,9 +13,10 @@ the client does for correctness and drops the rest:
 - a connection that Redis closed while it sat idle is replaced within the call, as the pool's check
   does (limits' client makes no retries).
 
-What it leaves out is the pool's sharing: each thread holds one connection of the storage's pool for as
-long as it lives (a web worker's threads are a fixed set), so no lock and no check is needed per call.
-A forked child forgets the parent's connections (two processes must never share a socket).
+What it leaves out is the pool's sharing: each thread holds one connection, made with the storage
+pool's settings, for as long as it lives (a web worker's threads are a fixed set), so no lock and no
+check is needed per call; it is closed when its thread ends. A forked child forgets the parent's
+connections (two processes must never share a socket).
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ os.register_at_fork(after_in_child=_forget_connections_after_fork)
 class RedisScriptCounter:
     """Run one Lua ``script`` (one key, one argument) with EVALSHA on the calling thread's connection.
 
-    ``pool`` is a redis-py ``ConnectionPool`` (the rate-limit storage's): each thread takes one
-    connection from it, once, and keeps it.
+    ``pool`` is a redis-py ``ConnectionPool`` (the rate-limit storage's): each thread makes one
+    connection with its class and settings, once, and keeps it.
     """
 
     def __init__(self, pool: Any, script: str) -> None:
@@ -62,7 +63,9 @@ class RedisScriptCounter:
         """The script's reply for ``key`` and ``arg``; raises redis-py's errors as the client would."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._local.conn = self.pool.get_connection()
+            # Made with the pool's settings but not lent by it: when the thread ends, its connection is
+            # dropped and closed (a server that starts a thread per request must not leave a socket each).
+            conn = self._local.conn = self.pool.connection_class(**self.pool.connection_kwargs)
         kept = conn.is_connected
         try:
             return self._call(conn, key, arg)

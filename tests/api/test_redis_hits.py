@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
+import time
 
 import redis
 from prometheus_client import REGISTRY
@@ -33,14 +35,20 @@ def test_the_window_survives_a_script_flush_and_a_restart_between_requests(setti
         assert _failures() == before
 
 
-def test_each_thread_counts_on_its_own_connection_into_one_window(redis_server):
+def test_each_thread_counts_on_its_own_connection_closed_when_the_thread_ends(redis_server):
+    """Regression: the connections were taken from the storage's pool and kept there, so a server that
+    starts a thread per request (Flask's development server, ``giftrec serve`` without gunicorn) would
+    have left one open connection to Redis per request."""
     pool = redis.ConnectionPool.from_url(redis_server.url)
     counter = RedisScriptCounter(pool, HIT_SCRIPT)
+    watcher = redis.Redis(port=redis_server.port)
     counts: list[int] = []
+    connections: set[int] = set()
 
     def hit() -> None:
         for _ in range(50):
             counts.append(int(counter("window", 60)[0]))
+        connections.add(id(counter._local.conn))
 
     threads = [threading.Thread(target=hit) for _ in range(4)]
     for t in threads:
@@ -48,8 +56,13 @@ def test_each_thread_counts_on_its_own_connection_into_one_window(redis_server):
     for t in threads:
         t.join()
     assert sorted(counts) == list(range(1, 201)), "every hit counted once, one shared window"
-    assert len(pool._in_use_connections) == 4  # one connection per thread, kept
-    pool.disconnect()
+    assert len(connections) == 4, "one connection per thread"
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while watcher.info("clients")["connected_clients"] > 1:  # the watcher's own
+        assert time.monotonic() < deadline, "the ended threads' connections are still open"
+        time.sleep(0.05)
+    watcher.close()
 
 
 def test_a_forked_child_never_uses_its_parents_connection(redis_server):
@@ -74,4 +87,3 @@ def test_a_forked_child_never_uses_its_parents_connection(redis_server):
     with os.fdopen(read) as answer:
         assert answer.read() == "True 2 True"
     assert int(counter("window", 60)[0]) == 3 and counter._local.conn is parents
-    pool.disconnect()
