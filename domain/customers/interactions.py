@@ -1,11 +1,11 @@
-"""Interaction rows from orders, returns and events, read in bulk with SQLAlchemy Core, and their matrices.
+"""Interaction rows from orders, returns and events, read in bulk with SQLAlchemy Core.
 
 Rows are keyed by database ids: ``customer_id`` (customers.id) and ``product_id`` (products.id). Kinds:
 
 - ``purchase``: a line of a sale order, or a storefront ``purchase`` event (an event and the order it
   announces both count; the quantity damping keeps the double count small);
 - ``return``: a line of a return order: it reduces the purchase of the same cell (see
-  :func:`recommender.interactions.build_user_items`);
+  :func:`domain.customers.confidence.build_matrix`);
 - ``view``, ``cart``, ``click``: storefront events, weighted by ``settings.interactions``.
 
 Guest orders (no customer) and anonymous events belong to nobody: they are left out of the user x item
@@ -20,24 +20,31 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.sparse import csr_matrix
-from sqlalchemy import BigInteger, Select, String, and_, cast, func, literal, select, type_coerce, union_all
+from sqlalchemy import (
+    BigInteger,
+    Select,
+    String,
+    and_,
+    bindparam,
+    cast,
+    func,
+    literal,
+    select,
+    type_coerce,
+    union_all,
+)
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
-from config import InteractionSettings
 from domain.models import Event, Order, OrderLine
 from domain.origin import real_orders
-from recommender.interactions import IdIndex, build_user_items
 
 __all__ = [
     "InteractionRows",
     "SalesRows",
     "Watermark",
     "activity_watermark",
-    "build_matrix",
     "changed_customers",
-    "event_weights",
     "new_activity",
     "load_interactions",
     "load_session",
@@ -71,7 +78,10 @@ class InteractionRows:
 
     def only(self, kinds: Collection[str]) -> InteractionRows:
         """The rows of the given kinds."""
-        keep = np.isin(self.kinds, np.asarray(sorted(kinds)))
+        return self.subset(np.isin(self.kinds, np.asarray(sorted(kinds))))
+
+    def subset(self, keep: np.ndarray) -> InteractionRows:
+        """The rows where the boolean mask ``keep`` is true, in their order."""
         return InteractionRows(
             self.customer_ids[keep],
             self.product_ids[keep],
@@ -105,16 +115,6 @@ class SalesRows:
         )
 
 
-def event_weights(settings: InteractionSettings) -> dict[str, float]:
-    """Weight per interaction kind from the settings (returns are not weighted: they subtract)."""
-    return {
-        "purchase": settings.weight_purchase,
-        "cart": settings.weight_cart,
-        "click": settings.weight_click,
-        "view": settings.weight_view,
-    }
-
-
 def _chunks(values: Sequence[int], size: int = IN_CHUNK) -> Iterator[Sequence[int]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
@@ -137,7 +137,7 @@ def _seconds(values: Any, n: int) -> np.ndarray:
     return np.fromiter(items, dtype=np.int64, count=n).astype("datetime64[s]")
 
 
-def _fetch(session: Session, statement: Any) -> list[Any]:
+def _fetch(session: Session, statement: Any, params: dict[str, Any] | None = None) -> list[Any]:
     """All rows of a Core statement as the driver's plain tuples.
 
     The statements here select integers and text only (timestamps as text or epoch seconds, see
@@ -145,7 +145,7 @@ def _fetch(session: Session, statement: Any) -> list[Any]:
     own tuples hold the same values as SQLAlchemy's rows; reading them from the cursor skips building a
     ``Row`` per line (a third of the time spent reading the full UCI file's 536,000 lines).
     """
-    with session.connection().execute(statement) as result:
+    with session.connection().execute(statement, params) as result:
         rows = list(result.cursor.fetchall())
     return rows
 
@@ -175,6 +175,25 @@ def _queries(session: Session, until: dt.datetime | None) -> tuple[Select[Any], 
     return lines, events
 
 
+#: :func:`load_interactions`'s statement for given customers, by dialect name: built once, so that its
+#: SQL is compiled once and its cache key computed once (building it again and computing its key took
+#: two thirds of the CPU of reading one customer's rows, which a web process does after each write).
+_BY_CUSTOMERS: dict[str, Any] = {}
+
+
+def _by_customers(session: Session) -> Any:
+    """The union of :func:`_queries` for the customers of the expanding parameter ``customer_ids``."""
+    name = session.get_bind().dialect.name
+    statement = _BY_CUSTOMERS.get(name)
+    if statement is None:
+        lines, events = _queries(session, None)
+        ids: BindParameter[int] = bindparam("customer_ids", expanding=True)
+        statement = _BY_CUSTOMERS[name] = union_all(
+            lines.where(Order.customer_id.in_(ids)), events.where(Event.customer_id.in_(ids))
+        )
+    return statement
+
+
 def _to_rows(records: list[Any]) -> InteractionRows:
     n = len(records)
     customers = np.fromiter((r[0] for r in records), dtype=np.int64, count=n)
@@ -197,6 +216,12 @@ def load_interactions(
 
     One query per table (per chunk of 500 customers when ``customer_ids`` is given), streamed.
     """
+    records: list[Any] = []
+    if customer_ids is not None and until is None:
+        statement = _by_customers(session)
+        for chunk in _chunks(sorted({int(c) for c in customer_ids})):
+            records.extend(_fetch(session, statement, {"customer_ids": list(chunk)}))
+        return _to_rows(records)
     lines, events = _queries(session, until)
     statements: list[Select[Any]] = []
     if customer_ids is None:
@@ -209,7 +234,6 @@ def load_interactions(
                     lines.where(Order.customer_id.in_(chunk)), events.where(Event.customer_id.in_(chunk))
                 )
             )
-    records: list[Any] = []
     for statement in statements:
         records.extend(_fetch(session, statement))
     return _to_rows(records)
@@ -271,100 +295,6 @@ def load_sales(
         quantities=np.fromiter((r[2] for r in records), dtype=np.float64, count=n),
         timestamps=_seconds((r[3] for r in records), n),
     )
-
-
-def build_matrix(
-    rows: InteractionRows,
-    settings: InteractionSettings,
-    *,
-    now: dt.datetime | None = None,
-    user_index: IdIndex | None = None,
-    item_index: IdIndex | None = None,
-    weights: dict[str, float] | None = None,
-) -> tuple[csr_matrix, IdIndex, IdIndex]:
-    """The confidence matrix (customers x products) of ``rows`` with the configured weights and damping.
-
-    ``user_index``/``item_index`` fix the positions (a trained model's); rows outside them are dropped.
-    """
-    half_life = settings.half_life_days or None
-    weights = event_weights(settings) if weights is None else weights
-    if settings.quantity_damping == "lines":
-        return _lines_matrix(rows, weights, half_life, now, user_index, item_index)
-    return build_user_items(
-        rows.customer_ids,
-        rows.product_ids,
-        rows.kinds,
-        rows.quantities,
-        rows.timestamps,
-        weights=weights,
-        quantity_damping=settings.quantity_damping,  # type: ignore[arg-type]
-        half_life_days=half_life,
-        now=now,
-        user_index=user_index,
-        item_index=item_index,
-    )
-
-
-def _lines_matrix(
-    rows: InteractionRows,
-    weights: dict[str, float],
-    half_life: float | None,
-    now: dt.datetime | None,
-    user_index: IdIndex | None,
-    item_index: IdIndex | None,
-) -> tuple[csr_matrix, IdIndex, IdIndex]:
-    """Each order line or event counts once (weighted, decayed); returns keep the bought fraction.
-
-    A cell's purchase lines are scaled by net quantity / bought quantity, so a partial return lowers the
-    cell and a full return removes it, whatever the line counts.
-    """
-    kept = rows.only([k for k in weights])
-    lines, users, items = build_user_items(
-        kept.customer_ids,
-        kept.product_ids,
-        kept.kinds,
-        np.ones_like(kept.quantities),
-        kept.timestamps,
-        weights=weights,
-        quantity_damping="none",
-        half_life_days=half_life,
-        now=now,
-        user_index=user_index,
-        item_index=item_index,
-    )
-    sales = rows.only(["purchase", "return"])
-    bought_rows = rows.only(["purchase"])
-    net, _, _ = build_user_items(
-        sales.customer_ids,
-        sales.product_ids,
-        sales.kinds,
-        sales.quantities,
-        sales.timestamps,
-        weights={"purchase": 1.0},
-        quantity_damping="none",
-        user_index=users,
-        item_index=items,
-    )
-    bought, _, _ = build_user_items(
-        bought_rows.customer_ids,
-        bought_rows.product_ids,
-        bought_rows.kinds,
-        bought_rows.quantities,
-        bought_rows.timestamps,
-        weights={"purchase": 1.0},
-        quantity_damping="none",
-        user_index=users,
-        item_index=items,
-    )
-    inverse = bought.copy()
-    inverse.data = (1.0 / inverse.data).astype(inverse.dtype)
-    fraction = net.multiply(inverse).tocsr()  # only cells still bought after returns
-    was_bought = bought.copy()
-    was_bought.data[:] = 1
-    result = (lines - lines.multiply(was_bought) + lines.multiply(fraction)).tocsr()
-    result.data[result.data < 1e-9] = 0
-    result.eliminate_zeros()
-    return result.astype(np.float32), users, items
 
 
 @dataclass(frozen=True)

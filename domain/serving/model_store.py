@@ -49,11 +49,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
+from domain.customers.confidence import build_matrix
 from domain.customers.interactions import (
     SalesRows,
     Watermark,
     activity_watermark,
-    build_matrix,
     changed_customers,
     load_interactions,
     load_sales,
@@ -688,13 +688,14 @@ class ModelStore:
                 rows, self.settings.interactions, user_index=index, item_index=model.item_index
             )
         bought = bought_matrix(rows, index)
+        known = model.user_index.index_of(index.ids) if model is not None else None
         for pos, cid in enumerate(ids):
             pids = bought.indices[bought.indptr[pos] : bought.indptr[pos + 1]].astype(np.int64)
-            if model is None or matrix is None:
+            if known is None or matrix is None:
                 data.fresh[cid] = CustomerRows(cid, -1, None, pids, True)
                 continue
-            u = int(model.user_index.index_of(cid)[0])
-            data.fresh[cid] = CustomerRows(cid, u, matrix[pos], pids, True)
+            row = matrix if len(ids) == 1 else csr_row(matrix, pos)
+            data.fresh[cid] = CustomerRows(cid, int(known[pos]), row, pids, True)
 
     @staticmethod
     def _empty_row(data: ServingData) -> csr_matrix | None:

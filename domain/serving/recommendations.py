@@ -32,7 +32,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
 from domain.catalog.snapshot import Catalog, CatalogSnapshot
-from domain.customers.interactions import build_matrix, load_session
+from domain.customers.confidence import build_matrix
+from domain.customers.interactions import load_session
 from domain.errors import InvalidInput, NotFound
 from domain.serving.data import CustomerRows, LoadedModel, ServingData
 from domain.serving.filling import bestseller_picks, fill_picks

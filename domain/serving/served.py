@@ -17,7 +17,8 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 from config import Settings
-from domain.customers.interactions import InteractionRows, SalesRows, build_matrix
+from domain.customers.confidence import build_matrix
+from domain.customers.interactions import InteractionRows, SalesRows
 from domain.customers.rejections import Rejections
 from domain.errors import InvalidInput
 from recommender.base import Recommender

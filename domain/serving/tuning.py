@@ -21,7 +21,8 @@ import numpy as np
 from scipy.sparse import coo_matrix, csr_matrix
 
 from config import Settings
-from domain.customers.interactions import InteractionRows, SalesRows, build_matrix
+from domain.customers.confidence import build_matrix
+from domain.customers.interactions import InteractionRows, SalesRows
 from domain.serving.served import decay_anchor, recent_popularity, settings_blends
 from recommender.evaluation import TASKS, Task, task_truth
 from recommender.hybrid import HybridRecommender
@@ -173,16 +174,6 @@ def _margin(a: float, b: float) -> str:
     return f"{a - b:+.4f}"
 
 
-def _subset(rows: InteractionRows, keep: np.ndarray) -> InteractionRows:
-    return InteractionRows(
-        rows.customer_ids[keep],
-        rows.product_ids[keep],
-        rows.kinds[keep],
-        rows.quantities[keep],
-        rows.timestamps[keep],
-    )
-
-
 def _net_bought(rows: InteractionRows, users: IdIndex, items: IdIndex) -> csr_matrix:
     """Users x items of the matrix: 1 where purchases exceed returns."""
     buys = rows.only({"purchase", "return"})
@@ -229,8 +220,8 @@ def tune_blends(
     cut = anchor - dt.timedelta(days=m.tune_validation_days)
     cut64 = np.datetime64(cut, "s")
     before = rows.timestamps < cut64
-    past = _subset(rows, before)
-    window = _subset(rows, ~before & (rows.timestamps <= np.datetime64(anchor, "s")))
+    past = rows.subset(before)
+    window = rows.subset(~before & (rows.timestamps <= np.datetime64(anchor, "s")))
     if not len(past.only({"purchase"})):
         return Tuning(
             "default", f"no purchases before the validation window ({cut:%Y-%m-%d})", default, cut, anchor

@@ -10,16 +10,21 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pytest
+from scipy.sparse import csr_matrix
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+import domain.customers.confidence as confidence
+import domain.serving.data as serving_data
 from config import Settings, load_settings
 from domain.catalog.snapshot import CatalogSnapshot
 from domain.customers.imports import import_orders
+from domain.customers.interactions import InteractionRows, load_interactions
 from domain.db import Base
-from domain.models import Customer, ModelArtifactChunk, ModelRun, Order, OrderLine, Product
+from domain.models import Customer, Event, ModelArtifactChunk, ModelRun, Order, OrderLine, Product
 from domain.serving.model_runs import load_run_artifact
 from domain.serving.model_store import ModelStore
 from domain.serving.recommendations import Serving
@@ -198,3 +203,68 @@ def damage_stored_file(
             session.execute(update(ModelArtifactChunk).where(*where).values(path=rename))
         else:
             session.execute(delete(ModelArtifactChunk).where(*where))
+
+
+def add_events(sessions: sessionmaker[Session], every: int = 2) -> None:
+    """Storefront events for every ``every``-th customer with orders: views, carts, clicks and purchase
+    events on a few products they bought (so that a cell sums up to four kinds, in an order the paths must
+    share) and on others, over the year before their last order. Real customers, so each row mixes kinds,
+    returns and decay."""
+    rng = np.random.default_rng(7)
+    kinds = ["view", "cart", "click", "purchase"]
+    with sessions.begin() as session:
+        lines = session.execute(select(OrderLine.product_id)).scalars().all()
+        products = np.unique(np.asarray(lines, dtype=np.int64))
+        rows = load_interactions(session)
+        for customer_id in np.unique(rows.customer_ids)[::every]:
+            mine = rows.customer_ids == customer_id
+            last = rows.timestamps[mine].max().astype(dt.datetime)
+            chosen = [*rng.choice(rows.product_ids[mine], size=3), *rng.choice(products, size=2)]
+            for product_id in chosen:
+                for kind in kinds:
+                    for _ in range(int(rng.integers(0, 3))):
+                        session.add(
+                            Event(
+                                customer_id=int(customer_id),
+                                product_id=int(product_id),
+                                kind=kind,
+                                quantity=int(rng.integers(1, 4)),
+                                occurred_at=last - dt.timedelta(days=float(rng.uniform(0, 365))),
+                                source="api",
+                            )
+                        )
+
+
+def take_path(monkeypatch: pytest.MonkeyPatch, few: bool) -> None:
+    """Every matrix on the few-rows path (numpy), or every one on the general path (scipy), whatever its
+    size: the reference."""
+    limit = 10**9 if few else -1
+    monkeypatch.setattr(confidence, "FEW_ROWS", limit)
+    monkeypatch.setattr(serving_data, "FEW_ROWS", limit)
+
+
+def assert_same(few: csr_matrix, general: csr_matrix) -> None:
+    """The same matrix to the bit: shape, index and value types, every index and every float's bits."""
+    assert few.shape == general.shape
+    assert (few.dtype, few.indices.dtype, few.indptr.dtype) == (
+        general.dtype,
+        general.indices.dtype,
+        general.indptr.dtype,
+    )
+    np.testing.assert_array_equal(few.indptr, general.indptr)
+    np.testing.assert_array_equal(few.indices, general.indices)
+    np.testing.assert_array_equal(few.data.view(np.uint32), general.data.view(np.uint32))
+
+
+def sorted_rows(rows: InteractionRows) -> list[tuple[object, ...]]:
+    """The rows as tuples, sorted: equal for the same rows read in any order."""
+    return sorted(
+        zip(
+            rows.customer_ids.tolist(),
+            rows.product_ids.tolist(),
+            rows.kinds.tolist(),
+            rows.quantities.tolist(),
+            rows.timestamps.tolist(),
+            strict=True,
+        )
+    )

@@ -10,12 +10,17 @@ import threading
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
+from domain.customers.interactions import load_interactions
 from domain.models import ModelRun
+from domain.serving.data import CustomerRows
 from domain.serving.model_store import ModelStore
 from domain.serving.recommendations import Serving, recommend_for_customer
 from domain.serving.training import rollback, train_model
 from tests.domain.serving.fixtures import (  # noqa: F401
     FakeClock,
+    add_events,
+    add_order,
+    assert_same,
     clock,
     damage_stored_file,
     imported,
@@ -24,6 +29,7 @@ from tests.domain.serving.fixtures import (  # noqa: F401
     serving,
     settings,
     stored_artifact,
+    take_path,
 )
 
 
@@ -177,3 +183,37 @@ def test_a_reload_runs_in_the_background_while_requests_are_answered(settings, s
     gate.set()
     store.wait()
     assert store.current().model.version == second.version
+
+
+def test_a_reload_gives_the_rows_the_general_path_gives_every_customer(
+    settings, sessions, imported, monkeypatch
+):
+    # The rows a web process reloads after a write (one customer) or in its freshness check (a batch)
+    # take the few-rows path; the general one (scipy), forced, gives the same rows to the bit.
+    add_events(sessions)
+    _train(sessions, settings)
+    with sessions.begin() as session:  # after training: a customer the model never saw, with a return
+        add_order(session, "new-after-training", ["85123A", "22423"], order_id="N-1")
+        add_order(session, "new-after-training", ["22423"], order_id="N-2", kind="return")
+    store = ModelStore(settings, sessions, background=False)
+    data = store.current()
+    with sessions() as session:
+        customers = sorted({int(c) for c in load_interactions(session).customer_ids})
+    groups = [[c] for c in customers] + [customers[i::9] for i in range(3)]
+
+    def reload(few: bool) -> list[CustomerRows]:
+        take_path(monkeypatch, few=few)
+        data.fresh.clear()
+        reloaded = []
+        with sessions() as session:
+            for group in groups:
+                store._reload_customers(session, data, group)
+                reloaded.extend(data.fresh[c] for c in group)
+        return reloaded
+
+    few, general = reload(few=True), reload(few=False)
+    assert len(few) == len(general) == sum(len(group) for group in groups)
+    assert any(rows.user_idx == -1 for rows in few)  # the newcomer
+    for a, b in zip(few, general, strict=True):
+        assert a.same_as(b) and a.recalculate
+        assert_same(a.row, b.row)

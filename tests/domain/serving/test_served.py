@@ -14,7 +14,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
-from domain.customers.interactions import build_matrix, load_interactions
+from domain.customers.confidence import build_matrix
+from domain.customers.interactions import load_interactions
 from domain.customers.sources import read_order_lines
 from domain.errors import InvalidInput
 from domain.models import Customer, Order, OrderLine, Product

@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.cli import cli
 from config import Settings
-from domain.customers.interactions import build_matrix, load_interactions
+from domain.customers.confidence import build_matrix
+from domain.customers.interactions import load_interactions
 from domain.errors import Conflict, NotFound
 from domain.models import AuditLog, ModelArtifactChunk, ModelRun, Order
 from domain.origin import SIMULATED

@@ -17,12 +17,8 @@ from sqlalchemy import and_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings, load_settings
-from domain.customers.interactions import (
-    InteractionRows,
-    build_matrix,
-    load_interactions,
-    load_sales,
-)
+from domain.customers.confidence import build_matrix
+from domain.customers.interactions import InteractionRows, load_interactions, load_sales
 from domain.customers.sources import read_order_lines
 from domain.models import Event, Order, OrderLine
 from domain.serving.evaluation import history_from_lines, training_rows
@@ -34,6 +30,7 @@ from tests.domain.serving.fixtures import (  # noqa: F401
     imported_rows,
     sample_slice,
     settings,
+    sorted_rows,
     stored_artifact,
 )
 
@@ -61,19 +58,6 @@ def _orm_rows(session: Session) -> InteractionRows:
     )
 
 
-def _sorted(rows: InteractionRows) -> list[tuple[object, ...]]:
-    return sorted(
-        zip(
-            rows.customer_ids.tolist(),
-            rows.product_ids.tolist(),
-            rows.kinds.tolist(),
-            rows.quantities.tolist(),
-            rows.timestamps.tolist(),
-            strict=True,
-        )
-    )
-
-
 def test_interaction_rows_from_the_cursor_equal_the_orm_rows(
     sessions: sessionmaker[Session], settings: Settings, imported: None
 ) -> None:
@@ -81,7 +65,7 @@ def test_interaction_rows_from_the_cursor_equal_the_orm_rows(
         fast = load_interactions(session)
         reference = _orm_rows(session)
     assert len(fast) == len(reference) > 10_000
-    assert _sorted(fast) == _sorted(reference)
+    assert sorted_rows(fast) == sorted_rows(reference)
     # ... and, in the same order, the same matrix, cell for cell.
     fast_matrix, fast_users, fast_items = build_matrix(fast, settings.interactions, now=fast.latest)
     ref_matrix, ref_users, ref_items = build_matrix(reference, settings.interactions, now=reference.latest)
