@@ -45,13 +45,12 @@ from typing import Any
 
 import numpy as np
 from scipy.sparse import csr_matrix
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
 from domain.customers.confidence import build_matrix
 from domain.customers.interactions import (
-    SalesRows,
     Watermark,
     activity_watermark,
     changed_customers,
@@ -70,12 +69,10 @@ from domain.serving.data import (
     csr_row,
     data_version,
     rows_between,
-    similar_for,
 )
-from domain.serving.model_runs import LoadFailures, load_newest_usable, load_run_artifact
-from domain.serving.precomputed import fill as fill_ahead
-from domain.serving.ranked import PrecomputedRankings, RankedCache
-from domain.serving.served import discovery_model
+from domain.serving.model_runs import LoadFailures, load_newest_usable
+from domain.serving.ranked import PrecomputedRankings
+from domain.serving.rebuild import build_data, fill_rankings, load_model, rankings_for
 from recommender.interactions import IdIndex
 
 __all__ = ["CustomerRows", "LoadedModel", "ModelStore", "ServingData"]
@@ -406,85 +403,15 @@ class ModelStore:
         return False
 
     def _load_run(self, session: Session, run: ModelRun) -> LoadedModel:
-        artifact = load_run_artifact(session, self.settings, run)
-        model = artifact.model
-        served = artifact.params.get("served") or {}
-        blends = served.get("blends") or {}
-        discovery = discovery_model(model, self.settings, blends.get("discovery"))
-        seen = run.params.get("watermark") or {}
-        return LoadedModel(
-            run_id=run.id,
-            version=run.version,
-            algorithm=run.algorithm,
-            model=model,
-            discovery=discovery,
-            user_index=artifact.user_index,
-            item_index=artifact.item_index,
-            similar=similar_for(model),
-            trained_watermark=Watermark(int(seen.get("order_id", 0)), int(seen.get("event_id", 0))),
-            loaded_at=utcnow(),
-            trained_at=run.finished_at,
-        )
+        return load_model(session, self.settings, run)
 
     def _build(
         self, session: Session, model: LoadedModel | None, previous: ServingData | None = None
     ) -> tuple[ServingData, dt.datetime]:
-        """Read every interaction, sale and customer id (bulk) into a new ServingData; with where the next
-        look for erasures starts (for :meth:`_install`). The sales of ``previous`` data are kept when they
-        can be (:meth:`_sales`)."""
+        """The data of ``model`` read in bulk (:func:`~domain.serving.rebuild.build_data`), with where the
+        next look for erasures starts (for :meth:`_install`)."""
         erasures_since = self._erasure_clock()
-        version = data_version(session)
-        rows = load_interactions(session)
-        sales = self._sales(session, previous, version)
-        customers = {
-            ext: cid
-            for ext, cid in session.execute(
-                select(Customer.external_id, Customer.id).where(Customer.erased_at.is_(None))
-            )
-        }
-        present = np.unique(rows.customer_ids)
-        users = IdIndex(present) if model is None else model.user_index.extend(present)
-        user_items = None
-        refold: frozenset[int] = frozenset()
-        if model is not None:
-            user_items, _, _ = build_matrix(
-                rows, self.settings.interactions, user_index=users, item_index=model.item_index
-            )
-            refold = frozenset(changed_customers(session, model.trained_watermark))
-        data = ServingData(
-            model=model,
-            version=version,
-            users=users,
-            user_items=user_items,
-            bought=bought_matrix(rows, users),
-            sales=sales,
-            customers=customers,
-            refold=refold,
-            built_at=utcnow(),
-            erasures_seen=erasures_since,
-            ranked=RankedCache(self.settings.api.picks_cache_customers, same=CustomerRows.same_as),
-        )
-        return data, erasures_since
-
-    @staticmethod
-    def _sales(
-        session: Session, previous: ServingData | None, version: tuple[int, int, int, int]
-    ) -> SalesRows:
-        """Every sale line up to the orders of ``version``: those of ``previous`` data (they do not depend
-        on the model) with the orders added since, when no order or event was removed and no customer
-        erased since it was read (an erasure detaches the customer's orders from them); else all read."""
-        if previous is not None and previous.erasures_seen is not None:
-            since = Watermark(previous.version[0], previous.version[2])
-            upto = Watermark(version[0], version[2])
-            added = rows_between(session, since, upto)
-            erased = session.scalar(select(func.max(Customer.erased_at)))
-            kept = (previous.version[1] + added[0], previous.version[3] + added[1]) == (
-                version[1],
-                version[3],
-            )
-            if kept and (erased is None or erased < previous.erasures_seen):
-                return previous.sales.extended(load_sales(session, order_ids=(since.order_id, upto.order_id)))
-        return load_sales(session)
+        return build_data(session, self.settings, model, previous, erasures_since), erasures_since
 
     def _install(
         self, data: ServingData, erasures_since: dt.datetime, erased: set[str] | None = None
@@ -568,38 +495,18 @@ class ModelStore:
         log.info("serving model %s (%s)", data.model.version, data.model.algorithm)
 
     def _rankings(self, data: ServingData) -> PrecomputedRankings | None:
-        """The rankings to make ahead for ``data`` (None: no model, or ``api.precomputed_customers`` 0)."""
-        limit = self.settings.api.precomputed_customers
-        model, user_items = data.model, data.user_items
-        if model is None or user_items is None or limit <= 0:
-            return None
-        ahead = PrecomputedRankings.most_active(user_items, data.users.ids, model.n_items, limit)
-        data.precomputed = ahead
-        return ahead
+        return rankings_for(data, self.settings.api.precomputed_customers)
 
     def _fill(
         self, data: ServingData, ahead: PrecomputedRankings, pause: Callable[[], None] | None = None
     ) -> None:
-        """Rank the customers ``ahead`` chose, most active first (see :mod:`domain.serving.precomputed`)."""
-        model = data.model
-        assert model is not None
+        """Rank the customers ``ahead`` chose (:func:`~domain.serving.rebuild.fill_rankings`)."""
 
         def rows_of(customer_id: int) -> CustomerRows | None:
             # A customer reloaded since (fresh rows) ranks on their next request, folded in.
             return None if customer_id in data.fresh else self._rows_of(data, customer_id)
 
-        started = time.thread_time()
-        try:
-            fill_ahead(ahead, model, rows_of, pause=pause)
-        except Exception:  # noqa: BLE001 - the customers left rank on their first request
-            log.exception("precomputing rankings failed")
-        log.info(
-            "precomputed %d rankings of model %s (%.1f MiB, %.1f s CPU of this thread)",
-            ahead.ranked_count,
-            model.version,
-            ahead.nbytes / 2**20,
-            time.thread_time() - started,
-        )
+        fill_rankings(data, ahead, rows_of, pause=pause)
 
     def _advance(
         self, session: Session, data: ServingData, version: tuple[int, int, int, int]

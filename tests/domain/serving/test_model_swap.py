@@ -14,7 +14,7 @@ import pytest
 from domain.catalog.snapshot import CatalogSnapshot
 from domain.customers.erasure import erase_customer
 from domain.customers.interactions import load_sales
-from domain.serving import model_store as model_store_module
+from domain.serving import rebuild
 from domain.serving.model_store import ModelStore
 from domain.serving.recommendations import Serving, bestsellers, recommend_for_customer
 from tests.domain.serving.fixtures import (  # noqa: F401
@@ -53,14 +53,14 @@ def gate() -> Iterator[Gate]:
 
 
 def _hold(monkeypatch: pytest.MonkeyPatch, gate: Gate) -> None:
-    real = model_store_module.fill_ahead
+    real = rebuild.fill_ahead
 
     def gated(*args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         gate.started.set()
         assert gate.opened.wait(30), "the test never opened the gate"
         real(*args, **kwargs)
 
-    monkeypatch.setattr(model_store_module, "fill_ahead", gated)
+    monkeypatch.setattr(rebuild, "fill_ahead", gated)
 
 
 def test_the_old_model_serves_until_the_new_one_has_its_customers_ranked(
@@ -175,19 +175,19 @@ def test_a_swap_whose_data_cannot_be_read_is_tried_again(sessions, settings, tra
     store = ModelStore(settings, sessions, background=False, clock=clock)
     old = store.current().model
     new_version = _train(sessions, settings).version
-    real = model_store_module.load_interactions
+    real = rebuild.load_interactions
 
     def unreadable(session, **kwargs):  # type: ignore[no-untyped-def]
-        if not kwargs:  # the full read of the swap; a customer's reload still works
+        if not kwargs:  # the full read of the swap
             raise RuntimeError("the database went away")
         return real(session, **kwargs)
 
-    monkeypatch.setattr(model_store_module, "load_interactions", unreadable)
+    monkeypatch.setattr(rebuild, "load_interactions", unreadable)
     clock.advance(settings.model.reload_interval + 1)
     assert store.current().model is old
     assert "the database went away" in (store.error or "")
     assert store._reloaded is None and store._pending is None  # nothing waits to take over
-    monkeypatch.setattr(model_store_module, "load_interactions", real)
+    monkeypatch.setattr(rebuild, "load_interactions", real)
     clock.advance(settings.model.reload_interval + 1)
     store.current()
     loaded = store.current().model
