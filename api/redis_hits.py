@@ -41,6 +41,12 @@ def _forget_connections_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_connections_after_fork)
 
 
+class _Closer:
+    """A thread's slot marker: freed with the thread's slot (nothing else refers to it)."""
+
+    __slots__ = ("__weakref__",)
+
+
 class RedisScriptCounter:
     """Run one Lua ``script`` (one key, one argument) with EVALSHA on the calling thread's connection.
 
@@ -66,6 +72,10 @@ class RedisScriptCounter:
             # Made with the pool's settings but not lent by it: when the thread ends, its connection is
             # dropped and closed (a server that starts a thread per request must not leave a socket each).
             conn = self._local.conn = self.pool.connection_class(**self.pool.connection_kwargs)
+            # Closed explicitly when the thread's slot is dropped: the connection itself may sit in a
+            # reference cycle, freed later by the collector, which closes its socket without a word.
+            self._local.closer = closer = _Closer()
+            weakref.finalize(closer, conn.disconnect)
         kept = conn.is_connected
         try:
             return self._call(conn, key, arg)

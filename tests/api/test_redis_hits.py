@@ -44,11 +44,15 @@ def test_each_thread_counts_on_its_own_connection_closed_when_the_thread_ends(re
     watcher = redis.Redis(port=redis_server.port)
     counts: list[int] = []
     connections: set[int] = set()
+    together = threading.Barrier(4)
 
     def hit() -> None:
         for _ in range(50):
             counts.append(int(counter("window", 60)[0]))
         connections.add(id(counter._local.conn))
+        # All four connections alive at once when their ids are taken: a thread that ended first would
+        # free its connection, and a later one could be made at the same address (the same id).
+        together.wait(timeout=30)
 
     threads = [threading.Thread(target=hit) for _ in range(4)]
     for t in threads:
