@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, insert, select
 
-from domain.customers.events import EventInput, record_events
+from domain.customers.events import _CHUNK, EventInput, record_events
 from domain.customers.orders import OrderInput, OrderLineInput, record_order
 from domain.errors import Conflict, InvalidInput
-from domain.models import Event, Order, OrderLine
+from domain.models import Customer, Event, Order, OrderLine
 from tests.delivery_fixtures import make_customer, make_product, make_selection
 
 
@@ -124,3 +124,73 @@ def test_an_event_batch_is_one_lookup_and_one_insert_and_returns_the_written_ids
     with _statements(session) as seen:
         assert record_events(session, settings, batch).recorded == 0
     assert seen == ["SELECT"]
+
+
+def test_a_batch_longer_than_one_lookup_chunk_is_recorded_and_found_again(session, settings):
+    """The lookup is one prebuilt statement per chunk of ids: a chunk past the customers and products
+    binds empty lists for them, and must still find the ids already recorded."""
+    customer, product = make_customer(session), make_product(session, "4.95")
+    session.flush()
+    batch = [EventInput(f"e-{i}", "view", product.sku, customer.external_id) for i in range(_CHUNK + 5)]
+    first = record_events(session, settings, batch)
+    assert (first.recorded, first.duplicates, first.customer_ids) == (_CHUNK + 5, 0, (customer.id,))
+    with _statements(session) as seen:
+        again = record_events(session, settings, batch)
+    assert (again.recorded, again.duplicates) == (0, _CHUNK + 5)
+    assert seen == ["SELECT", "SELECT"]
+
+
+@contextlib.contextmanager
+def _twin_after_lookup(session, table, row: dict[str, object]) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """A concurrent twin, deterministically: ``row`` is inserted on the session's connection after the
+    write's lookup, before its first other statement, so the lookup missed it and the write collides."""
+    done: list[bool] = []
+
+    def twin(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        if not done and not statement.lstrip().upper().startswith("SELECT"):
+            done.append(True)
+            conn.execute(insert(table), row)
+
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", twin)
+    try:
+        yield
+    finally:
+        event.remove(engine, "before_cursor_execute", twin)
+    assert done, "the write sent nothing after its lookup"
+
+
+def test_an_event_batch_that_loses_to_a_concurrent_twin_is_a_conflict_and_writes_nothing(session, settings):
+    customer, product = make_customer(session), make_product(session, "4.95")
+    session.flush()
+    twin = {
+        "idempotency_key": "e-2",
+        "customer_id": customer.id,
+        "product_id": product.id,
+        "kind": "view",
+        "occurred_at": dt.datetime(2011, 12, 4, 9, 0),
+    }
+    batch = [EventInput(k, "view", product.sku, customer.external_id) for k in ("e-1", "e-2")]
+    with _twin_after_lookup(session, Event.__table__, twin), pytest.raises(Conflict):
+        record_events(session, settings, batch)
+    # The session is still usable (the failed insert was undone alone) and holds the twin only.
+    assert session.scalars(select(Event.idempotency_key)).all() == ["e-2"]
+
+
+def test_an_order_that_loses_to_a_concurrent_twin_is_a_conflict_and_writes_nothing(session, settings):
+    product = make_product(session, "4.95")
+    session.flush()
+    twin = {
+        "external_id": "W-1",
+        "kind": "sale",
+        "ordered_at": dt.datetime(2011, 12, 4, 9, 0),
+        "currency": "GBP",
+        "source": "api",
+    }
+    with _twin_after_lookup(session, Order.__table__, twin), pytest.raises(Conflict) as refused:
+        record_order(session, _order("NEW-1", product.sku), settings)
+    assert "concurrent" in refused.value.message
+    # Neither the new customer nor a line was kept; the session is usable.
+    assert session.scalar(select(func.count(Customer.id))) == 0
+    assert session.scalar(select(func.count(OrderLine.id))) == 0
+    assert session.scalars(select(Order.external_id)).all() == ["W-1"]
