@@ -7,8 +7,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, case, insert, literal_column, select, union_all
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, case, delete, literal_column, select, union_all
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from config import Settings
@@ -44,8 +44,17 @@ _LOOK_UP = union_all(
     ),
 )
 # One INSERT of every row (the ORM's unit of work cost more than the rest of the call; its bulk insert
-# would split the rows by which columns are NULL).
-_INSERT = insert(_events).returning(_events.c.id, _events.c.customer_id)
+# would split the rows by which columns are NULL), by dialect name. ON CONFLICT DO NOTHING rather than a
+# savepoint around a plain INSERT: a concurrent twin's rows are skipped instead of failing the statement
+# (which, on PostgreSQL, would abort the request's transaction), so the write needs no SAVEPOINT and
+# RELEASE round trips; a skipped row is told by the rows RETURNING gives back.
+_INSERT = {
+    name: dialect.insert(_events)
+    .on_conflict_do_nothing(index_elements=[_events.c.idempotency_key])
+    .returning(_events.c.id, _events.c.customer_id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+_UNDO = delete(_events).where(_events.c.id.in_(bindparam("ids", expanding=True)))
 
 
 class BatchTooLarge(InvalidInput):
@@ -147,16 +156,17 @@ def record_events(
         if ev.idempotency_key not in existing
     ]
     if new:
-        # The savepoint on the session's connection: the session's own (a nested SessionTransaction) costs
-        # more, and no ORM object here needs it.
         connection = session.connection()
-        try:
-            with connection.begin_nested():  # a concurrent twin batch loses cleanly, the session stays usable
-                written = connection.execute(_INSERT, new).all()
-        except IntegrityError:
+        written = connection.execute(_INSERT[connection.dialect.name], new).all()
+        if len(written) < len(new):
+            # A concurrent request recorded some of these ids after the lookup: its rows were skipped, and
+            # this batch's own are taken back (all-or-nothing), which leaves the session usable.
+            ids = [row[0] for row in written]
+            for start in range(0, len(ids), _CHUNK):
+                connection.execute(_UNDO, {"ids": ids[start : start + _CHUNK]})
             raise Conflict(
                 "another request recorded events with the same ids at the same time; retry the batch"
-            ) from None
+            )
     else:
         written = []
     by_customer: dict[int, list[int]] = {}

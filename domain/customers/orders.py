@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import bindparam, case, exists, insert, literal_column, select, union_all
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, case, delete, exists, insert, literal_column, select, union_all
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
 from config import Settings
@@ -105,8 +105,21 @@ _LOOK_UP = union_all(
         literal_column("'o'"), _orders.c.external_id, _orders.c.id, literal_column("0"), literal_column("0")
     ).where(_orders.c.external_id == bindparam("order_id")),
 )
-_INSERT_CUSTOMER = insert(_customers).returning(_customers.c.id)
-_INSERT_ORDER = insert(_orders).returning(_orders.c.id)
+# ON CONFLICT DO NOTHING, by dialect name: a customer or order id that a concurrent request inserted after
+# the lookup returns no row instead of failing the statement (see domain/customers/events.py).
+_INSERT_CUSTOMER = {
+    name: dialect.insert(_customers)
+    .on_conflict_do_nothing(index_elements=[_customers.c.external_id])
+    .returning(_customers.c.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+_INSERT_ORDER = {
+    name: dialect.insert(_orders)
+    .on_conflict_do_nothing(index_elements=[_orders.c.external_id])
+    .returning(_orders.c.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+_UNDO_CUSTOMER = delete(_customers).where(_customers.c.id == bindparam("id"))
 _INSERT_LINES = insert(OrderLine.metadata.tables[OrderLine.__tablename__])
 
 
@@ -190,7 +203,7 @@ def record_order(session: Session, data: OrderInput, settings: Settings | None =
     recent reminder marks its selection purchased. ``settings`` gives the attribution window (default: the
     built-in ``reminders.attribution_days``).
 
-    Statements: one lookup, then (new order) the inserts in a savepoint, and attribution's only for a
+    Statements: one lookup, then (new order) the inserts, and attribution's only for a
     customer who was reminded.
     """
     if data.kind not in ORDER_KINDS:
@@ -228,42 +241,47 @@ def record_order(session: Session, data: OrderInput, settings: Settings | None =
     )
     customer_id = known.customer_id
     customer_created = customer_id is None
-    # Core inserts: the ORM's unit of work cost more CPU than the rest of the request.
+    # Core inserts: the ORM's unit of work cost more CPU than the rest of the request. No savepoint: a
+    # concurrent twin makes an insert return no row, and what this call inserted before it is deleted.
     connection = session.connection()
-    try:
-        with connection.begin_nested():
-            if customer_id is None:
-                customer_id = connection.execute(
-                    _INSERT_CUSTOMER, {"external_id": data.customer_id, "country": data.country}
-                ).scalar_one()
-            order_id = connection.execute(
-                _INSERT_ORDER,
-                {
-                    "external_id": data.order_id,
-                    "customer_id": customer_id,
-                    "kind": data.kind,
-                    "ordered_at": ordered_at,
-                    "delivered_at": delivered_at,
-                    "country": data.country,
-                    "currency": data.currency.upper(),
-                    "source": "api",
-                },
-            ).scalar_one()
-            connection.execute(
-                _INSERT_LINES,
-                [
-                    {
-                        "order_id": order_id,
-                        "line_no": i + 1,
-                        "product_id": product_ids[ln.sku],
-                        "quantity": ln.quantity,
-                        "unit_price": ln.unit_price.quantize(Decimal("0.01")),
-                    }
-                    for i, ln in enumerate(data.lines)
-                ],
-            )
-    except IntegrityError:
-        raise Conflict(f"order {data.order_id} was recorded by a concurrent request; retry") from None
+    dialect = connection.dialect.name
+    concurrent = f"order {data.order_id} was recorded by a concurrent request; retry"
+    if customer_id is None:
+        customer_id = connection.execute(
+            _INSERT_CUSTOMER[dialect], {"external_id": data.customer_id, "country": data.country}
+        ).scalar()
+        if customer_id is None:
+            raise Conflict(concurrent)
+    order_id = connection.execute(
+        _INSERT_ORDER[dialect],
+        {
+            "external_id": data.order_id,
+            "customer_id": customer_id,
+            "kind": data.kind,
+            "ordered_at": ordered_at,
+            "delivered_at": delivered_at,
+            "country": data.country,
+            "currency": data.currency.upper(),
+            "source": "api",
+        },
+    ).scalar()
+    if order_id is None:
+        if customer_created:
+            connection.execute(_UNDO_CUSTOMER, {"id": customer_id})
+        raise Conflict(concurrent)
+    connection.execute(
+        _INSERT_LINES,
+        [
+            {
+                "order_id": order_id,
+                "line_no": i + 1,
+                "product_id": product_ids[ln.sku],
+                "quantity": ln.quantity,
+                "unit_price": ln.unit_price.quantize(Decimal("0.01")),
+            }
+            for i, ln in enumerate(data.lines)
+        ],
+    )
     # Only a customer with a sent (or clicked, or purchased) selection has anything to attribute: a new
     # customer has no reminders, and most customers never had one.
     if data.kind == "sale" and known.reminded:

@@ -19,7 +19,7 @@ from tests.delivery_fixtures import make_customer, make_product, make_selection
 
 @contextlib.contextmanager
 def _statements(session) -> Iterator[list[str]]:  # type: ignore[no-untyped-def]
-    """The first word of every statement the session sends (SAVEPOINT and RELEASE included)."""
+    """The first word of every statement the session sends (SAVEPOINT and RELEASE included, if any)."""
     seen: list[str] = []
 
     def count(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
@@ -50,7 +50,7 @@ def test_an_order_of_a_customer_never_reminded_is_one_lookup_and_its_inserts(ses
     session.flush()
     with _statements(session) as seen:
         result = record_order(session, _order(customer.external_id, product.sku), settings)
-    assert seen == ["SELECT", "SAVEPOINT", "INSERT", "INSERT", "RELEASE"]
+    assert seen == ["SELECT", "INSERT", "INSERT"]
     assert (result.created, result.customer_created, result.kind, result.lines) == (True, False, "sale", 1)
     stored = session.scalars(select(Order).where(Order.id == result.order_id)).one()
     assert (stored.external_id, stored.customer_id, stored.source, stored.currency) == (
@@ -111,7 +111,7 @@ def test_an_event_batch_is_one_lookup_and_one_insert_and_returns_the_written_ids
     ]
     with _statements(session) as seen:
         result = record_events(session, settings, batch)
-    assert seen == ["SELECT", "SAVEPOINT", "INSERT", "RELEASE"]
+    assert seen == ["SELECT", "INSERT"]
     assert (result.recorded, result.duplicates, result.customer_ids) == (3, 0, tuple(sorted((a.id, b.id))))
     rows = dict(session.execute(select(Event.idempotency_key, Event.id)).all())
     assert result.event_ids == {a.id: (rows["e-1"],), b.id: (rows["e-2"],)}
@@ -120,7 +120,7 @@ def test_an_event_batch_is_one_lookup_and_one_insert_and_returns_the_written_ids
             session, settings, [*batch, EventInput("e-4", "view", product.sku, a.external_id)]
         )
     assert (again.recorded, again.duplicates, again.customer_ids) == (1, 3, (a.id,))
-    assert seen == ["SELECT", "SAVEPOINT", "INSERT", "RELEASE"]
+    assert seen == ["SELECT", "INSERT"]
     with _statements(session) as seen:
         assert record_events(session, settings, batch).recorded == 0
     assert seen == ["SELECT"]
@@ -194,3 +194,13 @@ def test_an_order_that_loses_to_a_concurrent_twin_is_a_conflict_and_writes_nothi
     assert session.scalar(select(func.count(Customer.id))) == 0
     assert session.scalar(select(func.count(OrderLine.id))) == 0
     assert session.scalars(select(Order.external_id)).all() == ["W-1"]
+
+
+def test_a_new_customer_created_by_a_concurrent_request_is_a_conflict_and_writes_nothing(session, settings):
+    product = make_product(session, "4.95")
+    session.flush()
+    twin = {"external_id": "NEW-1", "locale": "en", "time_zone": "UTC"}
+    with _twin_after_lookup(session, Customer.__table__, twin), pytest.raises(Conflict):
+        record_order(session, _order("NEW-1", product.sku), settings)
+    assert session.scalar(select(func.count(Order.id))) == 0
+    assert session.scalars(select(Customer.external_id)).all() == ["NEW-1"]
