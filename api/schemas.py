@@ -12,7 +12,8 @@ import werkzeug.urls  # noqa: F401 - registers the 'werkzeug.url_quote' error ha
 from apiflask import Schema
 from apiflask.fields import Boolean, DateTime, Decimal, Float, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range, Regexp
-from marshmallow import ValidationError, validates_schema
+from marshmallow import ValidationError, missing, validates_schema
+from marshmallow.fields import Field
 
 from domain.models import EVENT_KINDS, ORDER_KINDS
 
@@ -301,6 +302,62 @@ class EventBatchIn(Schema):
     events = List(Nested(EventIn), required=True, validate=Length(min=1))
 
 
+def _leaf_fields(schema: Schema) -> dict[str, Field]:
+    """``schema``'s fields that hold one value (no list, no nesting), by name; checked to be plain: no
+    ``data_key`` or ``attribute`` renaming them, which :func:`_quick_fields` does not apply."""
+    fields = {name: f for name, f in schema.load_fields.items() if not isinstance(f, List | Nested)}
+    assert all(f.data_key is None and f.attribute is None for f in fields.values()), schema
+    return fields
+
+
+def _quick_fields(fields: dict[str, Field], data: Any, others: frozenset[str] = frozenset()) -> Any:
+    """What a schema with the leaf ``fields`` loads from the JSON object ``data`` when all of it is valid,
+    else None; the keys ``others`` are left to the caller (neither read nor refused).
+
+    Each value goes through its own field's ``deserialize`` (type, null, validators: the schema's exact
+    rules); what the schema's ``load`` adds per call (its error store, hooks, the nested schemas and lists)
+    costs more than the fields, and is replaced by: no unknown key (marshmallow's default refuses them),
+    every required field present, the load defaults filled in. Anything not valid answers None, and the
+    caller hands the body to the schema for the documented errors."""
+    if type(data) is not dict:
+        return None
+    out: dict[str, Any] = {}
+    try:
+        for key, value in data.items():
+            field = fields.get(key)
+            if field is None:
+                if key in others:
+                    continue
+                return None
+            out[key] = field.deserialize(value)
+    except ValidationError:
+        return None
+    for name, field in fields.items():
+        if name not in out:
+            if field.required:
+                return None
+            if field.load_default is not missing:
+                out[name] = field.load_default() if callable(field.load_default) else field.load_default
+    return out
+
+
+_EVENT_FIELDS = _leaf_fields(EventIn())
+
+
+def quick_event_batch(payload: Any) -> dict[str, Any] | None:
+    """What ``EventBatchIn().load(payload)`` returns for a valid body; None for anything else, which the
+    caller hands to the schema (for a one-event batch the schema was about a tenth of the write's CPU)."""
+    if type(payload) is not dict or len(payload) != 1 or type(payload.get("events")) is not list:
+        return None
+    events = []
+    for item in payload["events"]:
+        event = _quick_fields(_EVENT_FIELDS, item)
+        if event is None or not (event.get("customer_id") or event.get("anonymous_id")):  # EventIn._who
+            return None
+        events.append(event)
+    return {"events": events} if events else None
+
+
 class EventBatchOut(Schema):
     recorded = Integer(metadata={"description": "events stored by this call"})
     duplicates = Integer(metadata={"description": "events whose id was already stored: ignored"})
@@ -324,6 +381,26 @@ class OrderIn(Schema):
     currency = String(load_default="GBP", validate=CURRENCY)
     country = String(validate=Length(1, 64))
     lines = List(Nested(OrderLineIn), required=True, validate=Length(1, 1000))
+
+
+_ORDER_FIELDS = _leaf_fields(OrderIn())
+_ORDER_LINE_FIELDS = _leaf_fields(OrderLineIn())
+
+
+def quick_order(payload: Any) -> dict[str, Any] | None:
+    """What ``OrderIn().load(payload)`` returns for a valid body; None for anything else, which the caller
+    hands to the schema (as :func:`quick_event_batch`)."""
+    order = _quick_fields(_ORDER_FIELDS, payload, frozenset({"lines"}))
+    lines = None if order is None else payload.get("lines")
+    if type(lines) is not list or not 1 <= len(lines) <= 1000:
+        return None
+    order["lines"] = []
+    for item in lines:
+        line = _quick_fields(_ORDER_LINE_FIELDS, item)
+        if line is None:
+            return None
+        order["lines"].append(line)
+    return order
 
 
 class OrderOut(Schema):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+from flask import jsonify
 from sqlalchemy import select
 
+from api.schemas import OrderOut
 from domain.models import Order
 from tests.api.helpers import bearer
 
@@ -70,3 +72,26 @@ def test_bad_deliveries_are_refused_naming_the_field_and_change_nothing(app, cli
         "/v1/orders/D-1", json={"delivered_at": "2011-12-02T10:00:00Z"}, headers=bearer(keys["email"])
     )
     assert email_key.status_code == 403 and _delivered(app, "D-1") is None
+
+
+def test_an_order_is_answered_byte_for_byte_as_its_output_schema_writes_it(app, client, keys, shop):
+    """The view writes its answer without a pass through ``OrderOut``: it must be what the schema wrote."""
+    headers = bearer(keys["server"])
+    body = {**ORDER, "delivered_at": "2011-12-03T09:30:00+01:00"}
+    for status in (201, 200):  # created, then the same order again
+        resp = client.post("/v1/orders", json=body, headers=headers)
+        assert resp.status_code == status
+        expected = OrderOut().dump(
+            {
+                "order_id": "D-1",
+                "customer_id": "C1",
+                "kind": "sale",
+                "lines": 1,
+                "created": status == 201,
+                "customer_created": False,  # C1 is a customer of the shop
+                "delivered_at": dt.datetime(2011, 12, 3, 8, 30),
+            }
+        )
+        assert resp.mimetype == "application/json"
+        with app.app_context():  # as apiflask's output wrapper wrote it: jsonify of the schema's dump
+            assert resp.get_data() == jsonify(expected).get_data()

@@ -11,7 +11,15 @@ from apiflask.schema_adapters.marshmallow import parser
 from werkzeug.wrappers import Request
 
 from api.cli.serve import MAX_REQUEST_LINE
-from api.schemas import RecommendationsQuery, first_values, quick_recommendations_query
+from api.schemas import (
+    EventBatchIn,
+    OrderIn,
+    RecommendationsQuery,
+    first_values,
+    quick_event_batch,
+    quick_order,
+    quick_recommendations_query,
+)
 
 QUERY_STRINGS = [
     "",
@@ -97,3 +105,98 @@ def test_every_recommendations_request_the_document_allows_fits_in_a_request_lin
             query.append(f"{param['name']}={quote(value, safe='')}")
     assert "{" not in path
     assert len(f"GET {path}?{'&'.join(query)} HTTP/1.1") <= MAX_REQUEST_LINE
+
+
+EVENT = {"id": "e-1", "type": "view", "sku": "85123A", "customer_id": "17850"}
+LINE = {"sku": "85123A", "quantity": 2, "unit_price": 4.95}
+ORDER = {"order_id": "W-1", "customer_id": "17850", "lines": [LINE]}
+
+
+def _parsed(schema, body):  # type: ignore[no-untyped-def]
+    """As the view falls back to it: the schema through apiflask's parser; None when it refuses."""
+    with APIFlask(__name__).test_request_context("/", method="POST", json=body) as ctx:
+        try:
+            return parser.parse(schema, ctx.request, location="json")
+        except HTTPError:
+            return None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"events": [EVENT]},
+        {"events": [EVENT, {**EVENT, "id": "e-2", "customer_id": None, "anonymous_id": "a-1"}]},
+        {"events": [{**EVENT, "quantity": 3, "source": "email", "recommendation_id": "r-1"}]},
+        {"events": [{**EVENT, "occurred_at": "2011-12-04T09:00:00+01:00"}]},
+        {"events": [{**EVENT, "occurred_at": "2011-12-04"}]},
+        {"events": [{**EVENT, "occurred_at": "yesterday"}]},
+        {"events": [{**EVENT, "quantity": "3"}]},
+        {"events": [{**EVENT, "quantity": 2.0}]},
+        {"events": [{**EVENT, "quantity": 2.5}]},
+        {"events": [{**EVENT, "quantity": True}]},
+        {"events": [{**EVENT, "quantity": 0}]},
+        {"events": [{**EVENT, "type": "purchase"}]},
+        {"events": [{**EVENT, "type": "buy"}]},
+        {"events": [{**EVENT, "sku": ""}]},
+        {"events": [{**EVENT, "sku": 12}]},
+        {"events": [{**EVENT, "id": "x" * 101}]},
+        {"events": [{**EVENT, "customer_id": ""}]},
+        {"events": [{**EVENT, "customer_id": None}]},
+        {"events": [{k: v for k, v in EVENT.items() if k != "type"}]},
+        {"events": [{**EVENT, "colour": "red"}]},
+        {"events": [EVENT], "more": 1},
+        {"events": []},
+        {"events": EVENT},
+        {"events": [None]},
+        {"events": ["e-1"]},
+        {},
+        [EVENT],
+    ],
+)
+def test_the_quick_event_reader_agrees_with_the_schema_or_defers_to_it(body):
+    quick = quick_event_batch(body)
+    loaded = _parsed(EventBatchIn(), body)
+    if loaded is None:
+        assert quick is None  # the schema then answers with its documented error
+    elif quick is not None:
+        assert quick == loaded
+    assert quick is not None or body != {"events": [EVENT]}, "the common body takes the quick path"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        ORDER,
+        {**ORDER, "ordered_at": "2011-12-04T09:00:00Z", "delivered_at": "2011-12-06T10:00:00+00:00"},
+        {**ORDER, "kind": "return", "currency": "eur", "country": "France"},
+        {**ORDER, "lines": [LINE, {**LINE, "sku": "22423", "unit_price": "12.504"}]},
+        {**ORDER, "lines": [{**LINE, "unit_price": "4.95"}]},
+        {**ORDER, "lines": [{**LINE, "unit_price": 0}]},
+        {**ORDER, "lines": [{**LINE, "unit_price": "NaN"}]},
+        {**ORDER, "lines": [{**LINE, "unit_price": None}]},
+        {**ORDER, "lines": [{**LINE, "quantity": 0}]},
+        {**ORDER, "lines": [{**LINE, "quantity": "2"}]},
+        {**ORDER, "lines": [{**LINE, "extra": 1}]},
+        {**ORDER, "lines": [{k: v for k, v in LINE.items() if k != "sku"}]},
+        {**ORDER, "lines": []},
+        {**ORDER, "lines": [LINE] * 1001},
+        {**ORDER, "lines": LINE},
+        {**ORDER, "kind": "gift"},
+        {**ORDER, "currency": "EURO"},
+        {**ORDER, "country": ""},
+        {**ORDER, "ordered_at": "soon"},
+        {**ORDER, "order_id": None},
+        {**ORDER, "note": "hi"},
+        {k: v for k, v in ORDER.items() if k != "lines"},
+        {k: v for k, v in ORDER.items() if k != "customer_id"},
+        [ORDER],
+    ],
+)
+def test_the_quick_order_reader_agrees_with_the_schema_or_defers_to_it(body):
+    quick = quick_order(body)
+    loaded = _parsed(OrderIn(), body)
+    if loaded is None:
+        assert quick is None
+    elif quick is not None:
+        assert quick == loaded
+    assert quick is not None or body is not ORDER, "the common body takes the quick path"
