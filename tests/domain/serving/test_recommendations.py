@@ -18,7 +18,7 @@ from domain.catalog.snapshot import CARD_FIELDS, CatalogSnapshot
 from domain.errors import InvalidInput, NotFound
 from domain.models import Customer, Event, Product
 from domain.origin import SIMULATED
-from domain.serving.model_store import ModelStore
+from domain.serving.model_store import ModelStore, ServingData
 from domain.serving.ranked import Ranked, RankedCache
 from domain.serving.recommendations import (
     RecommendedItem,
@@ -186,6 +186,21 @@ def _view(session: Session, customer_id: int, product_id: int, event_id: int) ->
     )
 
 
+def _unseen_by_a_regular(
+    serving: Serving, store: ModelStore, sessions: sessionmaker[Session]
+) -> tuple[int, ServingData, int, list[int]]:
+    """The set-up of the freshness tests: a regular customer's id, ``store``'s data (a model loaded), an
+    event id well above every existing one, and the model's products the customer has no row for."""
+    _, customer_id, _ = _regular(serving)
+    data = store.current()
+    assert data.model is not None
+    with sessions() as session:
+        base = (session.scalar(select(func.max(Event.id))) or 0) + 1000
+    seen = set(data.model.item_index.ids[store.customer(data, customer_id).row.indices].tolist())
+    unseen = [int(p) for p in data.model.item_index.ids.tolist() if p not in seen]
+    return customer_id, data, base, unseen
+
+
 def test_the_freshness_check_reloads_a_customer_once_per_new_activity_not_at_every_check_of_its_overlap(
     sessions, settings, serving, trained, clock
 ):
@@ -194,13 +209,8 @@ def test_the_freshness_check_reloads_a_customer_once_per_new_activity_not_at_eve
     times over by every web process, a third of a web process's CPU under mixed traffic. A customer is
     reloaded when an order or event of theirs appears that this process has not read yet, including one
     committed late with a lower id."""
-    _, customer_id, _ = _regular(serving)
     other = ModelStore(settings, sessions, background=False, clock=clock)
-    data = other.current()
-    assert data.model is not None
-    base = (sessions().scalar(select(func.max(Event.id))) or 0) + 1000
-    seen = set(data.model.item_index.ids[other.customer(data, customer_id).row.indices].tolist())
-    unseen = [int(p) for p in data.model.item_index.ids.tolist() if p not in seen][:2]
+    customer_id, data, base, unseen = _unseen_by_a_regular(serving, other, sessions)
     with sessions.begin() as session:
         _view(session, customer_id, unseen[0], base + 10)
     clock.advance(1.0)
@@ -232,13 +242,8 @@ def test_a_process_s_own_write_is_reloaded_once_not_again_by_its_freshness_check
     """Issue 18 (writes at a read's cost): a process told of its own write (with the ids written) reloads
     the customer on their next request; its freshness check then skipped none of it and read the same rows
     again. It still reloads the customer for a row another process wrote."""
-    _, customer_id, _ = _regular(serving)
     store = serving.store
-    data = store.current()
-    assert data.model is not None
-    base = (sessions().scalar(select(func.max(Event.id))) or 0) + 1000
-    seen = set(data.model.item_index.ids[store.customer(data, customer_id).row.indices].tolist())
-    unseen = [int(p) for p in data.model.item_index.ids.tolist() if p not in seen][:2]
+    customer_id, data, base, unseen = _unseen_by_a_regular(serving, store, sessions)
     clock.advance(1.0)
     store.current()  # a freshness check before the write: its watermark is below the write
     with sessions.begin() as session:
@@ -265,13 +270,8 @@ def test_an_own_write_no_request_read_yet_is_reloaded_by_the_freshness_check_wit
     """The own ids are marked read, so the freshness check reloads a customer this process wrote for and
     no request has reloaded yet along with the others (cheaper than a request's reload of one); a request
     then finds them reloaded."""
-    _, customer_id, _ = _regular(serving)
     store = serving.store
-    data = store.current()
-    assert data.model is not None
-    base = (sessions().scalar(select(func.max(Event.id))) or 0) + 1000
-    seen = set(data.model.item_index.ids[store.customer(data, customer_id).row.indices].tolist())
-    unseen = next(int(p) for p in data.model.item_index.ids.tolist() if p not in seen)
+    customer_id, data, base, (unseen, *_) = _unseen_by_a_regular(serving, store, sessions)
     clock.advance(1.0)
     store.current()
     with sessions.begin() as session:
