@@ -5,15 +5,14 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
 
 from domain.access import api_keys
 from domain.catalog import products
 from domain.customers.imports import import_orders
 from domain.db import session_scope
-from domain.models import Customer, Order
+from domain.models import Customer
 from domain.serving.training import train_model
-from tests.api.helpers import SHOP
+from tests.api.helpers import SHOP, most_active
 from tests.conftest import SAMPLE
 from tests.redis_server import redis_server  # noqa: F401  (a fixture of these tests)
 
@@ -59,12 +58,4 @@ def trained(app):  # type: ignore[no-untyped-def]
     with session_scope(ctx.sessions) as session:
         run = train_model(session, ctx.settings)
         assert run.status == "succeeded", run.error
-    with ctx.sessions() as session:
-        busiest = session.execute(
-            select(Customer.external_id)
-            .join(Order, Order.customer_id == Customer.id)
-            .group_by(Customer.external_id)
-            .order_by(func.count(Order.id).desc(), Customer.external_id)
-            .limit(1)
-        ).scalar_one()
-    return busiest
+    return most_active(ctx.sessions, 1)[0]
