@@ -11,7 +11,9 @@ the client does for correctness and drops the rest:
 - EVALSHA, and SCRIPT LOAD once when Redis answers NOSCRIPT (a restarted Redis), as a registered
   script does;
 - a connection that Redis closed while it sat idle is replaced within the call, as the pool's check
-  does (limits' client makes no retries).
+  does (limits' client makes no retries). The pool finds that before it sends; this finds it when the
+  call fails, so a connection lost after Redis ran the script but before its reply arrived counts that
+  request's hit twice: one request more against the key's budget, once, when Redis goes away.
 
 What it leaves out is the pool's sharing: each thread holds one connection, made with the storage
 pool's settings, for as long as it lives (a web worker's threads are a fixed set), so no lock and no
