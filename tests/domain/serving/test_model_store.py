@@ -217,3 +217,35 @@ def test_a_reload_gives_the_rows_the_general_path_gives_every_customer(
     for a, b in zip(few, general, strict=True):
         assert a.same_as(b) and a.recalculate
         assert_same(a.row, b.row)
+
+
+def _in_transaction(session: Session) -> bool:
+    """Whether the database connection under ``session`` holds a transaction open now."""
+    dbapi = session.connection().connection.dbapi_connection
+    info = getattr(dbapi, "info", None)  # psycopg
+    if info is not None and hasattr(info, "transaction_status"):
+        return info.transaction_status.name != "IDLE"
+    return bool(dbapi.in_transaction)  # type: ignore[union-attr]  # sqlite3
+
+
+def test_a_written_customers_reload_holds_no_transaction(settings, sessions, imported, serving, monkeypatch):
+    """The read after a write is one statement: on PostgreSQL a transaction around it cost a BEGIN and a
+    ROLLBACK round trip, each write's next recommendation (SQLite begins none for a read either way)."""
+    from domain.serving import model_store
+
+    _train(sessions, settings)
+    customer = _a_customer(serving.store)
+    data = serving.store.current()
+    cid = data.customers[customer]
+    open_after_read: list[bool] = []
+
+    def spied(session: Session, **kwargs):  # type: ignore[no-untyped-def]
+        rows = load_interactions(session, **kwargs)
+        open_after_read.append(_in_transaction(session))
+        return rows
+
+    monkeypatch.setattr(model_store, "load_interactions", spied)
+    serving.store.customer_changed(cid)
+    rows = serving.store.customer(data, cid)
+    assert open_after_read == [False]
+    assert rows.recalculate  # reloaded: the fresh rows, folded in
