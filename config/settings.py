@@ -42,6 +42,10 @@ class ModelSettings:
     keep_runs: int = 5
     #: Seconds between checks for a newer model run in serving processes.
     reload_interval: float = 30.0
+    #: Share of one core a web process spends ranking a new model's customers while the old model serves
+    #: (it sleeps the rest): the swap's burst of work, spread so that the requests beside it barely wait
+    #: (docs/performance.md). 1 = as fast as it can; at 0.2 that ranking takes five times as long.
+    swap_cpu_share: float = 0.2
     #: Seconds before a serving process tries again a model version that failed to load (a file system
     #: hiccup heals; a corrupt artifact fails again, and the previous run keeps serving meanwhile).
     load_retry_seconds: float = 300.0

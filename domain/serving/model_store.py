@@ -72,7 +72,7 @@ from domain.serving.data import (
 )
 from domain.serving.model_runs import LoadFailures, load_newest_usable
 from domain.serving.ranked import PrecomputedRankings
-from domain.serving.rebuild import build_data, fill_rankings, load_model, rankings_for
+from domain.serving.rebuild import Pacer, build_data, fill_rankings, load_model, rankings_for
 from recommender.interactions import IdIndex
 
 __all__ = ["CustomerRows", "LoadedModel", "ModelStore", "ServingData"]
@@ -81,16 +81,6 @@ log = logging.getLogger(__name__)
 
 #: A read made of one statement needs no transaction of its own (see :meth:`ModelStore.customer`).
 _ONE_STATEMENT = {"isolation_level": "AUTOCOMMIT"}
-
-#: Seconds the thread that ranks a new model's customers sleeps between two of them (about 0.5 ms of
-#: work each): a sleep releases the GIL, so a request waiting for it takes it then, instead of after up to
-#: ``sys.getswitchinterval()`` (5 ms) at every turn it takes it back (after each of its socket waits).
-#: ``sleep(0)`` measured best (bench/bench_swap.py, docs/performance.md).
-YIELD_SECONDS = 0.0
-
-
-def _yield_gil() -> None:
-    time.sleep(YIELD_SECONDS)
 
 
 class ModelStore:
@@ -477,7 +467,7 @@ class ModelStore:
         self._pending, self._pending_rankings = model, ahead
 
         def ready() -> None:
-            self._fill(data, ahead, pause=_yield_gil)
+            self._fill(data, ahead, pause=Pacer(self.settings.model.swap_cpu_share))
             with self._work_lock:  # no check replaces the old data while this one takes over
                 if self._pending is model and not ahead.cancelled:
                     self._install_ready(data, erasures_since, erased)

@@ -45,7 +45,7 @@ from domain.serving.ranked import PrecomputedRankings, RankedCache
 from domain.serving.served import discovery_model
 from recommender.interactions import IdIndex
 
-__all__ = ["build_data", "fill_rankings", "load_model", "rankings_for"]
+__all__ = ["Pacer", "build_data", "fill_rankings", "load_model", "rankings_for"]
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,38 @@ def rankings_for(data: ServingData, limit: int) -> PrecomputedRankings | None:
     ahead = PrecomputedRankings.most_active(user_items, data.users.ids, model.n_items, limit)
     data.precomputed = ahead
     return ahead
+
+
+class Pacer:
+    """Called between two pieces of background work: sleeps so that the calling thread uses at most
+    ``share`` of one core (CPU time on ``cpu``, since the previous call, or since it was made: make it in
+    the thread that calls it, as ``time.thread_time`` counts that thread's CPU).
+
+    A new model's customers are ranked while the old model serves (about 0.5 ms of CPU each). As fast as
+    it can, that is a burst of a core's work beside the requests for as long as it lasts (0.3 s for the
+    bundled sample, several seconds on a large shop), in each web process at about the same moment; a
+    host already busy with requests answers them later by that much. Paced, the same work is spread: at a
+    share of 0.2 it takes five times as long and takes a fifth of a core meanwhile (docs/performance.md).
+    Every call sleeps, even for 0 s: a sleep releases the GIL, so a request waiting for it takes it then
+    instead of after ``sys.getswitchinterval()``. ``share`` >= 1 only yields.
+    """
+
+    def __init__(
+        self,
+        share: float,
+        *,
+        cpu: Callable[[], float] = time.thread_time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if share <= 0:
+            raise ValueError("share must be > 0")
+        self._factor = max(0.0, 1.0 / share - 1.0)
+        self._cpu, self._sleep = cpu, sleep
+        self._mark = cpu()
+
+    def __call__(self) -> None:
+        self._sleep((self._cpu() - self._mark) * self._factor)
+        self._mark = self._cpu()
 
 
 def fill_rankings(

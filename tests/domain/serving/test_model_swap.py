@@ -5,6 +5,7 @@ load of it would."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 
@@ -14,7 +15,7 @@ import pytest
 from domain.catalog.snapshot import CatalogSnapshot
 from domain.customers.erasure import erase_customer
 from domain.customers.interactions import load_sales
-from domain.serving import rebuild
+from domain.serving import model_store, rebuild
 from domain.serving.model_store import ModelStore
 from domain.serving.recommendations import Serving, bestsellers, recommend_for_customer
 from tests.domain.serving.fixtures import (  # noqa: F401
@@ -192,3 +193,64 @@ def test_a_swap_whose_data_cannot_be_read_is_tried_again(sessions, settings, tra
     store.current()
     loaded = store.current().model
     assert loaded is not None and loaded.version == new_version
+
+
+class _Cpu:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_pacer_sleeps_so_that_the_work_takes_its_share_of_a_core():
+    cpu, slept = _Cpu(), []
+    pause = rebuild.Pacer(0.25, cpu=cpu, sleep=slept.append)
+    cpu.now = 0.002  # 2 ms of work since it was made: 6 ms of sleep make it a quarter of 8 ms
+    pause()
+    cpu.now = 0.003  # 1 ms since the last call (the sleep itself used none)
+    pause()
+    pause()  # nothing since
+    assert slept == pytest.approx([0.006, 0.003, 0.0])
+
+
+def test_the_pacer_at_a_whole_core_only_yields():
+    cpu, slept = _Cpu(), []
+    pause = rebuild.Pacer(1.0, cpu=cpu, sleep=slept.append)
+    cpu.now = 0.5
+    pause()
+    assert slept == [0.0]  # a sleep all the same: it releases the GIL to a waiting request
+    with pytest.raises(ValueError):
+        rebuild.Pacer(0.0)
+
+
+def test_a_swap_ranks_the_new_models_customers_at_the_configured_share_of_a_core(
+    sessions, settings, trained, clock, monkeypatch
+):
+    """Regression: the ranking ran as fast as it could, a burst of a core's work beside the requests of
+    every web process at about the same moment (the deployment benchmark's p99 near a swap)."""
+    settings = dataclasses.replace(settings, model=dataclasses.replace(settings.model, swap_cpu_share=0.5))
+    made: list[float] = []
+    paused: list[float] = []
+
+    class Recorded(rebuild.Pacer):
+        def __init__(self, share: float) -> None:
+            made.append(share)
+            super().__init__(share, sleep=paused.append)
+
+    monkeypatch.setattr(model_store, "Pacer", Recorded)
+    store = ModelStore(settings, sessions, background=True, clock=clock)
+    store.current()
+    store.wait()
+    assert made == []  # the first load serves at once: nothing to pace it against
+    new_version = _train(sessions, settings).version
+    clock.advance(settings.model.reload_interval + 1)
+    store.current()
+    store.wait()
+    data = store.current()
+    assert data.model is not None and data.model.version == new_version
+    assert made == [0.5]
+    assert data.precomputed is not None
+    assert len(paused) == data.precomputed.customer_ids.size - 1  # between every two customers
+    # Each pause sleeps as long as the work since the last one took (share 0.5): not a bare yield.
+    assert sum(paused) > 0
