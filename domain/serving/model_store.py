@@ -9,11 +9,12 @@ Refreshing, in a background thread started by the request that finds a check due
 
 - **model**: every ``settings.model.reload_interval`` seconds, look for a different usable run; load and
   verify its artifact, rebuild the data (the sales are kept), rank its most active customers, then swap:
-  the old model serves every request until the new one is ready, and the ranking yields the GIL to them
-  between customers (:meth:`ModelStore._swap`). A missing or corrupt artifact is logged and reported by
-  :meth:`ModelStore.status`; the model in memory keeps answering (at start-up the next older usable run is
-  tried instead: the rule of :mod:`domain.serving.model_runs`, which planning follows too). A version that
-  failed is tried again after ``settings.model.load_retry_seconds``.
+  the old model serves every request until the new one is ready, and the ranking sleeps between
+  customers, yielding the GIL and keeping to ``model.swap_cpu_share`` of a core (:meth:`ModelStore._swap`).
+  A missing or corrupt artifact is logged and reported by :meth:`ModelStore.status`; the model in memory
+  keeps answering (at start-up the next older usable run is tried instead: the rule of
+  :mod:`domain.serving.model_runs`, which planning follows too). A version that failed is tried again
+  after ``settings.model.load_retry_seconds``.
 - **data**: every ``data_refresh_interval`` seconds, if orders or events changed, add what is new since the
   data's watermark: the rows of the customers concerned and the new sale lines (what refreshes
   bestsellers). The matrix, the directory and the kept rankings stay; only rows that disappeared (an
@@ -442,9 +443,10 @@ class ModelStore:
         old one serves until then, so no request waits for the new one, ranks a customer a precomputed
         ranking would cover, or mixes the two (only :meth:`_install_ready` changes what requests read).
 
-        Serving, the ranking runs in a thread that yields to requests between customers and installs the
-        data when done; freshness checks keep updating the old data meanwhile. Customers whose rows were
-        reloaded there since the new data's read began are reloaded again on their next request."""
+        Serving, the ranking runs in a thread paced between customers (:class:`~domain.serving.rebuild.Pacer`:
+        it yields to requests and keeps to ``model.swap_cpu_share`` of a core) and installs the data when
+        done; freshness checks keep updating the old data meanwhile. Customers whose rows were reloaded
+        there since the new data's read began are reloaded again on their next request."""
         for replaced in (self._pending_rankings, self._precomputing):
             if replaced is not None:
                 replaced.cancel()  # an older swap's, or the old data's: both are superseded
