@@ -44,9 +44,10 @@ new version is recorded from ``/health/ready``.
 Printed: the machine and its load average (before and after), the connection mode and the connections
 opened, per endpoint the requests, req/s, p50 and p99 latency (client-side, from the send, a new
 connection's connect included, in open loop from the scheduled send, to the last byte) and
-errors (any status that is not 2xx, or a failed connection), the hot swap's times, the share of
-recommendation requests that were a customer's first at that process, recommendations' p50 and p99 within
-2 s of a swap and outside that window, and the rate-limit check: the
+errors (any status that is not 2xx, or a failed connection), the run's timeline (``--slices`` parts of
+the duration: all requests per second sent in each, and recommendations' p50 and p99), the hot swap's
+times, the share of recommendation requests that were a customer's first at that process,
+recommendations' p50 and p99 within 2 s of a swap and outside that window, and the rate-limit check: the
 counter both processes report for the server key (from ``X-RateLimit-Remaining``) against the requests
 sent with it through both ports. One shared budget means the two are equal; per-process counters would
 each show about half. Then the CPU each part used during the load (user + system seconds from ``/proc``:
@@ -227,6 +228,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="gunicorn workers per web process")
     parser.add_argument(
         "--threads", type=int, default=1, help="threads per gunicorn worker (above 1: the gthread worker)"
+    )
+    parser.add_argument(
+        "--slices", type=int, default=12, help="the run's timeline: slices of the duration (default: 12)"
     )
     parser.add_argument("--train-at", type=float, default=0.3, help="share of the run when training starts")
     parser.add_argument("--reload-interval", type=float, default=5.0)
@@ -527,6 +531,24 @@ def main() -> None:
                     f"  {label}: {len(part)} requests, p50 {percentile(part, 50):.1f} ms, "
                     f"p99 {percentile(part, 99):.1f} ms"
                 )
+        # Over the run, in slices: where the swap's cost lands (the training, the swap, what follows).
+        step = args.duration / args.slices
+        slices: list[list[str]] = []
+        for k in range(args.slices):
+            lo, hi = load_start + k * step, load_start + (k + 1) * step
+            part = [r[3] for r in rows if lo <= r[4] < hi]
+            mine = [r[3] for r in recs if lo <= r[4] < hi]
+            if part and mine:
+                slices.append(
+                    [
+                        f"{k * step:.0f}-{(k + 1) * step:.0f} s",
+                        f"{len(part) / step:,.0f}",
+                        f"{percentile(mine, 50):.1f}",
+                        f"{percentile(mine, 99):.1f}",
+                    ]
+                )
+        print("\nover the run (sent in each slice): all requests per second, recommendations p50 / p99 ms")
+        print_table(["slice", "req/s", "p50", "p99"], slices)
         print(
             f"hot swap: training started at {train_started - load_start:.1f} s "
             f"(exit {trainer.returncode}); new version {new_version}; served from "
