@@ -86,6 +86,7 @@ def test_file_then_environment_then_overrides(tmp_path):
     [
         ({"GIFTREC_MODEL_FACTORS": "many"}, "model.factors"),
         ({"GIFTREC_MODEL_FACTORS": "0"}, "model.factors"),
+        ({"GIFTREC_MODEL_SWAP_CPU_SHARE": "0"}, "model.swap_cpu_share"),  # the swap's pacer divides by it
         ({"GIFTREC_MODEL_USE_GPU": "maybe"}, "model.use_gpu"),
         ({"GIFTREC_MAIL_SMTP_SECURITY": "tls1"}, "mail.smtp_security"),
         ({"GIFTREC_DATABASE_URL": "giftrec.db"}, "database.url"),
