@@ -42,10 +42,12 @@ from domain.origin import real_orders
 __all__ = [
     "InteractionRows",
     "SalesRows",
+    "SourcedRows",
     "Watermark",
     "activity_watermark",
     "changed_customers",
     "new_activity",
+    "load_customer_rows",
     "load_interactions",
     "load_session",
     "load_sales",
@@ -175,21 +177,28 @@ def _queries(session: Session, until: dt.datetime | None) -> tuple[Select[Any], 
     return lines, events
 
 
-#: :func:`load_interactions`'s statement for given customers, by dialect name: built once, so that its
-#: SQL is compiled once and its cache key computed once (building it again and computing its key took
-#: two thirds of the CPU of reading one customer's rows, which a web process does after each write).
+#: :func:`load_customer_rows`'s statement, by dialect name: built once, so that its SQL is compiled once
+#: and its cache key computed once (building it again and computing its key took two thirds of the CPU of
+#: reading one customer's rows, which a web process does after each write).
 _BY_CUSTOMERS: dict[str, Any] = {}
 
 
 def _by_customers(session: Session) -> Any:
-    """The union of :func:`_queries` for the customers of the expanding parameter ``customer_ids``."""
+    """The union of :func:`_queries` for the customers of the expanding parameter ``customer_ids``, with
+    order ids above ``after_order`` and event ids above ``after_event``, and each row's source (the
+    order's id for a line, minus the event's id for an event)."""
     name = session.get_bind().dialect.name
     statement = _BY_CUSTOMERS.get(name)
     if statement is None:
         lines, events = _queries(session, None)
         ids: BindParameter[int] = bindparam("customer_ids", expanding=True)
         statement = _BY_CUSTOMERS[name] = union_all(
-            lines.where(Order.customer_id.in_(ids)), events.where(Event.customer_id.in_(ids))
+            lines.add_columns(Order.id.label("source")).where(
+                Order.customer_id.in_(ids), Order.id > bindparam("after_order")
+            ),
+            events.add_columns((-Event.id).label("source")).where(
+                Event.customer_id.in_(ids), Event.id > bindparam("after_event")
+            ),
         )
     return statement
 
@@ -206,6 +215,62 @@ def _to_rows(records: list[Any]) -> InteractionRows:
     return InteractionRows(customers, products, kinds, quantities, timestamps)
 
 
+@dataclass(frozen=True)
+class SourcedRows:
+    """Some customers' rows with the order or event each came from, in one canonical order: by
+    customer, their order lines before their events, each by id (lines of one order as read)."""
+
+    rows: InteractionRows
+    #: The order's id for an order line, minus the event's id for an event.
+    sources: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def upto(self, mark: Watermark) -> SourcedRows:
+        """The rows of orders and events with ids at or below ``mark``."""
+        s = self.sources
+        keep = ((s > 0) & (s <= mark.order_id)) | ((s < 0) & (-s <= mark.event_id))
+        if keep.all():
+            return self
+        return SourcedRows(self.rows.subset(keep), s[keep])
+
+    @staticmethod
+    def joined(parts: Sequence[SourcedRows]) -> SourcedRows:
+        """The rows of ``parts`` together, in the canonical order."""
+        parts = [p for p in parts if len(p)] or list(parts[:1])
+        if not parts:
+            return _sorted(_to_rows([]), np.empty(0, dtype=np.int64))
+        if len(parts) == 1:
+            return parts[0]
+        fields = [np.concatenate([getattr(p.rows, f) for p in parts]) for f in _ROW_FIELDS]
+        return _sorted(InteractionRows(*fields), np.concatenate([p.sources for p in parts]))
+
+
+_ROW_FIELDS = ("customer_ids", "product_ids", "kinds", "quantities", "timestamps")
+
+
+def _sorted(rows: InteractionRows, sources: np.ndarray) -> SourcedRows:
+    """``rows`` in the canonical order of :class:`SourcedRows` (a stable sort)."""
+    order = np.lexsort((np.abs(sources), sources < 0, rows.customer_ids))
+    return SourcedRows(rows.subset(order), sources[order])
+
+
+def load_customer_rows(
+    session: Session, customer_ids: Collection[int], *, after: Watermark | None = None
+) -> SourcedRows:
+    """Every interaction of the given customers (only those of orders and events with ids above
+    ``after`` if given), with their sources: one query per 500 customers."""
+    records: list[Any] = []
+    statement = _by_customers(session)
+    since = after or Watermark()
+    for chunk in _chunks(sorted({int(c) for c in customer_ids})):
+        params = {"customer_ids": list(chunk), "after_order": since.order_id, "after_event": since.event_id}
+        records.extend(_fetch(session, statement, params))
+    sources = np.fromiter((r[5] for r in records), dtype=np.int64, count=len(records))
+    return _sorted(_to_rows(records), sources)
+
+
 def load_interactions(
     session: Session,
     *,
@@ -216,12 +281,9 @@ def load_interactions(
 
     One query per table (per chunk of 500 customers when ``customer_ids`` is given), streamed.
     """
-    records: list[Any] = []
     if customer_ids is not None and until is None:
-        statement = _by_customers(session)
-        for chunk in _chunks(sorted({int(c) for c in customer_ids})):
-            records.extend(_fetch(session, statement, {"customer_ids": list(chunk)}))
-        return _to_rows(records)
+        return load_customer_rows(session, customer_ids).rows
+    records: list[Any] = []
     lines, events = _queries(session, until)
     statements: list[Select[Any]] = []
     if customer_ids is None:

@@ -23,6 +23,7 @@ from domain.customers.interactions import (
 )
 from domain.models import Event, Order
 from domain.origin import real_orders
+from domain.serving.kept_rows import KeptRows
 from domain.serving.ranked import PrecomputedRankings, RankedCache
 from recommender.base import Recommender
 from recommender.interactions import IdIndex
@@ -114,6 +115,9 @@ class ServingData:
     #: CustomerRows cut from ``user_items``/``bought`` on first use (slicing a CSR row costs more than the
     #: rest of a recommendation); valid as long as this ServingData, as ``fresh`` overrides them.
     rows: dict[int, CustomerRows] = field(default_factory=dict)
+    #: Raw rows of customers reloaded before, so that their next reload reads only what is new (see
+    #: domain.serving.kept_rows); a full re-read starts anew.
+    kept: KeptRows = field(default_factory=KeptRows)
     #: The most active customers' rankings, made in the background once the model is loaded (see
     #: domain.serving.precomputed); None when ``api.precomputed_customers`` is 0 or without a model.
     precomputed: PrecomputedRankings | None = None

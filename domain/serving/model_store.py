@@ -30,7 +30,9 @@ Refreshing, in a background thread started by the request that finds a check due
 Same-process writes are visible at once: the code that records an order or event calls
 :meth:`ModelStore.customer_changed` after its commit, and the next recommendation for that customer
 reloads its rows synchronously (one indexed query for that customer only). Other processes see the write
-within ``freshness_interval`` seconds.
+within ``freshness_interval`` seconds. Either reload reads only the orders and events above the watermark
+settled ``freshness_overlap`` seconds ago for a customer whose rows it read before
+(:mod:`domain.serving.kept_rows`): an active customer's reload no longer grows with their history.
 """
 
 from __future__ import annotations
@@ -55,7 +57,6 @@ from domain.customers.interactions import (
     Watermark,
     activity_watermark,
     changed_customers,
-    load_interactions,
     load_sales,
     new_activity,
 )
@@ -228,7 +229,12 @@ class ModelStore:
     def customer_erased(self, external_id: str) -> None:
         """This process committed the customer's erasure: the id no longer resolves, from now on."""
         self._erased.add(external_id)
-        self._extra_customers.pop(external_id, None)
+        found = self._extra_customers.pop(external_id, None)
+        data = self._data
+        if data is not None:
+            found = data.customers.get(external_id, found)
+            if found is not None:
+                data.kept.forget(found)
 
     def loaded_model(self) -> LoadedModel | None:
         """The model in memory now, if any (loads and checks nothing: for metrics)."""
@@ -584,7 +590,7 @@ class ModelStore:
         reloaded = self._reloaded
         if reloaded is not None:
             reloaded.update(ids)
-        rows = load_interactions(session, customer_ids=ids)
+        rows = data.kept.read(session, ids, self._settled()).rows
         index = IdIndex(np.asarray(ids, dtype=np.int64))
         model = data.model
         matrix = None
@@ -601,6 +607,17 @@ class ModelStore:
                 continue
             row = matrix if len(ids) == 1 else csr_row(matrix, pos)
             data.fresh[cid] = CustomerRows(cid, int(known[pos]), row, pids, True)
+
+    def _settled(self) -> Watermark | None:
+        """The newest watermark seen at least ``freshness_overlap`` seconds ago, if any: every id at or
+        below it has committed by now (the overlap rule; see domain.serving.kept_rows)."""
+        cutoff = self._clock() - self._overlap
+        settled = None
+        for at, mark in tuple(self._marks):  # a copy: the check thread appends
+            if at > cutoff:
+                break
+            settled = mark
+        return settled
 
     @staticmethod
     def _empty_row(data: ServingData) -> csr_matrix | None:

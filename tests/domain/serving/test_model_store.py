@@ -10,7 +10,7 @@ import threading
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
-from domain.customers.interactions import load_interactions
+from domain.customers.interactions import load_customer_rows, load_interactions
 from domain.models import ModelRun
 from domain.serving.data import CustomerRows
 from domain.serving.model_store import ModelStore
@@ -231,7 +231,7 @@ def _in_transaction(session: Session) -> bool:
 def test_a_written_customers_reload_holds_no_transaction(settings, sessions, imported, serving, monkeypatch):
     """The read after a write is one statement: on PostgreSQL a transaction around it cost a BEGIN and a
     ROLLBACK round trip, each write's next recommendation (SQLite begins none for a read either way)."""
-    from domain.serving import model_store
+    from domain.serving import kept_rows
 
     _train(sessions, settings)
     customer = _a_customer(serving.store)
@@ -239,12 +239,12 @@ def test_a_written_customers_reload_holds_no_transaction(settings, sessions, imp
     cid = data.customers[customer]
     open_after_read: list[bool] = []
 
-    def spied(session: Session, **kwargs):  # type: ignore[no-untyped-def]
-        rows = load_interactions(session, **kwargs)
+    def spied(session: Session, *args, **kwargs):  # type: ignore[no-untyped-def]
+        rows = load_customer_rows(session, *args, **kwargs)
         open_after_read.append(_in_transaction(session))
         return rows
 
-    monkeypatch.setattr(model_store, "load_interactions", spied)
+    monkeypatch.setattr(kept_rows, "load_customer_rows", spied)
     serving.store.customer_changed(cid)
     rows = serving.store.customer(data, cid)
     assert open_after_read == [False]
