@@ -6,14 +6,19 @@ Run from the repository root, by hand (never by the test suite)::
 
 Setup, not measured: the orders file (default: the bundled sample) imported into the database (default: a
 temporary SQLite file; a PostgreSQL URL is emptied and migrated first), a model trained and loaded into a
-:class:`~domain.serving.model_store.ModelStore` that checks inline. Then, ``--rounds`` times, every
-customer of the loaded data has their rows reloaded through ``ModelStore._reload_customers``: one at a
-time (what a request does for a customer its process just wrote for), and in batches of ``--batch`` (the
-freshness check's, for the other process's writes); then one at a time as a request does it
-(``ModelStore.customer`` after ``customer_changed``: its own session and connection check-out, with its
-wall time). Printed per kind: the thread CPU per reload and per
-customer (``time.thread_time``, median of the rounds), and of it the read alone (``load_interactions``
-on the same customers), with the rows read per reload.
+:class:`~domain.serving.model_store.ModelStore` that checks inline, on a clock this benchmark moves. Then,
+``--rounds`` times, customers have their rows reloaded through ``ModelStore._reload_customers``: every
+customer one at a time (what a request does for a customer its process just wrote for), and in batches
+of ``--batch`` (the freshness check's, for the other process's writes); then one at a time as a request
+does it (``ModelStore.customer`` after ``customer_changed``: its own session and connection check-out,
+with its wall time). First whole (no watermark has settled yet, so every reload reads all of a
+customer's rows), then, after freshness checks for longer than ``freshness_overlap`` on the moved clock,
+with the rows of customers with at least ``KEEP_FROM`` rows kept (:mod:`domain.serving.kept_rows`): a
+reload then reads only the orders and events above the settled watermark (none arrive during the run,
+so this is a kept reload's fixed cost). The customers with at least ``KEEP_FROM`` rows are measured both
+ways. Printed per kind: the rows read from the database per reload, the thread CPU per reload and per
+customer (``time.thread_time``, median of the rounds), and of it the read alone
+(``load_customer_rows``, the same rows).
 """
 
 from __future__ import annotations
@@ -29,80 +34,101 @@ from bench._common import machine_line, print_table
 from bench.bench_writes import SAMPLE, setup
 
 
+class _Clock:
+    """The store's monotonic clock, moved by hand: whether it has a settled watermark is this run's choice."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def measure(settings: Any, rounds: int, batch: int) -> None:
-    from domain.customers.interactions import load_interactions
+    from domain.customers.interactions import load_customer_rows
     from domain.db import make_engine, make_session_factory
+    from domain.serving.kept_rows import KEEP_FROM
     from domain.serving.model_store import ModelStore
 
     engine = make_engine(settings.database.url)
     sessions = make_session_factory(engine)
-    store = ModelStore(settings, sessions, background=False)
+    clock = _Clock()
+    store = ModelStore(settings, sessions, background=False, clock=clock)
     data = store.current()
     ids = [int(c) for c in data.users.ids]
-    kinds = {
-        "one customer": [[c] for c in ids],
-        f"batch of {batch}": [ids[i : i + batch] for i in range(0, len(ids), batch)],
-    }
-    rows = []
+    rows: list[list[str]] = []
     with sessions() as session:
+        counts = {c: len(load_customer_rows(session, [c])) for c in ids}
+    active = [[c] for c in ids if counts[c] >= KEEP_FROM]
 
-        def cpu_of(call: Any, groups: list[list[int]]) -> float:
-            started = time.thread_time()
-            for group in groups:
-                call(group)
-            return time.thread_time() - started
+    def cpu_of(call: Any, groups: list[list[int]]) -> float:
+        started = time.thread_time()
+        for group in groups:
+            call(group)
+        return time.thread_time() - started
 
-        def reload(group: list[int]) -> None:
-            store._reload_customers(session, data, group)
+    def in_session(name: str, groups: list[list[int]]) -> None:
+        with sessions() as session:
 
-        def read(group: list[int]) -> None:
-            load_interactions(session, customer_ids=group)
+            def reload(group: list[int]) -> None:
+                store._reload_customers(session, data, group)
 
-        for name, groups in kinds.items():
-            cpu_of(reload, groups)  # warm up: statements compiled, caches filled
+            def read(group: list[int]) -> None:
+                load_customer_rows(session, group, after=store._settled())
+
+            cpu_of(reload, groups)  # warm up: statements compiled, caches filled, rows kept
             reloads = [cpu_of(reload, groups) for _ in range(rounds)]
             reads = [cpu_of(read, groups) for _ in range(rounds)]
-            read_rows = sum(len(load_interactions(session, customer_ids=g)) for g in groups)
-            per = statistics.median(reloads) / len(groups)
-            rows.append(
-                [
-                    name,
-                    str(len(groups)),
-                    f"{read_rows / len(groups):.0f}",
-                    f"{per * 1e6:.0f}",
-                    f"{per / len(groups[0]) * 1e6:.0f}",
-                    f"{statistics.median(reads) / len(groups) * 1e6:.0f}",
-                    "",
-                ]
-            )
+            read_rows = sum(len(load_customer_rows(session, g, after=store._settled())) for g in groups)
+        per = statistics.median(reloads) / len(groups)
+        rows.append(
+            [
+                name,
+                str(len(groups)),
+                f"{read_rows / len(groups):.0f}",
+                f"{per * 1e6:.0f}",
+                f"{per / len(groups[0]) * 1e6:.0f}",
+                f"{statistics.median(reads) / len(groups) * 1e6:.0f}",
+                "",
+            ]
+        )
 
     # As a request does it after its process wrote for the customer: its own session (a connection from
     # the pool, pinged), the read, and the session closed. Wall time counts the round trips, and the
     # database server's work on them; thread CPU only this process's.
-    def as_request(group: list[int]) -> None:
-        store.customer_changed(group[0])
-        store.customer(data, group[0])
+    def as_request(name: str, groups: list[list[int]]) -> None:
+        def one(group: list[int]) -> None:
+            store.customer_changed(group[0])
+            store.customer(data, group[0])
 
-    groups = kinds["one customer"]
-    as_request(groups[0])
-    walls, cpus = [], []
-    for _ in range(rounds):
-        wall = time.perf_counter()
-        cpus.append(cpu_of(as_request, groups))
-        walls.append(time.perf_counter() - wall)
-    rows.append(
-        [
-            "one customer, as a request (own session)",
-            str(len(groups)),
-            "",
-            f"{statistics.median(cpus) / len(groups) * 1e6:.0f}",
-            f"{statistics.median(cpus) / len(groups) * 1e6:.0f}",
-            "",
-            f"{statistics.median(walls) / len(groups) * 1e6:.0f}",
-        ]
-    )
+        one(groups[0])
+        walls, cpus = [], []
+        for _ in range(rounds):
+            wall = time.perf_counter()
+            cpus.append(cpu_of(one, groups))
+            walls.append(time.perf_counter() - wall)
+        cpu = statistics.median(cpus) / len(groups) * 1e6
+        wall_us = statistics.median(walls) / len(groups) * 1e6
+        rows.append([name, str(len(groups)), "", f"{cpu:.0f}", f"{cpu:.0f}", "", f"{wall_us:.0f}"])
+
+    # Read whole: no watermark has settled yet on this clock (a store's first seconds, or a customer's
+    # first reload), so nothing is kept.
+    singles = [[c] for c in ids]
+    in_session("one customer, whole", singles)
+    in_session(f"batch of {batch}, whole", [ids[i : i + batch] for i in range(0, len(ids), batch)])
+    as_request("one customer, as a request, whole", singles)
+    in_session(f"one customer of >= {KEEP_FROM} rows, whole", active)
+    as_request(f"one customer of >= {KEEP_FROM} rows, as a request, whole", active)
+    # Freshness checks for longer than the overlap: a settled watermark, then rows are kept and only
+    # what is above it is read (nothing here: no write arrives during the run).
+    for _ in range(int(store._overlap) + 2):
+        clock.now += 1.0
+        store.current()
+    in_session(f"one customer of >= {KEEP_FROM} rows, kept", active)
+    as_request(f"one customer of >= {KEEP_FROM} rows, as a request, kept", active)
     print_table(
-        ["reload", "reloads", "rows each", "CPU us", "CPU us per customer", "of it read us", "wall us"], rows
+        ["reload", "reloads", "rows read each", "CPU us", "CPU us per customer", "of it read us", "wall us"],
+        rows,
     )
     engine.dispose()
 
