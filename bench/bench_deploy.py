@@ -55,9 +55,14 @@ each web process with its workers, PostgreSQL with its backends, Redis, the sche
 whole run, the load generators, this process, and the rest of the machine's busy time, which is other
 people's work on a shared host), also as CPU ms per request of the run.
 
-``--threads N`` gives each gunicorn worker N threads (its ``gthread`` worker; the ``sync`` worker of
-``--threads 1`` closes every connection, so ``--keep-alive`` then reconnects for every request). The web
-processes keep an idle connection for the deployment's ``keepalive`` (api/gunicorn_conf.py).
+Each web process is started as deployed, by ``giftrec serve --workers N`` (``--workers``, default 1): its
+gunicorn loads api/gunicorn_conf.py (the ``keepalive`` an idle connection is kept for, JSON access log
+lines, written to a file in the run's folder as a log collector would read them) and counts its metrics
+in prometheus-client's multiprocess mode. ``--threads N`` gives each gunicorn worker N threads
+(``GUNICORN_CMD_ARGS``, as docs/deployment.md says; its ``gthread`` worker; the ``sync`` worker of
+``--threads 1`` closes every connection, so ``--keep-alive`` then reconnects for every request).
+Figures recorded before 2026-12-03 ran gunicorn directly, without its config: no access log, and the
+metrics in one process's memory.
 ``--train-prefix 'nice -n 19'`` runs the training under that command (docs/deployment.md, web processes
 on a small host).
 
@@ -169,6 +174,11 @@ def _children(pid: int) -> list[int]:
         return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
+
+
+def _workers(serve: int) -> list[int]:
+    """The gunicorn workers under a `giftrec serve` process (its gunicorn master's children)."""
+    return [w for master in _children(serve) for w in _children(master)]
 
 
 def _wait(check: Any, seconds: float, what: str) -> None:
@@ -311,20 +321,30 @@ def main() -> None:
             .stdout.strip()
             .splitlines()[-1]
         )
-        from api.gunicorn_conf import keepalive as gunicorn_keepalive
+        from api.gunicorn_conf import keepalive
 
         ports = [_free_port(), _free_port()]
         for n, port in enumerate(ports):
+            # As deployed (docs/deployment.md): `giftrec serve`, so gunicorn runs with its config
+            # (api/gunicorn_conf.py: keep-alive, JSON access log lines) and the metrics in
+            # prometheus-client's multiprocess mode; the access log goes to a file, as to a collector.
             own = dict(
                 env,
                 GIFTREC_SERVER_INSTANCE_DIR=str(work / f"web{n}"),
                 GIFTREC_MODEL_ARTIFACT_DIR=str(work / f"web{n}" / "models"),
+                GUNICORN_CMD_ARGS=f"--threads {args.threads}",
             )
-            gunicorn = [_bin("gunicorn"), "--workers", str(args.workers), "--threads", str(args.threads)]
-            gunicorn += ["--bind", f"127.0.0.1:{port}", "--keep-alive", str(gunicorn_keepalive)]
-            procs.append(
-                subprocess.Popen([*gunicorn, "api.wsgi:app"], env=own, cwd=REPO, stderr=subprocess.DEVNULL)
-            )
+            serve = [_bin("giftrec"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+            with open(work / f"web{n}.log", "wb") as log_file:
+                procs.append(
+                    subprocess.Popen(
+                        [*serve, "--workers", str(args.workers)],
+                        env=own,
+                        cwd=REPO,
+                        stdout=log_file,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
         sched_env = dict(env, GIFTREC_SERVER_INSTANCE_DIR=str(work / "scheduler"))
         procs.append(
             subprocess.Popen(
@@ -361,7 +381,7 @@ def main() -> None:
             f"{args.connections} in flight"
         )
         mode = (
-            f"kept HTTP/1.1 connections (gunicorn keepalive {gunicorn_keepalive} s)"
+            f"kept HTTP/1.1 connections (gunicorn keepalive {keepalive} s)"
             if args.keep_alive
             else "a new connection per request (Connection: close)"
         )
@@ -396,7 +416,7 @@ def main() -> None:
             "pids: "
             + ", ".join(f"{name} {roots[0]}" for name, roots in components.items())
             + "; web workers "
-            + str([_children(procs[1 + n].pid) for n in range(len(ports))]),
+            + str([_workers(procs[1 + n].pid) for n in range(len(ports))]),
             flush=True,
         )
         load_before = os.getloadavg()
