@@ -30,9 +30,23 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class _JsonLines(JsonFormatter):
+    """python-json-logger's formatter with the time formatted once a second: its format has no fraction
+    of a second, and a web worker writes an access line for every request."""
+
+    _last: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        second = int(record.created)
+        last = self._last
+        if last[0] != second:
+            last = self._last = (second, super().formatTime(record, datefmt))
+        return last[1]
+
+
 def json_formatter() -> logging.Formatter:
     """time, level, logger, message, request id; any ``extra`` fields of a record after them."""
-    return JsonFormatter(
+    return _JsonLines(
         "{asctime}{levelname}{name}{message}{request_id}",
         style="{",
         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
