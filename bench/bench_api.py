@@ -10,9 +10,12 @@ temporary SQLite database, every product gets a category (the last word of its t
 ``bench_recommend``) and the default model is trained, each in a child process, as ``make run`` does;
 a server key is created. ``--workdir`` keeps (and reuses) that database between runs.
 
-Then gunicorn serves ``api.wsgi:app`` with 2 workers on 127.0.0.1 (production settings, except a rate
-limit high enough for one key to carry the whole load), each worker is warmed up (model loaded), and
-wrk runs for ``--duration`` seconds per endpoint at ``--connections`` connections, in this order:
+Then gunicorn serves ``api.wsgi:app`` with 2 workers on 127.0.0.1 as ``giftrec serve`` runs it (its
+command line and config: JSON access lines, here written to a file in the work folder, and the metrics in
+prometheus-client's multiprocess mode; production settings, except a rate limit high enough for one key
+to carry the whole load; before 2026-12-03 it ran gunicorn without that config), each worker is warmed
+up (model loaded), and wrk runs for ``--duration`` seconds per endpoint at ``--connections`` connections,
+in this order:
 
 - ``trivial``: ``GET /health/live`` of the same app (no key, no database);
 - ``recommendations``: ``GET /v1/customers/{id}/recommendations`` with ``n=10``, a price range and two
@@ -63,6 +66,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from api.cli.serve import gunicorn_command
 from bench._common import buyers_and_skus, machine_line, print_table, run_child
 
 DEFAULT_UCI = "../shared/data/online_retail.csv.gz"
@@ -477,21 +481,19 @@ def _server(
         "GIFTREC_API_RATE_LIMIT": "100000000/minute",
         **(extra_env or {}),
     }
+    # As `giftrec serve` runs it: its config (JSON access lines, here to a file) and the metrics in
+    # prometheus-client's multiprocess mode (a folder of this server's own).
+    metrics = workdir / f"serve-{port}" / "metrics"
+    shutil.rmtree(metrics, ignore_errors=True)
+    metrics.mkdir(parents=True)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
+    # The first request of a worker waits for the model's first load, which on a busy machine takes
+    # longer than gunicorn's default 30 s worker timeout (the worker was killed: a 500).
+    env["GUNICORN_CMD_ARGS"] = "--timeout 180 --log-level warning"
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    access_log = str(workdir / f"serve-{port}" / "access.log")
     server = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("gunicorn")),
-            "--workers",
-            str(args.workers),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-            # The first request of a worker waits for the model's first load, which on a busy machine
-            # takes longer than gunicorn's default 30 s worker timeout (the worker was killed: a 500).
-            "--timeout",
-            "180",
-            "api.wsgi:app",
-        ],
+        gunicorn_command(gunicorn, "127.0.0.1", port, args.workers, access_log=access_log),
         env=env,
         cwd=cwd,
         start_new_session=True,

@@ -55,6 +55,27 @@ def _metrics_environment(instance_dir: str) -> dict[str, str]:
     return env
 
 
+def gunicorn_command(gunicorn: str, host: str, port: int, workers: int, access_log: str = "-") -> list[str]:
+    """The gunicorn command line `giftrec serve` runs (benchmarks start the same); the access log goes
+    to stdout unless ``access_log`` names a file."""
+    return [
+        gunicorn,
+        "--workers",
+        str(workers),
+        "--bind",
+        f"{host}:{port}",
+        "--access-logfile",  # JSON lines, like every other line (api/gunicorn_conf.py)
+        access_log,
+        "--config",
+        "python:api.gunicorn_conf",
+        "--graceful-timeout",
+        "5",
+        "--limit-request-line",
+        str(MAX_REQUEST_LINE),
+        "api.wsgi:app",
+    ]
+
+
 @click.command("serve")
 @click.option("--host", default=None, help="default: server.host")
 @click.option("--port", type=int, default=None, help="default: server.port")
@@ -75,22 +96,7 @@ def serve(host: str | None, port: int | None, workers: int, with_scheduler: bool
         children.append(subprocess.Popen([giftrec, "scheduler"], env=env))
     gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable))
     if gunicorn:
-        web = [
-            gunicorn,
-            "--workers",
-            str(workers),
-            "--bind",
-            f"{host}:{port}",
-            "--access-logfile",  # JSON lines, like every other line (api/gunicorn_conf.py)
-            "-",
-            "--config",
-            "python:api.gunicorn_conf",
-            "--graceful-timeout",
-            "5",
-            "--limit-request-line",
-            str(MAX_REQUEST_LINE),
-            "api.wsgi:app",
-        ]
+        web = gunicorn_command(gunicorn, host, port, workers)
     else:  # an install without the web server (it is a dependency): say so, never pose as N workers
         log.warning(
             "gunicorn is not installed: serving with Flask's development server, one process "
