@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start a throw-away PostgreSQL server on a loopback port and print its URL. Needs Debian's postgresql.
-# Usage: eval "$(.ci/postgres.sh start)"   -> exports GIFTREC_TEST_DATABASE_URL and PGDATA_DIR
+# Usage: env=$(.ci/postgres.sh start); eval "$env"   -> exports GIFTREC_TEST_DATABASE_URL and PGDATA_DIR
 #        .ci/postgres.sh stop
 # The server runs without fsync and with asynchronous commits (a throw-away test database), unless
 # PG_DURABLE=1: then with PostgreSQL's defaults (fsync, synchronous commit), as a production server.
