@@ -238,7 +238,7 @@ class SourcedRows:
     @staticmethod
     def joined(parts: Sequence[SourcedRows]) -> SourcedRows:
         """The rows of ``parts`` together, in the canonical order."""
-        parts = [p for p in parts if len(p)] or list(parts[:1])
+        parts = [p for p in parts if len(p)]
         if not parts:
             return _sorted(_to_rows([]), np.empty(0, dtype=np.int64))
         if len(parts) == 1:

@@ -69,23 +69,17 @@ class KeptRows:
         """Every row of ``customer_ids`` (sorted, distinct): kept rows at or below their settled marks, and
         from the database all the others (one statement for the customers with kept rows, one for the
         rest). ``settled``: the store's settled watermark now, None while it has none (nothing is kept)."""
-        entries = self._entries
-        known = [c for c in customer_ids if c in entries] if settled is not None else []
+        entries = self._entries if settled is not None else {}
+        kept = {c: k for c in customer_ids if (k := entries.get(c)) is not None}
         parts: list[SourcedRows] = []
-        if len(known) < len(customer_ids):
-            seen = set(known)
-            parts.append(load_customer_rows(session, [c for c in customer_ids if c not in seen]))
-        if known:
-            kept = [entries.get(c) for c in known]
-            if all(k is not None for k in kept):
-                since = Watermark(
-                    min(k.settled.order_id for k in kept if k is not None),
-                    min(k.settled.event_id for k in kept if k is not None),
-                )
-                parts.extend(k.rows.upto(since) for k in kept if k is not None)
-                parts.append(load_customer_rows(session, known, after=since))
-            else:  # forgotten meanwhile (an erasure): read them whole
-                parts.append(load_customer_rows(session, known))
+        if len(kept) < len(customer_ids):
+            parts.append(load_customer_rows(session, [c for c in customer_ids if c not in kept]))
+        if kept:
+            since = Watermark(
+                min(k.settled.order_id for k in kept.values()), min(k.settled.event_id for k in kept.values())
+            )
+            parts.extend(k.rows.upto(since) for k in kept.values())
+            parts.append(load_customer_rows(session, list(kept), after=since))
         rows = SourcedRows.joined(parts)
         if settled is not None:
             self._keep(rows, settled)

@@ -224,3 +224,23 @@ def test_rows_of_a_store_without_a_model_are_kept_too(sessions, settings, clock,
     before = _reload(store, data, customer_id)
     assert customer_id in data.kept
     assert np.array_equal(_reload(store, data, customer_id).bought_product_ids, before.bought_product_ids)
+
+
+def test_rows_are_kept_up_to_the_bound_and_a_customer_without_rows_reads_empty(
+    sessions, serving, trained, clock
+):
+    """A process keeps at most ``max_rows`` rows: past it, a new customer is read whole every time
+    (memory stays bounded); a customer with no row at all reads as nothing, kept or not."""
+    from domain.serving.kept_rows import KeptRows
+
+    store = serving.store
+    data, customers = _active(store, 2)
+    _settle(store, clock)
+    with sessions() as session:
+        first = len(load_customer_rows(session, [customers[0]]))
+        kept = KeptRows(max_rows=first)
+        settled = store._settled()
+        kept.read(session, [customers[0]], settled)
+        kept.read(session, [customers[1]], settled)
+        assert customers[0] in kept and customers[1] not in kept
+        assert len(kept.read(session, [10**9], settled)) == 0
