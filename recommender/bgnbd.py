@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize
 from scipy.special import betaln, expit, gammaln, hyp2f1, roots_jacobi
 
 from recommender.base import NotFittedError, RecommenderError
@@ -154,6 +153,8 @@ class BGNBD:
 
         # alpha is fitted relative to the mean age, so every log-parameter starts near 0 whatever the unit.
         bounds = [(-12.0, 12.0)] * 4
+        from scipy.optimize import minimize  # imported where used (a fifth of a second to import)
+
         result = minimize(objective, np.zeros(4), method="L-BFGS-B", bounds=bounds, options={"maxiter": 1000})
         polish = minimize(
             objective, result.x, method="Nelder-Mead", bounds=bounds, options={"xatol": 1e-9, "fatol": 1e-12}

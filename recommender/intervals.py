@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import bootstrap
 
 __all__ = ["Difference", "paired_difference"]
 
@@ -68,6 +67,8 @@ def paired_difference(
     mean = float(d.mean())
     if x.size < 2 or np.all(d == d[0]):
         return Difference(mean, mean, mean, int(x.size), confidence)
+    from scipy.stats import bootstrap  # imported where used (a third of a second to import)
+
     result = bootstrap(
         (x, y),
         _mean_difference,

@@ -26,11 +26,10 @@ The classifier's settings (`RANKER_PARAMS`) were chosen on a validation window b
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.sparse import csr_matrix
-from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
 from recommender.base import NotFittedError, RecommenderError
@@ -39,6 +38,9 @@ from recommender.evaluation import block_rows
 from recommender.next_purchase import NextPurchaseModel
 from recommender.repeat_ranking import RepeatRanker, recent_buyers
 from recommender.threads import pin_blas_threads
+
+if TYPE_CHECKING:  # imported where used: scikit-learn (with scipy.stats) is a second of CPU to import
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
 __all__ = [
     "FEATURES",
@@ -474,6 +476,8 @@ class NextBasketRanker:
         else:
             # one OpenMP thread: a serving process shares its cores with its own requests, and the
             # ensemble is the same whatever the thread count
+            from sklearn.ensemble import HistGradientBoostingClassifier
+
             with threadpool_limits(limits=1, user_api="openmp"):
                 self.classifier = HistGradientBoostingClassifier(
                     random_state=self.seed, early_stopping=False, **{k: p[k] for k in _CLASSIFIER_KEYS}

@@ -15,14 +15,16 @@ paper publishes one parameter set per data set (`PUBLISHED_PARAMS`) and no singl
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.sparse import csr_matrix
-from sklearn.neighbors import NearestNeighbors
 
 from recommender.base import NotFittedError
 from recommender.next_purchase import distinct_purchases
+
+if TYPE_CHECKING:  # imported where used: scikit-learn is a second of CPU to import
+    from sklearn.neighbors import NearestNeighbors
 
 __all__ = ["PUBLISHED_PARAMS", "TIFUKNN", "basket_positions"]
 
@@ -126,6 +128,8 @@ class TIFUKNN:
         pif = csr_matrix((weight[basket], (u, i)), shape=(n_users, n_items))
         pif.sum_duplicates()
         self.pif = pif
+        from sklearn.neighbors import NearestNeighbors
+
         self._nn = NearestNeighbors(n_neighbors=min(p["k"] + 1, max(n_users, 1)), algorithm="brute")
         self._nn.fit(pif)
         return self

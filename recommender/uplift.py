@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import bootstrap
-from statsmodels.stats.proportion import confint_proportions_2indep
 
 __all__ = ["Uplift", "conversion_difference", "revenue_difference", "uplift"]
 
@@ -26,6 +24,8 @@ def conversion_difference(
     """
     if treated <= 0 or control <= 0:
         raise ValueError("both groups need at least one customer")
+    from statsmodels.stats.proportion import confint_proportions_2indep  # imported where used
+
     low, high = confint_proportions_2indep(
         converted_treated, treated, converted_control, control, method="newcomb", compare="diff", alpha=alpha
     )
@@ -63,6 +63,8 @@ def revenue_difference(
     def statistic(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
         result: np.ndarray = np.mean(a, axis=axis) - np.mean(b, axis=axis)
         return result
+
+    from scipy.stats import bootstrap  # imported where used
 
     res = bootstrap(
         (t, c),

@@ -22,10 +22,10 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.sparse import csr_matrix
-from sklearn.feature_extraction.text import CountVectorizer
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
@@ -36,6 +36,9 @@ from domain.origin import real_orders
 from domain.serving.model_runs import load_newest_usable, load_run_artifact
 from recommender.artifacts import Artifact
 from recommender.curation import SOURCES
+
+if TYPE_CHECKING:  # imported where used: scikit-learn (with pandas, scipy.stats) is a second to import
+    from sklearn.feature_extraction.text import CountVectorizer
 
 log = logging.getLogger(__name__)
 
@@ -435,6 +438,8 @@ def default_candidates(
     now = naive_utc(now)
     if window is None:
         window = (now.date(), now.date() + dt.timedelta(days=60))
+    from sklearn.feature_extraction.text import CountVectorizer
+
     vectorizer: CountVectorizer | None = CountVectorizer(binary=True, token_pattern=_TOKEN_PATTERN)
     item_terms: csr_matrix | None = None
     try:

@@ -85,3 +85,78 @@ def test_the_serving_entry_point_freezes_what_it_made_at_start_up(tmp_path):
         check=True,
     )
     assert int(out.stdout.strip().splitlines()[-1]) > 50_000
+
+
+def _heavy_imports_in_functions() -> set[str]:
+    """Modules of scikit-learn, statsmodels, scipy.stats and scipy.optimize the project imports inside a
+    function (where used, not at start-up)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    heavy = ("sklearn", "statsmodels", "scipy.stats", "scipy.optimize")
+    found: set[str] = set()
+    for package in ("api", "config", "domain", "jobs", "recommender"):
+        for path in (root / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    continue
+                for inner in ast.walk(node):
+                    names = (
+                        [inner.module or ""]
+                        if isinstance(inner, ast.ImportFrom)
+                        else [a.name for a in inner.names]
+                        if isinstance(inner, ast.Import)
+                        else []
+                    )
+                    found.update(n for n in names for h in heavy if n == h or n.startswith(h + "."))
+    return found
+
+
+def _modules_after(code: str, tmp_path) -> tuple[set[str], list[str]]:
+    """The modules a fresh interpreter holds after ``code``, and the list ``code`` left in ``shown``."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(
+        os.environ,
+        GIFTREC_DATABASE_URL=f"sqlite:///{tmp_path / 'empty.db'}",
+        GIFTREC_SERVER_INSTANCE_DIR=str(tmp_path / "instance"),
+        GIFTREC_SERVER_SECRET_KEY="test",
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import json, sys\nshown = []\n{code}\nprint(json.dumps([sorted(sys.modules), shown]))",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    modules, shown = json.loads(out.stdout.strip().splitlines()[-1])
+    return set(modules), shown
+
+
+def test_a_command_line_does_not_import_what_only_some_commands_use(tmp_path):
+    """Every `giftrec` command builds the app: scikit-learn (with pandas), statsmodels, scipy.stats and
+    scipy.optimize are imported where they are used, not by the app (about a second of CPU at every
+    command's start, and in a training run beside a serving host's requests)."""
+    loaded, _ = _modules_after("from api.cli.common import create_cli_app\ncreate_cli_app()", tmp_path)
+    assert _heavy_imports_in_functions()  # the scan finds them
+    assert not {m for m in loaded if m.split(".")[0] in ("sklearn", "statsmodels", "pandas")}
+    assert "scipy.stats" not in loaded and "scipy.optimize" not in loaded
+
+
+def test_the_serving_entry_point_imports_up_front_what_requests_import_where_used(tmp_path):
+    """A serving process imports those modules before its freeze, so that no request waits for them:
+    every module a function imports is in ``api.wsgi.SERVING_IMPORTS`` (or under one of its entries)."""
+    loaded, serving = _modules_after("import api.wsgi\nshown = list(api.wsgi.SERVING_IMPORTS)", tmp_path)
+    lazy = _heavy_imports_in_functions()
+    missing = {m for m in lazy if not any(m == s or m.startswith(s + ".") for s in serving)}
+    assert not missing, f"import them in api.wsgi.SERVING_IMPORTS: {sorted(missing)}"
+    assert lazy <= loaded
