@@ -69,6 +69,8 @@ def ready() -> ResponseReturnValue:
 def _verdict(check: Any) -> str:
     """One check as ok / failing, without versions or error text."""
     if isinstance(check, dict):
+        if check.get("warming") and "error" not in check:
+            return "warming"  # a new process making its rankings: ready within seconds
         return "failing" if check.get("ok") is False or "error" in check else "ok"
     return "ok" if check == "ok" else "failing"
 

@@ -78,6 +78,7 @@ NON_NEGATIVE = {
     "api.cache_seconds",
     "api.picks_cache_customers",
     "api.precomputed_customers",
+    "api.warm_up_seconds",
     "server.port",
     "rfm.clv_discount_rate",
     "triggers.holdout_share",

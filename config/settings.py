@@ -116,6 +116,10 @@ class ApiSettings:
     #: its first 50 products, in a background thread once a model is loaded (about 1.5 KB each), so that
     #: their first request only filters, as a kept ranking's does; 0 makes none.
     precomputed_customers: int = 100000
+    #: Seconds at most a serving process answers "not ready" (/health/ready 503, its model check
+    #: "warming") after its first load while it makes those rankings: a load balancer sends it requests
+    #: once they are made, not while every first request ranks beside them. 0: ready at once.
+    warm_up_seconds: float = 60.0
     #: Answer well-formed GET /v1/customers/{id}/recommendations requests before Flask's request machinery
     #: (the same responses, at a little over half the server CPU); false sends every request through Flask.
     fast_path: bool = True

@@ -146,6 +146,9 @@ class ModelStore:
         self._pending_rankings: PrecomputedRankings | None = None
         self._swap_thread: threading.Thread | None = None
         self._reloaded: set[int] | None = None
+        #: The first load's rankings being made, and until when (on ``clock``) the store is not ready
+        #: meanwhile (``api.warm_up_seconds``; see :meth:`status`).
+        self._warm_up: tuple[threading.Thread, PrecomputedRankings, float] | None = None
 
     @property
     def sessions(self) -> sessionmaker[Session]:
@@ -257,6 +260,10 @@ class ModelStore:
             )
         elif self.error is not None:
             out["ok"] = False
+        warming = self._warming()
+        if warming is not None:
+            out["ok"] = False
+            out["warming"] = warming
         if self.error is not None:
             out["error"] = self.error
         if self.note is not None:
@@ -265,6 +272,21 @@ class ModelStore:
         if ahead is not None:
             out["precomputed"] = {"customers": len(ahead), "ranked": ahead.ranked_count}
         return out
+
+    def _warming(self) -> dict[str, Any] | None:
+        """While a serving process makes its first load's rankings (at most ``api.warm_up_seconds``): how
+        far it is. It is not ready meanwhile, so a load balancer sends it no requests yet: they would each
+        rank their customer beside that work (the first second of a new process had a p99 two to three
+        times the rest's, docs/performance.md)."""
+        warm_up = self._warm_up
+        if warm_up is None:
+            return None
+        thread, ahead, until = warm_up
+        now = self._clock()
+        if not thread.is_alive() or ahead.cancelled or now >= until:
+            self._warm_up = None
+            return None
+        return {"ranked": ahead.ranked_count, "customers": len(ahead), "seconds_left": round(until - now, 1)}
 
     # ------------------------------------------------------------------------------------------ refresh
     def refresh(self) -> ServingData:
@@ -430,6 +452,7 @@ class ModelStore:
         elif self._pending is None:  # a swap waiting to install read its data before some of them
             self._erased.clear()
         self._erasures_since = erasures_since
+        first = self._data is None
         self._data = data
         if self._precomputing is not None:
             self._precomputing.cancel()  # the replaced data's
@@ -441,6 +464,9 @@ class ModelStore:
                 target=self._fill, args=(data, ahead), name="giftrec-precompute", daemon=True
             )
             self._precompute_thread.start()
+            warm_up = self.settings.api.warm_up_seconds
+            if first and warm_up > 0:
+                self._warm_up = (self._precompute_thread, ahead, self._clock() + warm_up)
         else:
             self._fill(data, ahead)
 

@@ -179,3 +179,18 @@ def test_ready_is_degraded_not_held_while_the_rate_limit_storage_accepts_but_nev
         if stopped:
             os.kill(pid, signal.SIGCONT)
         app.extensions["giftrec"].close()
+
+
+def test_a_warming_model_store_is_not_ready_and_says_so(app, client, keys, monkeypatch):
+    """A new process making its first rankings answers 503 (a load balancer waits), "warming" to anyone,
+    and how far it is to an admin key."""
+    store = app.extensions["giftrec"].services["model_store"]
+    warming = {"ranked": 10, "customers": 698, "seconds_left": 58.5}
+    monkeypatch.setattr(store, "_warming", lambda: warming)
+    answer = client.get("/health/ready")
+    assert answer.status_code == 503
+    assert answer.get_json()["checks"]["model"] == "warming"
+    admin = client.get("/health/ready", headers=bearer(keys["admin"])).get_json()
+    assert admin["checks"]["model"]["warming"] == warming and admin["checks"]["model"]["ok"] is False
+    monkeypatch.setattr(store, "_warming", lambda: None)
+    assert client.get("/health/ready").status_code == 200

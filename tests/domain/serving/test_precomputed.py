@@ -5,9 +5,11 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import numpy as np
 
+from domain.serving import model_store
 from domain.serving.model_store import ModelStore
 from domain.serving.precomputed import fill, rank_customer
 from domain.serving.ranked import EXPLAIN_N, EXPLAINED, PrecomputedRankings
@@ -101,3 +103,86 @@ def test_a_cancelled_precomputation_stops(serving, trained):
     ahead.cancel()
     fill(ahead, data.model, lambda customer_id: serving.store.customer(data, customer_id))
     assert ahead.ranked_count == 0
+
+
+def _held_rankings(monkeypatch) -> threading.Event:
+    """Hold every background ranking until the returned event is set."""
+    gate = threading.Event()
+    real = model_store.fill_rankings
+
+    def held(*args, **kwargs):
+        assert gate.wait(60)
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(model_store, "fill_rankings", held)
+    return gate
+
+
+def _background_store(serving: Serving, clock: FakeClock, warm_up_seconds: float) -> ModelStore:
+    settings = serving.settings
+    settings = dataclasses.replace(
+        settings, api=dataclasses.replace(settings.api, warm_up_seconds=warm_up_seconds)
+    )
+    return ModelStore(settings, serving.store.sessions, clock=clock)
+
+
+def test_a_new_serving_process_is_not_ready_until_its_rankings_are_made(serving, trained, clock, monkeypatch):
+    """/health/ready's model check says "warming" (not ready) while the first load's rankings are made,
+    so that a load balancer sends no requests to a process whose every first request would rank beside
+    them; ready once they are made."""
+    gate = _held_rankings(monkeypatch)
+    store = _background_store(serving, clock, warm_up_seconds=60)
+    try:
+        data = store.current()  # the first load (a serving process's start() makes it in a thread)
+        assert data.model is not None and data.precomputed is not None
+        status = store.status()
+        assert status["ok"] is False and status["version"] == data.model.version
+        assert status["warming"] == {"ranked": 0, "customers": len(data.precomputed), "seconds_left": 60.0}
+    finally:
+        gate.set()
+        store.wait()
+    status = store.status()
+    assert status["ok"] is True and "warming" not in status
+    assert status["precomputed"]["ranked"] == data.precomputed.ranked_count > 0
+
+
+def test_a_serving_process_is_ready_after_the_warm_up_bound_even_while_it_still_ranks(
+    serving, trained, clock, monkeypatch
+):
+    """A shop with many customers does not keep a new process out of service for longer than
+    ``api.warm_up_seconds``; 0 makes it ready at once."""
+    gate = _held_rankings(monkeypatch)
+    bounded, at_once = _background_store(serving, clock, 30), _background_store(serving, clock, 0)
+    try:
+        bounded.current()
+        at_once.current()
+        assert bounded.status()["ok"] is False
+        assert at_once.status()["ok"] is True and "warming" not in at_once.status()
+        clock.advance(29.9)
+        assert bounded.status()["warming"]["seconds_left"] == 0.1
+        clock.advance(0.1)
+        assert bounded.status()["ok"] is True and "warming" not in bounded.status()
+        assert bounded.current().precomputed.ranked_count == 0  # still ranking
+    finally:
+        gate.set()
+        bounded.wait()
+        at_once.wait()
+
+
+def test_a_later_load_never_makes_a_serving_process_unready(serving, trained, clock, monkeypatch):
+    """Only a process's first load warms up: a full re-read of the data or a new model later ranks in
+    the background while the process stays in service (a swap serves the old model until then)."""
+    store = _background_store(serving, clock, warm_up_seconds=60)
+    store.current()
+    store.wait()
+    assert store.status()["ok"] is True
+    gate = _held_rankings(monkeypatch)
+    try:
+        with store.sessions() as session:
+            data = store.current()
+            rebuilt, since = store._build(session, data.model)
+        store._install(rebuilt, since)  # as a full re-read does
+        assert store.status()["ok"] is True and "warming" not in store.status()
+    finally:
+        gate.set()
+        store.wait()
