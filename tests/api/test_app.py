@@ -37,54 +37,44 @@ def test_async_functions_are_still_refused_or_wrapped_as_flask_does(app):
         assert app.ensure_sync(view)() == "ok"
 
 
-def test_the_serving_entry_point_sets_the_configured_switch_interval(tmp_path):
-    """gunicorn's ``api.wsgi`` gives background threads ``server.switch_interval`` seconds with the GIL
-    while a request thread waits (a fresh process: the interval is process-wide)."""
+def _in_a_fresh_interpreter(code: str, tmp_path, **env: str) -> str:
+    """The last line ``code`` prints in a new Python process (process-wide state: the switch interval,
+    the collector, the imported modules), on an empty SQLite database in ``tmp_path``."""
     import os
     import subprocess
     import sys
 
-    env = dict(
+    environ = dict(
         os.environ,
         GIFTREC_DATABASE_URL=f"sqlite:///{tmp_path / 'empty.db'}",
         GIFTREC_SERVER_INSTANCE_DIR=str(tmp_path / "instance"),
         GIFTREC_SERVER_SECRET_KEY="test",
-        GIFTREC_SERVER_SWITCH_INTERVAL="0.0015",
+        **env,
     )
     out = subprocess.run(
-        [sys.executable, "-c", "import sys, api.wsgi; print(sys.getswitchinterval())"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
+        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=120, check=True
     )
-    assert float(out.stdout.strip().splitlines()[-1]) == pytest.approx(0.0015)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_the_serving_entry_point_sets_the_configured_switch_interval(tmp_path):
+    """gunicorn's ``api.wsgi`` gives background threads ``server.switch_interval`` seconds with the GIL
+    while a request thread waits (a fresh process: the interval is process-wide)."""
+    printed = _in_a_fresh_interpreter(
+        "import sys, api.wsgi; print(sys.getswitchinterval())",
+        tmp_path,
+        GIFTREC_SERVER_SWITCH_INTERVAL="0.0015",
+    )
+    assert float(printed) == pytest.approx(0.0015)
 
 
 def test_the_serving_entry_point_freezes_what_it_made_at_start_up(tmp_path):
     """gunicorn's ``api.wsgi`` moves the objects made at start-up (modules, the app) out of the cyclic
     collector's generations: a full collection then walks only what was made since (under the deployment
     benchmark, a web worker's longest such pause: 132 to 236 ms before, at most 22 ms after)."""
-    import os
-    import subprocess
-    import sys
-
-    env = dict(
-        os.environ,
-        GIFTREC_DATABASE_URL=f"sqlite:///{tmp_path / 'empty.db'}",
-        GIFTREC_SERVER_INSTANCE_DIR=str(tmp_path / "instance"),
-        GIFTREC_SERVER_SECRET_KEY="test",
+    assert (
+        int(_in_a_fresh_interpreter("import gc, api.wsgi; print(gc.get_freeze_count())", tmp_path)) > 50_000
     )
-    out = subprocess.run(
-        [sys.executable, "-c", "import gc, api.wsgi; print(gc.get_freeze_count())"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    assert int(out.stdout.strip().splitlines()[-1]) > 50_000
 
 
 def _heavy_imports_in_functions() -> set[str]:
@@ -116,29 +106,11 @@ def _heavy_imports_in_functions() -> set[str]:
 def _modules_after(code: str, tmp_path) -> tuple[set[str], list[str]]:
     """The modules a fresh interpreter holds after ``code``, and the list ``code`` left in ``shown``."""
     import json
-    import os
-    import subprocess
-    import sys
 
-    env = dict(
-        os.environ,
-        GIFTREC_DATABASE_URL=f"sqlite:///{tmp_path / 'empty.db'}",
-        GIFTREC_SERVER_INSTANCE_DIR=str(tmp_path / "instance"),
-        GIFTREC_SERVER_SECRET_KEY="test",
+    printed = _in_a_fresh_interpreter(
+        f"import json, sys\nshown = []\n{code}\nprint(json.dumps([sorted(sys.modules), shown]))", tmp_path
     )
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            f"import json, sys\nshown = []\n{code}\nprint(json.dumps([sorted(sys.modules), shown]))",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    modules, shown = json.loads(out.stdout.strip().splitlines()[-1])
+    modules, shown = json.loads(printed)
     return set(modules), shown
 
 
