@@ -9,8 +9,9 @@ Refreshing, in a background thread started by the request that finds a check due
 
 - **model**: every ``settings.model.reload_interval`` seconds, look for a different usable run; load and
   verify its artifact, rebuild the data (the sales are kept), rank its most active customers, then swap:
-  the old model serves every request until the new one is ready, and the ranking sleeps between
-  customers, yielding the GIL and keeping to ``model.swap_cpu_share`` of a core (:meth:`ModelStore._swap`).
+  the old model serves every request until the new one is ready, and the bulk read and the ranking
+  sleep between batches of rows and between customers, yielding the GIL and keeping to
+  ``model.swap_cpu_share`` of a core (:meth:`ModelStore._swap`).
   A missing or corrupt artifact is logged and reported by :meth:`ModelStore.status`; the model in memory
   keeps answering (at start-up the next older usable run is tried instead: the rule of
   :mod:`domain.serving.model_runs`, which planning follows too). A version that failed is tried again
@@ -431,12 +432,17 @@ class ModelStore:
         return load_model(session, self.settings, run)
 
     def _build(
-        self, session: Session, model: LoadedModel | None, previous: ServingData | None = None
+        self,
+        session: Session,
+        model: LoadedModel | None,
+        previous: ServingData | None = None,
+        pause: Callable[[], None] | None = None,
     ) -> tuple[ServingData, dt.datetime]:
         """The data of ``model`` read in bulk (:func:`~domain.serving.rebuild.build_data`), with where the
         next look for erasures starts (for :meth:`_install`)."""
         erasures_since = self._erasure_clock()
-        return build_data(session, self.settings, model, previous, erasures_since), erasures_since
+        data = build_data(session, self.settings, model, previous, erasures_since, pause=pause)
+        return data, erasures_since
 
     def _install(
         self, data: ServingData, erasures_since: dt.datetime, erased: set[str] | None = None
@@ -485,8 +491,11 @@ class ModelStore:
         self._pending_rankings = self._precomputing = None
         self._reloaded = set()
         erased = set(self._erased)
+        # Serving, the bulk read yields the GIL between batches and keeps to the swap's share of a core, as
+        # the ranking below does (a whole read held it for tens of milliseconds, docs/performance.md).
+        pause = Pacer(self.settings.model.swap_cpu_share) if self._background else None
         try:
-            data, erasures_since = self._build(session, model, self._data)
+            data, erasures_since = self._build(session, model, self._data, pause)
         except Exception:
             # Nothing waits to take over (an older swap's ranking was cancelled above): stop recording
             # reloads, and let the next check load again.

@@ -79,12 +79,15 @@ def build_data(
     model: LoadedModel | None,
     previous: ServingData | None,
     erasures_since: dt.datetime,
+    *,
+    pause: Callable[[], None] | None = None,
 ) -> ServingData:
     """Read every interaction, sale and customer id (bulk) into a new ServingData for ``model`` (None: no
     model yet); ``erasures_since`` is when its read began, less the overlap. The sales of ``previous``
-    data are kept when they can be (:func:`_sales`)."""
+    data are kept when they can be (:func:`_sales`). ``pause`` is called between batches of the
+    interactions read (a swap beside requests: :class:`Pacer`)."""
     version = data_version(session)
-    rows = load_interactions(session)
+    rows = load_interactions(session, pause=pause)
     sales = _sales(session, previous, version)
     customers = {
         ext: cid

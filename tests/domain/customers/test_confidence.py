@@ -12,6 +12,7 @@ from scipy.sparse import csr_matrix
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
+from domain.customers import interactions
 from domain.customers.confidence import build_matrix
 from domain.customers.interactions import load_interactions
 from domain.serving.data import bought_matrix
@@ -95,3 +96,19 @@ def test_the_rows_of_given_customers_are_those_of_a_full_read(
             expected = everything.subset(np.isin(everything.customer_ids, group))
             assert sorted_rows(rows) == sorted_rows(expected)
             assert len(rows) == len(expected) > 0
+
+
+def test_a_paced_bulk_read_gives_the_same_rows_and_lets_go_between_batches(
+    sessions: sessionmaker[Session], imported: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A swap reads every interaction beside the process's requests: in batches, with a pause after each
+    (where the model store's pacer gives the GIL back), and the very rows a whole read gives."""
+    add_events(sessions)
+    monkeypatch.setattr(interactions, "FETCH_CHUNK", 500)
+    pauses: list[int] = []
+    with sessions() as session:
+        whole = load_interactions(session)
+        paced = load_interactions(session, pause=lambda: pauses.append(1))
+    assert len(whole) > 2_000 and len(pauses) == -(-len(whole) // 500)
+    for name in ("customer_ids", "product_ids", "kinds", "quantities", "timestamps"):
+        np.testing.assert_array_equal(getattr(paced, name), getattr(whole, name))

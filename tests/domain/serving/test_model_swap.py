@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from domain.catalog.snapshot import CatalogSnapshot
+from domain.customers import interactions
 from domain.customers.erasure import erase_customer
-from domain.customers.interactions import load_sales
+from domain.customers.interactions import load_interactions, load_sales
 from domain.serving import model_store, rebuild
 from domain.serving.model_store import ModelStore
 from domain.serving.recommendations import Serving, bestsellers, recommend_for_customer
@@ -179,7 +180,7 @@ def test_a_swap_whose_data_cannot_be_read_is_tried_again(sessions, settings, tra
     real = rebuild.load_interactions
 
     def unreadable(session, **kwargs):  # type: ignore[no-untyped-def]
-        if not kwargs:  # the full read of the swap
+        if kwargs.get("customer_ids") is None and kwargs.get("until") is None:  # the full read of the swap
             raise RuntimeError("the database went away")
         return real(session, **kwargs)
 
@@ -231,12 +232,13 @@ def test_a_swap_ranks_the_new_models_customers_at_the_configured_share_of_a_core
     every web process at about the same moment (the deployment benchmark's p99 near a swap)."""
     settings = dataclasses.replace(settings, model=dataclasses.replace(settings.model, swap_cpu_share=0.5))
     made: list[float] = []
-    paused: list[float] = []
+    pacers: list[list[float]] = []  # each pacer's sleeps
 
     class Recorded(rebuild.Pacer):
         def __init__(self, share: float) -> None:
             made.append(share)
-            super().__init__(share, sleep=paused.append)
+            pacers.append(slept := [])
+            super().__init__(share, sleep=slept.append)
 
     monkeypatch.setattr(model_store, "Pacer", Recorded)
     store = ModelStore(settings, sessions, background=True, clock=clock)
@@ -249,8 +251,12 @@ def test_a_swap_ranks_the_new_models_customers_at_the_configured_share_of_a_core
     store.wait()
     data = store.current()
     assert data.model is not None and data.model.version == new_version
-    assert made == [0.5]
+    assert made == [0.5, 0.5]  # the bulk read's pacer, then the ranking's
+    read, ranking = pacers
+    with sessions() as session:
+        rows = len(load_interactions(session))
+    assert len(read) == -(-rows // interactions.FETCH_CHUNK)  # after every batch of rows read
     assert data.precomputed is not None
-    assert len(paused) == data.precomputed.customer_ids.size - 1  # between every two customers
+    assert len(ranking) == data.precomputed.customer_ids.size - 1  # between every two customers
     # Each pause sleeps as long as the work since the last one took (share 0.5): not a bare yield.
-    assert sum(paused) > 0
+    assert sum(ranking) > 0 and sum(read) > 0
