@@ -11,6 +11,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ __all__ = [
     "uci_history",
     "in_workdir",
     "machine_line",
+    "measured_run",
     "median",
     "percentile",
     "print_table",
@@ -109,28 +111,43 @@ class ChildResult(dict[str, Any]):
     ``cpu_seconds`` (its user + system time)."""
 
 
-def run_child(args: Sequence[str], *, cwd: str | Path | None = None) -> ChildResult:
-    """Run ``python <args>`` in a fresh process; return its last stdout line (JSON) and its peak RSS.
+def measured_run(
+    cmd: Sequence[str],
+    *,
+    cwd: str | Path | None = None,
+    env: dict[str, str] | None = None,
+    stderr: int | None = None,
+) -> tuple[list[str], float, float, float]:
+    """Run ``cmd`` in a fresh process: (its non-empty stdout lines, CPU s (user + system), wall s, peak
+    RSS MiB). Exits the benchmark if the command fails.
 
-    The peak resident set size comes from ``wait4`` on this child only, so each run's peak is its own
-    (``resource.getrusage(RUSAGE_CHILDREN)`` would report the largest child so far). The child's stderr
-    passes through.
+    The CPU and the peak resident set size come from ``wait4`` on this child only, so each run's are its
+    own (``resource.getrusage(RUSAGE_CHILDREN)`` would report the largest child so far). The child's
+    stderr passes through unless ``stderr`` says otherwise (``subprocess.DEVNULL``).
     """
-    cmd = [sys.executable, *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, cwd=cwd)
+    started = time.perf_counter()
+    proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=stderr, cwd=cwd, env=env)
     assert proc.stdout is not None
     out = proc.stdout.read()
     proc.stdout.close()
     _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise SystemExit(f"benchmark child {' '.join(args)} failed with exit code {proc.returncode}")
+        raise SystemExit(f"benchmark child {' '.join(cmd)} failed with exit code {proc.returncode}")
     lines = [line for line in out.decode().splitlines() if line.strip()]
+    return lines, usage.ru_utime + usage.ru_stime, wall, usage.ru_maxrss / 1024  # Linux reports KiB
+
+
+def run_child(args: Sequence[str], *, cwd: str | Path | None = None) -> ChildResult:
+    """Run ``python <args>`` in a fresh process (:func:`measured_run`); return its last stdout line
+    (JSON) with its peak RSS (``peak_rss_mib``) and CPU (``cpu_seconds``)."""
+    lines, cpu, _, rss = measured_run([sys.executable, *args], cwd=cwd)
     if not lines:
         raise SystemExit(f"benchmark child {' '.join(args)} printed nothing")
     result = ChildResult(json.loads(lines[-1]))
-    result["peak_rss_mib"] = usage.ru_maxrss / 1024  # Linux reports KiB
-    result["cpu_seconds"] = usage.ru_utime + usage.ru_stime
+    result["peak_rss_mib"] = rss
+    result["cpu_seconds"] = cpu
     return result
 
 

@@ -26,10 +26,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from bench._common import machine_line, print_table
+from bench._common import machine_line, measured_run, print_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "online_retail_sample.csv.gz"
@@ -48,17 +47,8 @@ def _giftrec() -> str:
 
 def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, str]:
     """(CPU s, wall s, peak RSS MiB, last stdout line) of one child."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)
-    assert proc.stdout is not None
-    out = proc.stdout.read().decode()
-    proc.stdout.close()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed")
-    lines = [line for line in out.splitlines() if line.strip()]
-    return usage.ru_utime + usage.ru_stime, wall, usage.ru_maxrss / 1024, lines[-1] if lines else ""
+    lines, cpu, wall, rss = measured_run(cmd, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+    return cpu, wall, rss, lines[-1] if lines else ""
 
 
 def main() -> None:
