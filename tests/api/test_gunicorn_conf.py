@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from types import SimpleNamespace
 
@@ -73,3 +74,71 @@ def test_a_json_lines_time_formatted_once_a_second_is_the_time_of_each_record():
         assert formatter.formatTime(record, "%Y-%m-%dT%H:%M:%S%z") == plain.formatTime(
             record, "%Y-%m-%dT%H:%M:%S%z"
         )
+
+
+_ODD = [
+    {"PATH_INFO": '/v1/a"b\\c', "QUERY_STRING": "q=%0A", "HTTP_USER_AGENT": 'agent "x"\n'},
+    {
+        "PATH_INFO": "/v1/caf\u00e9/\U0001f381",
+        "QUERY_STRING": "",
+        "HTTP_REFERER": "https://shop.example/\u00e9",
+    },
+    {"PATH_INFO": "/health/live"},
+]
+
+
+@pytest.mark.parametrize("created", [1_700_000_000.0, 1_700_000_000.7, 1_699_999_999.2])
+@pytest.mark.parametrize("extra", _ODD)
+def test_a_json_line_made_without_a_record_is_the_records_line(created, extra):
+    """``JsonLines.line`` (the access line's direct path) gives, character for character, what
+    ``format`` gives for a record of the same message, time and extra fields."""
+    fields = {"request_id": "rid-9", "remote": "10.0.0.1", **extra, "status": 499, "bytes": None}
+    formatter = json_formatter()
+    record = logging.LogRecord("gunicorn.access", logging.INFO, __file__, 1, "%s %s", ("GET", "/x"), None)
+    record.created = created
+    for key, value in fields.items():
+        setattr(record, key, value)
+    line = formatter.line(created, "INFO", "gunicorn.access", "GET /x", fields)
+    assert line == formatter.format(record)
+    assert json.loads(line)["request_id"] == "rid-9"
+
+
+@pytest.mark.parametrize("status", ["200 OK", "499 Client Closed", 503])
+@pytest.mark.parametrize("extra", _ODD)
+def test_the_access_line_written_directly_is_the_line_its_record_writes(tmp_path, status, extra):
+    """A worker's access log (a file, gunicorn's handler) gets its line without a record: the same line,
+    field for field and in the same order, as through the record (a second handler on the same logger
+    makes it take that path)."""
+    direct_file, record_file = tmp_path / "direct.log", tmp_path / "record.log"
+    environ = {"REMOTE_ADDR": "10.1.2.3", "REQUEST_METHOD": "POST", ENV_REQUEST_ID: "rid-2", **extra}
+    resp = SimpleNamespace(status=status, sent=17, headers=[])
+    took = dt.timedelta(microseconds=2345)
+    lines = []
+    for path, also in ((direct_file, None), (record_file, _Records())):
+        cfg = Config()
+        cfg.set("accesslog", str(path))
+        logger = JsonLogger(cfg)
+        # gunicorn's access logger is process-wide: a worker's has gunicorn's handler only, not the test
+        # run's (pytest's capture, other tests').
+        others = [h for h in logger.access_log.handlers if not getattr(h, "_gunicorn", False)]
+        for handler in others:
+            logger.access_log.removeHandler(handler)
+        if also is not None:
+            logger.access_log.addHandler(also)
+        logger.access(resp, SimpleNamespace(headers=[]), environ, took)
+        logger.access(resp, SimpleNamespace(headers=[]), environ, took)
+        assert logger._seen[1] is (also is None)  # written directly, or through the record
+        if also is not None:
+            assert len(also.records) == 2
+        for handler in list(logger.access_log.handlers):
+            handler.close()
+            logger.access_log.removeHandler(handler)
+        for handler in others:
+            logger.access_log.addHandler(handler)
+        written = path.read_text(encoding="utf-8").splitlines()
+        assert len(written) == 2
+        lines.append([list(json.loads(line).items()) for line in written])
+    direct, through_record = lines
+    for a, b in zip(direct, through_record, strict=True):
+        assert a[0][0] == b[0][0] == "time"
+        assert a[1:] == b[1:]
