@@ -7,7 +7,7 @@ Run from the repository root, by hand (never by the test suite)::
 Setup, not measured: the orders file (default: the bundled sample) imported into the database (default: a
 temporary SQLite file; a PostgreSQL URL is emptied and migrated first), a model trained and loaded into a
 :class:`~domain.serving.model_store.ModelStore` that checks inline, on a clock this benchmark moves. Then,
-``--rounds`` times, customers have their rows reloaded through ``ModelStore._reload_customers``: every
+``--rounds`` times, customers have their rows reloaded through ``Freshness.reload`` (the store's): every
 customer one at a time (what a request does for a customer its process just wrote for), and in batches
 of ``--batch`` (the freshness check's, for the other process's writes); then one at a time as a request
 does it (``ModelStore.customer`` after ``customer_changed``: its own session and connection check-out,
@@ -71,15 +71,15 @@ def measure(settings: Any, rounds: int, batch: int) -> None:
         with sessions() as session:
 
             def reload(group: list[int]) -> None:
-                store._reload_customers(session, data, group)
+                store._fresh.reload(session, data, group)
 
             def read(group: list[int]) -> None:
-                load_customer_rows(session, group, after=store._settled())
+                load_customer_rows(session, group, after=store._fresh.settled())
 
             cpu_of(reload, groups)  # warm up: statements compiled, caches filled, rows kept
             reloads = [cpu_of(reload, groups) for _ in range(rounds)]
             reads = [cpu_of(read, groups) for _ in range(rounds)]
-            read_rows = sum(len(load_customer_rows(session, g, after=store._settled())) for g in groups)
+            read_rows = sum(len(load_customer_rows(session, g, after=store._fresh.settled())) for g in groups)
         per = statistics.median(reloads) / len(groups)
         rows.append(
             [

@@ -64,6 +64,7 @@ def measure(workdir: str, swaps: int, window: float) -> None:
     from domain.leftovers import held_temp_folder
     from domain.serving import training
     from domain.serving.artifact_store import fetch_artifact
+    from domain.serving.data import rows_as_read
     from domain.serving.model_store import ModelStore
     from domain.serving.precomputed import fill
     from domain.serving.ranked import PrecomputedRankings
@@ -119,7 +120,7 @@ def measure(workdir: str, swaps: int, window: float) -> None:
             data.precomputed = ahead
 
             def rows_of(customer_id: int, data: Any = data) -> Any:
-                return bare._rows_of(data, customer_id)
+                return rows_as_read(data, customer_id)
 
             _, w, c = _timed(lambda: fill(ahead, loaded, rows_of))  # noqa: B023
             steps.setdefault(f"precompute ({len(ahead):,} customers)", []).append((w, c))

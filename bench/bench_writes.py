@@ -100,7 +100,7 @@ def measure(settings: Any, key: str, customers: list[str], skus: list[str], call
     # runs on a thread of its own) and the CPU they take, apart.
     store = ctx.services["serving"].store
     reloads = {"customers": 0, "cpu": 0.0}
-    reload = store._reload_customers
+    reload = store._fresh.reload
 
     def counted_reload(session: Any, data: Any, customer_ids: Any) -> None:
         ids = list(customer_ids)
@@ -109,7 +109,7 @@ def measure(settings: Any, key: str, customers: list[str], skus: list[str], call
         reloads["cpu"] += time.thread_time() - started
         reloads["customers"] += len(ids)
 
-    store._reload_customers = counted_reload
+    store._fresh.reload = counted_reload
     headers = {"X-Api-Key": key}
     postgres = _postmaster(engine) if not settings.database.url.startswith("sqlite") else 0
 

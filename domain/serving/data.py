@@ -29,7 +29,7 @@ from recommender.base import Recommender
 from recommender.interactions import IdIndex
 from recommender.similar import SimilarItems
 
-__all__ = ["CustomerRows", "LoadedModel", "ServingData"]
+__all__ = ["CustomerRows", "LoadedModel", "ServingData", "rows_as_read"]
 
 log = logging.getLogger(__name__)
 EMPTY_IDS = np.empty(0, dtype=np.int64)
@@ -178,6 +178,26 @@ def csr_row(matrix: csr_matrix, u: int) -> csr_matrix:
         (matrix.data[start:stop], matrix.indices[start:stop], indptr), shape=(1, matrix.shape[1]), copy=False
     )
     return row
+
+
+def rows_as_read(data: ServingData, customer_id: int) -> CustomerRows:
+    """The customer's rows as ``data`` was read (a reload puts newer ones in ``data.fresh``)."""
+    u = int(data.users.index_of(customer_id)[0])
+    model = data.model
+    if u < 0:
+        empty = None if model is None else csr_matrix((1, model.n_items), dtype=np.float32)
+        return CustomerRows(customer_id, -1, empty, EMPTY_IDS, False)
+    bought = data.bought.indices[data.bought.indptr[u] : data.bought.indptr[u + 1]].astype(np.int64)
+    if model is None or data.user_items is None:
+        return CustomerRows(customer_id, -1, None, bought, False)
+    known = u < len(model.user_index)
+    return CustomerRows(
+        customer_id,
+        u if known else -1,
+        csr_row(data.user_items, u),
+        bought,
+        (not known) or customer_id in data.refold,
+    )
 
 
 def similar_for(model: Recommender) -> SimilarItems | None:

@@ -21,19 +21,9 @@ Refreshing, in a background thread started by the request that finds a check due
   bestsellers). The matrix, the directory and the kept rankings stay; only rows that disappeared (an
   erasure) make it read everything again, and even then rankings of unchanged customers are kept. Only a
   new model starts an empty ranked-picks cache.
-- **customers** (freshness): every ``freshness_interval`` seconds, read the orders and events with ids
-  above the watermark seen ``freshness_overlap`` seconds ago and reload the rows of the customers with one
-  this process has not read yet (one query per 500 customers). These customers are then folded in
-  (``recalculate_user``) with their new purchases. The overlap re-reads recent ids so that a transaction
-  that committed a little after a later one is not missed; the ids already read are remembered for the
-  overlap, so that each write is reloaded once, not at every check of its overlap.
-
-Same-process writes are visible at once: the code that records an order or event calls
-:meth:`ModelStore.customer_changed` after its commit, and the next recommendation for that customer
-reloads its rows synchronously (one indexed query for that customer only). Other processes see the write
-within ``freshness_interval`` seconds. Either reload reads only the orders and events above the watermark
-settled ``freshness_overlap`` seconds ago for a customer whose rows it read before
-(:mod:`domain.serving.kept_rows`): an active customer's reload no longer grows with their history.
+- **customers** (freshness): every ``freshness_interval`` seconds, reload the rows of the customers other
+  processes wrote for since (:class:`~domain.serving.freshness.Freshness`, which also makes this
+  process's own writes visible at once).
 """
 
 from __future__ import annotations
@@ -43,40 +33,28 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import numpy as np
-from scipy.sparse import csr_matrix
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
-from domain.customers.confidence import build_matrix
-from domain.customers.interactions import (
-    Watermark,
-    activity_watermark,
-    changed_customers,
-    load_sales,
-    new_activity,
-)
+from domain.customers.interactions import Watermark, changed_customers, load_sales
 from domain.models import Customer, ModelRun
 from domain.models._types import utcnow
 from domain.serving.data import (
-    EMPTY_IDS,
     CustomerRows,
     LoadedModel,
     ServingData,
-    bought_matrix,
-    csr_row,
     data_version,
+    rows_as_read,
     rows_between,
 )
+from domain.serving.freshness import Freshness
 from domain.serving.model_runs import LoadFailures, load_newest_usable
 from domain.serving.ranked import PrecomputedRankings
 from domain.serving.rebuild import Pacer, build_data, fill_rankings, load_model, rankings_for
-from recommender.interactions import IdIndex
 
 __all__ = ["CustomerRows", "LoadedModel", "ModelStore", "ServingData"]
 
@@ -124,12 +102,7 @@ class ModelStore:
         self._work_lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self._next_model_check = self._next_data_check = self._next_tail = float("inf")
-        self._marks: deque[tuple[float, Watermark]] = deque()
-        self._dirty: set[int] = set()
-        #: Order and event ids above the oldest watermark of ``_marks`` whose rows this process has read
-        #: (the freshness check reloads a customer for an id not among them).
-        self._read_orders: set[int] = set()
-        self._read_events: set[int] = set()
+        self._fresh = Freshness(settings.interactions, freshness_overlap, clock)
         #: Versions that failed to load, tried again after ``model.load_retry_seconds`` (on ``clock``).
         self._failures = LoadFailures(settings.model.load_retry_seconds, clock)
         self._extra_customers: dict[str, int] = {}
@@ -141,12 +114,10 @@ class ModelStore:
         self.note: str | None = None
         self._precomputing: PrecomputedRankings | None = None
         self._precompute_thread: threading.Thread | None = None
-        #: A new model's data being made ready beside the old one (see :meth:`_swap`), and the customers
-        #: whose rows were reloaded on the old data since its read began (reloaded again once it serves).
+        #: A new model's data being made ready beside the old one (see :meth:`_swap`).
         self._pending: LoadedModel | None = None
         self._pending_rankings: PrecomputedRankings | None = None
         self._swap_thread: threading.Thread | None = None
-        self._reloaded: set[int] | None = None
         #: The first load's rankings being made, and until when (on ``clock``) the store is not ready
         #: meanwhile (``api.warm_up_seconds``; see :meth:`status`).
         self._warm_up: tuple[threading.Thread, PrecomputedRankings, float] | None = None
@@ -169,36 +140,18 @@ class ModelStore:
 
     def customer(self, data: ServingData, customer_id: int) -> CustomerRows:
         """The rows of one customer (reloaded now if this process just recorded activity for them)."""
-        if customer_id in self._dirty:
-            self._dirty.discard(customer_id)
+        if self._fresh.take(customer_id):
             with self._sessions() as session:
                 # One statement, one snapshot: no transaction around it (on PostgreSQL a BEGIN and a
                 # ROLLBACK less, two round trips of the three this read made after each write).
                 session.connection(execution_options=_ONE_STATEMENT)
-                self._reload_customers(session, data, [customer_id])
+                self._fresh.reload(session, data, [customer_id])
         found = data.fresh.get(customer_id)
         if found is None:
             found = data.rows.get(customer_id)
         if found is None:
-            found = data.rows[customer_id] = self._rows_of(data, customer_id)
+            found = data.rows[customer_id] = rows_as_read(data, customer_id)
         return found
-
-    def _rows_of(self, data: ServingData, customer_id: int) -> CustomerRows:
-        u = int(data.users.index_of(customer_id)[0])
-        if u < 0:
-            return CustomerRows(customer_id, -1, self._empty_row(data), EMPTY_IDS, False)
-        bought = data.bought.indices[data.bought.indptr[u] : data.bought.indptr[u + 1]].astype(np.int64)
-        model = data.model
-        if model is None or data.user_items is None:
-            return CustomerRows(customer_id, -1, None, bought, False)
-        known = u < len(model.user_index)
-        return CustomerRows(
-            customer_id,
-            u if known else -1,
-            csr_row(data.user_items, u),
-            bought,
-            (not known) or customer_id in data.refold,
-        )
 
     def find_customer(self, data: ServingData, external_id: str) -> int | None:
         """Database id of a customer by the shop's id: from memory, or one query for a newcomer."""
@@ -221,14 +174,9 @@ class ModelStore:
     def customer_changed(
         self, customer_id: int, *, order_ids: Iterable[int] = (), event_ids: Iterable[int] = ()
     ) -> None:
-        """This process committed an order, return or event of the customer: reload their rows on next use.
-
-        ``order_ids``/``event_ids`` are the rows it wrote: that reload reads them, so the freshness check
-        need not reload the customer for them again (it still does for anyone else's).
-        """
-        self._dirty.add(int(customer_id))
-        self._read_orders.update(order_ids)
-        self._read_events.update(event_ids)
+        """This process committed an order, return or event of the customer: reload their rows on next use
+        (:meth:`Freshness.changed <domain.serving.freshness.Freshness.changed>`)."""
+        self._fresh.changed(customer_id, order_ids=order_ids, event_ids=event_ids)
 
     def customer_erased(self, external_id: str) -> None:
         """This process committed the customer's erasure: the id no longer resolves, from now on."""
@@ -489,7 +437,8 @@ class ModelStore:
             if replaced is not None:
                 replaced.cancel()  # an older swap's, or the old data's: both are superseded
         self._pending_rankings = self._precomputing = None
-        self._reloaded = set()
+        # Customers reloaded on the old data from now on are reloaded again once the new data serves.
+        self._fresh.record_reloads()
         erased = set(self._erased)
         # Serving, the bulk read yields the GIL between batches and keeps to the swap's share of a core, as
         # the ranking below does (a whole read held it for tens of milliseconds, docs/performance.md).
@@ -499,7 +448,8 @@ class ModelStore:
         except Exception:
             # Nothing waits to take over (an older swap's ranking was cancelled above): stop recording
             # reloads, and let the next check load again.
-            self._pending = self._pending_rankings = self._reloaded = None
+            self._pending = self._pending_rankings = None
+            self._fresh.recorded()
             raise
         ahead = self._rankings(data)
         if ahead is None or not self._background:
@@ -520,9 +470,8 @@ class ModelStore:
 
     def _install_ready(self, data: ServingData, erasures_since: dt.datetime, erased: set[str]) -> None:
         """Serve the data :meth:`_swap` made ready (its rankings made)."""
-        reloaded = self._reloaded or set()
-        self._pending = self._pending_rankings = self._reloaded = None
-        self._dirty.update(reloaded)
+        self._pending = self._pending_rankings = None
+        self._fresh.mark_changed(self._fresh.recorded())
         self._extra_customers.clear()
         self._erased.difference_update(erased)
         self._erasures_since = erasures_since
@@ -543,7 +492,7 @@ class ModelStore:
 
         def rows_of(customer_id: int) -> CustomerRows | None:
             # A customer reloaded since (fresh rows) ranks on their next request, folded in.
-            return None if customer_id in data.fresh else self._rows_of(data, customer_id)
+            return None if customer_id in data.fresh else rows_as_read(data, customer_id)
 
         fill_rankings(data, ahead, rows_of, pause=pause)
 
@@ -570,7 +519,7 @@ class ModelStore:
             return rebuilt
         changed = changed_customers(session, since)
         if changed:
-            self._reload_customers(session, data, sorted(changed))
+            self._fresh.reload(session, data, sorted(changed))
         sales = data.sales.extended(load_sales(session, order_ids=(since.order_id, upto.order_id)))
         # A new object, so a request holding the old one never mixes old sales with new cached counts.
         return dataclasses.replace(data, version=version, sales=sales, cache={})
@@ -595,67 +544,7 @@ class ModelStore:
         self._erasures_since = next_since
 
     def _tail(self, session: Session, now: float) -> None:
-        """Reload the rows of customers with activity above the watermark seen ``overlap`` seconds ago."""
+        """Erasures and other processes' writes since the last look (every ``freshness_interval``)."""
         data = self._data
         self._forget_erased(session)
-        mark = activity_watermark(session)
-        self._marks.append((now, mark))
-        while len(self._marks) > 1 and self._marks[1][0] <= now - self._overlap:
-            self._marks.popleft()
-        since = self._marks[0][1]
-        if since == mark or data is None:
-            return
-        dirty = set(self._dirty)  # told before this read: its rows are committed, the reload reads them
-        orders, events = new_activity(session, since)
-        changed = {c for c, i in orders if i not in self._read_orders}
-        changed.update(c for c, i in events if i not in self._read_events)
-        # This process's own writes not reloaded yet by a request: read with the rest (one reload of many
-        # customers costs about a tenth a customer of reloading one, which a request does).
-        changed.update(dirty)
-        if changed:
-            self._reload_customers(session, data, sorted(changed))
-            self._dirty.difference_update(dirty & changed)
-        # Every id above ``since`` is now read (rows only grow: a new full read keeps them too); older
-        # ones never come back from this query.
-        self._read_orders = {i for _, i in orders}
-        self._read_events = {i for _, i in events}
-
-    def _reload_customers(self, session: Session, data: ServingData, customer_ids: Iterable[int]) -> None:
-        ids = sorted({int(c) for c in customer_ids})
-        reloaded = self._reloaded
-        if reloaded is not None:
-            reloaded.update(ids)
-        rows = data.kept.read(session, ids, self._settled()).rows
-        index = IdIndex(np.asarray(ids, dtype=np.int64))
-        model = data.model
-        matrix = None
-        if model is not None:
-            matrix, _, _ = build_matrix(
-                rows, self.settings.interactions, user_index=index, item_index=model.item_index
-            )
-        bought = bought_matrix(rows, index)
-        known = model.user_index.index_of(index.ids) if model is not None else None
-        for pos, cid in enumerate(ids):
-            pids = bought.indices[bought.indptr[pos] : bought.indptr[pos + 1]].astype(np.int64)
-            if known is None or matrix is None:
-                data.fresh[cid] = CustomerRows(cid, -1, None, pids, True)
-                continue
-            row = matrix if len(ids) == 1 else csr_row(matrix, pos)
-            data.fresh[cid] = CustomerRows(cid, int(known[pos]), row, pids, True)
-
-    def _settled(self) -> Watermark | None:
-        """The newest watermark seen at least ``freshness_overlap`` seconds ago, if any: every id at or
-        below it has committed by now (the overlap rule; see domain.serving.kept_rows)."""
-        cutoff = self._clock() - self._overlap
-        settled = None
-        for at, mark in tuple(self._marks):  # a copy: the check thread appends
-            if at > cutoff:
-                break
-            settled = mark
-        return settled
-
-    @staticmethod
-    def _empty_row(data: ServingData) -> csr_matrix | None:
-        if data.model is None:
-            return None
-        return csr_matrix((1, data.model.n_items), dtype=np.float32)
+        self._fresh.tail(session, data, now)

@@ -147,7 +147,7 @@ def test_a_batch_of_kept_and_new_customers_reloads_to_the_rows_of_a_whole_read(
     data, customers = _active(store, 6)
     _settle(store, clock)
     with sessions() as session:
-        store._reload_customers(session, data, customers[:4])
+        store._fresh.reload(session, data, customers[:4])
     assert all(c in data.kept for c in customers[:4])
     _settle(store, clock)  # a later settled mark for the next reload's keeps
     product = int(data.model.item_index.ids[-1])
@@ -155,20 +155,20 @@ def test_a_batch_of_kept_and_new_customers_reloads_to_the_rows_of_a_whole_read(
         for c in customers[::2]:
             _view(session, c, product)
     with sessions() as session:
-        store._reload_customers(session, data, customers[2:])
+        store._fresh.reload(session, data, customers[2:])
     with sessions() as session:
-        store._reload_customers(session, data, customers[:2])
+        store._fresh.reload(session, data, customers[:2])
     assert all(c in data.kept for c in customers)
     reads = _spy(monkeypatch)
     with sessions() as session:
-        store._reload_customers(session, data, customers)
+        store._fresh.reload(session, data, customers)
     assert [r.after is not None for r in reads] == [True], "all kept: one statement for what is new"
     kept = {c: data.fresh[c] for c in customers}
 
     for c in customers:
         data.kept.forget(c)
     with sessions() as session:
-        store._reload_customers(session, data, customers)
+        store._fresh.reload(session, data, customers)
     assert reads[-1].after is None
     for c in customers:
         assert kept[c].same_as(data.fresh[c])
@@ -239,7 +239,7 @@ def test_rows_are_kept_up_to_the_bound_and_a_customer_without_rows_reads_empty(
     with sessions() as session:
         first = len(load_customer_rows(session, [customers[0]]))
         kept = KeptRows(max_rows=first)
-        settled = store._settled()
+        settled = store._fresh.settled()
         kept.read(session, [customers[0]], settled)
         kept.read(session, [customers[1]], settled)
         assert customers[0] in kept and customers[1] not in kept

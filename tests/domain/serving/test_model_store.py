@@ -207,7 +207,7 @@ def test_a_reload_gives_the_rows_the_general_path_gives_every_customer(
         reloaded = []
         with sessions() as session:
             for group in groups:
-                store._reload_customers(session, data, group)
+                store._fresh.reload(session, data, group)
                 reloaded.extend(data.fresh[c] for c in group)
         return reloaded
 

@@ -188,7 +188,7 @@ def test_a_swap_whose_data_cannot_be_read_is_tried_again(sessions, settings, tra
     clock.advance(settings.model.reload_interval + 1)
     assert store.current().model is old
     assert "the database went away" in (store.error or "")
-    assert store._reloaded is None and store._pending is None  # nothing waits to take over
+    assert store._fresh._reloaded is None and store._pending is None  # nothing waits to take over
     monkeypatch.setattr(rebuild, "load_interactions", real)
     clock.advance(settings.model.reload_interval + 1)
     store.current()
