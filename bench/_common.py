@@ -10,11 +10,12 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from domain.leftovers import held_temp_folder
 
 __all__ = [
     "ChildResult",
@@ -38,16 +39,18 @@ def in_workdir(
     workdir: str | None, prefix: str, setup: Callable[[str], None], measure: Callable[[str], None]
 ) -> None:
     """``measure`` in ``workdir`` (kept; ``setup`` first when it holds no ``bench.db`` yet), or in a
-    temporary folder set up for this run and removed after."""
+    temporary folder set up for this run, held while it runs and removed after."""
     if workdir:
         if not (Path(workdir) / "bench.db").exists():
             Path(workdir).mkdir(parents=True, exist_ok=True)
             setup(workdir)
         measure(workdir)
         return
-    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
-        setup(tmp)
-        measure(tmp)
+    # Held (domain.leftovers): a folder of the same prefix that a step of the benchmark makes with
+    # held_temp_folder sweeps the ones no process holds, which removed this one while it was in use.
+    with held_temp_folder(prefix) as tmp:
+        setup(str(tmp))
+        measure(str(tmp))
 
 
 def median(values: Sequence[float]) -> float:
