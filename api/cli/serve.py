@@ -55,17 +55,20 @@ def _metrics_environment(instance_dir: str) -> dict[str, str]:
     return env
 
 
-def gunicorn_command(gunicorn: str, host: str, port: int, workers: int, access_log: str = "-") -> list[str]:
+def gunicorn_command(
+    gunicorn: str, host: str, port: int, workers: int, access_log: str | None = "-"
+) -> list[str]:
     """The gunicorn command line `giftrec serve` runs (benchmarks start the same); the access log goes
-    to stdout unless ``access_log`` names a file."""
+    to stdout unless ``access_log`` names a file, and nowhere when it is None."""
+    # JSON lines, like every other line (api/gunicorn_conf.py)
+    logged = [] if access_log is None else ["--access-logfile", access_log]
     return [
         gunicorn,
         "--workers",
         str(workers),
         "--bind",
         f"{host}:{port}",
-        "--access-logfile",  # JSON lines, like every other line (api/gunicorn_conf.py)
-        access_log,
+        *logged,
         "--config",
         "python:api.gunicorn_conf",
         "--graceful-timeout",
@@ -81,8 +84,15 @@ def gunicorn_command(gunicorn: str, host: str, port: int, workers: int, access_l
 @click.option("--port", type=int, default=None, help="default: server.port")
 @click.option("--workers", type=int, default=2, show_default=True)
 @click.option("--with-scheduler/--without-scheduler", default=False, help="also run `giftrec scheduler`")
+@click.option(
+    "--access-log/--no-access-log",
+    default=True,
+    show_default=True,
+    help="gunicorn's access line for every request, on stdout (a load balancer that logs each request "
+    "may make it redundant: it takes 2 to 6 %% of a web worker's CPU under load, docs/performance.md)",
+)
 @with_appcontext
-def serve(host: str | None, port: int | None, workers: int, with_scheduler: bool) -> None:
+def serve(host: str | None, port: int | None, workers: int, with_scheduler: bool, access_log: bool) -> None:
     """Serve the web app (and the scheduler in its own process) until interrupted."""
     settings = current_app.extensions["giftrec"].settings
     configure_logging(logging.INFO)  # the banner, when no terminal reads it
@@ -96,7 +106,7 @@ def serve(host: str | None, port: int | None, workers: int, with_scheduler: bool
         children.append(subprocess.Popen([giftrec, "scheduler"], env=env))
     gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable))
     if gunicorn:
-        web = gunicorn_command(gunicorn, host, port, workers)
+        web = gunicorn_command(gunicorn, host, port, workers, "-" if access_log else None)
     else:  # an install without the web server (it is a dependency): say so, never pose as N workers
         log.warning(
             "gunicorn is not installed: serving with Flask's development server, one process "

@@ -12,6 +12,8 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,11 +103,8 @@ def _raw_request(port: int, request: bytes) -> bytes:
     return b"".join(chunks)
 
 
-@pytest.mark.slow
-def test_every_line_giftrec_serve_and_its_scheduler_write_is_json(settings, sessions, tmp_path):
-    """Regression: gunicorn's access line was a printf template without JSON escaping (a quote or a
-    backslash in a path or user agent broke it), gunicorn's own lines and the scheduler's were plain text.
-    Every line the web workers, gunicorn and the scheduler write must parse, hostile requests included."""
+def _serve(settings: Any, tmp_path: Path, *options: str) -> tuple[subprocess.Popen[bytes], int, Path, Path]:
+    """`giftrec serve` (one worker, ``options``) on a free port, its stdout and stderr to files."""
     port = free_port()
     env = dict(
         os.environ,
@@ -121,11 +120,32 @@ def test_every_line_giftrec_serve_and_its_scheduler_write_is_json(settings, sess
     out, err = tmp_path / "stdout", tmp_path / "stderr"
     with open(out, "wb") as stdout, open(err, "wb") as stderr:
         serve = subprocess.Popen(
-            [giftrec, "serve", "--port", str(port), "--workers", "1", "--with-scheduler"],
+            [giftrec, "serve", "--port", str(port), "--workers", "1", *options],
             env=env,
             stdout=stdout,
             stderr=stderr,
         )
+    return serve, port, out, err
+
+
+def _records(*files: Path) -> list[dict[str, Any]]:
+    """Every line of ``files``, each parsed as one JSON object."""
+    lines = [line for name in files for line in name.read_text().splitlines() if line.strip()]
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise AssertionError(f"not a JSON line: {line!r}") from None
+    return records
+
+
+@pytest.mark.slow
+def test_every_line_giftrec_serve_and_its_scheduler_write_is_json(settings, sessions, tmp_path):
+    """Regression: gunicorn's access line was a printf template without JSON escaping (a quote or a
+    backslash in a path or user agent broke it), gunicorn's own lines and the scheduler's were plain text.
+    Every line the web workers, gunicorn and the scheduler write must parse, hostile requests included."""
+    serve, port, out, err = _serve(settings, tmp_path, "--with-scheduler")
     try:
         until(lambda: _answers(port), 120)
         until(lambda: b"job send-outbox" in err.read_bytes(), 120)  # the scheduler ran its catch-up
@@ -146,13 +166,7 @@ def test_every_line_giftrec_serve_and_its_scheduler_write_is_json(settings, sess
     finally:
         serve.send_signal(signal.SIGTERM)
         serve.wait(90)
-    lines = [line for name in (out, err) for line in name.read_text().splitlines() if line.strip()]
-    records = []
-    for line in lines:
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            raise AssertionError(f"not a JSON line: {line!r}") from None
+    records = _records(out, err)
     access = [r for r in records if r.get("request_id") == "hostile-1" and r["logger"] == "gunicorn.access"]
     assert len(access) == 1, records
     assert access[0]["path"] == '/v1/no"such\\path\nnext"line'
@@ -173,3 +187,21 @@ def _answers(port: int) -> bool:
         return status(f"http://127.0.0.1:{port}/health/live", {}) == 200
     except OSError:
         return False
+
+
+@pytest.mark.slow
+def test_giftrec_serve_without_its_access_log_writes_no_access_line(settings, sessions, tmp_path):
+    """``--no-access-log``: gunicorn writes no access line (a load balancer's log may make it redundant,
+    at 2 to 6 % of a worker's CPU); its own lines and the app's still come, as JSON."""
+    serve, port, out, err = _serve(settings, tmp_path, "--no-access-log")
+    try:
+        until(lambda: _answers(port), 120)
+        request = b"GET /health/ready HTTP/1.1\r\nHost: localhost\r\nX-Request-ID: quiet-1\r\n"
+        assert _raw_request(port, request + b"Connection: close\r\n\r\n").startswith(b"HTTP/1.1 200")
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(90)
+    records = _records(out, err)
+    assert not [r for r in records if r["logger"] == "gunicorn.access"], records
+    assert any(r["logger"] == "gunicorn.error" and "Booting worker" in r["message"] for r in records)
+    assert any(r["request_id"] == "quiet-1" and r["logger"] == "api.health" for r in records)  # degraded
