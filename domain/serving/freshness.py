@@ -69,10 +69,6 @@ class Freshness:
         #: The customers reloaded since :meth:`record_reloads` (None: not recording).
         self._reloaded: set[int] | None = None
 
-    @property
-    def overlap(self) -> float:
-        return self._overlap
-
     # --------------------------------------------------------------------------------- this process
     def changed(
         self, customer_id: int, *, order_ids: Iterable[int] = (), event_ids: Iterable[int] = ()
