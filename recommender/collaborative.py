@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Literal
 
@@ -19,6 +22,38 @@ __all__ = ["ALSRecommender", "BPRRecommender", "ItemItemRecommender"]
 
 # Fold-ins of up to this many users at once run single-threaded (see ALSRecommender._adopt).
 _SOLO_ROWS = 16
+
+
+@dataclass(frozen=True)
+class _UserSystem:
+    """One user's ALS normal equations, A x = b (Hu et al. section 5, implicit's ``user_linear_equation``),
+    factorised: what a fold-in and an explanation of the same row both solve with."""
+
+    #: The model's YtY + reg I it was made with (a weak reference: a thread's last system does not keep a
+    #: model alive; a model that adopts new factors makes a new one).
+    gram: weakref.ReferenceType[np.ndarray]
+    #: The row it was made from (copies).
+    indices: np.ndarray
+    data: np.ndarray
+    #: Upper Cholesky factor of A = YtY + reg I + Y_S^T (|C_S| - I) Y_S, float64.
+    factor: np.ndarray
+    #: b = Y_S^T C_S p_S: the positive confidences' items.
+    b: np.ndarray
+    #: Y_S (float64) and the confidence of each past item in an explanation (0 where not positive).
+    past: np.ndarray
+    confidence: np.ndarray
+
+    def made_from(self, gram: np.ndarray, row: csr_matrix) -> bool:
+        return (
+            self.gram() is gram
+            and np.array_equal(self.indices, row.indices)
+            and np.array_equal(self.data, row.data)
+        )
+
+
+#: Each thread's last user system (a request folds a customer in, then explains their picks: one
+#: factorisation serves both).
+_LAST = threading.local()
 
 
 def _cosine_to(factors: np.ndarray, norms: np.ndarray, item_idx: int) -> np.ndarray:
@@ -190,6 +225,13 @@ class ALSRecommender(_FactorModel):
     def _fold_in(self, rows: csr_matrix) -> np.ndarray:
         if self._model is None:
             raise NotFittedError("ALSRecommender is not fitted")
+        if rows.shape[0] == 1 and rows.nnz:
+            # One row (a request's customer): solved from the system its explanation reuses.
+            system = self._system(rows)
+            x, info = _potrs(system.factor, system.b, lower=False)
+            if info != 0:
+                raise ValueError(f"fold-in: illegal value in argument {-info} of potrs")
+            return np.asarray(x, dtype=np.float32).reshape(1, -1)
         solver = self._solo if rows.shape[0] <= _SOLO_ROWS else self._model
         factors = solver.recalculate_user(np.arange(rows.shape[0]), rows)
         return np.asarray(factors, dtype=np.float32).reshape(rows.shape[0], -1)
@@ -224,7 +266,8 @@ class ALSRecommender(_FactorModel):
         self, user_idx: int, user_items: csr_matrix, item_idxs: Sequence[int] | np.ndarray, n: int = 3
     ) -> list[list[tuple[int, float]]]:
         """Vectorised `explain` for several items: the same decomposition as implicit's ``explain``
-        (one Cholesky factorisation of the user's weighted item Gram matrix, shared by all items).
+        (one Cholesky factorisation of the user's weighted item Gram matrix, shared by all items, and
+        with the fold-in of the same row just before it in this thread: `_system`).
 
         Parameters
         ----------
@@ -244,21 +287,38 @@ class ALSRecommender(_FactorModel):
         row = _first_row(check_user_items(user_items, n_items=self.n_items))
         if row.nnz == 0 or n <= 0 or items.size == 0:
             return [[] for _ in items]
+        system = self._system(row)
+        targets = self.item_factors[items].astype(np.float64).T
+        weighted, info = _potrs(system.factor, targets, lower=False)
+        if info != 0:
+            raise ValueError(f"explain: illegal value in argument {-info} of potrs")
+        contrib = (system.past @ weighted) * system.confidence[:, None]
+        return _top_contributions_many(row.indices, contrib, n)
+
+    def _system(self, row: csr_matrix) -> _UserSystem:
+        """The factorised normal equations of one row (shape (1, n_items)), as implicit's least squares and
+        ``explain`` build them: confidence C = alpha * row; a negative one counts by its size in A and not
+        in b, and explains nothing. The calling thread's last system is reused when the row is the same
+        (a fold-in, then the explanations of its picks)."""
+        gram = self._gram_reg()
+        last = getattr(_LAST, "system", None)
+        if last is not None and last.made_from(gram, row):
+            return last
         past = self.item_factors[row.indices].astype(np.float64)
         confidence = self._params["alpha"] * row.data.astype(np.float64)
-        # A = Y^T C_u Y + reg I = YtY + reg I + Y_S^T (C_S - I) Y_S  (Hu et al. section 5; implicit's explain)
-        A = self._gram_reg() + (past * (confidence - 1)[:, None]).T @ past
-        targets = self.item_factors[items].astype(np.float64).T
+        positive = np.where(confidence > 0, confidence, 0.0)
+        # A = Y^T C_u Y + reg I = YtY + reg I + Y_S^T (|C_S| - I) Y_S  (Hu et al. section 5; implicit's explain)
+        A = gram + (past * (np.abs(confidence) - 1)[:, None]).T @ past
         # LAPACK's potrf/potrs directly: what scipy.linalg.cho_factor/cho_solve call, without their
         # per-call input checks (a third of a serving request's explanation time).
         factor, info = _potrf(A, lower=False, clean=False, overwrite_a=True)
         if info != 0:
-            raise np.linalg.LinAlgError(f"explain: the user's Gram matrix is not positive definite ({info})")
-        weighted, info = _potrs(factor, targets, lower=False)
-        if info != 0:
-            raise ValueError(f"explain: illegal value in argument {-info} of potrs")
-        contrib = (past @ weighted) * confidence[:, None]
-        return _top_contributions_many(row.indices, contrib, n)
+            raise np.linalg.LinAlgError(f"the user's Gram matrix is not positive definite ({info})")
+        system = _UserSystem(
+            weakref.ref(gram), row.indices.copy(), row.data.copy(), factor, past.T @ positive, past, positive
+        )
+        _LAST.system = system
+        return system
 
     def _gram_reg(self) -> np.ndarray:
         """YtY + regularization * I in float64, computed once per fitted model (read-only)."""
