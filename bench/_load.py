@@ -13,6 +13,7 @@ new connection for each request, or kept HTTP/1.1 connections, as a load balance
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import json
 import random
@@ -37,6 +38,38 @@ MIX = (
     ("order write", 0.04),
     ("bare Flask /health/live", 0.10),
 )
+#: Short names of MIX's kinds, for a mix given on the command line (``--mix``).
+MIX_NAMES = {
+    "recommendations": "recommendations",
+    "similar": "similar",
+    "bestsellers": "bestsellers",
+    "events": "event write",
+    "orders": "order write",
+    "health": "bare Flask /health/live",
+}
+
+
+def parse_mix(text: str) -> tuple[tuple[str, float], ...]:
+    """A mix from ``name=share,...`` (names of :data:`MIX_NAMES`; shares are relative, the kinds left out
+    are not sent), in MIX's order. Raises ValueError naming what is wrong."""
+    shares: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.strip().partition("=")
+        if not sep or name not in MIX_NAMES:
+            raise ValueError(f"{part.strip()!r}: expected NAME=SHARE with NAME one of {', '.join(MIX_NAMES)}")
+        try:
+            share = float(value)
+        except ValueError:
+            raise ValueError(f"{part.strip()!r}: the share is not a number") from None
+        if not share >= 0:
+            raise ValueError(f"{part.strip()!r}: the share must be at least 0")
+        shares[MIX_NAMES[name]] = share
+    total = sum(shares.values())
+    if total <= 0:
+        raise ValueError("the shares add up to 0")
+    return tuple((kind, shares[kind] / total) for kind, _ in MIX if shares.get(kind, 0) > 0)
+
+
 # A request sent more than this after its scheduled time is late: it waited for a connection or for the
 # load generator's own loop. Below it is the event loop's timer: epoll waits in whole milliseconds, so a
 # send wakes up to 1 ms after its time even on an idle machine (counted in the latency all the same).
@@ -423,12 +456,15 @@ def build(kind: str, rng: random.Random, plan: dict[str, Any]) -> bytes:
     return ("\r\n".join(headers) + "\r\n\r\n").encode() + body
 
 
-_KINDS = [k for k, _ in MIX]
-_KINDS_CUM = list(accumulate(w for _, w in MIX))
+@functools.lru_cache(maxsize=4)
+def _mix_tables(mix: tuple[tuple[str, float], ...]) -> tuple[list[str], list[float]]:
+    return [k for k, _ in mix], list(accumulate(w for _, w in mix))
 
 
 def _draw(rng: random.Random, plan: dict[str, Any]) -> tuple[str, bytes, str]:
-    kind = rng.choices(_KINDS, cum_weights=_KINDS_CUM)[0]
+    """A request of the plan's ``mix`` (default :data:`MIX`)."""
+    kinds, cum = _mix_tables(plan.get("mix") or MIX)
+    kind = rng.choices(kinds, cum_weights=cum)[0]
     raw = build(kind, rng, plan)
     who = raw.split(b" ", 2)[1].decode() if kind == "recommendations" else ""
     return kind, raw, who

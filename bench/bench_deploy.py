@@ -3,7 +3,7 @@
 Run from the repository root, by hand (never by the test suite), bounded with ``timeout``::
 
     timeout 1200 .venv/bin/python -m bench.bench_deploy [ORDERS_FILE] [--duration 60] [--connections 16]
-        [--rate R] [--keep-alive] [--loop uvloop|asyncio] [--durable]
+        [--rate R] [--keep-alive] [--loop uvloop|asyncio] [--durable] [--mix NAME=SHARE,...]
 
 Needs Debian's ``postgresql`` and ``redis-server``. Setup, not measured: a PostgreSQL server
 (``.ci/postgres.sh``: without fsync and with asynchronous commits, as the test server, unless
@@ -35,6 +35,10 @@ printed. Either way it sends a realistic mix:
 - 10 % bestsellers;
 - 10 % writes: 6 % view events, 4 % one-line orders, for Zipf-drawn customers (their rows reload);
 - 10 % the bare Flask endpoint ``/health/live`` (no key, no database), measured in the same run.
+
+``--mix`` sends another mix, e.g. ``--mix recommendations=65,similar=15,bestsellers=10,health=10`` (no
+writes: what the writes cost the rest, measured as a difference; names ``recommendations``, ``similar``,
+``bestsellers``, ``events``, ``orders``, ``health``; relative shares, a kind left out is not sent).
 
 At ``--train-at`` (a share of the duration) ``giftrec train`` runs as a separate process (the scheduler's
 host would run it): the new model is stored in PostgreSQL and both web processes load it within their
@@ -101,10 +105,12 @@ from bench._load import (
     DROPPED,
     LATE_MS,
     MIX,
+    MIX_NAMES,
     SEED,
     connection_summary,
     generator,
     open_loop_summary,
+    parse_mix,
     poisson_schedule,
     zipf_cum,
 )
@@ -189,6 +195,13 @@ def _wait(check: Any, seconds: float, what: str) -> None:
         time.sleep(0.2)
 
 
+def _mix(text: str) -> tuple[tuple[str, float], ...]:
+    try:
+        return parse_mix(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _connections_line(conns: dict[str, int], requests: int, args: argparse.Namespace) -> str:
     """What the load generators' connections did: opened, and why kept ones were replaced."""
     opened = f"{conns['connects']} connections opened for {requests} requests"
@@ -233,6 +246,13 @@ def main() -> None:
         "--durable",
         action="store_true",
         help="PostgreSQL with fsync and synchronous commit (its defaults); default: off, as the test server",
+    )
+    parser.add_argument(
+        "--mix",
+        type=_mix,
+        default=MIX,
+        help="the request mix as NAME=SHARE,... (names: " + ", ".join(MIX_NAMES) + "; relative shares; "
+        "default: the mix above)",
     )
     parser.add_argument("--generators", type=int, default=2, help="load-generating processes")
     parser.add_argument("--workers", type=int, default=1, help="gunicorn workers per web process")
@@ -373,6 +393,7 @@ def main() -> None:
             "schedule": None if args.rate is None else poisson_schedule(args.rate, args.duration, SEED),
             "keep_alive": args.keep_alive,
             "uvloop": args.loop == "uvloop",
+            "mix": args.mix,
         }
         loop = (
             f"{args.connections} connections (closed loop)"
@@ -480,7 +501,7 @@ def main() -> None:
                 expected.append(sent)
 
         table = []
-        for kind, _ in MIX:
+        for kind, _ in args.mix:
             mine = [r for r in rows if r[0] == kind]
             lat = [r[3] for r in mine]
             errors = sum(1 for r in mine if not 200 <= r[2] < 300)

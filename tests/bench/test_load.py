@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import select
 import selectors
 import threading
@@ -18,13 +19,16 @@ import pytest
 from bench._load import (
     DROPPED,
     LATE_MS,
+    MIX,
     ResponseError,
     Sent,
     Upstream,
+    _draw,
     build,
     generator,
     open_loop,
     open_loop_summary,
+    parse_mix,
     parse_response,
     poisson_schedule,
 )
@@ -110,6 +114,28 @@ def test_the_schedule_is_a_seeded_poisson_process_within_the_run() -> None:
     assert abs(len(times) - 12_000) < 5 * 110
     with pytest.raises(ValueError):
         poisson_schedule(0.0, 60.0, seed=18)
+
+
+def test_a_mix_from_the_command_line_is_normalised_in_the_default_mixs_order() -> None:
+    mix = parse_mix("health=1, recommendations=3,orders=0")
+    assert mix == (("recommendations", 0.75), ("bare Flask /health/live", 0.25))
+    given = parse_mix("recommendations=55,similar=15,bestsellers=10,events=6,orders=4,health=10")
+    assert [k for k, _ in given] == [k for k, _ in MIX]
+    assert [w for _, w in given] == pytest.approx([w for _, w in MIX])
+    for bad, named in (("recs=1", "'recs=1'"), ("similar", "'similar'"), ("events=x", "not a number")):
+        with pytest.raises(ValueError, match=named):
+            parse_mix(bad)
+    with pytest.raises(ValueError, match="add up to 0"):
+        parse_mix("events=0")
+
+
+def test_requests_are_drawn_from_the_plans_mix() -> None:
+    plan = {"customers": ["c1"], "customer_cum": [1.0], "skus": ["s1"], "sku_cum": [1.0], "server": "k"}
+    rng = random.Random(1)
+    assert {_draw(rng, plan)[0] for _ in range(400)} == {k for k, _ in MIX}
+    plan["mix"] = parse_mix("similar=1,health=1")
+    drawn = [_draw(rng, plan)[0] for _ in range(400)]
+    assert set(drawn) == {"similar", "bare Flask /health/live"}
 
 
 def test_the_summary_counts_dropped_and_late_requests_apart_from_the_answered() -> None:
