@@ -404,6 +404,24 @@ class Recommender(ABC):
         """
         return [self.explain(user_idx, user_items, int(i), n) for i in np.asarray(item_idxs).reshape(-1)]
 
+    def explain_ids(
+        self, user_idx: int, user_items: csr_matrix, item_idxs: Sequence[int] | np.ndarray, n: int = 3
+    ) -> np.ndarray:
+        """The past items of `explain_many`, without their contributions, as one array: the form kept for
+        rankings made ahead. Models with a vectorised explanation override it (no list per item).
+
+        Returns
+        -------
+        ndarray of int64, shape (len(item_idxs), n): row k the past item_idx explaining ``item_idxs[k]``,
+        largest contribution first, padded with -1.
+        """
+        items = np.asarray(item_idxs).reshape(-1)
+        out = np.full((items.size, max(n, 0)), -1, dtype=np.int64)
+        for k, reasons in enumerate(self.explain_many(user_idx, user_items, items, n)):
+            ids = [i for i, _ in reasons][: max(n, 0)]
+            out[k, : len(ids)] = ids
+        return out
+
     @abstractmethod
     def recalculate_user(self, user_items_row: csr_matrix) -> np.ndarray:
         """The user representation computed from a fresh row (fold-in), without changing the model.

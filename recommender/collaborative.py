@@ -287,13 +287,32 @@ class ALSRecommender(_FactorModel):
         row = _first_row(check_user_items(user_items, n_items=self.n_items))
         if row.nnz == 0 or n <= 0 or items.size == 0:
             return [[] for _ in items]
+        return _top_contributions_many(row.indices, self._contributions(row, items), n)
+
+    def explain_ids(
+        self, user_idx: int, user_items: csr_matrix, item_idxs: Sequence[int] | np.ndarray, n: int = 3
+    ) -> np.ndarray:
+        """`explain_many`'s past items as one array (`Recommender.explain_ids`), without a list per item."""
+        self._require_fitted()
+        items = self._check_items(item_idxs)
+        pin_blas_threads()
+        row = _first_row(check_user_items(user_items, n_items=self.n_items))
+        out = np.full((items.size, max(n, 0)), -1, dtype=np.int64)
+        if row.nnz == 0 or n <= 0 or items.size == 0:
+            return out
+        ids, values = _top_contributions_arrays(row.indices, self._contributions(row, items), n)
+        ids[values <= 0] = -1  # each row is sorted largest first: the positive ones lead
+        out[:, : ids.shape[1]] = ids
+        return out
+
+    def _contributions(self, row: csr_matrix, items: np.ndarray) -> np.ndarray:
+        """Each past item's contribution (rows, in the row's order) to each item's score (columns)."""
         system = self._system(row)
         targets = self.item_factors[items].astype(np.float64).T
         weighted, info = _potrs(system.factor, targets, lower=False)
         if info != 0:
             raise ValueError(f"explain: illegal value in argument {-info} of potrs")
-        contrib = (system.past @ weighted) * system.confidence[:, None]
-        return _top_contributions_many(row.indices, contrib, n)
+        return (system.past @ weighted) * system.confidence[:, None]
 
     def _system(self, row: csr_matrix) -> _UserSystem:
         """The factorised normal equations of one row (shape (1, n_items)), as implicit's least squares and
@@ -307,7 +326,7 @@ class ALSRecommender(_FactorModel):
         past = self.item_factors[row.indices].astype(np.float64)
         confidence = self._params["alpha"] * row.data.astype(np.float64)
         positive = np.where(confidence > 0, confidence, 0.0)
-        # A = Y^T C_u Y + reg I = YtY + reg I + Y_S^T (|C_S| - I) Y_S  (Hu et al. section 5; implicit's explain)
+        # A = Y^T C_u Y + reg I = YtY + reg I + Y_S^T (|C_S| - I) Y_S (Hu et al. section 5; implicit)
         A = gram + (past * (np.abs(confidence) - 1)[:, None]).T @ past
         # LAPACK's potrf/potrs directly: what scipy.linalg.cho_factor/cho_solve call, without their
         # per-call input checks (a third of a serving request's explanation time).
@@ -451,14 +470,15 @@ def _top_contributions(items: np.ndarray, contrib: np.ndarray, n: int) -> list[t
     return [(int(items[o]), float(contrib[o])) for o in order[:n] if contrib[o] > 0]
 
 
-def _top_contributions_many(items: np.ndarray, contrib: np.ndarray, n: int) -> list[list[tuple[int, float]]]:
-    """`_top_contributions` for each column of `contrib` (shape (len(items), k)), `items` increasing.
+def _top_contributions_arrays(
+    items: np.ndarray, contrib: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The `n` largest contributions of each column of `contrib` (shape (len(items), k)), `items`
+    increasing: their items and values, shape (k, min(n, len(items))), largest first.
 
     A stable sort on the negated contributions breaks ties by position, that is by lower item id when
     `items` is sorted (a canonical CSR row), as `_top_contributions`' lexsort does.
     """
-    if not items.size:
-        return [[] for _ in range(contrib.shape[1])]
     top = min(n, items.size)
     if items.size > 256:
         # Only rows that can reach a column's top `n` need a stable sort: values >= the n-th largest.
@@ -466,11 +486,17 @@ def _top_contributions_many(items: np.ndarray, contrib: np.ndarray, n: int) -> l
         keep = np.flatnonzero((contrib >= kth).any(axis=1))
         items, contrib = items[keep], contrib[keep]
     order = np.argsort(-contrib, axis=0, kind="stable")[:top]
-    ids = items[order].T.tolist()
-    values = contrib[order, np.arange(contrib.shape[1])].T.tolist()
+    return items[order].T, contrib[order, np.arange(contrib.shape[1])].T
+
+
+def _top_contributions_many(items: np.ndarray, contrib: np.ndarray, n: int) -> list[list[tuple[int, float]]]:
+    """`_top_contributions` for each column of `contrib` (shape (len(items), k)), `items` increasing."""
+    if not items.size:
+        return [[] for _ in range(contrib.shape[1])]
+    ids, values = _top_contributions_arrays(items, contrib, n)
     return [
         [(i, v) for i, v in zip(col_ids, col_values, strict=True) if v > 0]
-        for col_ids, col_values in zip(ids, values, strict=True)
+        for col_ids, col_values in zip(ids.tolist(), values.tolist(), strict=True)
     ]
 
 

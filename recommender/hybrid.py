@@ -378,12 +378,7 @@ class HybridRecommender(Recommender):
         -------
         list (one per item, in the order of `item_idxs`) of lists of (past item_idx, contribution).
         """
-        self._require_fitted()
-        als, _ = self._parts()
-        items = self._check_items(item_idxs)
-        row = check_user_items(user_items, n_items=self.n_items)
-        if row.shape[0] != 1:
-            row = row[:1]
+        als, items, row = self._explaining(user_items, item_idxs)
         cf = als.explain_many(user_idx, row, items, n)
         if not (self._params["repeat"] and n > 0 and row.nnz):
             # No repeat term (discovery, the storefront's picks): ALS's reasons less the item itself.
@@ -399,6 +394,31 @@ class HybridRecommender(Recommender):
             first = [(item, value)] if value > 0 else []
             out.append((first + [(past, weight) for past, weight in reasons if past != item])[:n])
         return out
+
+    def explain_ids(
+        self, user_idx: int, user_items: csr_matrix, item_idxs: Sequence[int] | np.ndarray, n: int = 3
+    ) -> np.ndarray:
+        """`explain_many`'s past items as one array (see `Recommender.explain_ids`): without the repeat term,
+        ALS's less the item itself, in arrays throughout."""
+        if self._params["repeat"]:
+            return super().explain_ids(user_idx, user_items, item_idxs, n)
+        als, items, row = self._explaining(user_items, item_idxs)
+        ids = als.explain_ids(user_idx, row, items, n)
+        keep = (ids >= 0) & (ids != items[:, None])
+        order = np.argsort(~keep, axis=1, kind="stable")  # the kept ones first, in their order
+        ids = np.take_along_axis(ids, order, axis=1)
+        ids[~np.take_along_axis(keep, order, axis=1)] = -1
+        return ids
+
+    def _explaining(
+        self, user_items: csr_matrix, item_idxs: Sequence[int] | np.ndarray
+    ) -> tuple[ALSRecommender, np.ndarray, csr_matrix]:
+        """The ALS part, the checked items and the user's one row, for an explanation."""
+        self._require_fitted()
+        als, _ = self._parts()
+        items = self._check_items(item_idxs)
+        row = check_user_items(user_items, n_items=self.n_items)
+        return als, items, row if row.shape[0] == 1 else row[:1]
 
     def _get_state(self) -> dict[str, np.ndarray]:
         als, _ = self._parts()

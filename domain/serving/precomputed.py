@@ -76,8 +76,7 @@ def fill(
             continue
         ids, scores = ranking
         shown = ids[:EXPLAINED]
-        reasons: list[list[int]] = []
+        reasons = None
         if rows.row.nnz and shown.size:
-            found = discovery.explain_many(rows.user_idx, rows.row, shown, EXPLAIN_N)
-            reasons = [[item for item, _ in reason] for reason in found]
+            reasons = discovery.explain_ids(rows.user_idx, rows.row, shown, EXPLAIN_N)
         ahead.put(slot, ids, scores, reasons)

@@ -184,14 +184,15 @@ class PrecomputedRankings:
         """The chosen customers, in the order they are ranked."""
         return self._order
 
-    def put(self, slot: int, ids: np.ndarray, scores: np.ndarray, reasons: list[list[int]]) -> None:
-        """Store the ranking of the customer at ``slot`` (the reasons of its first items); a request reads
-        the slot only once this is done."""
+    def put(self, slot: int, ids: np.ndarray, scores: np.ndarray, reasons: np.ndarray | None) -> None:
+        """Store the ranking of the customer at ``slot`` with the reasons of its first items (model item
+        ids, shape (k, n), -1 padded, as ``Recommender.explain_ids`` gives them; None: none); a request
+        reads the slot only once this is done."""
         count = int(ids.size)
         self.items[slot, :count] = ids
         self.scores[slot, :count] = scores
-        for k, reason in enumerate(reasons):
-            self.reasons[slot, k, : len(reason)] = reason
+        if reasons is not None and reasons.size:
+            self.reasons[slot, : reasons.shape[0], : reasons.shape[1]] = reasons
         self.counts[slot] = count
 
     def _slot(self, customer_id: int) -> int:

@@ -410,8 +410,8 @@ def _explain(cat: Catalog, loaded: LoadedModel, rows: CustomerRows, ranked: Rank
         row = rows.row
         assert row is not None
         if row.nnz:
-            found = loaded.discovery.explain_many(rows.user_idx, row, items[len(known) :], EXPLAIN_N)
-            reasons += [[i for i, _ in reason] for reason in found]
+            found = loaded.discovery.explain_ids(rows.user_idx, row, items[len(known) :], EXPLAIN_N)
+            reasons += [[i for i in ids if i >= 0] for ids in found.tolist()]
         else:
             reasons += [[] for _ in rest]
     ranked.texts.update(

@@ -69,3 +69,20 @@ def test_a_thread_reuses_its_last_system_only_for_the_same_row_and_model(als: AL
     )
     other._fold_in(a)
     np.testing.assert_array_equal(als._fold_in(a), expected_a)
+
+
+def test_explain_ids_agree_with_explain_many_on_a_long_row_with_ties() -> None:
+    # Above 256 past items the top contributions are found after a partition; equal weights and repeated
+    # factor rows make ties, which go to the lower item id in both forms.
+    rng = np.random.default_rng(3)
+    n_items = 600
+    user_items = csr_matrix((rng.random((80, n_items)) < 0.05).astype(np.float32))
+    model = ALSRecommender(factors=4, iterations=5, num_threads=1).fit(user_items)
+    model.item_factors[300:310] = model.item_factors[200]  # equal contributions
+    model._adopt(model)
+    cols = np.sort(rng.choice(n_items, 320, replace=False))
+    row = csr_matrix((np.ones(cols.size, dtype=np.float32), ([0] * cols.size, cols)), shape=(1, n_items))
+    items = np.arange(0, n_items, 7)
+    expected = [[i for i, _ in reasons] for reasons in model.explain_many(0, row, items, n=3)]
+    got = model.explain_ids(0, row, items, n=3)
+    assert [[i for i in r if i >= 0] for r in got.tolist()] == expected

@@ -248,6 +248,21 @@ def test_explain_many_agrees_with_explain(fitted: Recommender, user_items: csr_m
         )
 
 
+@pytest.mark.parametrize("n", [0, 1, 3, 8])
+def test_explain_ids_are_explain_manys_items_in_one_array(
+    fitted: Recommender, user_items: csr_matrix, n: int
+) -> None:
+    row = csr_matrix(_row(user_items, 7).multiply(np.arange(1, N_ITEMS + 1, dtype=np.float32)))
+    ids = np.arange(N_ITEMS)
+    expected = [[i for i, _ in reasons] for reasons in fitted.explain_many(7, row, ids, n=n)]
+    got = fitted.explain_ids(7, row, ids, n=n)
+    assert got.shape == (N_ITEMS, n) and got.dtype == np.int64
+    assert [[i for i in r if i >= 0] for r in got.tolist()] == expected
+    assert all(r == sorted(r, key=lambda i: i < 0) for r in got.tolist())  # padding only at the end
+    empty = csr_matrix((1, N_ITEMS), dtype=np.float32)
+    assert (fitted.explain_ids(7, empty, ids[:2], n=n) == -1).all()
+
+
 def test_recalculate_user_gives_a_finite_representation(
     fitted: Recommender, is_personal: bool, user_items: csr_matrix
 ) -> None:
