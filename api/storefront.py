@@ -44,6 +44,7 @@ from api.schemas import (
 )
 from domain.catalog import products
 from domain.customers import erasure, events, orders
+from domain.customers.interactions import WrittenRows
 from domain.errors import DomainError
 from domain.metrics import count_served
 from domain.serving import recommendations
@@ -468,7 +469,9 @@ def post_events() -> Any:
     )
     session.commit()
     for customer in result.customer_ids:
-        _customer_changed(customer, event_ids=result.event_ids.get(customer, ()))
+        _customer_changed(
+            customer, event_ids=result.event_ids.get(customer, ()), rows=result.rows.get(customer)
+        )
     # EventBatchOut's fields, two ints: written as its schema would, without a pass through it.
     return current_app.json.response({"recorded": result.recorded, "duplicates": result.duplicates})
 
@@ -508,7 +511,7 @@ def post_order() -> Any:
     result = orders.record_order(session, data, _ctx().settings)
     session.commit()
     if result.created and result.customer_id is not None:
-        _customer_changed(result.customer_id, order_ids=(result.order_id,))
+        _customer_changed(result.customer_id, order_ids=(result.order_id,), rows=result.rows)
     # OrderOut's fields, written as its schema would (a date as ISO 8601), without a pass through it.
     body = {
         "order_id": data.order_id,
@@ -601,12 +604,21 @@ def _catalog_changed() -> None:
         recommendations.catalog_changed(serving)
 
 
-def _customer_changed(customer_id: int, **written: Iterable[int]) -> None:
+def _customer_changed(
+    customer_id: int,
+    *,
+    order_ids: Iterable[int] = (),
+    event_ids: Iterable[int] = (),
+    rows: WrittenRows | None = None,
+) -> None:
     """After a committed order, event or erasure: the next picks for this customer reflect it
-    (``order_ids``/``event_ids``: the rows written, which this process need not reload again)."""
+    (``order_ids``/``event_ids``: the rows written, which this process need not reload again; ``rows``:
+    their interaction rows, which it adds to the customer's without reading them)."""
     serving = _ctx().services.get("serving")
     if serving is not None:
-        recommendations.customer_changed(serving, customer_id, **written)
+        recommendations.customer_changed(
+            serving, customer_id, order_ids=order_ids, event_ids=event_ids, rows=rows
+        )
 
 
 def register(app: Any) -> None:

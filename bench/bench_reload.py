@@ -19,19 +19,29 @@ so this is a kept reload's fixed cost). The customers with at least ``KEEP_FROM`
 ways. Printed per kind: the rows read from the database per reload, the thread CPU per reload and per
 customer (``time.thread_time``, median of the rounds), and of it the read alone
 (``load_customer_rows``, the same rows).
+
+Last, the customers with kept rows each have a view event written as the API writes it
+(``record_events``, the store told with the rows written), then, in one pass, the request's reload
+(``ModelStore.customer``: the written rows added to the kept ones, no read), the same reload when the
+store is told without the rows (it reads what is above the settled watermark), and the whole
+personal-picks call after such a write (``recommend_for_customer``: that reload, the customer folded in
+and ranked, the picks explained). On PostgreSQL, the server's CPU per call too (user + system of the
+server and its backends, from /proc, in ticks: a median over rounds of many calls).
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import statistics
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
-from bench._common import machine_line, print_table
-from bench.bench_writes import SAMPLE, setup
+from bench._common import machine_line, print_table, tree_cpu_seconds
+from bench.bench_writes import SAMPLE, _postmaster, setup
 
 
 class _Clock:
@@ -45,15 +55,20 @@ class _Clock:
 
 
 def measure(settings: Any, rounds: int, batch: int) -> None:
+    from sqlalchemy import select
+
+    from domain.customers import events
     from domain.customers.interactions import load_customer_rows
     from domain.db import make_engine, make_session_factory
+    from domain.models import Customer, Product
     from domain.serving.kept_rows import KEEP_FROM
-    from domain.serving.model_store import ModelStore
+    from domain.serving.recommendations import build_serving, recommend_for_customer
 
     engine = make_engine(settings.database.url)
     sessions = make_session_factory(engine)
     clock = _Clock()
-    store = ModelStore(settings, sessions, background=False, clock=clock)
+    serving = build_serving(settings, sessions, background=False, clock=clock)
+    store = serving.store
     data = store.current()
     ids = [int(c) for c in data.users.ids]
     rows: list[list[str]] = []
@@ -130,6 +145,55 @@ def measure(settings: Any, rounds: int, batch: int) -> None:
         ["reload", "reloads", "rows read each", "CPU us", "CPU us per customer", "of it read us", "wall us"],
         rows,
     )
+
+    # After the customer's own write, as the API records it and tells the store (with the rows written).
+    with sessions() as session:
+        external = dict(session.execute(select(Customer.id, Customer.external_id)).all())
+        skus = list(session.scalars(select(Product.sku).order_by(Product.id).limit(500)))
+    postgres = 0 if settings.database.url.startswith("sqlite") else _postmaster(engine)
+    kept = [g[0] for g in active if g[0] in data.kept]
+    written = [0]
+    # A checkout from before the rows written were passed (an A/B of this benchmark) tells it without them.
+    passes_rows = "rows" in inspect.signature(store.customer_changed).parameters
+
+    def write(customer_id: int, passed: bool) -> None:
+        written[0] += 1
+        sku = skus[written[0] % len(skus)]
+        view = events.EventInput(uuid.uuid4().hex, "view", sku, external[customer_id])
+        with sessions.begin() as session:
+            result = events.record_events(session, settings, [view])
+        told: dict[str, Any] = {"event_ids": result.event_ids[customer_id]}
+        if passed and passes_rows:
+            told["rows"] = result.rows[customer_id]
+        store.customer_changed(customer_id, **told)
+
+    after: list[list[str]] = []
+    calls: list[tuple[str, bool, Any]] = [
+        ("the request's reload, the rows written added", True, lambda c: store.customer(data, c)),
+        ("the same without the rows written: read", False, lambda c: store.customer(data, c)),
+        (
+            "personal picks (reload, ranking, explanations)",
+            True,
+            lambda c: recommend_for_customer(serving, external[c]),
+        ),
+    ]
+    for name, passed, call in calls:
+        cpus, servers = [], []
+        for _ in range(rounds + 1):  # the first round warms up
+            cpu = server = 0.0
+            for customer_id in kept:
+                write(customer_id, passed)
+                before = tree_cpu_seconds([postgres]) if postgres else 0.0
+                started = time.thread_time()
+                call(customer_id)
+                cpu += time.thread_time() - started
+                server += tree_cpu_seconds([postgres]) - before if postgres else 0.0
+            cpus.append(cpu / len(kept))
+            servers.append(server / len(kept))
+        server_us = f"{statistics.median(servers[1:]) * 1e6:.0f}" if postgres else ""
+        after.append([name, str(len(kept)), f"{statistics.median(cpus[1:]) * 1e6:.0f}", server_us])
+    print(f"\nafter the customer's own view event ({len(kept)} customers with kept rows, {rounds} rounds):")
+    print_table(["call", "customers", "CPU us", "PostgreSQL CPU us"], after)
     engine.dispose()
 
 

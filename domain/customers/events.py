@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from config import Settings
+from domain.customers.interactions import WrittenRows
 from domain.errors import Conflict, InvalidInput
 from domain.models import EVENT_KINDS, Customer, Event, Product
 from domain.models._types import naive_utc, utcnow
@@ -51,7 +52,7 @@ _LOOK_UP = union_all(
 _INSERT = {
     name: dialect.insert(_events)
     .on_conflict_do_nothing(index_elements=[_events.c.idempotency_key])
-    .returning(_events.c.id, _events.c.customer_id)
+    .returning(_events.c.id, _events.c.customer_id, _events.c.idempotency_key)
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
 _UNDO = delete(_events).where(_events.c.id.in_(bindparam("ids", expanding=True)))
@@ -86,6 +87,9 @@ class BatchResult:
     customer_ids: tuple[int, ...] = ()
     #: The new events' ids by customer (the serving layer's freshness check need not read them again).
     event_ids: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    #: The new events' interaction rows by customer, as a read of them would give them (the serving layer
+    #: adds them to the customer's rows without reading them).
+    rows: dict[int, WrittenRows] = field(default_factory=dict)
 
 
 def record_events(
@@ -170,14 +174,21 @@ def record_events(
     else:
         written = []
     by_customer: dict[int, list[int]] = {}
-    for event_id, customer_id in written:
+    lines: dict[int, list[tuple[int, str, float, dt.datetime, int]]] = {}
+    values = {row["idempotency_key"]: row for row in new}
+    for event_id, customer_id, key in written:
         if customer_id is not None:
             by_customer.setdefault(int(customer_id), []).append(int(event_id))
+            row = values[key]
+            lines.setdefault(int(customer_id), []).append(
+                (row["product_id"], row["kind"], row["quantity"], row["occurred_at"], -int(event_id))
+            )
     return BatchResult(
         recorded=len(new),
         duplicates=len(events) - len(new),
         customer_ids=tuple(sorted(by_customer)),
         event_ids={c: tuple(sorted(ids)) for c, ids in by_customer.items()},
+        rows={c: WrittenRows(c, tuple(found)) for c, found in lines.items()},
     )
 
 

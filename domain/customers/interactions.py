@@ -14,6 +14,7 @@ matrix, but guest sales still count for bestsellers (:func:`load_sales`).
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
@@ -276,6 +277,25 @@ def _sorted(rows: InteractionRows, sources: np.ndarray) -> SourcedRows:
     """``rows`` in the canonical order of :class:`SourcedRows` (a stable sort)."""
     order = np.lexsort((np.abs(sources), sources < 0, rows.customer_ids))
     return SourcedRows(rows.subset(order), sources[order])
+
+
+@dataclass(frozen=True)
+class WrittenRows:
+    """What a write just stored for one customer, enough to make the rows a read of it would give
+    (:func:`load_customer_rows`) without reading them: ``lines`` are (product id, order or event kind,
+    quantity, naive UTC time, source: the order's id, or minus the event's id), of real orders and of
+    events with a product. Made into rows only when used (:meth:`sourced`)."""
+
+    customer_id: int
+    lines: tuple[tuple[int, str, float, dt.datetime, int], ...]
+
+    def sourced(self) -> SourcedRows:
+        records = [
+            (self.customer_id, p, kind, q, calendar.timegm(at.timetuple()))
+            for p, kind, q, at, _ in self.lines
+        ]
+        sources = np.fromiter((line[4] for line in self.lines), dtype=np.int64, count=len(self.lines))
+        return _sorted(_to_rows(records), sources)
 
 
 def load_customer_rows(

@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
 from config import Settings
+from domain.customers.interactions import WrittenRows
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.messaging.attribution import ATTRIBUTABLE_STATUSES, attribute_purchases
 from domain.models import ORDER_KINDS, Customer, GiftSelection, Order, OrderLine, Product
@@ -49,6 +50,9 @@ class OrderResult:
     delivered_at: dt.datetime | None
     created: bool
     customer_created: bool
+    #: A new order's interaction rows, as a read of them would give them (the serving layer adds them to
+    #: the customer's rows without reading them); None for an order found stored.
+    rows: WrittenRows | None = None
 
 
 def _result(order: Order, *, created: bool, customer_created: bool) -> OrderResult:
@@ -292,6 +296,7 @@ def record_order(session: Session, data: OrderInput, settings: Settings | None =
             customer_ids=[customer_id],
             actor=f"order:{data.order_id}"[:100],
         )
+    lines = tuple((product_ids[ln.sku], data.kind, ln.quantity, ordered_at, order_id) for ln in data.lines)
     return OrderResult(
         order_id,
         customer_id,
@@ -300,4 +305,5 @@ def record_order(session: Session, data: OrderInput, settings: Settings | None =
         delivered_at,
         created=True,
         customer_created=customer_created,
+        rows=WrittenRows(customer_id, lines),
     )

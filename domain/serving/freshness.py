@@ -5,7 +5,9 @@ its customers' rows here, one customer or a few at a time, without reading the r
 
 - **this process's writes**: the code that records an order or event calls :meth:`Freshness.changed`
   after its commit, and the next recommendation for that customer reloads their rows synchronously (one
-  indexed query for that customer only): visible at once;
+  indexed query for that customer only): visible at once. When the writer passes the rows it wrote and
+  the customer's rows are kept (:mod:`domain.serving.kept_rows`), they are added to the kept ones
+  instead, without a read (:meth:`Freshness.add_written`);
 - **other processes' writes** (:meth:`Freshness.tail`, every ``freshness_interval`` seconds): the orders
   and events with ids above the watermark seen ``freshness_overlap`` seconds ago, and the rows of their
   customers reloaded (one query per 500 customers): visible within that interval. The overlap re-reads
@@ -33,7 +35,13 @@ from sqlalchemy.orm import Session
 
 from config import InteractionSettings
 from domain.customers.confidence import build_matrix
-from domain.customers.interactions import Watermark, activity_watermark, new_activity
+from domain.customers.interactions import (
+    SourcedRows,
+    Watermark,
+    WrittenRows,
+    activity_watermark,
+    new_activity,
+)
 from domain.serving.data import CustomerRows, ServingData, bought_matrix, csr_row
 from recommender.interactions import IdIndex
 
@@ -62,6 +70,8 @@ class Freshness:
         self._marks: deque[tuple[float, Watermark]] = deque()
         #: Customers this process wrote for and has not reloaded yet.
         self._dirty: set[int] = set()
+        #: The rows of those writes, by customer (None: a write without its rows, which needs a read).
+        self._written: dict[int, list[WrittenRows] | None] = {}
         #: Order and event ids above the oldest watermark of ``_marks`` whose rows this process has read
         #: (the check reloads a customer for an id not among them).
         self._read_orders: set[int] = set()
@@ -71,13 +81,23 @@ class Freshness:
 
     # --------------------------------------------------------------------------------- this process
     def changed(
-        self, customer_id: int, *, order_ids: Iterable[int] = (), event_ids: Iterable[int] = ()
+        self,
+        customer_id: int,
+        *,
+        order_ids: Iterable[int] = (),
+        event_ids: Iterable[int] = (),
+        rows: WrittenRows | None = None,
     ) -> None:
         """This process committed an order, return or event of the customer: reload their rows on next use.
 
         ``order_ids``/``event_ids`` are the rows it wrote: that reload reads them, so :meth:`tail` need not
-        reload the customer for them again (it still does for anyone else's)."""
-        self._dirty.add(int(customer_id))
+        reload the customer for them again (it still does for anyone else's). ``rows``: what was written
+        (:class:`~domain.customers.interactions.WrittenRows`), which :meth:`add_written` adds to the
+        customer's kept rows instead of reading them."""
+        customer_id = int(customer_id)
+        written = self._written.get(customer_id, [])
+        self._written[customer_id] = None if rows is None or written is None else [*written, rows]
+        self._dirty.add(customer_id)
         self._read_orders.update(order_ids)
         self._read_events.update(event_ids)
 
@@ -91,6 +111,29 @@ class Freshness:
         if customer_id not in self._dirty:
             return False
         self._dirty.discard(customer_id)
+        return True
+
+    def forget(self, customer_id: int) -> None:
+        """Drop the rows this process wrote for the customer and has not added yet (erased)."""
+        self._written.pop(int(customer_id), None)
+
+    def add_written(self, data: ServingData, customer_id: int) -> bool:
+        """Add the rows this process wrote for the customer since their last reload to their kept rows and
+        put the result in ``data.fresh``, without a read; False when that cannot be done (a write without
+        its rows, the customer's rows not kept, no settled watermark yet, no model): the caller reads.
+
+        The same rows as a read would give, to the bit: the kept ones (every row up to the last read) and
+        the written ones not among them, in the canonical order. Another process's write since that read
+        comes with :meth:`tail`, as it would after a read made just before it."""
+        written = self._written.pop(customer_id, None)
+        if not written or data.model is None or self.settled() is None:
+            return False
+        rows = data.kept.add(customer_id, SourcedRows.joined([w.sourced() for w in written]))
+        if rows is None:
+            return False
+        if self._reloaded is not None:
+            self._reloaded.add(customer_id)
+        self._put(data, [customer_id], rows)
         return True
 
     # ---------------------------------------------------------------------------- other processes
@@ -113,6 +156,8 @@ class Freshness:
         if changed:
             self.reload(session, data, sorted(changed))
             self._dirty.difference_update(dirty & changed)
+            for customer_id in dirty & changed:  # read with the rest: their rows are in
+                self._written.pop(customer_id, None)
         # Every id above ``since`` is now read (rows only grow: a new full read keeps them too); older
         # ones never come back from this query.
         self._read_orders = {i for _, i in orders}
@@ -136,7 +181,11 @@ class Freshness:
         reloaded = self._reloaded
         if reloaded is not None:
             reloaded.update(ids)
-        rows = data.kept.read(session, ids, self.settled()).rows
+        self._put(data, ids, data.kept.read(session, ids, self.settled()))
+
+    def _put(self, data: ServingData, ids: list[int], sourced: SourcedRows) -> None:
+        """Put the rows of customers ``ids`` (sorted, distinct) in ``data.fresh``."""
+        rows = sourced.rows
         index = IdIndex(np.asarray(ids, dtype=np.int64))
         model = data.model
         matrix = None

@@ -85,6 +85,22 @@ class KeptRows:
             self._keep(rows, settled)
         return rows
 
+    def add(self, customer_id: int, written: SourcedRows) -> SourcedRows | None:
+        """The customer's kept rows with ``written`` (rows this process just wrote for them, one
+        customer's, canonical) added, kept as such; None when their rows are not kept (then read them).
+        A written row already kept (a reload read it since) is not added twice: rows of one order or
+        event are kept, or not, together."""
+        with self._lock:
+            old = self._entries.get(int(customer_id))
+            if old is None:
+                return None
+            new = np.isin(written.sources, old.rows.sources, invert=True)
+            added = written if new.all() else SourcedRows(written.rows.subset(new), written.sources[new])
+            rows = SourcedRows.joined([old.rows, added])
+            self._entries[int(customer_id)] = _Kept(rows, old.settled)
+            self._rows += len(added)
+            return rows
+
     def forget(self, customer_id: int) -> None:
         """Drop a customer's rows (erased: nothing of theirs stays in memory)."""
         with self._lock:

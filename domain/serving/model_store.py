@@ -40,7 +40,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
-from domain.customers.interactions import Watermark, changed_customers, load_sales
+from domain.customers.interactions import Watermark, WrittenRows, changed_customers, load_sales
 from domain.models import Customer, ModelRun
 from domain.models._types import utcnow
 from domain.serving.data import (
@@ -140,7 +140,7 @@ class ModelStore:
 
     def customer(self, data: ServingData, customer_id: int) -> CustomerRows:
         """The rows of one customer (reloaded now if this process just recorded activity for them)."""
-        if self._fresh.take(customer_id):
+        if self._fresh.take(customer_id) and not self._fresh.add_written(data, customer_id):
             with self._sessions() as session:
                 # One statement, one snapshot: no transaction around it (on PostgreSQL a BEGIN and a
                 # ROLLBACK less, two round trips of the three this read made after each write).
@@ -172,11 +172,17 @@ class ModelStore:
         return None if found is None else int(found)
 
     def customer_changed(
-        self, customer_id: int, *, order_ids: Iterable[int] = (), event_ids: Iterable[int] = ()
+        self,
+        customer_id: int,
+        *,
+        order_ids: Iterable[int] = (),
+        event_ids: Iterable[int] = (),
+        rows: WrittenRows | None = None,
     ) -> None:
         """This process committed an order, return or event of the customer: reload their rows on next use
-        (:meth:`Freshness.changed <domain.serving.freshness.Freshness.changed>`)."""
-        self._fresh.changed(customer_id, order_ids=order_ids, event_ids=event_ids)
+        (:meth:`Freshness.changed <domain.serving.freshness.Freshness.changed>`; with ``rows``, the rows
+        written, a customer whose rows are kept has them added without a read)."""
+        self._fresh.changed(customer_id, order_ids=order_ids, event_ids=event_ids, rows=rows)
 
     def customer_erased(self, external_id: str) -> None:
         """This process committed the customer's erasure: the id no longer resolves, from now on."""
@@ -185,7 +191,9 @@ class ModelStore:
         data = self._data
         if data is not None:
             found = data.customers.get(external_id, found)
-            if found is not None:
+        if found is not None:
+            self._fresh.forget(found)
+            if data is not None:
                 data.kept.forget(found)
 
     def loaded_model(self) -> LoadedModel | None:

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from config import Settings
 from domain.catalog.snapshot import Catalog, CatalogSnapshot
 from domain.customers.confidence import build_matrix
-from domain.customers.interactions import load_session
+from domain.customers.interactions import WrittenRows, load_session
 from domain.errors import InvalidInput, NotFound
 from domain.serving.data import CustomerRows, LoadedModel, ServingData
 from domain.serving.filling import bestseller_picks, fill_picks
@@ -103,11 +103,18 @@ def build_serving(settings: Settings, sessions: sessionmaker[Session], **store_o
 
 
 def customer_changed(
-    serving: Serving, customer_id: int, *, order_ids: Iterable[int] = (), event_ids: Iterable[int] = ()
+    serving: Serving,
+    customer_id: int,
+    *,
+    order_ids: Iterable[int] = (),
+    event_ids: Iterable[int] = (),
+    rows: WrittenRows | None = None,
 ) -> None:
     """Call after committing an order, return, event or erasure of a customer (database id), with the ids
-    of the orders and events written for them: this process's freshness check skips those."""
-    serving.store.customer_changed(customer_id, order_ids=order_ids, event_ids=event_ids)
+    of the orders and events written for them (this process's freshness check skips those) and, when the
+    writer has them, their interaction rows (added to the customer's without a read, see
+    :meth:`ModelStore.customer_changed <domain.serving.model_store.ModelStore.customer_changed>`)."""
+    serving.store.customer_changed(customer_id, order_ids=order_ids, event_ids=event_ids, rows=rows)
 
 
 def customer_erased(serving: Serving, customer_external_id: str) -> None:

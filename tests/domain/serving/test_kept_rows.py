@@ -6,15 +6,18 @@ settled watermark (issue 18: an active customer's reload after each write read t
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from domain.customers import events, orders
 from domain.customers.erasure import erase_customer
 from domain.customers.interactions import Watermark, load_customer_rows
-from domain.models import Event
+from domain.models import Customer, Event, Product
 from domain.serving import kept_rows
 from domain.serving.kept_rows import KEEP_FROM
 from domain.serving.model_store import ModelStore, ServingData
@@ -244,3 +247,116 @@ def test_rows_are_kept_up_to_the_bound_and_a_customer_without_rows_reads_empty(
         kept.read(session, [customers[1]], settled)
         assert customers[0] in kept and customers[1] not in kept
         assert len(kept.read(session, [10**9], settled)) == 0
+
+
+def _settled(serving, clock: FakeClock) -> tuple[ModelStore, ServingData, int]:  # type: ignore[no-untyped-def]
+    """The store, its data and its most active customer, with a settled watermark."""
+    data, (customer_id,) = _active(serving.store)
+    _settle(serving.store, clock)
+    return serving.store, data, customer_id
+
+
+def _written_by_the_api(sessions, settings, store: ModelStore, customer_id: int, product_id: int) -> None:  # type: ignore[no-untyped-def]
+    """A view and a two-line order for the customer, recorded as the API records them (the order's two
+    lines of one product), and the store told with the rows written."""
+    with sessions.begin() as session:
+        external = session.get(Customer, customer_id).external_id
+        sku = session.get(Product, product_id).sku
+        result = events.record_events(
+            session,
+            settings,
+            [
+                events.EventInput(
+                    uuid.uuid4().hex,
+                    "view",
+                    sku,
+                    external,
+                    occurred_at=dt.datetime(2011, 12, 11, 9, 30, 15, 123456),
+                )
+            ],
+        )
+        order = orders.record_order(
+            session,
+            orders.OrderInput(
+                f"O-{uuid.uuid4().hex[:8]}",
+                external,
+                [
+                    orders.OrderLineInput(sku, 2, Decimal("3.50")),
+                    orders.OrderLineInput(sku, 1, Decimal("3.50")),
+                ],
+                ordered_at=dt.datetime(2011, 12, 11, 10, 0, 59, 999999),
+            ),
+        )
+    store.customer_changed(
+        customer_id, event_ids=result.event_ids[customer_id], rows=result.rows[customer_id]
+    )
+    store.customer_changed(customer_id, order_ids=(order.order_id,), rows=order.rows)
+
+
+def test_a_kept_customers_own_writes_are_added_without_a_read_and_give_the_rows_of_a_read(
+    sessions, settings, serving, trained, clock, monkeypatch
+):
+    store, data, customer_id = _settled(serving, clock)
+    reads = _spy(monkeypatch)
+    first = _reload(store, data, customer_id)
+    assert customer_id in data.kept
+    product = int(data.model.item_index.ids[-1])
+    _written_by_the_api(sessions, settings, store, customer_id, product)
+
+    before = len(reads)
+    added = store.customer(data, customer_id)
+    assert len(reads) == before, "the written rows were added, not read"
+    assert _column(data, product) in added.row.indices and not added.same_as(first)
+    assert product in added.bought_product_ids.tolist()
+
+    data.kept.forget(customer_id)  # the same customer read whole: the same rows, to the bit
+    whole = _reload(store, data, customer_id)
+    assert len(reads) == before + 1 and reads[-1].after is None
+    assert whole.same_as(added)
+    assert_same(whole.row, added.row)
+
+
+def test_written_rows_a_reload_read_first_are_not_added_twice(
+    sessions, settings, serving, trained, clock, monkeypatch
+):
+    store, data, customer_id = _settled(serving, clock)
+    _reload(store, data, customer_id)
+    product = int(data.model.item_index.ids[-1])
+    _written_by_the_api(sessions, settings, store, customer_id, product)
+    with sessions() as session:  # another reload (the freshness check's, say) reads them first
+        data.kept.read(session, [customer_id], store._fresh.settled())
+    added = store.customer(data, customer_id)
+    data.kept.forget(customer_id)
+    whole = _reload(store, data, customer_id)
+    assert whole.same_as(added)
+
+
+def test_a_customer_whose_rows_are_not_kept_or_a_write_without_its_rows_is_read(
+    sessions, settings, serving, trained, clock, monkeypatch
+):
+    store, data, customer_id = _settled(serving, clock)
+    reads = _spy(monkeypatch)
+    product = int(data.model.item_index.ids[-1])
+    _written_by_the_api(sessions, settings, store, customer_id, product)  # not kept yet: read
+    store.customer(data, customer_id)
+    assert reads and reads[-1].customer_ids == [customer_id]
+    assert customer_id in data.kept
+    _written_by_the_api(sessions, settings, store, customer_id, product)
+    store.customer_changed(customer_id)  # a change without its rows (an erasure's, a return's): read
+    before = len(reads)
+    store.customer(data, customer_id)
+    assert len(reads) == before + 1
+
+
+def test_an_erased_customers_written_rows_are_dropped_with_the_kept_ones(
+    sessions, settings, serving, trained, clock
+):
+    store, data, customer_id = _settled(serving, clock)
+    _reload(store, data, customer_id)
+    _written_by_the_api(sessions, settings, store, customer_id, int(data.model.item_index.ids[-1]))
+    assert customer_id in store._fresh._written
+    external = next(ext for ext, cid in data.customers.items() if cid == customer_id)
+    with sessions.begin() as session:
+        erase_customer(session, external, actor="test")
+    customer_erased(serving, external)
+    assert customer_id not in store._fresh._written and customer_id not in data.kept
