@@ -281,10 +281,7 @@ class ALSRecommender(_FactorModel):
         -------
         list of k lists of (past item_idx, contribution), largest first, positive only.
         """
-        self._require_fitted()
-        items = self._check_items(item_idxs)
-        pin_blas_threads()
-        row = _first_row(check_user_items(user_items, n_items=self.n_items))
+        items, row = self._explaining(user_items, item_idxs)
         if row.nnz == 0 or n <= 0 or items.size == 0:
             return [[] for _ in items]
         return _top_contributions_many(row.indices, self._contributions(row, items), n)
@@ -293,10 +290,7 @@ class ALSRecommender(_FactorModel):
         self, user_idx: int, user_items: csr_matrix, item_idxs: Sequence[int] | np.ndarray, n: int = 3
     ) -> np.ndarray:
         """`explain_many`'s past items as one array (`Recommender.explain_ids`), without a list per item."""
-        self._require_fitted()
-        items = self._check_items(item_idxs)
-        pin_blas_threads()
-        row = _first_row(check_user_items(user_items, n_items=self.n_items))
+        items, row = self._explaining(user_items, item_idxs)
         out = np.full((items.size, max(n, 0)), -1, dtype=np.int64)
         if row.nnz == 0 or n <= 0 or items.size == 0:
             return out
@@ -304,6 +298,15 @@ class ALSRecommender(_FactorModel):
         ids[values <= 0] = -1  # each row is sorted largest first: the positive ones lead
         out[:, : ids.shape[1]] = ids
         return out
+
+    def _explaining(
+        self, user_items: csr_matrix, item_idxs: Sequence[int] | np.ndarray
+    ) -> tuple[np.ndarray, csr_matrix]:
+        """The checked items and the user's one row, for an explanation (BLAS pinned)."""
+        self._require_fitted()
+        items = self._check_items(item_idxs)
+        pin_blas_threads()
+        return items, _first_row(check_user_items(user_items, n_items=self.n_items))
 
     def _contributions(self, row: csr_matrix, items: np.ndarray) -> np.ndarray:
         """Each past item's contribution (rows, in the row's order) to each item's score (columns)."""
