@@ -77,7 +77,10 @@ class _FactorModel(Recommender):
         if known.any():
             vectors[known] = self.user_factors[user_idxs[known]]
         if (~known).any():
-            vectors[~known] = self._fold_in(user_items[np.flatnonzero(~known)])
+            # One row (a request's customer) is folded in as it is: scipy's row selection of a one-row
+            # matrix costs about what the fold-in's solve does.
+            rows = user_items if known.size == 1 else user_items[np.flatnonzero(~known)]
+            vectors[~known] = self._fold_in(rows)
         return vectors
 
     def _score_users(self, user_idxs: np.ndarray, user_items: csr_matrix, recalculate: bool) -> np.ndarray:
