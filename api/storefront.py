@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, cast
 
 from apiflask import APIBlueprint
 from apiflask.schema_adapters.marshmallow import parser
@@ -50,7 +52,12 @@ from domain.metrics import count_served
 from domain.serving import recommendations
 
 if TYPE_CHECKING:
+    from flask.json.provider import JSONProvider
+    from sqlalchemy.orm import Session
+
     from api.context import AppContext
+
+log = logging.getLogger(__name__)
 
 bp = APIBlueprint("storefront", __name__, url_prefix="/v1", tag="Storefront")
 
@@ -64,6 +71,8 @@ _SERVING_LOCK = threading.Lock()
 _ITEM_JSON = ItemListJson()
 #: A generous bound on one event's JSON (ids, SKU, dates are short): bodies above it x max_batch are 413.
 MAX_BYTES_PER_EVENT = 2048
+#: The largest order body the fast path reads (an order of 1,000 lines is about 100 KB); Flask reads the rest.
+FAST_ORDER_BYTES = 1 << 20
 
 ERRORS = {
     400: "Malformed request (e.g. a body that is not JSON)",
@@ -438,12 +447,25 @@ def post_events() -> Any:
     batch = quick_event_batch(request.get_json(silent=True))
     if batch is None:
         batch = parser.parse(EventBatchIn(), request, location="json")
-    key = auth.current_key()
-    widget = key.scope == "widget"
+    found = _event_inputs(request.environ, batch)
+    if isinstance(found, Response):
+        return found
+    session = get_session()
+    result = _record_events(_ctx(), session, *found)
+    session.commit()
+    return current_app.json.response(_events_recorded(_ctx(), result))
+
+
+def _event_inputs(
+    environ: dict[str, Any], batch: dict[str, Any]
+) -> Response | tuple[list[events.EventInput], bool]:
+    """The batch's events to record and whether a widget key sends them; or the 401/403 problem of a
+    widget key naming a customer without the shop's signature of them."""
+    widget = environ[auth.ENV_KEY].scope == "widget"
     if widget:  # a browser writes only for the customer the shop signed, or anonymously
         named = sorted({ev["customer_id"] for ev in batch["events"] if ev.get("customer_id")})
         for customer in named:
-            refused = auth.check_customer(request.environ, customer)
+            refused = auth.check_customer(environ, customer)
             if refused is not None:
                 return refused
     items = [
@@ -460,20 +482,25 @@ def post_events() -> Any:
         )
         for ev in batch["events"]
     ]
-    session = get_session()
-    result = events.record_events(
-        session,
-        _ctx().settings,
-        items,
-        allowed_kinds=WIDGET_EVENT_KINDS if widget else events.EVENT_KINDS,
-    )
-    session.commit()
+    return items, widget
+
+
+def _record_events(
+    ctx: AppContext, session: Session, items: list[events.EventInput], widget: bool
+) -> events.BatchResult:
+    """Record the events in ``session`` (the caller commits)."""
+    allowed = WIDGET_EVENT_KINDS if widget else events.EVENT_KINDS
+    return events.record_events(session, ctx.settings, items, allowed_kinds=allowed)
+
+
+def _events_recorded(ctx: AppContext, result: events.BatchResult) -> dict[str, int]:
+    """After the commit: the store told of each customer written for, and EventBatchOut's two fields
+    (written as its schema would, without a pass through it)."""
     for customer in result.customer_ids:
         _customer_changed(
-            customer, event_ids=result.event_ids.get(customer, ()), rows=result.rows.get(customer)
+            customer, event_ids=result.event_ids.get(customer, ()), rows=result.rows.get(customer), ctx=ctx
         )
-    # EventBatchOut's fields, two ints: written as its schema would, without a pass through it.
-    return current_app.json.response({"recorded": result.recorded, "duplicates": result.duplicates})
+    return {"recorded": result.recorded, "duplicates": result.duplicates}
 
 
 @bp.post("/orders")
@@ -497,7 +524,17 @@ def post_order() -> Any:
     order = quick_order(request.get_json(silent=True))  # as post_events
     if order is None:
         order = parser.parse(OrderIn(), request, location="json")
-    data = orders.OrderInput(
+    data = _order_input(order)
+    session = get_session()
+    result = orders.record_order(session, data, _ctx().settings)
+    session.commit()
+    response = current_app.json.response(_order_recorded(_ctx(), data, result))
+    response.status_code = 201 if result.created else 200
+    return response
+
+
+def _order_input(order: dict[str, Any]) -> orders.OrderInput:
+    return orders.OrderInput(
         order_id=order["order_id"],
         customer_id=order["customer_id"],
         lines=[orders.OrderLineInput(ln["sku"], ln["quantity"], ln["unit_price"]) for ln in order["lines"]],
@@ -507,13 +544,14 @@ def post_order() -> Any:
         country=order.get("country"),
         delivered_at=order.get("delivered_at"),
     )
-    session = get_session()
-    result = orders.record_order(session, data, _ctx().settings)
-    session.commit()
+
+
+def _order_recorded(ctx: AppContext, data: orders.OrderInput, result: orders.OrderResult) -> dict[str, Any]:
+    """After the commit: the store told of a new order's customer, and OrderOut's fields (written as its
+    schema would, a date as ISO 8601, without a pass through it)."""
     if result.created and result.customer_id is not None:
-        _customer_changed(result.customer_id, order_ids=(result.order_id,), rows=result.rows)
-    # OrderOut's fields, written as its schema would (a date as ISO 8601), without a pass through it.
-    body = {
+        _customer_changed(result.customer_id, order_ids=(result.order_id,), rows=result.rows, ctx=ctx)
+    return {
         "order_id": data.order_id,
         "customer_id": data.customer_id,
         "kind": result.kind,
@@ -522,9 +560,6 @@ def post_order() -> Any:
         "customer_created": result.customer_created,
         "delivered_at": None if result.delivered_at is None else result.delivered_at.isoformat(),
     }
-    response = current_app.json.response(body)
-    response.status_code = 201 if result.created else 200
-    return response
 
 
 @bp.patch("/orders/<order_id>")
@@ -597,6 +632,85 @@ def delete_customer(customer_id: str) -> ResponseReturnValue:
     return "", 204
 
 
+def _fast_write(
+    ctx: AppContext,
+    provider: JSONProvider,
+    scopes: tuple[str, ...],
+    read: Callable[[dict[str, Any]], Any],
+    write: Callable[[dict[str, Any], Any, Session], tuple[Any, int] | None],
+    max_bytes: int,
+) -> fastpath.Handler:
+    """A write view for the fast path (:mod:`api.fastpath`). ``read`` turns the parsed JSON body into the
+    view's input, None when not sure (the schema's errors); then, as the view's guard does, the request is
+    counted and its key checked against ``scopes``; ``write`` records the input in a session of its own
+    and returns the JSON body and status of the answer (None: Flask answers, e.g. a widget key's refused
+    customer). A failure before the commit leaves nothing stored and Flask's view does the same write
+    again, answering with its error (a conflict, an unknown SKU); after it, the write is answered."""
+    guard: auth.Guard = ctx.services["api_guard"]
+
+    def answer(environ: dict[str, Any], _: str) -> fastpath.Answer:
+        payload = fastpath.json_body(environ, max_bytes)
+        found = None if payload is None else read(payload)
+        if found is None:
+            return None
+        environ[auth.ENV_GUARD] = guard
+        if guard.limit.check(environ) is not None:
+            return None
+        if auth.authenticate(environ, *scopes) is not None:
+            return None
+        session = ctx.sessions()
+        try:
+            written = write(environ, found, session)
+            if written is None:
+                return None
+            session.commit()
+            environ[fastpath.ENV_COMMITTED] = True
+        except Exception:  # noqa: BLE001 - rolled back: Flask's view writes again and answers the error
+            log.debug("a fast write failed before its commit; Flask answers", exc_info=True)
+            session.rollback()
+            return None
+        finally:
+            session.close()
+        answered, status = written
+        # The view's response: the JSON as Flask writes it, then the guard's and the security headers.
+        response = cast(Response, provider.response(answered(ctx)))
+        body = response.get_data()
+        headers = [("Content-Type", response.content_type), ("Content-Length", str(len(body)))]
+        headers += [("Vary", "Origin"), *guard.headers(environ), *security.api_headers(environ)]
+        return fastpath.Answered(body, headers, f"{status} {HTTPStatus(status).phrase}")
+
+    return answer
+
+
+def _fast_events(ctx: AppContext, provider: JSONProvider) -> fastpath.Handler:
+    """:func:`post_events` for the fast path."""
+    limit = ctx.settings.api.max_batch
+
+    def read(payload: Any) -> dict[str, Any] | None:
+        batch = quick_event_batch(payload)
+        return None if batch is None or len(batch["events"]) > limit else batch
+
+    def write(environ: dict[str, Any], batch: dict[str, Any], session: Session) -> tuple[Any, int] | None:
+        found = _event_inputs(environ, batch)
+        if isinstance(found, Response):
+            return None
+        result = _record_events(ctx, session, *found)
+        return (lambda ctx: _events_recorded(ctx, result)), 200
+
+    return _fast_write(ctx, provider, ("server", "widget"), read, write, MAX_BYTES_PER_EVENT * limit)
+
+
+def _fast_order(ctx: AppContext, provider: JSONProvider) -> fastpath.Handler:
+    """:func:`post_order` for the fast path."""
+
+    def write(_: dict[str, Any], order: dict[str, Any], session: Session) -> tuple[Any, int]:
+        data = _order_input(order)
+        result = orders.record_order(session, data, ctx.settings)
+        return (lambda ctx: _order_recorded(ctx, data, result)), 201 if result.created else 200
+
+    return _fast_write(ctx, provider, ("server",), quick_order, write, FAST_ORDER_BYTES)
+
+
 def _catalog_changed() -> None:
     """After a committed product change: this process's next response sees it (others within seconds)."""
     serving = _ctx().services.get("serving")
@@ -610,11 +724,13 @@ def _customer_changed(
     order_ids: Iterable[int] = (),
     event_ids: Iterable[int] = (),
     rows: WrittenRows | None = None,
+    ctx: AppContext | None = None,
 ) -> None:
     """After a committed order, event or erasure: the next picks for this customer reflect it
     (``order_ids``/``event_ids``: the rows written, which this process need not reload again; ``rows``:
-    their interaction rows, which it adds to the customer's without reading them)."""
-    serving = _ctx().services.get("serving")
+    their interaction rows, which it adds to the customer's without reading them). ``ctx``: the app's,
+    outside a request of Flask's."""
+    serving = (ctx or _ctx()).services.get("serving")
     if serving is not None:
         recommendations.customer_changed(
             serving, customer_id, order_ids=order_ids, event_ids=event_ids, rows=rows
@@ -669,6 +785,13 @@ def register(app: Any) -> None:
             ),
         ):
             fastpath.route(app, f"{bp.url_prefix}{rule}", handler, endpoint=f"{bp.name}.{view.__name__}")
+        writes = (
+            ("/events", _fast_events(ctx, app.json), post_events),
+            ("/orders", _fast_order(ctx, app.json), post_order),
+        )
+        for rule, handler, view in writes:
+            endpoint = f"{bp.name}.{view.__name__}"
+            fastpath.route(app, f"{bp.url_prefix}{rule}", handler, endpoint=endpoint, method="POST")
     next_purchase.register(app)
     segments.register(app)
     app.register_blueprint(widget.bp)

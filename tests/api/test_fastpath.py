@@ -330,3 +330,148 @@ def test_a_request_to_a_read_is_counted_once_and_labelled_with_its_route(setting
         assert [r.status_code for r in responses] == [200, 404, 200, 429]
         assert [r.headers["X-RateLimit-Remaining"] for r in responses] == ["2", "1", "0", "0"]
         assert {r: count(r, "200") - before[r] for r in routes} == {r: 1 for r in routes}
+
+
+def _writes(tag: str, keys, app):  # type: ignore[no-untyped-def]
+    """Write requests, each app's with its own ids (``tag``): the same answers from a shared database."""
+    server, unsigned = bearer(keys["server"]), {"X-Api-Key": keys["widget"], "Origin": SHOP}
+    widget = {**unsigned, **signed(app, keys["widget"], "C1")}
+    json_type = {"Content-Type": "application/json"}
+
+    def event(n: int, **fields):  # type: ignore[no-untyped-def]
+        found = {"id": f"{tag}-e{n}", "type": "view", "sku": "MUG-1", "customer_id": "C1", **fields}
+        return {k: v for k, v in found.items() if v is not None}
+
+    def order(n: int, **fields):  # type: ignore[no-untyped-def]
+        line = {"sku": "VASE-2", "quantity": 2, "unit_price": "32.00"}
+        return {"order_id": f"{tag}-o{n}", "customer_id": "C2", "lines": [line], **fields}
+
+    events, orders = "/v1/events", "/v1/orders"
+    return [
+        ("POST", events, server, {"events": [event(1), event(2, type="cart", customer_id="C2")]}),
+        ("POST", events, server, {"events": [event(1), event(3)]}),  # one seen before: a duplicate
+        ("POST", events, widget, {"events": [event(4)]}),
+        ("POST", events, unsigned, {"events": [event(5, customer_id=None, anonymous_id=f"{tag}-anon")]}),
+        ("POST", events, unsigned, {"events": [event(6)]}),  # no signature of C1: 401
+        ("POST", events, widget, {"events": [event(7, type="purchase")]}),  # not a widget's kind
+        ("POST", events, server, {"events": [event(8, sku="NO-SUCH-SKU")]}),
+        ("POST", events, server, {"events": [event(9, type="wish")]}),  # the schema's 422
+        ("POST", events, server, {"events": [event(n) for n in range(10, 1012)]}),  # over max_batch: 413
+        ("POST", events, {}, {"events": [event(12)]}),
+        ("POST", events, bearer(keys["email"]), {"events": [event(13)]}),
+        ("POST", events, {**server, **json_type}, b'{"events": [}'),
+        ("POST", events, {**server, "Content-Type": "text/plain"}, b'{"events": []}'),
+        ("POST", orders, server, order(1)),
+        ("POST", orders, server, order(1)),  # the same again: 200, not created
+        ("POST", orders, server, order(1, lines=[{"sku": "MUG-1", "quantity": 1, "unit_price": "8.50"}])),
+        ("POST", orders, server, order(2, customer_id=f"{tag}-new", kind="return")),
+        ("POST", orders, server, order(3, lines=[])),
+        ("POST", orders, widget, order(4)),
+    ]
+
+
+def test_writes_answer_as_flask_does(app, settings, keys, shop):
+    """Event batches and orders: an app with the fast path and one without answer each write with the same
+    status, headers and body, and store the same rows; only well-formed writes with a key allowed to make
+    them skip Flask's view; a refused or failed one (a conflict, an unknown SKU, a widget key's purchase)
+    reaches it and is answered there, nothing of it stored twice."""
+    from sqlalchemy import func, select
+
+    from domain.models import Customer, Event, Order
+
+    flask_only = _flask_only(settings)
+    clients = {"fast": app.test_client(), "flsk": flask_only.test_client()}  # tags of one length
+    reached: list[str] = []
+    for endpoint in ("storefront.post_events", "storefront.post_order"):
+        view = app.view_functions[endpoint]
+
+        def counted(view=view):  # type: ignore[no-untyped-def]
+            reached.append(request.get_data(as_text=True)[:40])
+            return view()
+
+        app.view_functions[endpoint] = counted
+    try:
+        answers: dict[str, list[tuple[int, list, object]]] = {}
+        for tag, client in clients.items():
+            answers[tag] = []
+            for method, path, headers, body in _writes(tag, keys, app):
+                if isinstance(body, bytes):
+                    resp = client.open(path, method=method, headers=headers, data=body)
+                else:
+                    resp = client.open(path, method=method, headers=headers, json=body)
+                data = resp.get_data(as_text=True).replace(tag, "<tag>")
+                answers[tag].append((resp.status_code, _headers(resp), data))
+            if tag == "fast":
+                fast_reached, reached = reached, []
+        assert answers["fast"] == answers["flsk"]
+        statuses = [status for status, _, _ in answers["fast"]]
+        assert statuses == [
+            200,
+            200,
+            200,
+            200,
+            401,
+            422,
+            422,
+            422,
+            413,
+            401,
+            403,
+            400,
+            422,
+            201,
+            200,
+            409,
+            201,
+            422,
+            403,
+        ]
+        assert reached == []  # the app without the fast path has no view replaced
+        # Only what the fast path handed on reached the view: the refused, failed and malformed writes.
+        assert len(fast_reached) == 12, fast_reached
+        with app.extensions["giftrec"].sessions() as session:
+            for tag in clients:
+                stored = session.execute(
+                    select(Event.kind, Event.source, Event.customer_id.is_(None))
+                    .where(Event.idempotency_key.like(f"{tag}-%"))
+                    .order_by(Event.idempotency_key)
+                ).all()
+                orders = session.scalar(select(func.count()).where(Order.external_id.like(f"{tag}-%")))
+                created = session.scalar(select(func.count()).where(Customer.external_id == f"{tag}-new"))
+                answers[tag] = [stored, orders, created]  # type: ignore[list-item]
+        assert answers["fast"] == answers["flsk"]
+        assert len(answers["fast"][0]) == 5 and answers["fast"][1:] == [2, 1]  # type: ignore[arg-type]
+    finally:
+        flask_only.extensions["giftrec"].close()
+
+
+def test_a_write_that_fails_after_its_commit_is_not_written_again(app, client, keys, shop, monkeypatch):
+    """A failure once the fast path has committed (here: telling the store) is raised, as the view's own
+    would be, and never handed to Flask's view, which would write the batch again; before the commit, a
+    failure leaves nothing stored and Flask's view writes and answers."""
+    from sqlalchemy import func, select
+
+    from api import storefront
+    from domain.models import Event
+
+    reached = []
+    view = app.view_functions["storefront.post_events"]
+    app.view_functions["storefront.post_events"] = lambda: reached.append(1) or view()
+    batch = {"events": [{"id": "late-1", "type": "view", "sku": "MUG-1", "customer_id": "C1"}]}
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("the store is broken")
+
+    monkeypatch.setattr(storefront, "_customer_changed", broken)
+    with pytest.raises(RuntimeError, match="the store is broken"):
+        client.post("/v1/events", json=batch, headers=bearer(keys["server"]))
+    assert reached == []
+    monkeypatch.setattr(storefront, "_record_events", broken)  # before the commit: Flask's turn
+    batch["events"][0]["id"] = "early-1"
+    with pytest.raises(RuntimeError, match="the store is broken"):
+        client.post("/v1/events", json=batch, headers=bearer(keys["server"]))
+    assert reached == [1]  # the view ran (and failed in its turn, with the same broken write)
+    with app.extensions["giftrec"].sessions() as session:
+        keys_stored = session.scalars(select(Event.idempotency_key).where(Event.idempotency_key.like("%-1")))
+        assert sorted(keys_stored) == ["late-1"]
+        assert session.scalar(select(func.count()).select_from(Event)) == 1
