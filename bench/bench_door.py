@@ -18,7 +18,12 @@ rate limit in that Redis (a limit no request reaches). Measured in one thread wi
 - whole requests, ``GET /v1/bestsellers?days=30`` through the app's WSGI callable (the request id door,
   the fast path, the rate limit, the key, the cached list, the headers): with the rate limit's call as
   before (client, pool, pure-Python parser), as now, and with the in-process counter instead of Redis
-  (what is left of the door without a network call: a floor, not an option with two web processes).
+  (what is left of the door without a network call: a floor, not an option with two web processes);
+- whole writes, ``POST /v1/events`` with one view event of a customer (a new id each time: each call
+  stores a row, in the SQLite file), through Flask's view (an app built with ``api.fast_path = false``
+  on the same database) and through the fast path (the app as built): the same write, its statements
+  and the store told, behind two doors (no model is trained here, so the store's own work after a
+  write is left out of both).
 
 Rounds alternate the variants; printed is each one's median over the rounds, in microseconds per call.
 """
@@ -27,6 +32,8 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
+import json
 import shutil
 import socket
 import statistics
@@ -58,7 +65,9 @@ def _cpu_us(call: Callable[[], Any], n: int) -> float:
     return 1e6 * (time.thread_time() - started) / n
 
 
-def _app(workdir: str, redis_url: str) -> tuple[Any, str]:
+def _app(workdir: str, redis_url: str) -> tuple[Any, Any, str]:
+    import dataclasses
+
     from api import create_app
     from config import load_settings
     from domain import schema
@@ -79,19 +88,24 @@ def _app(workdir: str, redis_url: str) -> tuple[Any, str]:
     with session_scope(ctx.sessions) as session:
         import_orders(session, str(SAMPLE), "online-retail", instance_dir=settings.server.instance_dir)
         _, key = api_keys.create_key(session, "server", name="bench_door")
-    return app, key
+    flask_only = create_app(
+        dataclasses.replace(settings, api=dataclasses.replace(settings.api, fast_path=False))
+    )
+    return app, flask_only, key
 
 
 def measure(redis_url: str, requests: int, rounds: int) -> None:
     import redis
     from redis.connection import _HiredisParser, _RESP3Parser
+    from sqlalchemy import select
 
     from api.auth import HIT_SCRIPT, KeyRateLimit, SweptMemoryStorage
     from api.redis_hits import RedisScriptCounter
     from domain.access import api_keys
+    from domain.models import Customer, Product
 
     with tempfile.TemporaryDirectory(prefix="bench_door_") as workdir:
-        app, key = _app(workdir, redis_url)
+        app, flask_only, key = _app(workdir, redis_url)
         ctx = app.extensions["giftrec"]
         limit: KeyRateLimit = ctx.services["rate_limit"]
         now_counter = limit._hit_script
@@ -150,6 +164,31 @@ def measure(redis_url: str, requests: int, rounds: int) -> None:
                 close()
 
         redis_storage, memory = limit.storage, SweptMemoryStorage()
+        with ctx.sessions() as session:
+            customer = session.scalar(select(Customer.external_id).order_by(Customer.id).limit(1))
+            sku = session.scalar(select(Product.sku).order_by(Product.id).limit(1))
+        written = itertools.count()
+
+        def write(door: Any) -> Callable[[], None]:
+            def run() -> None:
+                event = {"id": f"bench-{next(written)}", "type": "view", "sku": sku, "customer_id": customer}
+                payload = json.dumps({"events": [event]}).encode()
+                environ = dict(
+                    environ_base,
+                    REQUEST_METHOD="POST",
+                    PATH_INFO="/v1/events",
+                    QUERY_STRING="",
+                    CONTENT_TYPE="application/json",
+                    CONTENT_LENGTH=str(len(payload)),
+                )
+                environ["wsgi.input"] = io.BytesIO(payload)
+                body = door.wsgi_app(environ, start_response)
+                b"".join(body)
+                close = getattr(body, "close", None)
+                if close is not None:
+                    close()
+
+            return run
 
         def whole(counter: Any) -> Callable[[], None]:
             def run() -> None:
@@ -174,6 +213,8 @@ def measure(redis_url: str, requests: int, rounds: int) -> None:
             "GET /v1/bestsellers, rate limit as before": whole(before(scripts["python"])),
             "GET /v1/bestsellers, rate limit now": whole(now_counter),
             "GET /v1/bestsellers, rate limit in the process (no Redis)": in_memory,
+            "POST /v1/events (one view), through Flask's view": write(flask_only),
+            "POST /v1/events (one view), through the fast path (now)": write(app),
         }
         results: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(rounds):
@@ -191,6 +232,7 @@ def measure(redis_url: str, requests: int, rounds: int) -> None:
             ],
         )
         ctx.close()
+        flask_only.extensions["giftrec"].close()
 
 
 def main() -> None:
