@@ -272,6 +272,14 @@ _CONDITIONAL = (
 )
 
 
+def _admitted(environ: dict[str, Any], guard: auth.Guard, scopes: tuple[str, ...]) -> bool:
+    """Whether the fast path may answer as far as the guard goes: within the key's limit and a key of
+    ``scopes``. The guard's order: counted first (once: Flask's guard sees this count), then the key
+    checked; on False, Flask's guard and view answer with their 401/403/429."""
+    environ[auth.ENV_GUARD] = guard
+    return guard.limit.check(environ) is None and auth.authenticate(environ, *scopes) is None
+
+
 def _fast_read(
     ctx: AppContext,
     read_query: Callable[[dict[str, str]], dict[str, Any] | None],
@@ -303,11 +311,7 @@ def _fast_read(
         query = None if values is None else read_query(values)
         if query is None:
             return None
-        # The guard's order: counted first (once: Flask's guard sees this count), then the key checked.
-        environ[auth.ENV_GUARD] = guard
-        if guard.limit.check(environ) is not None:
-            return None
-        if auth.authenticate(environ, *scopes) is not None:
+        if not _admitted(environ, guard, scopes):
             return None
         if personal and auth.check_customer(environ, segment) is not None:
             return None
@@ -653,10 +657,7 @@ def _fast_write(
         found = None if payload is None else read(payload)
         if found is None:
             return None
-        environ[auth.ENV_GUARD] = guard
-        if guard.limit.check(environ) is not None:
-            return None
-        if auth.authenticate(environ, *scopes) is not None:
+        if not _admitted(environ, guard, scopes):
             return None
         session = ctx.sessions()
         try:
