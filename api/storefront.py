@@ -8,7 +8,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, cast
 
 from apiflask import APIBlueprint
@@ -675,10 +674,11 @@ def _fast_write(
         answered, status = written
         # The view's response: the JSON as Flask writes it, then the guard's and the security headers.
         response = cast(Response, provider.response(answered(ctx)))
+        response.status_code = status  # the status line as werkzeug writes it ("201 CREATED")
         body = response.get_data()
         headers = [("Content-Type", response.content_type), ("Content-Length", str(len(body)))]
         headers += [("Vary", "Origin"), *guard.headers(environ), *security.api_headers(environ)]
-        return fastpath.Answered(body, headers, f"{status} {HTTPStatus(status).phrase}")
+        return fastpath.Answered(body, headers, response.status)
 
     return answer
 
