@@ -74,15 +74,14 @@ class FastPath:
         found = _VARIABLE.findall(rule)
         if len(found) > 1 or not rule.startswith("/"):
             raise ValueError(f"a fast route has at most one variable segment: {rule!r}")
+        paths, routes = self.paths.setdefault(method, {}), self.routes.setdefault(method, [])
         if not found:
-            self.paths.setdefault(method, {})[rule] = (handler, endpoint)
-            self.routes.setdefault(method, [])
+            paths[rule] = (handler, endpoint)
             return
         prefix, suffix = rule.split(found[0])
         if not prefix.endswith("/") or (suffix and not suffix.startswith("/")):
             raise ValueError(f"the variable of a fast route must be a whole segment: {rule!r}")
-        self.paths.setdefault(method, {})
-        self.routes.setdefault(method, []).append((prefix, suffix, handler, endpoint))
+        routes.append((prefix, suffix, handler, endpoint))
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "")
@@ -142,12 +141,13 @@ def json_body(environ: WSGIEnvironment, max_bytes: int) -> Any:
     is put back as ``wsgi.input``, for Flask should the handler decline."""
     if not _is_json(environ.get("CONTENT_TYPE", "")) or "HTTP_TRANSFER_ENCODING" in environ:
         return None
-    length = environ.get("CONTENT_LENGTH") or ""
-    if not length.isdigit() or int(length) > max_bytes:
+    announced = environ.get("CONTENT_LENGTH") or ""
+    length = int(announced) if announced.isdigit() else -1
+    if not 0 <= length <= max_bytes:
         return None
-    raw = environ["wsgi.input"].read(int(length))
+    raw = environ["wsgi.input"].read(length)
     environ["wsgi.input"] = io.BytesIO(raw)
-    if len(raw) != int(length):  # the client sent less than it announced: Flask's error
+    if len(raw) != length:  # the client sent less than it announced: Flask's error
         return None
     try:
         return json.loads(raw)

@@ -456,7 +456,8 @@ def post_events() -> Any:
     session = get_session()
     result = _record_events(_ctx(), session, *found)
     session.commit()
-    return current_app.json.response(_events_recorded(_ctx(), result))
+    body, _ = _events_recorded(_ctx(), result)
+    return current_app.json.response(body)
 
 
 def _event_inputs(
@@ -496,14 +497,14 @@ def _record_events(
     return events.record_events(session, ctx.settings, items, allowed_kinds=allowed)
 
 
-def _events_recorded(ctx: AppContext, result: events.BatchResult) -> dict[str, int]:
-    """After the commit: the store told of each customer written for, and EventBatchOut's two fields
-    (written as its schema would, without a pass through it)."""
+def _events_recorded(ctx: AppContext, result: events.BatchResult) -> tuple[dict[str, int], int]:
+    """After the commit: the store told of each customer written for; the answer's body, EventBatchOut's
+    two fields (written as its schema would, without a pass through it), and its status."""
     for customer in result.customer_ids:
         _customer_changed(
             customer, event_ids=result.event_ids.get(customer, ()), rows=result.rows.get(customer), ctx=ctx
         )
-    return {"recorded": result.recorded, "duplicates": result.duplicates}
+    return {"recorded": result.recorded, "duplicates": result.duplicates}, 200
 
 
 @bp.post("/orders")
@@ -531,8 +532,9 @@ def post_order() -> Any:
     session = get_session()
     result = orders.record_order(session, data, _ctx().settings)
     session.commit()
-    response = current_app.json.response(_order_recorded(_ctx(), data, result))
-    response.status_code = 201 if result.created else 200
+    body, status = _order_recorded(_ctx(), data, result)
+    response = current_app.json.response(body)
+    response.status_code = status
     return response
 
 
@@ -549,12 +551,15 @@ def _order_input(order: dict[str, Any]) -> orders.OrderInput:
     )
 
 
-def _order_recorded(ctx: AppContext, data: orders.OrderInput, result: orders.OrderResult) -> dict[str, Any]:
-    """After the commit: the store told of a new order's customer, and OrderOut's fields (written as its
-    schema would, a date as ISO 8601, without a pass through it)."""
+def _order_recorded(
+    ctx: AppContext, data: orders.OrderInput, result: orders.OrderResult
+) -> tuple[dict[str, Any], int]:
+    """After the commit: the store told of a new order's customer; the answer's body, OrderOut's fields
+    (written as its schema would, a date as ISO 8601, without a pass through it), and its status (201 for
+    a new order, 200 for one recorded before)."""
     if result.created and result.customer_id is not None:
         _customer_changed(result.customer_id, order_ids=(result.order_id,), rows=result.rows, ctx=ctx)
-    return {
+    body = {
         "order_id": data.order_id,
         "customer_id": data.customer_id,
         "kind": result.kind,
@@ -563,6 +568,7 @@ def _order_recorded(ctx: AppContext, data: orders.OrderInput, result: orders.Ord
         "customer_created": result.customer_created,
         "delivered_at": None if result.delivered_at is None else result.delivered_at.isoformat(),
     }
+    return body, 201 if result.created else 200
 
 
 @bp.patch("/orders/<order_id>")
@@ -639,16 +645,18 @@ def _fast_write(
     ctx: AppContext,
     provider: JSONProvider,
     scopes: tuple[str, ...],
-    read: Callable[[dict[str, Any]], Any],
-    write: Callable[[dict[str, Any], Any, Session], tuple[Any, int] | None],
+    read: Callable[[Any], Any],
+    write: Callable[[dict[str, Any], Any, Session], Any],
+    recorded: Callable[[Any], tuple[dict[str, Any], int]],
     max_bytes: int,
 ) -> fastpath.Handler:
     """A write view for the fast path (:mod:`api.fastpath`). ``read`` turns the parsed JSON body into the
     view's input, None when not sure (the schema's errors); then, as the view's guard does, the request is
     counted and its key checked against ``scopes``; ``write`` records the input in a session of its own
-    and returns the JSON body and status of the answer (None: Flask answers, e.g. a widget key's refused
-    customer). A failure before the commit leaves nothing stored and Flask's view does the same write
-    again, answering with its error (a conflict, an unknown SKU); after it, the write is answered."""
+    (None: Flask answers, e.g. a widget key's refused customer), and after the commit ``recorded`` tells
+    the store and gives the answer's JSON body and status, as the view's. A failure before the commit
+    leaves nothing stored and Flask's view does the same write again, answering with its error (a
+    conflict, an unknown SKU); after it, the write is answered."""
     guard: auth.Guard = ctx.services["api_guard"]
 
     def answer(environ: dict[str, Any], _: str) -> fastpath.Answer:
@@ -671,9 +679,9 @@ def _fast_write(
             return None
         finally:
             session.close()
-        answered, status = written
+        out, status = recorded(written)
         # The view's response: the JSON as Flask writes it, then the guard's and the security headers.
-        response = cast(Response, provider.response(answered(ctx)))
+        response = cast(Response, provider.response(out))
         response.status_code = status  # the status line as werkzeug writes it ("201 CREATED")
         body = response.get_data()
         headers = [("Content-Type", response.content_type), ("Content-Length", str(len(body)))]
@@ -691,25 +699,39 @@ def _fast_events(ctx: AppContext, provider: JSONProvider) -> fastpath.Handler:
         batch = quick_event_batch(payload)
         return None if batch is None or len(batch["events"]) > limit else batch
 
-    def write(environ: dict[str, Any], batch: dict[str, Any], session: Session) -> tuple[Any, int] | None:
+    def write(environ: dict[str, Any], batch: dict[str, Any], session: Session) -> events.BatchResult | None:
         found = _event_inputs(environ, batch)
-        if isinstance(found, Response):
-            return None
-        result = _record_events(ctx, session, *found)
-        return (lambda ctx: _events_recorded(ctx, result)), 200
+        return None if isinstance(found, Response) else _record_events(ctx, session, *found)
 
-    return _fast_write(ctx, provider, ("server", "widget"), read, write, MAX_BYTES_PER_EVENT * limit)
+    return _fast_write(
+        ctx,
+        provider,
+        ("server", "widget"),
+        read,
+        write,
+        functools.partial(_events_recorded, ctx),
+        MAX_BYTES_PER_EVENT * limit,
+    )
 
 
 def _fast_order(ctx: AppContext, provider: JSONProvider) -> fastpath.Handler:
     """:func:`post_order` for the fast path."""
 
-    def write(_: dict[str, Any], order: dict[str, Any], session: Session) -> tuple[Any, int]:
+    def write(
+        _: dict[str, Any], order: dict[str, Any], session: Session
+    ) -> tuple[orders.OrderInput, orders.OrderResult]:
         data = _order_input(order)
-        result = orders.record_order(session, data, ctx.settings)
-        return (lambda ctx: _order_recorded(ctx, data, result)), 201 if result.created else 200
+        return data, orders.record_order(session, data, ctx.settings)
 
-    return _fast_write(ctx, provider, ("server",), quick_order, write, FAST_ORDER_BYTES)
+    return _fast_write(
+        ctx,
+        provider,
+        ("server",),
+        quick_order,
+        write,
+        lambda written: _order_recorded(ctx, *written),
+        FAST_ORDER_BYTES,
+    )
 
 
 def _catalog_changed() -> None:
